@@ -1,0 +1,375 @@
+"""The project store: one SQLite file per project (WAL), schema migrations, transactional writes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlite_utils
+
+DB_NAME = "project.sqlite"
+
+SPLITS = ("train", "val", "test", "none")
+LABEL_STATUSES = ("partial", "full", "none")
+VIDEO_STATUSES = ("ok", "missing", "unreadable")
+BOX_SOURCES = ("imported", "drawn", "accepted")
+
+# Each entry upgrades the schema by one version (PRAGMA user_version). Never edit a released entry:
+# append a new one, so that projects made by older versions open and upgrade in place.
+MIGRATIONS: list[str] = [
+    # 1: the data model of DESIGN.md
+    """
+    CREATE TABLE videos (
+        id TEXT PRIMARY KEY,                  -- the dataset's own id (DUSIA: 20 digits)
+        kind TEXT NOT NULL DEFAULT 'video' CHECK (kind IN ('video', 'image')),
+        path TEXT,                            -- relative to the project folder where possible
+        fps REAL,
+        frame_count INTEGER,
+        width INTEGER,
+        height INTEGER,
+        split TEXT NOT NULL DEFAULT 'none' CHECK (split IN ('train', 'val', 'test', 'none')),
+        status TEXT NOT NULL DEFAULT 'missing' CHECK (status IN ('ok', 'missing', 'unreadable')),
+        status_reason TEXT,
+        source TEXT                           -- the annotation file it was imported from
+    );
+    CREATE INDEX videos_split ON videos(split);
+
+    CREATE TABLE species (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        color TEXT NOT NULL,
+        in_training INTEGER NOT NULL DEFAULT 1
+    );
+
+    CREATE TABLE frames (
+        video_id TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+        frame_index INTEGER NOT NULL CHECK (frame_index >= 0),
+        label_status TEXT NOT NULL CHECK (label_status IN ('partial', 'full', 'none')),
+        PRIMARY KEY (video_id, frame_index)
+    ) WITHOUT ROWID;
+    CREATE INDEX frames_status ON frames(label_status, video_id);
+
+    CREATE TABLE boxes (
+        id INTEGER PRIMARY KEY,
+        video_id TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+        frame_index INTEGER NOT NULL CHECK (frame_index >= 0),
+        species_id INTEGER NOT NULL REFERENCES species(id),
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+        track_id INTEGER,
+        source TEXT NOT NULL CHECK (source IN ('imported', 'drawn', 'accepted')),
+        origin_key TEXT,                      -- identifies an imported box, so re-imports add nothing twice
+        created REAL NOT NULL,
+        edited REAL,
+        CHECK (x2 > x1 AND y2 > y1)
+    );
+    CREATE INDEX boxes_frame ON boxes(video_id, frame_index);
+    CREATE INDEX boxes_species ON boxes(species_id);
+    CREATE UNIQUE INDEX boxes_origin ON boxes(video_id, frame_index, origin_key)
+        WHERE origin_key IS NOT NULL;
+
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        config TEXT NOT NULL,                 -- JSON
+        status TEXT NOT NULL
+            CHECK (status IN ('pending', 'running', 'finished', 'failed', 'cancelled')),
+        error TEXT,
+        started REAL,
+        finished REAL,
+        metrics TEXT,                         -- JSON: one object per epoch
+        weights TEXT
+    );
+
+    CREATE TABLE detections (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        video_id TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+        frame_index INTEGER NOT NULL,
+        species_id INTEGER NOT NULL REFERENCES species(id),
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+        confidence REAL NOT NULL
+    );
+    CREATE INDEX detections_frame ON detections(run_id, video_id, frame_index);
+    CREATE INDEX detections_species ON detections(run_id, species_id);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Distinct, readable on dark water; species beyond the list get a colour from their hash.
+PALETTE = [
+    "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+    "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#aaffc3", "#ffd8b1",
+]
+
+
+class ProjectError(Exception):
+    """A project cannot be opened or used (missing, made by a newer version, not a project)."""
+
+
+class Project:
+    """An open project: a folder holding ``project.sqlite`` and derived data (frame cache, runs).
+
+    One instance per thread: SQLite connections must not be shared between threads. Writes go through
+    :meth:`transaction`, so a failure (or a kill) leaves the store as it was before the write began.
+    """
+
+    def __init__(self, folder: Path, db: sqlite_utils.Database):
+        self.folder = folder
+        self.db = db
+        self.conn: sqlite3.Connection = db.conn
+        self._depth = 0
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, folder: str | os.PathLike, create: bool = False) -> Project:
+        folder = Path(folder).expanduser().absolute()
+        db_path = folder / DB_NAME
+        if not db_path.exists():
+            if not create:
+                raise ProjectError(f"{folder} is not a project: it has no {DB_NAME}")
+            if folder.exists() and not folder.is_dir():
+                raise ProjectError(f"{folder} exists and is not a folder")
+            folder.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(db_path, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA foreign_keys = ON")
+            db = sqlite_utils.Database(conn)
+            if db.journal_mode != "wal":
+                db.enable_wal()
+            conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses no commit
+            project = cls(folder, db)
+            project._migrate()
+        except sqlite3.DatabaseError as e:
+            raise ProjectError(f"{db_path} cannot be opened as a project: {e}") from e
+        return project
+
+    @classmethod
+    def create(cls, folder: str | os.PathLike) -> Project:
+        return cls.open(folder, create=True)
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ProjectError(
+                f"{self.folder} was written by a newer version of bpr (schema {version}; "
+                f"this version knows {SCHEMA_VERSION}): update bpr to open it"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self.transaction():
+                for statement in _split_sql(MIGRATIONS[target - 1]):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {target}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    # -- transactions ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run a block of writes atomically; nested blocks join the outermost one."""
+        if self._depth == 0:
+            self.conn.execute("BEGIN IMMEDIATE")
+        self._depth += 1
+        try:
+            yield self.conn
+        except BaseException:
+            self._depth -= 1
+            if self._depth == 0:
+                self.conn.execute("ROLLBACK")
+            raise
+        self._depth -= 1
+        if self._depth == 0:
+            self.conn.execute("COMMIT")
+
+    # -- paths -------------------------------------------------------------------------------
+    def stored_path(self, path: str | os.PathLike) -> str:
+        """The form a file path is stored in: relative to the project folder when inside it."""
+        path = Path(path).expanduser().absolute()
+        try:
+            return path.relative_to(self.folder).as_posix()
+        except ValueError:
+            return str(path)
+
+    def resolve_path(self, stored: str) -> Path:
+        path = Path(stored)
+        return path if path.is_absolute() else self.folder / path
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.folder / "cache"
+
+    # -- species -----------------------------------------------------------------------------
+    def species_id(self, name: str, color: str | None = None) -> int:
+        """The id of a species by name (case-insensitive), adding it if new."""
+        name = " ".join(name.split())
+        if not name:
+            raise ValueError("a species name cannot be empty")
+        row = self.conn.execute("SELECT id FROM species WHERE name = ?", (name,)).fetchone()
+        if row:
+            return row[0]
+        if color is None:
+            count = self.conn.execute("SELECT count(*) FROM species").fetchone()[0]
+            color = PALETTE[count % len(PALETTE)]
+        with self.transaction():
+            cur = self.conn.execute("INSERT INTO species (name, color) VALUES (?, ?)", (name, color))
+        return cur.lastrowid
+
+    def species(self) -> list[dict]:
+        return list(self.db.query("SELECT * FROM species ORDER BY id"))
+
+    # -- videos ------------------------------------------------------------------------------
+    def videos(self, split: str | None = None) -> list[dict]:
+        if split is None:
+            return list(self.db.query("SELECT * FROM videos ORDER BY id"))
+        return list(self.db.query("SELECT * FROM videos WHERE split = ? ORDER BY id", [split]))
+
+    def video(self, video_id: str) -> dict:
+        rows = list(self.db.query("SELECT * FROM videos WHERE id = ?", [video_id]))
+        if not rows:
+            raise KeyError(f"no video {video_id!r} in {self.folder}")
+        return rows[0]
+
+    def set_video_file(self, video_id: str, path: str | os.PathLike | None, info: dict | None,
+                       status: str, reason: str | None = None) -> None:
+        """Record where a video's file is and what probing it found (status ok/missing/unreadable)."""
+        info = info or {}
+        with self.transaction():
+            self.conn.execute(
+                """UPDATE videos SET path = ?, status = ?, status_reason = ?,
+                       fps = coalesce(?, fps), frame_count = coalesce(?, frame_count),
+                       width = coalesce(?, width), height = coalesce(?, height)
+                   WHERE id = ?""",
+                (None if path is None else self.stored_path(path), status, reason,
+                 info.get("fps"), info.get("frame_count"), info.get("width"), info.get("height"),
+                 video_id),
+            )
+
+    # -- frames and boxes --------------------------------------------------------------------
+    def set_frame_status(self, video_id: str, frame_index: int, status: str) -> None:
+        if status not in LABEL_STATUSES:
+            raise ValueError(f"label status must be one of {LABEL_STATUSES}, not {status!r}")
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO frames (video_id, frame_index, label_status) VALUES (?, ?, ?) "
+                "ON CONFLICT (video_id, frame_index) DO UPDATE SET label_status = excluded.label_status",
+                (video_id, frame_index, status),
+            )
+
+    def frame_status(self, video_id: str, frame_index: int) -> str:
+        row = self.conn.execute(
+            "SELECT label_status FROM frames WHERE video_id = ? AND frame_index = ?",
+            (video_id, frame_index),
+        ).fetchone()
+        return row[0] if row else "none"
+
+    def labeled_frames(self, video_id: str) -> list[dict]:
+        return list(self.db.query(
+            "SELECT frame_index, label_status FROM frames WHERE video_id = ? ORDER BY frame_index",
+            [video_id],
+        ))
+
+    def boxes(self, video_id: str, frame_index: int) -> list[dict]:
+        return list(self.db.query(
+            "SELECT b.*, s.name AS species FROM boxes b JOIN species s ON s.id = b.species_id "
+            "WHERE b.video_id = ? AND b.frame_index = ? ORDER BY b.id",
+            [video_id, frame_index],
+        ))
+
+    def add_box(self, video_id: str, frame_index: int, species: str | int,
+                xyxy: tuple[float, float, float, float], source: str = "drawn",
+                track_id: int | None = None) -> int:
+        x1, y1, x2, y2 = map(float, xyxy)
+        if not (x2 > x1 and y2 > y1):
+            raise ValueError(f"a box needs x2 > x1 and y2 > y1, got {xyxy}")
+        with self.transaction():
+            species_id = species if isinstance(species, int) else self.species_id(species)
+            cur = self.conn.execute(
+                "INSERT INTO boxes (video_id, frame_index, species_id, x1, y1, x2, y2, track_id, "
+                "source, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (video_id, frame_index, species_id, x1, y1, x2, y2, track_id, source, time.time()),
+            )
+        return cur.lastrowid
+
+    def update_box(self, box_id: int, xyxy: tuple[float, float, float, float] | None = None,
+                   species: str | int | None = None) -> None:
+        with self.transaction():
+            if xyxy is not None:
+                x1, y1, x2, y2 = map(float, xyxy)
+                if not (x2 > x1 and y2 > y1):
+                    raise ValueError(f"a box needs x2 > x1 and y2 > y1, got {xyxy}")
+                self.conn.execute(
+                    "UPDATE boxes SET x1 = ?, y1 = ?, x2 = ?, y2 = ?, edited = ? WHERE id = ?",
+                    (x1, y1, x2, y2, time.time(), box_id),
+                )
+            if species is not None:
+                species_id = species if isinstance(species, int) else self.species_id(species)
+                self.conn.execute("UPDATE boxes SET species_id = ?, edited = ? WHERE id = ?",
+                                  (species_id, time.time(), box_id))
+
+    def delete_box(self, box_id: int) -> None:
+        with self.transaction():
+            self.conn.execute("DELETE FROM boxes WHERE id = ?", (box_id,))
+
+    # -- summary -----------------------------------------------------------------------------
+    def summary(self) -> dict:
+        """Counts for ``bpr info``: videos, boxes, boxes per species, labeled frames, per split."""
+        q = self.conn.execute
+        species = {name: n for name, n in q(
+            "SELECT s.name, count(b.id) FROM species s LEFT JOIN boxes b ON b.species_id = s.id "
+            "GROUP BY s.id ORDER BY s.name COLLATE NOCASE"
+        )}
+        frames = {status: 0 for status in ("partial", "full")}
+        frames.update({s: n for s, n in q(
+            "SELECT label_status, count(*) FROM frames WHERE label_status != 'none' GROUP BY 1")})
+        splits = {}
+        for split in ("train", "val", "test"):
+            videos = q("SELECT count(*) FROM videos WHERE split = ?", (split,)).fetchone()[0]
+            labeled = q(
+                "SELECT count(*) FROM frames f JOIN videos v ON v.id = f.video_id "
+                "WHERE v.split = ? AND f.label_status != 'none'", (split,)).fetchone()[0]
+            boxes = q(
+                "SELECT count(*) FROM boxes b JOIN frames f USING (video_id, frame_index) "
+                "JOIN videos v ON v.id = b.video_id WHERE v.split = ? AND f.label_status != 'none'",
+                (split,)).fetchone()[0]
+            splits[split] = {"videos": videos, "frames": labeled, "boxes": boxes}
+        return {
+            "project": str(self.folder),
+            "videos": q("SELECT count(*) FROM videos").fetchone()[0],
+            "boxes": q("SELECT count(*) FROM boxes").fetchone()[0],
+            "species": species,
+            "frames": frames,
+            "splits": splits,
+            "missing_videos": q("SELECT count(*) FROM videos WHERE status = 'missing'").fetchone()[0],
+            "unreadable_videos": q(
+                "SELECT count(*) FROM videos WHERE status = 'unreadable'").fetchone()[0],
+        }
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit outside our transaction)."""
+    statements, current = [], []
+    for line in script.splitlines():
+        line = line.split("--", 1)[0].rstrip()
+        if not line:
+            continue
+        current.append(line)
+        if line.endswith(";"):
+            statements.append("\n".join(current))
+            current = []
+    if current:
+        statements.append("\n".join(current))
+    return statements

@@ -1,0 +1,95 @@
+"""The project store: schema, WAL, migrations, transactions, box edits, summary."""
+
+import sqlite3
+
+import pytest
+
+from bpr.store import SCHEMA_VERSION, Project, ProjectError
+
+
+def test_new_project_has_current_schema_and_wal(project):
+    assert project.schema_version == SCHEMA_VERSION
+    assert project.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert set(project.db.table_names()) >= {"videos", "species", "frames", "boxes", "runs",
+                                             "detections"}
+    indexes = {row[1] for row in project.conn.execute("SELECT * FROM sqlite_master WHERE type='index'")}
+    assert {"boxes_frame", "detections_frame", "detections_species"} <= indexes
+
+
+def test_opening_a_folder_without_a_project_fails_clearly(tmp_path):
+    with pytest.raises(ProjectError, match="is not a project"):
+        Project.open(tmp_path / "nothing")
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_a_project_from_a_newer_version_is_refused(tmp_path):
+    with Project.create(tmp_path / "p") as p:
+        p.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(ProjectError, match="newer version"):
+        Project.open(tmp_path / "p")
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "project.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ProjectError, match="cannot be opened"):
+        Project.open(tmp_path / "p")
+
+
+def test_reopening_keeps_data(tmp_path):
+    with Project.create(tmp_path / "p") as p:
+        p.conn.execute("INSERT INTO videos (id) VALUES ('v')")
+        p.add_box("v", 3, "Basket star", (1, 2, 30, 40))
+    with Project.open(tmp_path / "p") as p:
+        [box] = p.boxes("v", 3)
+        assert (box["species"], box["x1"], box["y2"], box["source"]) == ("Basket star", 1, 40, "drawn")
+
+
+def test_transaction_rolls_back_everything_on_error(project):
+    project.conn.execute("INSERT INTO videos (id) VALUES ('v')")
+    with pytest.raises(RuntimeError):
+        with project.transaction():
+            project.add_box("v", 0, "urchin", (0, 0, 10, 10))   # nested: joins the outer one
+            project.set_frame_status("v", 0, "full")
+            raise RuntimeError("boom")
+    assert project.conn.execute("SELECT count(*) FROM boxes").fetchone()[0] == 0
+    assert project.frame_status("v", 0) == "none"
+    assert project.species() == []
+
+
+def test_species_match_case_insensitively(project):
+    a = project.species_id("Basket star")
+    assert project.species_id("basket  STAR") == a
+    assert [s["name"] for s in project.species()] == ["Basket star"]
+
+
+def test_box_edits(project):
+    project.conn.execute("INSERT INTO videos (id) VALUES ('v')")
+    box = project.add_box("v", 0, "urchin", (0, 0, 10, 10))
+    project.update_box(box, xyxy=(1, 1, 5, 6), species="lobster")
+    [row] = project.boxes("v", 0)
+    assert (row["x1"], row["y2"], row["species"]) == (1, 6, "lobster") and row["edited"]
+    with pytest.raises(ValueError, match="x2 > x1"):
+        project.update_box(box, xyxy=(5, 1, 5, 6))
+    with pytest.raises(ValueError, match="x2 > x1"):
+        project.add_box("v", 0, "urchin", (10, 0, 0, 10))
+    project.delete_box(box)
+    assert project.boxes("v", 0) == []
+
+
+def test_the_schema_itself_rejects_bad_rows(project):
+    project.conn.execute("INSERT INTO videos (id) VALUES ('v')")
+    with pytest.raises(sqlite3.IntegrityError):
+        project.conn.execute("INSERT INTO frames VALUES ('v', 0, 'maybe')")
+    with pytest.raises(sqlite3.IntegrityError):
+        project.conn.execute("INSERT INTO frames VALUES ('no such video', 0, 'full')")
+
+
+def test_frame_status_values(project):
+    project.conn.execute("INSERT INTO videos (id) VALUES ('v')")
+    project.set_frame_status("v", 7, "partial")
+    project.set_frame_status("v", 7, "full")
+    assert project.frame_status("v", 7) == "full"
+    assert project.labeled_frames("v") == [{"frame_index": 7, "label_status": "full"}]
+    with pytest.raises(ValueError):
+        project.set_frame_status("v", 7, "complete")

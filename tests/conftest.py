@@ -1,0 +1,68 @@
+"""Fixtures shared by all tests: the real data in ../shared/data, a fresh project, the demo project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared(*parts: str) -> Path:
+    """A path under ../shared/data; the test is skipped (with the reason) when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real test data not found at {path} (the ../shared checkout is absent)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _private_settings(tmp_path_factory, monkeypatch):
+    """No test touches the user's settings: bpr's (and ultralytics') config goes to a temp folder."""
+    config = tmp_path_factory.getbasetemp() / "bpr-config"
+    monkeypatch.setenv("BPR_CONFIG_DIR", str(config))
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(config / "ultralytics"))
+
+
+@pytest.fixture
+def project(tmp_path):
+    from bpr.store import Project
+
+    with Project.create(tmp_path / "project") as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory):
+    """The demo project, built once per test session; use ``demo_project`` for a private copy."""
+    from bpr.demo import build_demo
+
+    folder = tmp_path_factory.mktemp("demo-template") / "demo"
+    build_demo(folder)
+    return folder
+
+
+@pytest.fixture
+def demo_project(demo_template, tmp_path):
+    from bpr.store import Project
+
+    folder = tmp_path / "demo"
+    shutil.copytree(demo_template, folder)
+    with Project.open(folder) as p:
+        yield p
+
+
+@pytest.fixture
+def ultralytics_offline(tmp_path_factory):
+    """ultralytics configured offline (config, font, settings) in a private folder."""
+    from bpr.offline import configure
+
+    return configure()
+
+
+def pytest_configure(config):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
