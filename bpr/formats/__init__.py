@@ -1,0 +1,71 @@
+"""Importers: each reads and checks a whole source first, then writes it in one transaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bpr.formats.coco import read_coco
+from bpr.formats.common import ImportReport, LabelFormatError, Progress, write_batch
+from bpr.formats.cvat import read_cvat
+from bpr.formats.dusia import find_video, read_dusia
+from bpr.formats.yolo import read_yolo
+from bpr.media import probe_status
+from bpr.store import Project
+
+__all__ = [
+    "ImportReport", "LabelFormatError", "import_coco", "import_cvat", "import_dusia", "import_yolo",
+    "link_videos", "read_coco", "read_cvat", "read_dusia", "read_yolo", "write_batch",
+]
+
+
+def import_dusia(project: Project, root: str | Path, videos_dir: str | Path | None = None,
+                 progress: Progress | None = None) -> ImportReport:
+    return write_batch(project, read_dusia(root, videos_dir, progress), progress)
+
+
+def import_cvat(project: Project, xml: str | Path, video_id: str | None = None,
+                video_file: str | Path | None = None, split: str | None = None,
+                status: str = "partial", progress: Progress | None = None) -> ImportReport:
+    batch = read_cvat(xml, video_id, Path(video_file) if video_file else None, split, status)
+    return write_batch(project, batch, progress)
+
+
+def import_yolo(project: Project, data_yaml: str | Path, train_status: str = "partial",
+                progress: Progress | None = None) -> ImportReport:
+    return write_batch(project, read_yolo(data_yaml, train_status, progress), progress)
+
+
+def import_coco(project: Project, json_path: str | Path, images_dir: str | Path | None = None,
+                split: str | None = None, status: str | None = None,
+                progress: Progress | None = None) -> ImportReport:
+    return write_batch(project, read_coco(json_path, images_dir, split, status), progress)
+
+
+def link_videos(project: Project, folder: str | Path) -> dict[str, list[str]]:
+    """Find the files of videos not yet linked in ``folder`` (by id) and record them.
+
+    Returns {"linked": ids, "unreadable": ["id: reason"], "still_missing": ids,
+    "frame_count_mismatch": ["id: ..."]}.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    result: dict[str, list[str]] = {"linked": [], "unreadable": [], "still_missing": [],
+                                    "frame_count_mismatch": []}
+    for video in project.videos():
+        if video["kind"] != "video" or video["status"] == "ok":
+            continue
+        path = find_video(folder, video["id"])
+        if path is None:
+            result["still_missing"].append(video["id"])
+            continue
+        info, status, reason = probe_status(path)
+        expected = video["frame_count"]
+        if status == "ok" and expected and info["frame_count"] != expected:
+            result["frame_count_mismatch"].append(
+                f"{video['id']}: the file has {info['frame_count']} frames, the annotations {expected}")
+            info = {k: v for k, v in info.items() if k != "frame_count"}  # keep the annotation's
+        project.set_video_file(video["id"], path, info, status, reason)
+        (result["linked"] if status == "ok" else result["unreadable"]).append(
+            video["id"] if status == "ok" else f"{video['id']}: {reason}")
+    return result

@@ -1,0 +1,92 @@
+"""COCO detection JSON (images, annotations with [x, y, w, h] boxes, categories)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bpr.formats.common import (
+    BoxChecker,
+    BoxRecord,
+    ImportBatch,
+    LabelFormatError,
+    VideoRecord,
+    normalise_species,
+)
+from bpr.formats.yolo import default_status
+
+
+def _require(obj, key: str, kind, where: str):
+    if not isinstance(obj, dict) or key not in obj:
+        raise LabelFormatError(f"{where}: missing '{key}'")
+    value = obj[key]
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind) and not isinstance(value, bool)
+    if not ok:
+        raise LabelFormatError(f"{where}: '{key}' must be {kind.__name__}, found {value!r}")
+    return value
+
+
+def read_coco(path: str | Path, images_dir: str | Path | None = None, split: str | None = None,
+              status: str | None = None) -> ImportBatch:
+    """A COCO file as an ImportBatch; each image is a single-frame video named by its file name."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise LabelFormatError(f"{path}: cannot be read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise LabelFormatError(f"{path}: line {e.lineno}, column {e.colno}: malformed JSON ({e.msg})") from None
+    if not isinstance(data, dict):
+        raise LabelFormatError(f"{path}: expected a JSON object with images, annotations, categories")
+    sections = {key: data.get(key) for key in ("images", "annotations", "categories")}
+    for key, value in sections.items():
+        if not isinstance(value, list):
+            raise LabelFormatError(f"{path}: '{key}' must be a list")
+    images_dir = Path(images_dir) if images_dir else path.parent
+    status = status or default_status(split)
+
+    categories: dict[int, str] = {}
+    for i, cat in enumerate(sections["categories"]):
+        where = f"{path}: categories[{i}]"
+        cid = _require(cat, "id", int, where)
+        categories[cid] = normalise_species(_require(cat, "name", str, where))
+    batch = ImportBatch(species={name: None for name in categories.values()})
+
+    images: dict[int, tuple[str, int, int]] = {}
+    for i, image in enumerate(sections["images"]):
+        where = f"{path}: images[{i}]"
+        iid = _require(image, "id", int, where)
+        file_name = _require(image, "file_name", str, where)
+        width, height = _require(image, "width", int, where), _require(image, "height", int, where)
+        if iid in images:
+            raise LabelFormatError(f"{where}: image id {iid} appears twice")
+        vid = Path(file_name).with_suffix("").as_posix()
+        images[iid] = (vid, width, height)
+        batch.videos.append(VideoRecord(vid, kind="image", path=images_dir / file_name, frame_count=1,
+                                        width=width, height=height, split=split, source=path.name))
+        batch.frames.append((vid, 0, status))
+
+    checker = BoxChecker(path)
+    for i, ann in enumerate(sections["annotations"]):
+        where = f"annotations[{i}]"
+        aid = _require(ann, "id", int, f"{path}: {where}")
+        iid = _require(ann, "image_id", int, f"{path}: {where}")
+        cid = _require(ann, "category_id", int, f"{path}: {where}")
+        where = f"annotation id {aid}"
+        if iid not in images:
+            raise LabelFormatError(f"{path}: {where}: image_id {iid} is not among the images")
+        if cid not in categories:
+            raise LabelFormatError(f"{path}: {where}: category_id {cid} is not among the categories")
+        bbox = ann.get("bbox")
+        if (not isinstance(bbox, list) or len(bbox) != 4
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
+            raise LabelFormatError(f"{path}: {where}: bbox must be [x, y, width, height]")
+        vid, width, height = images[iid]
+        x, y, w, h = (float(v) for v in bbox)
+        x1, y1, x2, y2 = checker.check(where, x, y, x + w, y + h, width, height)
+        batch.boxes.append(BoxRecord(vid, 0, categories[cid], x1, y1, x2, y2, origin_key=f"coco:{aid}"))
+    batch.warnings += checker.warnings()
+    return batch

@@ -1,0 +1,196 @@
+"""What every importer produces (an ImportBatch), how boxes are checked, and the one writer to the store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bpr.store import Project
+
+# progress(done, total, message); total may be 0 when unknown.
+Progress = Callable[[int, int, str], None]
+
+
+class LabelFormatError(ValueError):
+    """An annotation file cannot be imported. The message names the file and the line or element."""
+
+
+@dataclass
+class VideoRecord:
+    id: str
+    kind: str = "video"                  # 'video', or 'image' for a single-frame still
+    path: Path | None = None             # the file, when the importer found it
+    frame_count: int | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    split: str | None = None             # None keeps what the store already has
+    source: str | None = None
+
+
+@dataclass
+class BoxRecord:
+    video_id: str
+    frame_index: int
+    species: str
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    origin_key: str                      # stable per box in its source, e.g. "cvat:track 12"
+    track_id: int | None = None
+
+
+@dataclass
+class ImportBatch:
+    """Everything one import adds, checked before anything is written."""
+
+    videos: list[VideoRecord] = field(default_factory=list)
+    species: dict[str, str | None] = field(default_factory=dict)   # name -> colour (or None)
+    frames: list[tuple[str, int, str]] = field(default_factory=list)  # video id, frame, status
+    boxes: list[BoxRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImportReport:
+    videos: int = 0
+    videos_new: int = 0
+    boxes_added: int = 0
+    boxes_already_there: int = 0
+    frames: int = 0
+    species_new: list[str] = field(default_factory=list)
+    missing_videos: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"videos: {self.videos} ({self.videos_new} new, {len(self.missing_videos)} without a file)",
+            f"boxes: {self.boxes_added} added, {self.boxes_already_there} already in the project",
+            f"labeled frames: {self.frames}",
+        ]
+        if self.species_new:
+            out.append(f"new species: {', '.join(self.species_new)}")
+        out += [f"warning: {w}" for w in self.warnings]
+        return out
+
+
+class BoxChecker:
+    """Rejects degenerate boxes and clips boxes that leave the frame, counting the clips.
+
+    Degenerate boxes (x2 <= x1 or y2 <= y1) make the whole import fail: they are corrupt data and
+    silently dropping them would hide it. Boxes reaching outside the frame are common (annotators drag
+    past the edge), so they are clipped and reported as one warning per file.
+    """
+
+    def __init__(self, file: Path | str):
+        self.file = str(file)
+        self.clipped = 0
+
+    def check(self, where: str, x1: float, y1: float, x2: float, y2: float,
+              width: int | None, height: int | None) -> tuple[float, float, float, float]:
+        values = (x1, y1, x2, y2)
+        if any(v != v or v in (float("inf"), float("-inf")) for v in values):
+            raise LabelFormatError(f"{self.file}: {where}: box coordinates are not finite: {values}")
+        if x2 <= x1 or y2 <= y1:
+            raise LabelFormatError(
+                f"{self.file}: {where}: box has x2 <= x1 or y2 <= y1 "
+                f"(x1={x1:g}, y1={y1:g}, x2={x2:g}, y2={y2:g})")
+        if width and height:
+            cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
+            cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
+            if (cx1, cy1, cx2, cy2) != values:
+                if cx2 <= cx1 or cy2 <= cy1:
+                    raise LabelFormatError(
+                        f"{self.file}: {where}: box lies wholly outside the {width}x{height} frame "
+                        f"(x1={x1:g}, y1={y1:g}, x2={x2:g}, y2={y2:g})")
+                self.clipped += 1
+                return cx1, cy1, cx2, cy2
+        return values
+
+    def warnings(self) -> list[str]:
+        if not self.clipped:
+            return []
+        return [f"{self.file}: {self.clipped} box(es) reached outside the frame and were clipped to it"]
+
+
+def write_batch(project: Project, batch: ImportBatch, progress: Progress | None = None,
+                probe: Callable[[Path], dict] | None = None) -> ImportReport:
+    """Write a checked batch in one transaction; re-importing the same batch adds nothing.
+
+    Existing boxes are never overwritten: a box already imported (same video, frame and origin key)
+    is kept as it is in the store, so re-importing does not undo edits made since.
+    """
+    report = ImportReport(warnings=list(batch.warnings))
+    if probe is None:
+        from bpr.media import probe_status as probe
+    # Probe files before the transaction: reading video headers can be slow, and must not hold the lock.
+    file_info = {v.id: probe(v.path) for v in batch.videos if v.path is not None and v.kind == "video"}
+
+    with project.transaction() as conn:
+        known = {r[0] for r in conn.execute("SELECT id FROM videos")}
+        known_species = {r[0].lower() for r in conn.execute("SELECT name FROM species")}
+        for name, color in batch.species.items():
+            if name.lower() not in known_species:
+                report.species_new.append(name)
+                known_species.add(name.lower())
+            project.species_id(name, color)
+
+        for v in batch.videos:
+            report.videos += 1
+            if v.id not in known:
+                report.videos_new += 1
+                conn.execute("INSERT INTO videos (id, kind, split, source) VALUES (?, ?, 'none', ?)",
+                             (v.id, v.kind, v.source))
+                known.add(v.id)
+            conn.execute(
+                """UPDATE videos SET split = coalesce(?, split), source = coalesce(?, source),
+                       frame_count = coalesce(?, frame_count), fps = coalesce(?, fps),
+                       width = coalesce(?, width), height = coalesce(?, height) WHERE id = ?""",
+                (v.split, v.source, v.frame_count, v.fps, v.width, v.height, v.id))
+            if v.path is not None:
+                if v.kind == "image":  # the importer read its size already; decoding it is slow
+                    exists = Path(v.path).is_file()
+                    info, status = {}, "ok" if exists else "missing"
+                    reason = None if exists else f"{v.path}: no such file"
+                else:
+                    info, status, reason = file_info[v.id]
+                project.set_video_file(v.id, v.path, info, status, reason)
+                if status == "unreadable":  # missing files are counted in missing_videos instead
+                    report.warnings.append(f"video {v.id}: {reason}")
+            if conn.execute("SELECT status FROM videos WHERE id = ?", (v.id,)).fetchone()[0] == "missing":
+                report.missing_videos.append(v.id)
+
+        if batch.frames:
+            conn.executemany(
+                "INSERT INTO frames (video_id, frame_index, label_status) VALUES (?, ?, ?) "
+                "ON CONFLICT (video_id, frame_index) DO UPDATE SET label_status = excluded.label_status",
+                batch.frames)
+            report.frames = len(batch.frames)
+
+        species_ids = {name.lower(): i for i, name in conn.execute("SELECT id, name FROM species")}
+        now = time.time()
+        before = conn.total_changes
+        chunk = 20000
+        for start in range(0, len(batch.boxes), chunk):
+            rows = [
+                (b.video_id, b.frame_index, species_ids[b.species.lower()], b.x1, b.y1, b.x2, b.y2,
+                 b.track_id, b.origin_key, now)
+                for b in batch.boxes[start:start + chunk]
+            ]
+            conn.executemany(
+                "INSERT INTO boxes (video_id, frame_index, species_id, x1, y1, x2, y2, track_id, "
+                "source, origin_key, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'imported', ?, ?) "
+                "ON CONFLICT DO NOTHING", rows)
+            if progress:
+                progress(min(start + chunk, len(batch.boxes)), len(batch.boxes), "writing boxes")
+        report.boxes_added = conn.total_changes - before
+        report.boxes_already_there = len(batch.boxes) - report.boxes_added
+    return report
+
+
+def normalise_species(name: str) -> str:
+    """Collapse whitespace; species match case-insensitively (DUSIA capitalises inconsistently)."""
+    return " ".join(name.split())

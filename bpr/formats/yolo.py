@@ -1,0 +1,157 @@
+"""YOLO datasets (an ultralytics data.yaml with train/val/test image folders and txt labels).
+
+Each image becomes a single-frame "video" (kind 'image') whose id is the image's path relative to the
+dataset root, without extension (e.g. ``train/images/0001``). Keeping stills as stills means the
+exported training set hard-links the original file instead of re-encoding it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from PIL import Image
+
+from bpr.formats.common import (
+    BoxChecker,
+    BoxRecord,
+    ImportBatch,
+    LabelFormatError,
+    Progress,
+    VideoRecord,
+    normalise_species,
+)
+from bpr.media import IMAGE_EXTENSIONS
+
+
+def default_status(split: str | None) -> str:
+    """DUSIA's protocol: training frames are partially labeled, val/test frames fully."""
+    return "partial" if split == "train" else "full"
+
+
+def read_data_yaml(path: str | Path) -> tuple[Path, dict[str, list[Path]], list[str]]:
+    """(dataset root, {split: image files}, class names) from an ultralytics data.yaml."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise LabelFormatError(f"{path}: cannot be read ({e})") from None
+    except yaml.YAMLError as e:
+        raise LabelFormatError(f"{path}: malformed YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise LabelFormatError(f"{path}: expected a mapping with train/val/test and names")
+    names = data.get("names")
+    if isinstance(names, dict):
+        try:
+            keys = sorted(int(k) for k in names)
+        except (TypeError, ValueError):
+            raise LabelFormatError(f"{path}: names must map class numbers to names") from None
+        if keys != list(range(len(keys))):
+            raise LabelFormatError(f"{path}: class numbers in names must be 0..{len(keys) - 1}")
+        names = [str(names[k] if k in names else names[str(k)]) for k in keys]
+    if not isinstance(names, list) or not names:
+        raise LabelFormatError(f"{path}: 'names' must list the class names")
+    names = [normalise_species(str(n)) for n in names]
+    root = Path(data.get("path") or ".")
+    root = root if root.is_absolute() else (path.parent / root)
+    root = root.resolve()
+
+    splits: dict[str, list[Path]] = {}
+    for split in ("train", "val", "test"):
+        entry = data.get(split)
+        if not entry:
+            continue
+        images: list[Path] = []
+        for item in entry if isinstance(entry, list) else [entry]:
+            location = Path(str(item))
+            location = location if location.is_absolute() else root / location
+            if location.is_dir():
+                images += sorted(p for p in location.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            elif location.suffix == ".txt" and location.is_file():
+                for line in location.read_text(encoding="utf-8").splitlines():
+                    if line.strip():
+                        image = Path(line.strip())
+                        images.append(image if image.is_absolute() else (root / image).resolve())
+            else:
+                raise LabelFormatError(f"{path}: {split}: {location} is neither a folder nor a .txt list")
+        splits[split] = images
+    if not splits:
+        raise LabelFormatError(f"{path}: names no train, val or test images")
+    return root, splits, names
+
+
+def label_path(image: Path) -> Path:
+    """Where ultralytics looks for an image's labels: the last /images/ swapped for /labels/."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def read_label_file(path: Path, names: list[str], width: int, height: int, video_id: str,
+                    checker: BoxChecker) -> list[BoxRecord]:
+    """Boxes of one YOLO txt file (class x_center y_center width height, normalised)."""
+    boxes = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise LabelFormatError(f"{path}: not a text label file") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        columns = line.split()
+        if not columns:
+            continue
+        where = f"line {number}"
+        if len(columns) != 5:
+            raise LabelFormatError(f"{path}:{number}: expected 5 columns (class x_center y_center "
+                                   f"width height), found {len(columns)}")
+        try:
+            cls = int(columns[0])
+            cx, cy, w, h = (float(c) for c in columns[1:])
+        except ValueError:
+            raise LabelFormatError(f"{path}:{number}: not numbers: {line.strip()!r}") from None
+        if not 0 <= cls < len(names):
+            raise LabelFormatError(f"{path}:{number}: class {cls} is out of range "
+                                   f"(data.yaml names {len(names)} classes: 0..{len(names) - 1})")
+        x1, y1 = (cx - w / 2) * width, (cy - h / 2) * height
+        x2, y2 = (cx + w / 2) * width, (cy + h / 2) * height
+        x1, y1, x2, y2 = checker.check(where, x1, y1, x2, y2, width, height)
+        boxes.append(BoxRecord(video_id, 0, names[cls], x1, y1, x2, y2, origin_key=f"yolo:{number}"))
+    return boxes
+
+
+def read_yolo(data_yaml: str | Path, train_status: str = "partial",
+              progress: Progress | None = None) -> ImportBatch:
+    """A YOLO dataset as an ImportBatch: train images ``train_status``, val/test images ``full``."""
+    root, splits, names = read_data_yaml(data_yaml)
+    batch = ImportBatch(species={name: None for name in names})
+    total = sum(len(images) for images in splits.values())
+    done = 0
+    for split, images in splits.items():
+        status = train_status if split == "train" else default_status(split)
+        for image in images:
+            done += 1
+            try:
+                vid = image.relative_to(root).with_suffix("").as_posix()
+            except ValueError:
+                vid = image.with_suffix("").as_posix().lstrip("/")
+            try:
+                with Image.open(image) as im:
+                    width, height = im.size
+            except FileNotFoundError:
+                raise LabelFormatError(f"{data_yaml}: {split} lists {image}, which does not exist") from None
+            except OSError as e:
+                raise LabelFormatError(f"{image}: not a readable image ({e})") from None
+            batch.videos.append(VideoRecord(vid, kind="image", path=image, frame_count=1,
+                                            width=width, height=height, split=split,
+                                            source=str(Path(data_yaml).name)))
+            batch.frames.append((vid, 0, status))
+            labels = label_path(image)
+            if labels.exists():
+                checker = BoxChecker(labels)
+                batch.boxes += read_label_file(labels, names, width, height, vid, checker)
+                batch.warnings += checker.warnings()
+            if progress and (done % 50 == 0 or done == total):
+                progress(done, total, "read images and labels")
+    return batch

@@ -1,0 +1,63 @@
+"""COCO detection JSON: boxes, dangling ids, malformed files."""
+
+import json
+
+import pytest
+
+from bpr.formats import LabelFormatError, import_coco
+from bpr.formats.coco import read_coco
+
+
+def coco(**overrides):
+    data = {
+        "images": [{"id": 1, "file_name": "dive/a.jpg", "width": 100, "height": 80},
+                   {"id": 2, "file_name": "dive/b.jpg", "width": 100, "height": 80}],
+        "annotations": [{"id": 10, "image_id": 1, "category_id": 3, "bbox": [10, 20, 30, 40]},
+                        {"id": 11, "image_id": 2, "category_id": 4, "bbox": [90, 70, 20, 20]}],
+        "categories": [{"id": 3, "name": "urchin"}, {"id": 4, "name": "sea star"}],
+    }
+    data.update(overrides)
+    return data
+
+
+def write(tmp_path, data):
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_boxes_are_converted_and_clipped(tmp_path, project):
+    report = import_coco(project, write(tmp_path, coco()), split="val")
+    assert report.boxes_added == 2
+    [a] = project.boxes("dive/a", 0)
+    assert (a["species"], a["x1"], a["y1"], a["x2"], a["y2"]) == ("urchin", 10, 20, 40, 60)
+    [b] = project.boxes("dive/b", 0)
+    assert (b["x2"], b["y2"]) == (100, 80)
+    assert any("clipped" in w for w in report.warnings)
+    assert project.frame_status("dive/a", 0) == "full"
+    assert project.video("dive/a")["status"] == "missing"  # no image file beside the JSON
+    assert import_coco(project, write(tmp_path, coco()), split="val").boxes_added == 0
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"annotations": [{"id": 10, "image_id": 9, "category_id": 3, "bbox": [1, 1, 2, 2]}]},
+     "annotation id 10: image_id 9 is not among the images"),
+    ({"annotations": [{"id": 10, "image_id": 1, "category_id": 8, "bbox": [1, 1, 2, 2]}]},
+     "annotation id 10: category_id 8 is not among the categories"),
+    ({"annotations": [{"id": 10, "image_id": 1, "category_id": 3, "bbox": [1, 1, 0, 2]}]},
+     "annotation id 10: box has x2 <= x1"),
+    ({"annotations": [{"id": 10, "image_id": 1, "category_id": 3, "bbox": [1, 1]}]},
+     r"annotation id 10: bbox must be \[x, y, width, height\]"),
+    ({"images": [{"id": 1, "file_name": "a.jpg", "width": 100}]}, r"images\[0\]: missing 'height'"),
+    ({"images": {"id": 1}}, "'images' must be a list"),
+    ({"categories": [{"id": "3", "name": "urchin"}]}, r"categories\[0\]: 'id' must be int"),
+])
+def test_bad_coco(tmp_path, change, message):
+    with pytest.raises(LabelFormatError, match=message):
+        read_coco(write(tmp_path, coco(**change)))
+
+
+def test_malformed_json_names_line(tmp_path, project):
+    with pytest.raises(LabelFormatError, match=r"ann.json: line 2, column \d+: malformed JSON"):
+        import_coco(project, write(tmp_path, '{"images": [],\n "annotations": [,]}'))
+    assert project.videos() == []

@@ -1,0 +1,102 @@
+"""YOLO datasets: the real brittlestar set, and each kind of bad label file."""
+
+import shutil
+
+import pytest
+from PIL import Image
+
+from bpr.formats import LabelFormatError, import_yolo
+from bpr.formats.yolo import read_yolo
+from tests.conftest import shared
+
+
+def count_label_lines(folder):
+    return sum(len([l for l in p.read_text().splitlines() if l.strip()]) for p in folder.glob("*.txt"))
+
+
+def test_brittlestar_imports_every_image_and_box(project):
+    root = shared("brittlestar")
+    report = import_yolo(project, root / "data.yaml")
+    summary = project.summary()
+    expected = {s: count_label_lines(root / s / "labels") for s in ("train", "val", "test")}
+    assert {s: v["boxes"] for s, v in summary["splits"].items()} == expected
+    assert {s: v["frames"] for s, v in summary["splits"].items()} == {"train": 800, "val": 200, "test": 150}
+    assert summary["frames"] == {"partial": 800, "full": 350}
+    assert summary["species"] == {"brittle star": sum(expected.values())}
+    assert summary["missing_videos"] == 0 and report.videos_new == 1150
+    video = project.videos("train")[0]
+    assert video["kind"] == "image" and video["frame_count"] == 1 and video["id"].startswith("train/images/")
+    assert import_yolo(project, root / "data.yaml").boxes_added == 0
+
+
+def test_box_pixels_come_from_each_images_size(project):
+    root = shared("brittlestar")
+    import_yolo(project, root / "data.yaml")
+    label = sorted((root / "train" / "labels").glob("*.txt"))[0]
+    cls, cx, cy, w, h = map(float, label.read_text().split()[:5])
+    image = root / "train" / "images" / (label.stem + ".jpg")
+    width, height = Image.open(image).size
+    [box] = project.boxes(f"train/images/{label.stem}", 0)[:1]
+    assert box["x1"] == pytest.approx(max(0, (cx - w / 2) * width), abs=1e-6)
+    assert box["y2"] == pytest.approx(min(height, (cy + h / 2) * height), abs=1e-6)
+
+
+def make_dataset(tmp_path, label_text, names="[urchin, star]"):
+    (tmp_path / "train" / "images").mkdir(parents=True)
+    (tmp_path / "train" / "labels").mkdir(parents=True)
+    Image.new("RGB", (200, 100)).save(tmp_path / "train" / "images" / "a.jpg")
+    (tmp_path / "train" / "labels" / "a.txt").write_text(label_text)
+    (tmp_path / "data.yaml").write_text(f"path: .\ntrain: train/images\nnames: {names}\n")
+    return tmp_path / "data.yaml"
+
+
+def test_a_small_dataset(tmp_path):
+    batch = read_yolo(make_dataset(tmp_path, "1 0.5 0.5 0.5 0.5\n\n0 0.1 0.1 0.1 0.1\n"))
+    assert [(b.species, b.x1, b.y1, b.x2, b.y2) for b in batch.boxes] == [
+        ("star", 50, 25, 150, 75), ("urchin", pytest.approx(10), pytest.approx(5), pytest.approx(30),
+                                    pytest.approx(15))]
+    assert batch.frames == [("train/images/a", 0, "partial")]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0 0.5 0.5 0.2\n", r"a.txt:1: expected 5 columns .* found 4"),
+    ("0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2 0.9\n", r"a.txt:2: expected 5 columns .* found 6"),
+    ("2 0.5 0.5 0.2 0.2\n", r"a.txt:1: class 2 is out of range .* 0..1"),
+    ("-1 0.5 0.5 0.2 0.2\n", r"a.txt:1: class -1 is out of range"),
+    ("0 0.5 zero 0.2 0.2\n", r"a.txt:1: not numbers"),
+    ("0 0.5 0.5 -0.2 0.2\n", r"a.txt: line 1: box has x2 <= x1"),
+    ("0 1.5 0.5 0.2 0.2\n", r"a.txt: line 1: box lies wholly outside the 200x100 frame"),
+])
+def test_bad_label_lines(tmp_path, text, message):
+    with pytest.raises(LabelFormatError, match=message):
+        read_yolo(make_dataset(tmp_path, text))
+
+
+def test_boxes_reaching_outside_are_clipped_with_a_warning(tmp_path):
+    batch = read_yolo(make_dataset(tmp_path, "0 0.95 0.5 0.2 0.2\n"))
+    assert batch.boxes[0].x2 == 200
+    assert "1 box(es) reached outside the frame and were clipped" in batch.warnings[0]
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("train: [unclosed\n", "malformed YAML"),
+    ("- just\n- a list\n", "expected a mapping"),
+    ("train: train/images\n", "'names' must list the class names"),
+    ("train: nowhere/images\nnames: [a]\n", "neither a folder nor a .txt list"),
+    ("names: [a]\n", "names no train, val or test images"),
+])
+def test_bad_data_yaml(tmp_path, yaml_text, message):
+    make_dataset(tmp_path, "")
+    (tmp_path / "data.yaml").write_text(yaml_text)
+    with pytest.raises(LabelFormatError, match=message):
+        read_yolo(tmp_path / "data.yaml")
+
+
+def test_a_bad_file_late_in_the_set_imports_nothing(tmp_path, project):
+    root = tmp_path / "bs"
+    shutil.copytree(shared("brittlestar"), root)
+    last = sorted((root / "test" / "labels").glob("*.txt"))[-1]
+    last.write_text("0 0.5 0.5 0.1\n")
+    with pytest.raises(LabelFormatError, match=last.name):
+        import_yolo(project, root / "data.yaml")
+    assert project.summary()["boxes"] == 0 and project.videos() == []
