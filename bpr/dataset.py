@@ -1,0 +1,211 @@
+"""Materialise a training set from the store as ultralytics reads it: images/, labels/, data.yaml.
+
+Each export gets real ``images/`` folders (hard links, or copies across file systems) with its own
+``labels/`` beside them. ultralytics resolves folder symlinks and then looks for labels next to the
+*original* images, so a symlinked folder would silently train on the wrong labels (see DESIGN.md).
+Frames cut from video are written as JPEG once, into the project's cache, and linked from there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from bpr.formats.common import Progress
+from bpr.media import VideoError, VideoReader
+from bpr.store import Project
+
+# Which labeled frames each split contributes under DUSIA's protocol: training keyframes (partial,
+# and any full ones) for train; only fully labeled frames for val and test, so that evaluation is
+# never punished for animals nobody boxed.
+PROTOCOL = {"train": ("partial", "full"), "val": ("full",), "test": ("full",)}
+EXPORT_MANIFEST = "export.json"
+
+
+class ExportError(Exception):
+    """The export cannot be written (its folder holds other files, no frames selected, ...)."""
+
+
+@dataclass
+class ExportResult:
+    data_yaml: Path
+    names: list[str]
+    images: dict[str, int] = field(default_factory=dict)   # split -> images written
+    boxes: dict[str, int] = field(default_factory=dict)    # split -> boxes in the label files
+    hidden_boxes: int = 0
+    skipped_frames: dict[str, int] = field(default_factory=dict)  # video id -> frames left out
+    warnings: list[str] = field(default_factory=list)
+
+
+def frame_cache_path(project: Project, video_id: str, frame_index: int) -> Path:
+    return project.cache_dir / "frames" / _safe(video_id) / f"{frame_index:07d}.jpg"
+
+
+def _safe(video_id: str) -> str:
+    return video_id.replace("/", "__").replace("\\", "__").replace(":", "_")
+
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _prepare_folder(out: Path) -> None:
+    if out.exists():
+        if not out.is_dir():
+            raise ExportError(f"{out} exists and is not a folder")
+        if any(out.iterdir()):
+            if not (out / EXPORT_MANIFEST).exists():
+                raise ExportError(f"{out} is not empty and is not an earlier export: choose an empty "
+                                  "or new folder")
+            shutil.rmtree(out)  # an earlier export of ours: replace it whole, never half
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def export_yolo(project: Project, out: str | Path, species: list[str] | None = None,
+                splits: tuple[str, ...] = ("train", "val", "test"), hide_fraction: float = 0.0,
+                seed: int = 0, progress: Progress | None = None, cancel=None) -> ExportResult:
+    """Write the project's labeled frames as a YOLO dataset in ``out``.
+
+    species: names to train on (default: every species marked for training), in class order.
+    hide_fraction: hide this fraction of the *training* boxes, chosen with ``seed`` — to build a
+    controlled partial-label benchmark from fully labeled data. Val/test boxes are never hidden.
+    cancel: optional callable returning True to stop between frames (raises ExportError).
+    """
+    if not 0.0 <= hide_fraction <= 1.0:
+        raise ValueError(f"hide_fraction must be within 0..1, not {hide_fraction}")
+    out = Path(out).absolute()
+    all_species = project.species()
+    if species is None:
+        chosen = [s for s in all_species if s["in_training"]]
+    else:
+        by_name = {s["name"].lower(): s for s in all_species}
+        unknown = [name for name in species if name.lower() not in by_name]
+        if unknown:
+            raise ExportError(f"unknown species {unknown}; the project has "
+                              f"{[s['name'] for s in all_species]}")
+        chosen = [by_name[name.lower()] for name in species]
+    if not chosen:
+        raise ExportError("no species chosen for training")
+    class_of = {s["id"]: i for i, s in enumerate(chosen)}
+    names = [s["name"] for s in chosen]
+
+    # Select frames and their boxes.
+    videos = {v["id"]: v for v in project.videos()}
+    plan: dict[str, list[tuple[str, int]]] = {}
+    result = ExportResult(data_yaml=out / "data.yaml", names=names)
+    for split in splits:
+        statuses = PROTOCOL[split]
+        rows = project.conn.execute(
+            f"SELECT f.video_id, f.frame_index FROM frames f JOIN videos v ON v.id = f.video_id "
+            f"WHERE v.split = ? AND f.label_status IN ({','.join('?' * len(statuses))}) "
+            f"ORDER BY f.video_id, f.frame_index", (split, *statuses)).fetchall()
+        usable = []
+        for vid, frame in rows:
+            if videos[vid]["status"] == "ok":
+                usable.append((vid, frame))
+            else:
+                result.skipped_frames[vid] = result.skipped_frames.get(vid, 0) + 1
+        plan[split] = usable
+    if result.skipped_frames:
+        result.warnings.append(
+            f"{sum(result.skipped_frames.values())} labeled frame(s) of "
+            f"{len(result.skipped_frames)} video(s) without a readable file were left out "
+            "(link the videos with `bpr link-videos`)")
+    if not any(plan.values()):
+        raise ExportError("no labeled frames with a readable image or video to export")
+
+    boxes: dict[tuple[str, int], list[tuple]] = {}
+    wanted = {key for frames in plan.values() for key in frames}
+    for row in project.conn.execute(
+            "SELECT id, video_id, frame_index, species_id, x1, y1, x2, y2 FROM boxes "
+            "ORDER BY video_id, frame_index, id"):
+        key = (row[1], row[2])
+        if key in wanted and row[3] in class_of:
+            boxes.setdefault(key, []).append(row)
+
+    hidden: set[int] = set()
+    if hide_fraction > 0 and "train" in plan:
+        train_ids = sorted(row[0] for key in plan["train"] for row in boxes.get(key, []))
+        count = int(round(hide_fraction * len(train_ids)))
+        rng = np.random.default_rng(seed)
+        hidden = {train_ids[i] for i in rng.permutation(len(train_ids))[:count]}
+    result.hidden_boxes = len(hidden)
+
+    _prepare_folder(out)
+    total = sum(len(frames) for frames in plan.values())
+    done = 0
+    readers: dict[str, VideoReader] = {}
+    try:
+        for split, frames in plan.items():
+            image_dir, label_dir = out / split / "images", out / split / "labels"
+            image_dir.mkdir(parents=True)
+            label_dir.mkdir(parents=True)
+            n_boxes = 0
+            for vid, frame in frames:
+                if cancel is not None and cancel():
+                    raise ExportError("export cancelled")
+                video = videos[vid]
+                image = _frame_image(project, video, frame, readers)
+                stem = f"{_safe(vid)}_{frame:07d}"
+                _link(image, image_dir / f"{stem}{image.suffix.lower()}")
+                width, height = video["width"], video["height"]
+                lines = []
+                for box_id, _, _, species_id, x1, y1, x2, y2 in boxes.get((vid, frame), []):
+                    if split == "train" and box_id in hidden:
+                        continue
+                    lines.append(f"{class_of[species_id]} {(x1 + x2) / 2 / width:.6f} "
+                                 f"{(y1 + y2) / 2 / height:.6f} {(x2 - x1) / width:.6f} "
+                                 f"{(y2 - y1) / height:.6f}")
+                n_boxes += len(lines)
+                (label_dir / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
+                done += 1
+                if progress and (done % 20 == 0 or done == total):
+                    progress(done, total, f"exporting {split}")
+            result.images[split] = len(frames)
+            result.boxes[split] = n_boxes
+    finally:
+        for reader in readers.values():
+            reader.close()
+
+    data = {"path": str(out), "names": dict(enumerate(names))}
+    data.update({split: f"{split}/images" for split in plan})
+    result.data_yaml.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    manifest = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
+    manifest.update(project=str(project.folder), hide_fraction=hide_fraction, seed=seed,
+                    hidden_box_ids=sorted(hidden))
+    (out / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return result
+
+
+def _frame_image(project: Project, video: dict, frame: int, readers: dict[str, VideoReader]) -> Path:
+    """A file holding this frame: the still itself, or the frame's JPEG in the project cache."""
+    source = project.resolve_path(video["path"])
+    if video["kind"] == "image":
+        if not source.exists():
+            raise ExportError(f"{source}: image of {video['id']} is gone (relink it)")
+        return source
+    cached = frame_cache_path(project, video["id"], frame)
+    if not cached.exists():
+        reader = readers.get(video["id"])
+        if reader is None:
+            try:
+                reader = readers[video["id"]] = VideoReader(source, cache_mb=0)
+            except VideoError as e:
+                raise ExportError(f"video {video['id']}: {e}") from e
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        image = reader.read(frame)
+        partial = cached.with_suffix(".part.jpg")
+        if not cv2.imwrite(str(partial), image, [cv2.IMWRITE_JPEG_QUALITY, 95]):
+            raise ExportError(f"cannot write {partial}")
+        partial.replace(cached)  # a killed export never leaves a half-written frame in the cache
+    return cached

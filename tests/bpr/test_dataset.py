@@ -1,0 +1,121 @@
+"""Training-set export, read back through ultralytics' own dataset class."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from bpr.dataset import ExportError, export_yolo, frame_cache_path
+from bpr.formats import import_yolo
+from tests.conftest import shared
+
+
+def read_with_ultralytics(data_yaml, split):
+    """{image file name: sorted (class, x, y, w, h) rows} as ultralytics' YOLODataset reads them."""
+    from ultralytics.data.dataset import YOLODataset
+    from ultralytics.data.utils import check_det_dataset
+
+    data = check_det_dataset(str(data_yaml))
+    dataset = YOLODataset(img_path=data[split], data=data, task="detect", augment=False, imgsz=320)
+    out = {}
+    for label in dataset.labels:
+        rows = np.concatenate([label["cls"], label["bboxes"]], axis=1) if len(label["cls"]) else np.zeros((0, 5))
+        out[os.path.basename(label["im_file"])] = rows
+    return out
+
+
+def assert_same_labels(got, expected):
+    """Same images, and per image the same boxes (float32 in ultralytics, so within 1e-5)."""
+    assert sorted(got) == sorted(expected)
+    for name, rows in expected.items():
+        a = np.asarray(got[name], np.float64).reshape(-1, 5)
+        b = np.asarray(rows, np.float64).reshape(-1, 5)
+        a, b = a[np.lexsort(a.T[::-1])], b[np.lexsort(b.T[::-1])]
+        assert a.shape == b.shape and np.allclose(a, b, atol=1e-5), name
+
+
+def store_rows(project, names, split, hidden=frozenset()):
+    """What the labels should be, computed from the store directly."""
+    class_of = {name: i for i, name in enumerate(names)}
+    statuses = ("partial", "full") if split == "train" else ("full",)
+    out = {}
+    for video in project.videos(split):
+        for frame in project.labeled_frames(video["id"]):
+            if frame["label_status"] not in statuses:
+                continue
+            w, h = video["width"], video["height"]
+            rows = [(class_of[b["species"]], (b["x1"] + b["x2"]) / 2 / w, (b["y1"] + b["y2"]) / 2 / h,
+                     (b["x2"] - b["x1"]) / w, (b["y2"] - b["y1"]) / h)
+                    for b in project.boxes(video["id"], frame["frame_index"]) if b["id"] not in hidden]
+            stem = video["id"].replace("/", "__")
+            suffix = ".jpg" if video["kind"] == "video" else os.path.splitext(video["path"])[1].lower()
+            out[f"{stem}_{frame['frame_index']:07d}{suffix}"] = rows
+    return out
+
+
+def test_demo_export_is_read_by_ultralytics_exactly(demo_project, tmp_path, ultralytics_offline):
+    result = export_yolo(demo_project, tmp_path / "export")
+    for split in ("train", "val", "test"):
+        expected = store_rows(demo_project, result.names, split)
+        got = read_with_ultralytics(result.data_yaml, split)
+        assert_same_labels(got, expected)
+        assert sum(map(len, got.values())) == result.boxes[split] > 0
+    # Frames cut from video land in the project's cache once and are hard-linked into the export.
+    image = next((tmp_path / "export" / "train" / "images").iterdir())
+    vid, frame = image.stem.rsplit("_", 1)
+    cached = frame_cache_path(demo_project, vid, int(frame))
+    assert os.path.samefile(image, cached) and not image.is_symlink()
+
+
+def test_hidden_boxes_do_not_leak_back(demo_project, tmp_path, ultralytics_offline):
+    full = export_yolo(demo_project, tmp_path / "full")
+    half = export_yolo(demo_project, tmp_path / "half", hide_fraction=0.5, seed=3)
+    manifest = json.loads((tmp_path / "half" / "export.json").read_text())
+    hidden = set(manifest["hidden_box_ids"])
+    assert half.hidden_boxes == len(hidden) == round(0.5 * full.boxes["train"])
+    got = read_with_ultralytics(half.data_yaml, "train")
+    assert_same_labels(got, store_rows(demo_project, half.names, "train", hidden))
+    assert sum(map(len, got.values())) == full.boxes["train"] - len(hidden)
+    # val/test are never hidden
+    assert half.boxes["val"] == full.boxes["val"]
+    # the same seed hides the same boxes; another seed others
+    again = export_yolo(demo_project, tmp_path / "half", hide_fraction=0.5, seed=3)
+    assert json.loads((tmp_path / "half" / "export.json").read_text())["hidden_box_ids"] == sorted(hidden)
+    assert again.hidden_boxes == half.hidden_boxes
+    export_yolo(demo_project, tmp_path / "other", hide_fraction=0.5, seed=4)
+    assert json.loads((tmp_path / "other" / "export.json").read_text())["hidden_box_ids"] != sorted(hidden)
+
+
+def test_image_dataset_export_hides_boxes_from_the_original_labels(project, tmp_path, ultralytics_offline):
+    """The brittlestar images are hard-linked; ultralytics must read our labels, not those beside them."""
+    root = shared("brittlestar")
+    import_yolo(project, root / "data.yaml")
+    result = export_yolo(project, tmp_path / "export", hide_fraction=0.5, seed=0)
+    original = sum(len(p.read_text().split()) // 5 for p in (root / "train" / "labels").glob("*.txt"))
+    assert original == 2892
+    got = read_with_ultralytics(result.data_yaml, "train")
+    assert len(got) == 800
+    assert sum(map(len, got.values())) == result.boxes["train"] == original - round(0.5 * original)
+    image = tmp_path / "export" / "train" / "images" / next(iter(got))
+    assert not image.is_symlink() and image.resolve().parent == (tmp_path / "export" / "train" / "images")
+
+
+def test_species_selection_and_errors(demo_project, tmp_path):
+    result = export_yolo(demo_project, tmp_path / "e", species=["basket star", "Yellow gorgonian"])
+    assert result.names == ["Basket star", "Yellow gorgonian"]
+    with pytest.raises(ExportError, match="unknown species"):
+        export_yolo(demo_project, tmp_path / "e2", species=["kraken"])
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ExportError, match="not empty and is not an earlier export"):
+        export_yolo(demo_project, tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_frames_of_missing_videos_are_left_out_with_a_warning(demo_project, tmp_path):
+    vid = demo_project.videos("train")[0]["id"]
+    demo_project.set_video_file(vid, None, None, "missing", "moved away")
+    result = export_yolo(demo_project, tmp_path / "e")
+    assert result.skipped_frames == {vid: 29}
+    assert "29 labeled frame(s) of 1 video(s) without a readable file" in result.warnings[0]
