@@ -1,0 +1,63 @@
+"""The bpr command: each subcommand end to end, and clear errors with exit code 1."""
+
+import json
+
+import pytest
+
+from bpr.cli import main
+from tests.conftest import shared
+
+
+def test_demo_then_info_json(tmp_path, capsys):
+    assert main(["demo", str(tmp_path / "demo")]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "demo"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert {"videos", "boxes", "species", "frames", "splits", "missing_videos"} <= set(info)
+    assert set(info["frames"]) == {"partial", "full"}
+    assert set(info["splits"]) == {"train", "val", "test"}
+    assert set(info["splits"]["train"]) == {"videos", "frames", "boxes"}
+    assert info["videos"] == 4 and info["boxes"] == sum(info["species"].values())
+
+
+def test_import_dusia_and_export(tmp_path, capsys):
+    project = str(tmp_path / "p")
+    assert main(["import", "dusia", str(shared("dusia_annotations")), "--project", project]) == 0
+    out = capsys.readouterr().out
+    assert "boxes: 140460 added" in out and "warning: 6 video(s)" in out
+    # No video files: the export has nothing to write, and says why.
+    assert main(["export-yolo", project, str(tmp_path / "out")]) == 1
+    assert "no labeled frames with a readable image or video" in capsys.readouterr().err
+
+
+def test_import_yolo_export_with_hidden_boxes(tmp_path, capsys):
+    project = str(tmp_path / "p")
+    assert main(["import", "yolo", str(shared("brittlestar", "data.yaml")), "--project", project]) == 0
+    assert main(["export-yolo", project, str(tmp_path / "out"), "--hide-fraction", "0.5", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "train: 800 images" in out and "hidden from train:" in out
+
+
+def test_bad_input_exits_1_with_a_message_and_creates_nothing(tmp_path, capsys):
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<annotations><meta>")
+    assert main(["import", "cvat", str(bad), "--project", str(tmp_path / "p")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bpr import: error:") and "bad.xml: line 1" in err
+    assert not (tmp_path / "p").exists()
+    assert main(["info", str(tmp_path / "nowhere")]) == 1
+    assert "is not a project" in capsys.readouterr().err
+
+
+def test_help_everywhere(capsys):
+    for argv in (["--help"], ["import", "--help"], ["import", "dusia", "--help"], ["export-yolo", "--help"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 0
+    assert "--hide-fraction" in capsys.readouterr().out
+
+
+def test_hide_fraction_must_be_a_fraction(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["export-yolo", str(tmp_path), str(tmp_path / "o"), "--hide-fraction", "1.5"])
+    assert "not a fraction" in capsys.readouterr().err
