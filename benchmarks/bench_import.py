@@ -1,0 +1,49 @@
+"""Benchmark: import all 16 real DUSIA XMLs into a fresh project (target: under 15 s), and the DB size.
+
+Run: python benchmarks/bench_import.py [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DUSIA = ROOT.parent / "shared" / "data" / "dusia_annotations"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if not DUSIA.exists():
+        print(f"skipped: {DUSIA} not found (needs the ../shared checkout)")
+        return 0
+    sys.path.insert(0, str(ROOT))
+    from bpr.formats import import_dusia
+    from bpr.store import Project
+
+    times, size, boxes = [], 0, 0
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            with Project.create(Path(tmp) / "p") as project:
+                report = import_dusia(project, DUSIA)
+                project.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            times.append(time.perf_counter() - start)
+            size = sum(f.stat().st_size for f in (Path(tmp) / "p").iterdir())
+            boxes = report.boxes_added
+    print(f"command: python benchmarks/bench_import.py --repeat {args.repeat}")
+    print(f"DUSIA import: {len(list(DUSIA.glob('cvat_annos/*.xml')))} XMLs, {boxes} boxes")
+    print(f"  time: median {statistics.median(times):.2f} s, min {min(times):.2f} s over {len(times)} runs "
+          f"(target < 15 s)")
+    print(f"  project size: {size / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
