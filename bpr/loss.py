@@ -1,0 +1,270 @@
+"""Box Prediction Rebalancing (Haque & McEver) on top of ultralytics' detection loss.
+
+In partially labeled training frames, some animals have no box. The detector's classification BCE is
+computed over *every* anchor, and an anchor on an unboxed animal is taught "background" with the full
+weight of a true negative. BPR removes a random fraction of the negative predictions from the loss:
+
+- ``p_obj``: an anchor is *negative* when it is not assigned to a ground-truth box (not foreground)
+  and its decoded predicted box has IoU < ``neg_iou`` with every ground-truth box of its image (in an
+  image with no boxes, every anchor is negative). A fraction ``p_obj`` of the negatives is removed from
+  the classification BCE (all classes of the anchor). Ultralytics heads have no separate objectness
+  output: the per-class scores carry it, so this is the paper's objectness drop.
+- ``p_box``: a foreground anchor whose predicted box has IoU < ``neg_iou`` with its assigned target is
+  a low-IoU positive; a fraction ``p_box`` of those is removed from the box loss (IoU term and DFL/L1).
+
+Positives and the loss normaliser (sum of target scores) are unchanged, so ``p_obj = p_box = 0`` gives
+exactly ultralytics' loss. ``mode="random"`` draws the dropped negatives uniformly with a seeded
+generator of its own (the paper); ``mode="confident"`` drops, per image, the negatives with the
+highest predicted score first (the paper's future work: those are the likeliest unboxed animals).
+Dropping happens only when gradients are on, so validation losses stay plain.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from bpr.offline import configure
+
+configure()  # before ultralytics is imported: no network at import time
+from ultralytics.utils.loss import E2ELoss, v8DetectionLoss  # noqa: E402
+from ultralytics.utils.tal import make_anchors  # noqa: E402
+
+MODES = ("random", "confident")
+
+
+@dataclass
+class Rebalancing:
+    """What BPR drops. The defaults drop nothing."""
+
+    p_obj: float = 0.0          # fraction of negatives dropped from the classification/objectness BCE
+    p_box: float = 0.0          # fraction of low-IoU positives dropped from the box loss
+    neg_iou: float = 0.3        # IoU below which a prediction counts as negative (Faster R-CNN's rule)
+    mode: str = "random"        # "random" (the paper) or "confident" (highest-scoring first)
+    partial_only: bool = True   # drop only in images whose frame is partially labeled
+    seed: int = 0               # seed of the drop generator
+
+    def __post_init__(self):
+        for name in ("p_obj", "p_box", "neg_iou"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within 0..1, not {value}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+
+    @property
+    def active(self) -> bool:
+        return self.p_obj > 0 or self.p_box > 0
+
+
+@dataclass
+class DropStats:
+    """Counts of what BPR saw and dropped: for the last step, and summed since the last reset."""
+
+    negatives: int = 0            # anchors that were negatives (in images where dropping applies)
+    negatives_dropped: int = 0
+    low_iou_positives: int = 0    # foreground anchors with IoU < neg_iou to their target
+    positives_dropped: int = 0
+    steps: int = 0
+    last: dict[str, int] = field(default_factory=dict)
+
+    def add(self, negatives: int, negatives_dropped: int, low_iou: int, positives_dropped: int) -> None:
+        self.last = {"negatives": negatives, "negatives_dropped": negatives_dropped,
+                     "low_iou_positives": low_iou, "positives_dropped": positives_dropped}
+        self.negatives += negatives
+        self.negatives_dropped += negatives_dropped
+        self.low_iou_positives += low_iou
+        self.positives_dropped += positives_dropped
+        self.steps += 1
+
+    def summary(self) -> dict[str, float]:
+        """Totals and measured fractions (None where there was nothing to drop)."""
+        out: dict[str, Any] = {k: v for k, v in asdict(self).items() if k != "last"}
+        out["obj_drop_fraction"] = (self.negatives_dropped / self.negatives) if self.negatives else None
+        out["box_drop_fraction"] = (
+            self.positives_dropped / self.low_iou_positives if self.low_iou_positives else None)
+        return out
+
+    def reset(self) -> None:
+        self.negatives = self.negatives_dropped = self.low_iou_positives = self.positives_dropped = 0
+        self.steps = 0
+
+
+def pairwise_iou(boxes: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """IoU of every box with every ground-truth box, per image.
+
+    boxes: (B, A, 4) xyxy; gt: (B, M, 4) xyxy. Returns (B, A, M).
+    """
+    area_a = (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(min=0)
+    area_g = (gt[..., 2] - gt[..., 0]).clamp(min=0) * (gt[..., 3] - gt[..., 1]).clamp(min=0)
+    lt = torch.maximum(boxes[:, :, None, :2], gt[:, None, :, :2])
+    rb = torch.minimum(boxes[:, :, None, 2:], gt[:, None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    return inter / (area_a[:, :, None] + area_g[:, None, :] - inter).clamp(min=1e-9)
+
+
+def choose_drops(candidates: torch.Tensor, fraction: float, mode: str, scores: torch.Tensor,
+                 generator: torch.Generator) -> torch.Tensor:
+    """Which candidates to drop.
+
+    candidates: (B, A) bool, the anchors that may be dropped. scores: (B, A), higher = more confident.
+    random: each candidate is dropped independently with probability ``fraction``.
+    confident: in each image, the round(fraction * n) highest-scoring candidates are dropped.
+    Returns (B, A) bool, a subset of ``candidates``.
+    """
+    if fraction <= 0 or not candidates.any():
+        return torch.zeros_like(candidates)
+    if fraction >= 1:
+        return candidates.clone()
+    if mode == "random":
+        draw = torch.rand(candidates.shape, generator=generator, device=generator.device)
+        return candidates & (draw.to(candidates.device) < fraction)
+    masked = scores.masked_fill(~candidates, float("-inf"))
+    order = masked.argsort(dim=1, descending=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    count = (candidates.sum(1, keepdim=True).float() * fraction).round().long()
+    return candidates & (rank < count)
+
+
+class RebalancedDetectionLoss(v8DetectionLoss):
+    """ultralytics' v8DetectionLoss (YOLOv5u, YOLOv8, YOLO11 heads) with BPR's drops.
+
+    ``partial_images``: file names of the training images whose frame is partially labeled; with
+    ``settings.partial_only`` the drops apply only to those (``batch["im_file"]`` names each image; in a
+    mosaic, the tile that leads it). ``stats`` receives the counts of every step.
+    """
+
+    def __init__(self, model, settings: Rebalancing, stats: DropStats | None = None,
+                 partial_images: set[str] | None = None, tal_topk: int = 10,
+                 tal_topk2: int | None = None):
+        super().__init__(model, tal_topk=tal_topk, tal_topk2=tal_topk2)
+        self.settings = settings
+        self.stats = stats if stats is not None else DropStats()
+        self.partial_images = partial_images
+        # Its own generator, so BPR's draws neither disturb nor depend on the augmentation's RNG.
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(settings.seed)
+
+    def _applies_to(self, batch: dict[str, Any], batch_size: int) -> torch.Tensor:
+        """(B,) bool: the images of the batch in which dropping applies."""
+        if not self.settings.partial_only or self.partial_images is None or "im_file" not in batch:
+            return torch.ones(batch_size, dtype=torch.bool, device=self.device)
+        names = [str(f).replace("\\", "/").rsplit("/", 1)[-1] for f in batch["im_file"]]
+        return torch.tensor([n in self.partial_images for n in names], device=self.device)
+
+    def get_assigned_targets_and_loss(self, preds: dict[str, torch.Tensor], batch: dict[str, Any],
+                                      **assign_kwargs) -> tuple:
+        if not torch.is_grad_enabled():
+            return super().get_assigned_targets_and_loss(preds, batch, **assign_kwargs)
+        # The same computation as v8DetectionLoss.get_assigned_targets_and_loss (ultralytics 8.4),
+        # with two masks applied: `keep_cls` on the BCE and `box_fg` on the box loss.
+        loss = torch.zeros(3, device=self.device)
+        pred_distri = preds["boxes"].permute(0, 2, 1).contiguous()
+        pred_scores = preds["scores"].permute(0, 2, 1).contiguous()
+        anchor_points, stride_tensor = make_anchors(preds["feats"], self.stride, 0.5)
+        dtype = pred_scores.dtype
+        batch_size = pred_scores.shape[0]
+        imgsz = torch.tensor(preds["feats"][0].shape[2:], device=self.device, dtype=dtype) * self.stride[0]
+
+        targets = torch.cat((batch["batch_idx"].view(-1, 1), batch["cls"].view(-1, 1), batch["bboxes"]), 1)
+        targets = self.preprocess(targets.to(self.device), batch_size, scale_tensor=imgsz[[1, 0, 1, 0]])
+        gt_labels, gt_bboxes = targets.split((1, 4), 2)
+        mask_gt = gt_bboxes.sum(2, keepdim=True).gt_(0.0)
+        pred_bboxes = self.bbox_decode(anchor_points, pred_distri)
+        pred_pixels = (pred_bboxes.detach() * stride_tensor).type(gt_bboxes.dtype)
+        pred_sigmoid = pred_scores.detach().sigmoid()
+
+        _, target_bboxes, target_scores, fg_mask, target_gt_idx = self.assigner(
+            pred_sigmoid, pred_pixels, anchor_points * stride_tensor, gt_labels, gt_bboxes, mask_gt,
+            **assign_kwargs)
+        target_scores_sum = target_scores.sum().clamp_(min=1)
+
+        keep_cls, box_fg = self._drop_masks(batch, batch_size, pred_pixels, pred_sigmoid, gt_bboxes,
+                                            mask_gt, target_bboxes, fg_mask)
+
+        bce_loss = self.bce(pred_scores, target_scores.to(dtype))
+        if self.class_weights is not None:
+            bce_loss *= self.class_weights
+        if keep_cls is not None:
+            bce_loss = bce_loss * keep_cls[..., None].to(bce_loss.dtype)
+        loss[1] = bce_loss.sum() / target_scores_sum
+
+        loss[0], loss[2] = self.bbox_loss(
+            pred_distri, pred_bboxes, anchor_points, target_bboxes / stride_tensor, target_scores,
+            target_scores_sum, box_fg, imgsz, stride_tensor)
+        loss[0] *= self.hyp.box
+        loss[1] *= self.hyp.cls
+        loss[2] *= self.hyp.dfl
+        return ((fg_mask, target_gt_idx, target_bboxes, anchor_points, stride_tensor), loss,
+                dict(zip(self.loss_names, loss.detach())))
+
+    @torch.no_grad()
+    def _drop_masks(self, batch, batch_size, pred_pixels, pred_sigmoid, gt_bboxes, mask_gt,
+                    target_bboxes, fg_mask) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(keep mask for the BCE or None, foreground mask for the box loss) after BPR's drops."""
+        s = self.settings
+        if not s.active:
+            return None, fg_mask
+        applies = self._applies_to(batch, batch_size)[:, None]          # (B, 1)
+        confidence = pred_sigmoid.max(-1).values                          # (B, A)
+
+        keep_cls, negatives, dropped_neg = None, 0, 0
+        if s.p_obj > 0:
+            if gt_bboxes.shape[1]:
+                iou = pairwise_iou(pred_pixels, gt_bboxes)                # (B, A, M)
+                iou = iou.masked_fill(~mask_gt.bool().squeeze(-1)[:, None, :], 0.0)
+                best = iou.max(-1).values
+            else:
+                best = torch.zeros_like(confidence)
+            candidates = ~fg_mask & (best < s.neg_iou) & applies
+            drop = choose_drops(candidates, s.p_obj, s.mode, confidence, self.generator)
+            keep_cls = ~drop
+            negatives, dropped_neg = int(candidates.sum()), int(drop.sum())
+
+        box_fg, low_iou, dropped_pos = fg_mask, 0, 0
+        if s.p_box > 0 and fg_mask.any():
+            iou = _aligned_iou(pred_pixels, target_bboxes)               # (B, A)
+            candidates = fg_mask & (iou < s.neg_iou) & applies
+            drop = choose_drops(candidates, s.p_box, s.mode, confidence, self.generator)
+            box_fg = fg_mask & ~drop
+            low_iou, dropped_pos = int(candidates.sum()), int(drop.sum())
+        self.stats.add(negatives, dropped_neg, low_iou, dropped_pos)
+        return keep_cls, box_fg
+
+
+def _aligned_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of a[i] with b[i] for boxes (..., 4) in xyxy."""
+    lt = torch.maximum(a[..., :2], b[..., :2])
+    rb = torch.minimum(a[..., 2:], b[..., 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
+    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
+    return inter / (area_a + area_b - inter).clamp(min=1e-9)
+
+
+def build_criterion(model, settings: Rebalancing, stats: DropStats | None = None,
+                    partial_images: set[str] | None = None):
+    """The criterion to install on a plain ultralytics DetectionModel (``model.criterion = ...``).
+
+    End-to-end heads (YOLO26, YOLOv10) train through E2ELoss's two branches; both get BPR, so the
+    drop is never silently bypassed.
+    """
+    stats = stats if stats is not None else DropStats()
+    loss_fn = functools.partial(RebalancedDetectionLoss, settings=settings, stats=stats,
+                                partial_images=partial_images)
+    if getattr(model.model[-1], "one2one_cv2", None) is not None:
+        return E2ELoss(model, loss_fn=loss_fn)
+    return loss_fn(model)
+
+
+def criterion_stats(criterion) -> DropStats | None:
+    """The DropStats a criterion built by :func:`build_criterion` reports to, else None."""
+    if isinstance(criterion, RebalancedDetectionLoss):
+        return criterion.stats
+    if isinstance(criterion, E2ELoss) and isinstance(criterion.one2many, RebalancedDetectionLoss):
+        return criterion.one2many.stats
+    return None
