@@ -41,6 +41,7 @@ class ExportResult:
     boxes: dict[str, int] = field(default_factory=dict)    # split -> boxes in the label files
     hidden_boxes: int = 0
     skipped_frames: dict[str, int] = field(default_factory=dict)  # video id -> frames left out
+    partial_images: list[str] = field(default_factory=list)  # train image names of partial frames
     warnings: list[str] = field(default_factory=list)
 
 
@@ -102,17 +103,21 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     # Select frames and their boxes.
     videos = {v["id"]: v for v in project.videos()}
     plan: dict[str, list[tuple[str, int]]] = {}
+    partial: set[tuple[str, int]] = set()
     result = ExportResult(data_yaml=out / "data.yaml", names=names)
     for split in splits:
         statuses = PROTOCOL[split]
         rows = project.conn.execute(
-            f"SELECT f.video_id, f.frame_index FROM frames f JOIN videos v ON v.id = f.video_id "
+            f"SELECT f.video_id, f.frame_index, f.label_status FROM frames f "
+            f"JOIN videos v ON v.id = f.video_id "
             f"WHERE v.split = ? AND f.label_status IN ({','.join('?' * len(statuses))}) "
             f"ORDER BY f.video_id, f.frame_index", (split, *statuses)).fetchall()
         usable = []
-        for vid, frame in rows:
+        for vid, frame, status in rows:
             if videos[vid]["status"] == "ok":
                 usable.append((vid, frame))
+                if split == "train" and status == "partial":
+                    partial.add((vid, frame))
             else:
                 result.skipped_frames[vid] = result.skipped_frames.get(vid, 0) + 1
         plan[split] = usable
@@ -158,6 +163,8 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
                 image = _frame_image(project, video, frame, readers)
                 stem = f"{_safe(vid)}_{frame:07d}"
                 _link(image, image_dir / f"{stem}{image.suffix.lower()}")
+                if split == "train" and (vid, frame) in partial:
+                    result.partial_images.append(f"{stem}{image.suffix.lower()}")
                 width, height = video["width"], video["height"]
                 lines = []
                 for box_id, _, _, species_id, x1, y1, x2, y2 in boxes.get((vid, frame), []):
@@ -204,8 +211,8 @@ def _frame_image(project: Project, video: dict, frame: int, readers: dict[str, V
                 raise ExportError(f"video {video['id']}: {e}") from e
         cached.parent.mkdir(parents=True, exist_ok=True)
         image = reader.read(frame)
-        partial = cached.with_suffix(".part.jpg")
-        if not cv2.imwrite(str(partial), image, [cv2.IMWRITE_JPEG_QUALITY, 95]):
-            raise ExportError(f"cannot write {partial}")
-        partial.replace(cached)  # a killed export never leaves a half-written frame in the cache
+        temporary = cached.with_suffix(".part.jpg")
+        if not cv2.imwrite(str(temporary), image, [cv2.IMWRITE_JPEG_QUALITY, 95]):
+            raise ExportError(f"cannot write {temporary}")
+        temporary.replace(cached)  # a killed export never leaves a half-written frame in the cache
     return cached

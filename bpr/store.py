@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import time
@@ -81,6 +82,7 @@ MIGRATIONS: list[str] = [
         started REAL,
         finished REAL,
         metrics TEXT,                         -- JSON: one object per epoch
+        summary TEXT,                         -- JSON: the final evaluation of the best weights
         weights TEXT
     );
 
@@ -108,6 +110,10 @@ PALETTE = [
 
 class ProjectError(Exception):
     """A project cannot be opened or used (missing, made by a newer version, not a project)."""
+
+
+class NotFoundError(ProjectError):
+    """No video, run or other item of that name in the project."""
 
 
 class Project:
@@ -240,7 +246,7 @@ class Project:
     def video(self, video_id: str) -> dict:
         rows = list(self.db.query("SELECT * FROM videos WHERE id = ?", [video_id]))
         if not rows:
-            raise KeyError(f"no video {video_id!r} in {self.folder}")
+            raise NotFoundError(f"no video {video_id!r} in {self.folder}")
         return rows[0]
 
     def set_video_file(self, video_id: str, path: str | os.PathLike | None, info: dict | None,
@@ -324,6 +330,39 @@ class Project:
         with self.transaction():
             self.conn.execute("DELETE FROM boxes WHERE id = ?", (box_id,))
 
+    # -- training runs -----------------------------------------------------------------------
+    def create_run(self, name: str, config: dict) -> int:
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO runs (name, config, status, started, metrics) VALUES (?, ?, 'running', ?, '[]')",
+                (name, json.dumps(config), time.time()))
+        return cur.lastrowid
+
+    def update_run(self, name: str, **fields) -> None:
+        """Set columns of a run; ``metrics`` (a list of per-epoch dicts) and ``config`` are stored as JSON."""
+        allowed = {"status", "error", "finished", "metrics", "summary", "weights", "config", "started"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"unknown run fields {sorted(unknown)}")
+        for key in ("metrics", "summary", "config"):
+            if key in fields and not isinstance(fields[key], str):
+                fields[key] = json.dumps(fields[key])
+        if not fields:
+            return
+        with self.transaction():
+            self.conn.execute(
+                f"UPDATE runs SET {', '.join(f'{k} = ?' for k in fields)} WHERE name = ?",
+                (*fields.values(), name))
+
+    def runs(self) -> list[dict]:
+        return [_decode_run(r) for r in self.db.query("SELECT * FROM runs ORDER BY id")]
+
+    def run(self, name: str) -> dict:
+        rows = list(self.db.query("SELECT * FROM runs WHERE name = ?", [name]))
+        if not rows:
+            raise NotFoundError(f"no run {name!r} in {self.folder}")
+        return _decode_run(rows[0])
+
     # -- summary -----------------------------------------------------------------------------
     def summary(self) -> dict:
         """Counts for ``bpr info``: videos, boxes, boxes per species, labeled frames, per split."""
@@ -357,6 +396,14 @@ class Project:
             "unreadable_videos": q(
                 "SELECT count(*) FROM videos WHERE status = 'unreadable'").fetchone()[0],
         }
+
+
+def _decode_run(row: dict) -> dict:
+    row = dict(row)
+    row["config"] = json.loads(row["config"])
+    row["metrics"] = json.loads(row["metrics"] or "[]")
+    row["summary"] = json.loads(row["summary"]) if row["summary"] else None
+    return row
 
 
 def _split_sql(script: str) -> list[str]:

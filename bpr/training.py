@@ -1,0 +1,266 @@
+"""Train a YOLO detector on a project with Box Prediction Rebalancing: config, progress, cancel, resume.
+
+The model stays a plain ultralytics DetectionModel; BPR's criterion is installed from a trainer callback
+after set-up (and re-installed after a resume or a NaN recovery), so checkpoints load anywhere without
+bpr. The training set is exported from the store into the run's own folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bpr.loss import Rebalancing
+from bpr.store import Project
+
+
+class TrainingCancelled(Exception):
+    """Raised inside the trainer to stop at the end of the current batch (resumable from last.pt)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; the CLI fills it from flags, the app from its panel."""
+
+    model: str = "yolov5n.yaml"   # an ultralytics model YAML (from scratch) or a local .pt file
+    epochs: int = 50
+    imgsz: int = 640
+    batch: int = 16
+    device: str = "auto"          # "auto" (first CUDA device, else CPU), "cpu", "cuda", "cuda:N" or "N"
+    seed: int = 0
+    rebalancing: Rebalancing = field(default_factory=Rebalancing)
+    species: list[str] | None = None   # species to train on (default: all marked for training)
+    hide_fraction: float = 0.0    # hide this fraction of training boxes (partial-label benchmarks)
+    workers: int = 2              # data-loading processes
+    patience: int = 100           # epochs without improvement before early stopping
+    val: bool = True              # validate after each epoch (the final epoch always validates)
+    extra: dict[str, Any] = field(default_factory=dict)  # further ultralytics train() arguments
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        data = dict(data)
+        data["rebalancing"] = Rebalancing(**data.get("rebalancing", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TrainEvent:
+    """Progress reported to ``on_event`` (called on the training thread)."""
+
+    kind: str                      # "start", "batch", "epoch" (after validation) or "end"
+    run: str
+    epoch: int = 0                 # 1-based
+    epochs: int = 0
+    batch: int = 0                 # 1-based within the epoch
+    batches: int = 0
+    losses: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)   # after validation: mAP50, mAP50-95, ...
+    drop: dict[str, Any] = field(default_factory=dict)        # measured BPR drop counts and fractions
+    eta_s: float | None = None
+    message: str = ""
+
+
+def resolve_device(device: str) -> str:
+    """ultralytics' device string for ours: 'cpu' or a CUDA index; 'auto' picks CUDA when present."""
+    import torch
+
+    device = str(device).strip().lower()
+    if device in ("", "auto"):
+        return "0" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return "cpu"
+    index = device.removeprefix("cuda").lstrip(":") or "0"
+    if not index.isdigit():
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available() or int(index) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} is not available here (CUDA devices: "
+                         f"{torch.cuda.device_count() if torch.cuda.is_available() else 0})")
+    return index
+
+
+def _metrics(trainer) -> dict[str, float]:
+    keys = {"metrics/mAP50(B)": "mAP50", "metrics/mAP50-95(B)": "mAP50-95",
+            "metrics/precision(B)": "precision", "metrics/recall(B)": "recall"}
+    return {short: float(trainer.metrics[k]) for k, short in keys.items() if k in (trainer.metrics or {})}
+
+
+def _losses(trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in (trainer.tloss or {}).items()}
+
+
+class _Session:
+    """The callbacks of one training run: install BPR, report progress, honour cancel, record epochs."""
+
+    def __init__(self, project: Project, run: str, config: TrainConfig, partial_images: set[str],
+                 on_event: Callable[[TrainEvent], None] | None, stop: threading.Event | None):
+        from bpr.loss import DropStats
+
+        self.project, self.run, self.config = project, run, config
+        self.partial_images = partial_images
+        self.on_event = on_event
+        self.stop = stop
+        self.stats = DropStats()
+        self.metrics: list[dict] = project.run(run)["metrics"]
+        self.started = time.time()
+        self.batches_done = 0
+
+    def emit(self, event: TrainEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def attach(self, model) -> None:
+        model.add_callback("on_pretrain_routine_end", self.install)
+        model.add_callback("on_train_epoch_start", self.ensure_installed)
+        model.add_callback("on_train_batch_end", self.batch_end)
+        model.add_callback("on_fit_epoch_end", self.epoch_end)
+
+    def install(self, trainer) -> None:
+        from bpr.loss import build_criterion
+        from ultralytics.utils.torch_utils import unwrap_model
+
+        settings = self.config.rebalancing
+        # A resumed run continues with fresh draws rather than replaying the first epochs' draws.
+        settings = dataclasses.replace(settings, seed=settings.seed + 1_000_003 * trainer.start_epoch)
+        model = unwrap_model(trainer.model)
+        model.criterion = build_criterion(model, settings, self.stats, self.partial_images)
+        self.emit(TrainEvent("start", self.run, epoch=trainer.start_epoch + 1, epochs=trainer.epochs,
+                             batches=len(trainer.train_loader),
+                             message=f"training {self.run} on {trainer.device}"))
+
+    def ensure_installed(self, trainer) -> None:
+        from bpr.loss import criterion_stats
+        from ultralytics.utils.torch_utils import unwrap_model
+
+        if criterion_stats(getattr(unwrap_model(trainer.model), "criterion", None)) is not self.stats:
+            self.install(trainer)
+        self.stats.reset()
+
+    def batch_end(self, trainer) -> None:
+        self.batches_done += 1
+        batches = len(trainer.train_loader)
+        done_in_epoch = (self.batches_done - 1) % batches + 1 if batches else 0
+        left = (trainer.epochs - trainer.epoch - 1) * batches + (batches - done_in_epoch)
+        rate = (time.time() - self.started) / self.batches_done
+        self.emit(TrainEvent("batch", self.run, epoch=trainer.epoch + 1, epochs=trainer.epochs,
+                             batch=done_in_epoch, batches=batches, losses=_losses(trainer),
+                             drop=self.stats.summary(), eta_s=left * rate))
+        if self.stop is not None and self.stop.is_set():
+            raise TrainingCancelled(f"run {self.run} cancelled at epoch {trainer.epoch + 1}, "
+                                    f"batch {done_in_epoch}/{batches}")
+
+    def epoch_end(self, trainer) -> None:
+        epoch = trainer.epoch + 1
+        if any(m["epoch"] >= epoch for m in self.metrics) or epoch > trainer.epochs:
+            # ultralytics calls this once more after training, for its evaluation of best.pt
+            self.project.update_run(self.run, summary={"best": _metrics(trainer)})
+            return
+        record = {"epoch": trainer.epoch + 1, **_losses(trainer), **_metrics(trainer),
+                  "drop": self.stats.summary(), "time": time.time()}
+        self.metrics.append(record)
+        self.project.update_run(self.run, metrics=self.metrics)  # committed now: a crash keeps it
+        self.emit(TrainEvent("epoch", self.run, epoch=trainer.epoch + 1, epochs=trainer.epochs,
+                             losses=_losses(trainer), metrics=_metrics(trainer), drop=self.stats.summary()))
+
+
+def run_folder(project: Project, run: str) -> Path:
+    return project.folder / "runs" / run
+
+
+def _new_run_name(project: Project) -> str:
+    taken = {r["name"] for r in project.runs()}
+    n = len(taken) + 1
+    while f"run{n}" in taken:
+        n += 1
+    return f"run{n}"
+
+
+def train(project: Project, config: TrainConfig | None = None, name: str | None = None,
+          resume: str | None = None, on_event: Callable[[TrainEvent], None] | None = None,
+          stop: threading.Event | None = None) -> dict:
+    """Train (or resume) a run; returns the run's record from the store.
+
+    A run is recorded before anything else happens. Cancelling (``stop.set()``) stops at the end of the
+    current batch, marks the run ``cancelled`` and raises TrainingCancelled; it can be resumed from its
+    last finished epoch. Any other error marks the run ``failed`` with the error and is re-raised.
+    """
+    from bpr.dataset import export_yolo
+    from bpr.offline import configure
+
+    configure()
+    if resume is not None:
+        record = project.run(resume)
+        if record["status"] == "finished":
+            raise ValueError(f"run {resume} has finished; start a new run instead")
+        name, config = resume, TrainConfig.from_dict(record["config"])
+        project.update_run(name, status="running", error=None, finished=None)
+    else:
+        config = config or TrainConfig()
+        name = name or _new_run_name(project)
+        if any(r["name"] == name for r in project.runs()):
+            raise ValueError(f"a run named {name!r} exists already; choose another name or resume it")
+        project.create_run(name, config.to_dict())
+
+    folder = run_folder(project, name)
+    try:
+        model_path = Path(config.model)
+        if config.model.endswith(".pt") and not model_path.is_file():
+            # A missing .pt makes ultralytics try to download it: refuse first.
+            raise FileNotFoundError(f"model weights {config.model} not found")
+        device = resolve_device(config.device)
+        last = folder / "train" / "weights" / "last.pt"
+        if resume is not None and last.exists():
+            dataset = json.loads((folder / "dataset" / "export.json").read_text())
+            partial = set(dataset["partial_images"])
+        else:
+            export = export_yolo(project, folder / "dataset", species=config.species,
+                                 hide_fraction=config.hide_fraction, seed=config.seed)
+            partial = set(export.partial_images)
+
+        from ultralytics import YOLO
+
+        session = _Session(project, name, config, partial, on_event, stop)
+        if resume is not None and last.exists():
+            model = YOLO(str(last))
+            session.attach(model)
+            model.train(resume=str(last), device=device, workers=config.workers)
+        else:
+            model = YOLO(config.model)
+            session.attach(model)
+            import torch
+
+            amp = False
+            if device != "cpu":  # ultralytics' AMP check downloads a model; bf16 needs no check
+                amp = "bf16" if torch.cuda.is_bf16_supported() else False
+            model.train(data=str(folder / "dataset" / "data.yaml"), epochs=config.epochs,
+                        imgsz=config.imgsz, batch=config.batch, device=device, seed=config.seed,
+                        deterministic=True, workers=config.workers, patience=config.patience,
+                        val=config.val, plots=False, amp=amp, pretrained=config.model.endswith(".pt"),
+                        project=str(folder), name="train", exist_ok=True, verbose=False,
+                        **config.extra)
+    except TrainingCancelled as e:
+        project.update_run(name, status="cancelled", error=str(e), finished=time.time())
+        raise
+    except KeyboardInterrupt:
+        project.update_run(name, status="cancelled", error="interrupted", finished=time.time())
+        raise
+    except Exception as e:
+        project.update_run(name, status="failed", finished=time.time(),
+                           error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
+        raise
+    best = folder / "train" / "weights" / "best.pt"
+    project.update_run(name, status="finished", finished=time.time(),
+                       weights=project.stored_path(best if best.exists() else last))
+    if on_event is not None:
+        on_event(TrainEvent("end", name, message=f"run {name} finished"))
+    return project.run(name)

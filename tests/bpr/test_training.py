@@ -1,0 +1,141 @@
+"""BPR training end to end on the demo project: events, store records, cancel, resume, crash, offline."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from bpr.loss import Rebalancing
+from bpr.training import TrainConfig, TrainingCancelled, resolve_device, train
+
+
+def tiny_config(**overrides):
+    settings = dict(model="yolov5n.yaml", epochs=1, imgsz=96, batch=16, workers=0, device="cpu",
+                    rebalancing=Rebalancing(p_obj=0.5, p_box=0.25))
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail on any attempt to reach the network (DNS included)."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError(f"test forbids network access: {args!r}")
+
+    real_connect = socket.socket.connect
+
+    def connect(self, address):
+        if self.family == socket.AF_UNIX:
+            return real_connect(self, address)
+        refuse(address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", lambda self, address: refuse(address))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return attempts
+
+
+@pytest.mark.slow
+def test_train_validate_predict_offline_and_plain_checkpoint(demo_project, no_network, tmp_path):
+    events = []
+    run = train(demo_project, tiny_config(), name="tiny", on_event=events.append)
+    assert run["status"] == "finished" and run["error"] is None
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and "epoch" in kinds
+    batches = [e for e in events if e.kind == "batch"]
+    assert [e.batch for e in batches] == list(range(1, batches[0].batches + 1))
+    assert batches[-1].eta_s == pytest.approx(0, abs=1e-6)
+    [epoch] = run["metrics"]
+    assert epoch["epoch"] == 1 and "mAP50" in epoch and "cls_loss" in epoch
+    drop = epoch["drop"]
+    assert drop["negatives"] > 0 and 0.4 < drop["obj_drop_fraction"] < 0.6
+    assert 0.1 < drop["box_drop_fraction"] < 0.4
+    assert run["summary"]["best"].keys() >= {"mAP50", "mAP50-95"}
+    weights = demo_project.resolve_path(run["weights"])
+    assert weights.name == "best.pt" and weights.exists()
+
+    # prediction, still offline
+    from ultralytics import YOLO
+
+    image = next((demo_project.folder / "runs" / "tiny" / "dataset" / "val" / "images").iterdir())
+    results = YOLO(str(weights)).predict(str(image), imgsz=96, verbose=False)
+    assert len(results) == 1
+    assert no_network == []
+
+    # The checkpoint is plain ultralytics: `yolo predict` in a process that never imports bpr.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(YOLO_OFFLINE="1", YOLO_CONFIG_DIR=os.environ["YOLO_CONFIG_DIR"])
+    yolo = shutil.which("yolo", path=os.path.dirname(sys.executable))
+    result = subprocess.run(
+        [yolo, "predict", f"model={weights}", f"source={image}", "imgsz=96", f"project={tmp_path}",
+         "name=pred", "save=False"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    code = (f"import sys; from ultralytics import YOLO; m = YOLO({str(weights)!r}); "
+            f"r = m.predict({str(image)!r}, imgsz=96, verbose=False); "
+            "assert not any(n == 'bpr' or n.startswith('bpr.') for n in sys.modules); print('plain', len(r))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0 and "plain 1" in result.stdout, result.stderr
+
+
+@pytest.mark.slow
+def test_cancel_then_resume_from_last_epoch(demo_project):
+    stop = threading.Event()
+
+    def cancel_in_second_epoch(event):
+        if event.kind == "batch" and event.epoch == 2 and event.batch == 1:
+            stop.set()
+
+    with pytest.raises(TrainingCancelled, match="epoch 2, batch 1/"):
+        train(demo_project, tiny_config(epochs=2), name="c", on_event=cancel_in_second_epoch, stop=stop)
+    run = demo_project.run("c")
+    assert run["status"] == "cancelled" and [m["epoch"] for m in run["metrics"]] == [1]
+    assert (demo_project.folder / "runs" / "c" / "train" / "weights" / "last.pt").exists()
+
+    events = []
+    run = train(demo_project, resume="c", on_event=events.append)
+    assert run["status"] == "finished" and [m["epoch"] for m in run["metrics"]] == [1, 2]
+    assert events[0].kind == "start" and events[0].epoch == 2  # continued, not restarted
+    assert run["metrics"][1]["drop"]["negatives_dropped"] > 0  # BPR re-installed after the resume
+    with pytest.raises(ValueError, match="has finished"):
+        train(demo_project, resume="c")
+
+
+@pytest.mark.slow
+def test_a_crash_mid_epoch_marks_the_run_failed_and_a_new_run_can_start(demo_project):
+    def crash(event):
+        if event.kind == "batch" and event.batch == 2:
+            raise RuntimeError("simulated failure in the middle of an epoch")
+
+    before = demo_project.summary()
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        train(demo_project, tiny_config(), name="boom", on_event=crash)
+    run = demo_project.run("boom")
+    assert run["status"] == "failed" and "RuntimeError: simulated failure" in run["error"]
+    assert demo_project.summary() == before
+    assert demo_project.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert train(demo_project, tiny_config(), name="after")["status"] == "finished"
+
+
+def test_bad_settings_are_refused_before_training(demo_project):
+    with pytest.raises(FileNotFoundError, match="weights nowhere.pt not found"):
+        train(demo_project, tiny_config(model="nowhere.pt"), name="w")
+    assert demo_project.run("w")["status"] == "failed"
+    with pytest.raises(ValueError, match="exists already"):
+        train(demo_project, tiny_config(), name="w")
+    with pytest.raises(ValueError, match="not available here"):
+        resolve_device("cuda:7")
+    assert resolve_device("cpu") == "cpu"
+
+
+def test_config_round_trips_through_the_store():
+    config = tiny_config(species=["Basket star"], rebalancing=Rebalancing(p_obj=0.75, mode="confident"))
+    assert TrainConfig.from_dict(config.to_dict()) == config
