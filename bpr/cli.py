@@ -117,6 +117,113 @@ def cmd_export_yolo(args) -> None:
     print(f"data.yaml: {result.data_yaml}")
 
 
+def cmd_train(args) -> None:
+    import os
+    import signal
+    import threading
+
+    if not args.verbose:
+        os.environ.setdefault("YOLO_VERBOSE", "False")  # our progress bar replaces ultralytics' output
+    from tqdm import tqdm
+
+    from bpr.loss import Rebalancing
+    from bpr.training import TrainConfig, TrainingCancelled, train
+
+    config = None
+    if args.resume is None:
+        config = TrainConfig(
+            model=args.model, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
+            seed=args.seed, workers=args.workers, species=args.species, hide_fraction=args.hide_fraction,
+            rebalancing=Rebalancing(p_obj=args.p_obj, p_box=args.p_box, neg_iou=args.neg_iou,
+                                    mode=args.mode, partial_only=not args.all_frames, seed=args.seed))
+    stop = threading.Event()
+
+    def on_interrupt(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this batch (Ctrl+C again to stop at once)", file=sys.stderr)
+
+    bar = None
+
+    def on_event(event) -> None:
+        nonlocal bar
+        if event.kind == "start":
+            print(event.message)
+            total = event.epochs * event.batches
+            bar = tqdm(total=total, initial=(event.epoch - 1) * event.batches, unit="batch",
+                       file=sys.stderr, dynamic_ncols=True)
+        elif event.kind == "batch" and bar is not None:
+            bar.update(1)
+            fraction = event.drop.get("obj_drop_fraction")
+            bar.set_description(f"epoch {event.epoch}/{event.epochs}")
+            bar.set_postfix({k.removesuffix("_loss"): f"{v:.3g}" for k, v in event.losses.items()}
+                            | ({"obj drop": f"{fraction:.2f}"} if fraction is not None else {}))
+        elif event.kind == "epoch":
+            line = f"epoch {event.epoch}/{event.epochs}: " + ", ".join(
+                f"{k} {v:.4f}" for k, v in event.metrics.items())
+            (bar.write if bar is not None else print)(line)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    with _open(args.project) as project:
+        try:
+            run = train(project, config, name=args.name, resume=args.resume, on_event=on_event, stop=stop)
+        except TrainingCancelled as e:
+            if bar is not None:
+                bar.close()
+            print(f"{e}; resume with: bpr train {args.project} --resume {project.runs()[-1]['name']}")
+            raise SystemExit(130) from None
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            if bar is not None:
+                bar.close()
+        _print_run(run)
+
+
+def _print_run(run: dict) -> None:
+    config, metrics = run["config"], run["metrics"]
+    rb = config["rebalancing"]
+    print(f"run {run['name']}: {run['status']}, {len(metrics)}/{config['epochs']} epochs, "
+          f"{config['model']} at {config['imgsz']} px")
+    print(f"  rebalancing: p_obj {rb['p_obj']}, p_box {rb['p_box']}, mode {rb['mode']}, "
+          f"neg_iou {rb['neg_iou']}, {'partial frames only' if rb['partial_only'] else 'all frames'}")
+    if metrics:
+        last = metrics[-1]
+        drop = last.get("drop", {})
+        print(f"  last epoch: val mAP50 {last.get('mAP50', float('nan')):.4f}, "
+              f"mAP50-95 {last.get('mAP50-95', float('nan')):.4f}")
+        measured = {name: drop.get(key) for name, key in
+                    (("objectness", "obj_drop_fraction"), ("box", "box_drop_fraction"))}
+        if any(v is not None for v in measured.values()):
+            print("  measured drop (last epoch): " + ", ".join(
+                f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in measured.items()))
+    if run.get("summary"):
+        best = run["summary"]["best"]
+        print(f"  best weights: val mAP50 {best.get('mAP50', float('nan')):.4f}, "
+              f"mAP50-95 {best.get('mAP50-95', float('nan')):.4f}")
+    if run["weights"]:
+        print(f"  weights: {run['weights']}")
+    if run["error"]:
+        print(f"  error: {run['error'].splitlines()[0]}")
+
+
+def cmd_runs(args) -> None:
+    with _open(args.project) as project:
+        runs = project.runs()
+    if args.json:
+        print(json.dumps(runs, indent=1))
+        return
+    if not runs:
+        print("no runs yet: start one with `bpr train`")
+    for run in runs:
+        config, metrics = run["config"], run["metrics"]
+        rb = config["rebalancing"]
+        best = max((m.get("mAP50", 0.0) for m in metrics), default=None)
+        print(f"{run['name']:12} {run['status']:10} {config['model']:14} "
+              f"{len(metrics):>3}/{config['epochs']:<3} ep  p_obj {rb['p_obj']:<5} p_box {rb['p_box']:<5} "
+              f"{rb['mode']:9} best val mAP50 {'-' if best is None else f'{best:.4f}'}")
+
+
 def cmd_info(args) -> None:
     with _open(args.project) as project:
         summary = project.summary()
@@ -196,6 +303,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for choosing the hidden boxes")
     p.set_defaults(func=cmd_export_yolo)
 
+    p = sub.add_parser("train", help="train a detector with Box Prediction Rebalancing")
+    p.add_argument("project")
+    p.add_argument("--model", default="yolov5n.yaml",
+                   help="ultralytics model YAML (trained from scratch) or a local .pt (default: yolov5n.yaml)")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--imgsz", type=int, default=640, help="training image size in pixels")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--p-obj", type=_fraction, default=0.0,
+                   help="fraction of negatives dropped from the objectness/classification loss")
+    p.add_argument("--p-box", type=_fraction, default=0.0,
+                   help="fraction of low-IoU predictions dropped from the box loss")
+    p.add_argument("--mode", choices=["random", "confident"], default="random",
+                   help="drop at random (the paper) or the most confident negatives first")
+    p.add_argument("--neg-iou", type=_fraction, default=0.3,
+                   help="IoU below which a prediction is a negative (default 0.3)")
+    p.add_argument("--all-frames", action="store_true",
+                   help="drop in fully labeled training frames too (default: partial frames only)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--species", nargs="+", help="species to train on (default: all marked for training)")
+    p.add_argument("--hide-fraction", type=_fraction, default=0.0,
+                   help="hide this fraction of training boxes (partial-label benchmarks)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    p.add_argument("--name", help="run name (default: run1, run2, ...)")
+    p.add_argument("--resume", metavar="RUN", help="resume a cancelled or failed run from its last epoch")
+    p.add_argument("--verbose", action="store_true", help="show ultralytics' own output")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("runs", help="list training runs and their results")
+    p.add_argument("project")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.set_defaults(func=cmd_runs)
+
     p = sub.add_parser("info", help="what a project holds")
     p.add_argument("project")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -211,7 +351,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from bpr.store import ProjectError
 
     return (LabelFormatError, ProjectError, ExportError, VideoError, FileNotFoundError,
-            FileExistsError, KeyError)
+            FileExistsError, ValueError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,8 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         func(args)
     except _user_errors() as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"bpr {args.command}: error: {message}", file=sys.stderr)
+        print(f"bpr {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"bpr {args.command}: interrupted; nothing half-written was kept", file=sys.stderr)

@@ -61,3 +61,23 @@ def test_hide_fraction_must_be_a_fraction(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export-yolo", str(tmp_path), str(tmp_path / "o"), "--hide-fraction", "1.5"])
     assert "not a fraction" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_and_runs(demo_template, tmp_path, capsys):
+    import shutil
+
+    project = tmp_path / "demo"
+    shutil.copytree(demo_template, project)
+    argv = ["train", str(project), "--epochs", "1", "--imgsz", "96", "--batch", "16", "--workers", "0",
+            "--p-obj", "0.75", "--p-box", "0.25", "--mode", "confident", "--name", "cli"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "run cli: finished, 1/1 epochs" in out and "mode confident" in out
+    assert "measured drop (last epoch): objectness 0.7" in out
+    assert main(["runs", str(project)]) == 0
+    assert "cli" in capsys.readouterr().out
+    assert main(["train", str(project), "--name", "cli", "--epochs", "1"]) == 1
+    assert "exists already" in capsys.readouterr().err
+    assert main(["train", str(project), "--resume", "nope"]) == 1
+    assert "no run 'nope'" in capsys.readouterr().err
