@@ -98,6 +98,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX detections_frame ON detections(run_id, video_id, frame_index);
     CREATE INDEX detections_species ON detections(run_id, species_id);
     """,
+    # 2: which frames a detection run has processed. Counts need the frames where nothing was found
+    # (a mean count over frames with detections only would be biased up), and detection resumes
+    # from them.
+    """
+    CREATE TABLE detected_frames (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        video_id TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+        frame_index INTEGER NOT NULL,
+        PRIMARY KEY (run_id, video_id, frame_index)
+    ) WITHOUT ROWID;
+    -- Counting reads only these columns: a covering index turns it into one ordered index scan
+    -- (1M detections: 4.0 s without it, 1.8 s with it; benchmarks/bench_counts.py). It also serves
+    -- per-frame lookups.
+    CREATE INDEX detections_count ON detections(run_id, video_id, frame_index, species_id, confidence);
+    DROP INDEX detections_frame;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

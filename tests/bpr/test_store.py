@@ -13,7 +13,7 @@ def test_new_project_has_current_schema_and_wal(project):
     assert set(project.db.table_names()) >= {"videos", "species", "frames", "boxes", "runs",
                                              "detections"}
     indexes = {row[1] for row in project.conn.execute("SELECT * FROM sqlite_master WHERE type='index'")}
-    assert {"boxes_frame", "detections_frame", "detections_species"} <= indexes
+    assert {"boxes_frame", "detections_count", "detections_species"} <= indexes
 
 
 def test_opening_a_folder_without_a_project_fails_clearly(tmp_path):
@@ -93,3 +93,25 @@ def test_frame_status_values(project):
     assert project.labeled_frames("v") == [{"frame_index": 7, "label_status": "full"}]
     with pytest.raises(ValueError):
         project.set_frame_status("v", 7, "complete")
+
+
+def test_a_version_1_project_is_upgraded_in_place(tmp_path):
+    """A project written by schema 1 opens with the current code; its data stays."""
+    import sqlite3
+
+    from bpr.store import MIGRATIONS, _split_sql
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    conn = sqlite3.connect(folder / "project.sqlite", isolation_level=None)
+    conn.execute("BEGIN")
+    for statement in _split_sql(MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO videos (id) VALUES ('kept')")
+    conn.execute("COMMIT")
+    conn.close()
+    with Project.open(folder) as p:
+        assert p.schema_version == SCHEMA_VERSION >= 2
+        assert "detected_frames" in p.db.table_names()
+        assert [v["id"] for v in p.videos()] == ["kept"]

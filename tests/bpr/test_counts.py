@@ -1,0 +1,99 @@
+"""Counts on hand-made detections and labels, with answers worked out by hand."""
+
+import csv
+
+import pytest
+
+from bpr.counts import CountSource, frame_counts, timecode, video_summary, write_frame_csv, write_summary_csv
+
+
+@pytest.fixture
+def counted(project):
+    """Video v (10 fps): frames 0-4 processed. urchin: 2, 3, 3, 0, 1; star: 0, 1, 0, 0, 0.
+    Low-confidence detections (0.1) add noise that the 0.25 threshold must remove."""
+    p = project
+    p.conn.execute("INSERT INTO videos (id, fps) VALUES ('v', 10.0)")
+    p.conn.execute("INSERT INTO videos (id, fps) VALUES ('w', 5.0)")
+    run = p.create_run("r", {})
+    urchin, star = p.species_id("urchin"), p.species_id("sea star")
+    det = []
+    for frame, n in enumerate([2, 3, 3, 0, 1]):
+        det += [(run, "v", frame, urchin, 0.9)] * n
+    det += [(run, "v", 1, star, 0.8), (run, "v", 3, urchin, 0.1), (run, "v", 3, urchin, 0.1),
+            (run, "v", 3, urchin, 0.1), (run, "v", 3, urchin, 0.1), (run, "w", 0, star, 0.3)]
+    p.conn.executemany("INSERT INTO detections (run_id, video_id, frame_index, species_id, x1, y1, x2, y2, "
+                       "confidence) VALUES (?, ?, ?, ?, 0, 0, 1, 1, ?)", det)
+    p.conn.executemany("INSERT INTO detected_frames VALUES (?, ?, ?)",
+                       [(run, "v", f) for f in range(5)] + [(run, "w", f) for f in range(4)])
+    return p
+
+
+def row(rows, video, species):
+    [r] = [r for r in rows if r["video"] == video and r["species"] == species]
+    return r
+
+
+def test_maxn_mean_and_frames_present(counted):
+    rows = video_summary(counted, CountSource(run="r", conf=0.25))
+    u = row(rows, "v", "urchin")
+    assert (u["maxn"], u["maxn_frame"], u["maxn_time_s"], u["maxn_timecode"]) == (3, 1, 0.1, "00:00:00.100")
+    assert u["mean_count"] == pytest.approx(9 / 5) and u["frames_present"] == 4 and u["frames_counted"] == 5
+    s = row(rows, "v", "sea star")
+    assert (s["maxn"], s["maxn_frame"], s["mean_count"], s["frames_present"]) == (1, 1, 0.2, 1)
+    # w has no urchin at all: a MaxN 0 row, and its star counts once in 4 frames
+    assert row(rows, "w", "urchin")["maxn"] == 0 and row(rows, "w", "urchin")["maxn_frame"] is None
+    assert row(rows, "w", "sea star")["mean_count"] == 0.25
+
+
+def test_threshold_and_per_species_thresholds(counted):
+    low = video_summary(counted, CountSource(run="r", conf=0.05))
+    assert row(low, "v", "urchin")["maxn"] == 4 and row(low, "v", "urchin")["maxn_frame"] == 3
+    strict = video_summary(counted, CountSource(run="r", conf=0.25, species_conf={"Sea Star": 0.85}))
+    assert row(strict, "v", "sea star")["maxn"] == 0
+    assert row(strict, "v", "urchin")["maxn"] == 3
+    assert row(strict, "v", "urchin")["threshold"] == 0.25
+
+
+def test_per_frame_table_includes_empty_frames(counted):
+    table = frame_counts(counted, CountSource(run="r"), video="v")
+    assert table["species"] == ["sea star", "urchin"]
+    assert table["rows"] == [("v", 0, 0.0, [0, 2]), ("v", 1, 0.1, [1, 3]), ("v", 2, 0.2, [0, 3]),
+                             ("v", 3, 0.3, [0, 0]), ("v", 4, 0.4, [0, 1])]
+
+
+def test_counts_from_labels(counted):
+    p = counted
+    for frame, n in ((0, 2), (5, 4)):
+        p.set_frame_status("v", frame, "full")
+        for _ in range(n):
+            p.add_box("v", frame, "urchin", (0, 0, 5, 5))
+    p.add_box("v", 7, "urchin", (0, 0, 5, 5))  # not a labeled frame: not counted
+    rows = video_summary(p, CountSource(run=None))
+    u = row(rows, "v", "urchin")
+    assert (u["maxn"], u["maxn_frame"], u["mean_count"], u["run"], u["threshold"]) == (4, 5, 3.0, "labels", None)
+
+
+def test_csv_files(counted, tmp_path):
+    summary = write_summary_csv(video_summary(counted, CountSource(run="r")), tmp_path / "s.csv")
+    with open(summary) as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0].keys() >= {"video", "species", "maxn", "maxn_frame", "maxn_time_s", "mean_count",
+                              "frames_present", "threshold", "run"}
+    u = [r for r in rows if r["video"] == "v" and r["species"] == "urchin"][0]
+    assert (u["maxn"], u["maxn_frame"], u["mean_count"], u["run"]) == ("3", "1", "1.8", "r")
+    per_frame = write_frame_csv(frame_counts(counted, CountSource(run="r")), tmp_path / "f.csv")
+    lines = per_frame.read_text().splitlines()
+    assert lines[0] == "video,frame,time_s,sea star,urchin" and lines[2] == "v,1,0.1,1,3"
+    assert len(lines) == 1 + 9 and not list(tmp_path.glob("*.part"))
+
+
+def test_timecode():
+    assert timecode(3725.5) == "01:02:05.500" and timecode(None) == ""
+
+
+def test_species_the_model_looks_for_get_rows_even_when_never_found(counted):
+    counted.species_id("squat lobster")
+    counted.update_run("r", summary={"classes": ["urchin", "sea star", "squat lobster"]})
+    rows = video_summary(counted, CountSource(run="r"))
+    lobster = row(rows, "v", "squat lobster")
+    assert (lobster["maxn"], lobster["mean_count"], lobster["frames_present"]) == (0, 0.0, 0)
