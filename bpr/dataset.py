@@ -53,6 +53,12 @@ def _safe(video_id: str) -> str:
     return video_id.replace("/", "__").replace("\\", "__").replace(":", "_")
 
 
+def image_name(video: dict, frame: int) -> str:
+    """The file name a frame gets in exports: <video id>_<7-digit frame>, with the still's extension."""
+    suffix = Path(video["path"]).suffix.lower() if video["kind"] == "image" and video["path"] else ".jpg"
+    return f"{_safe(video['id'])}_{frame:07d}{suffix}"
+
+
 def _link(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
@@ -161,10 +167,10 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
                     raise ExportError("export cancelled")
                 video = videos[vid]
                 image = _frame_image(project, video, frame, readers)
-                stem = f"{_safe(vid)}_{frame:07d}"
-                _link(image, image_dir / f"{stem}{image.suffix.lower()}")
+                name = image_name(video, frame)
+                _link(image, image_dir / name)
                 if split == "train" and (vid, frame) in partial:
-                    result.partial_images.append(f"{stem}{image.suffix.lower()}")
+                    result.partial_images.append(name)
                 width, height = video["width"], video["height"]
                 lines = []
                 for box_id, _, _, species_id, x1, y1, x2, y2 in boxes.get((vid, frame), []):
@@ -174,7 +180,7 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
                                  f"{(y1 + y2) / 2 / height:.6f} {(x2 - x1) / width:.6f} "
                                  f"{(y2 - y1) / height:.6f}")
                 n_boxes += len(lines)
-                (label_dir / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
+                (label_dir / Path(name).with_suffix(".txt")).write_text("".join(line + "\n" for line in lines))
                 done += 1
                 if progress and (done % 20 == 0 or done == total):
                     progress(done, total, f"exporting {split}")

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bpr.formats.coco import read_coco
+from bpr.formats.coco import export_coco, read_coco
 from bpr.formats.common import ImportReport, LabelFormatError, Progress, write_batch
 from bpr.formats.cvat import read_cvat
 from bpr.formats.dusia import find_video, read_dusia
+from bpr.formats.viame import export_viame, read_viame
 from bpr.formats.yolo import read_yolo
 from bpr.media import probe_status
 from bpr.store import Project
 
 __all__ = [
     "ImportReport", "LabelFormatError", "import_coco", "import_cvat", "import_dusia", "import_yolo",
-    "link_videos", "read_coco", "read_cvat", "read_dusia", "read_yolo", "write_batch",
+    "export_coco", "export_viame", "import_viame", "link_videos", "read_coco", "read_cvat",
+    "read_dusia", "read_viame", "read_yolo", "write_batch",
 ]
 
 
@@ -39,6 +41,17 @@ def import_coco(project: Project, json_path: str | Path, images_dir: str | Path 
                 split: str | None = None, status: str | None = None,
                 progress: Progress | None = None) -> ImportReport:
     return write_batch(project, read_coco(json_path, images_dir, split, status), progress)
+
+
+def import_viame(project: Project, csv_path: str | Path, video_id: str | None = None,
+                 split: str | None = None, status: str = "none",
+                 progress: Progress | None = None) -> ImportReport:
+    """A VIAME CSV into one video: an existing one (its frame size clips the boxes) or a new one."""
+    vid = video_id or Path(csv_path).stem
+    known = project.conn.execute("SELECT width, height FROM videos WHERE id = ?", (vid,)).fetchone()
+    width, height = known if known else (None, None)
+    batch = read_viame(csv_path, vid, split, status, width, height)
+    return write_batch(project, batch, progress)
 
 
 def link_videos(project: Project, folder: str | Path) -> dict[str, list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from bpr.formats.common import (
@@ -14,6 +15,7 @@ from bpr.formats.common import (
     normalise_species,
 )
 from bpr.formats.yolo import default_status
+from bpr.store import Project
 
 
 def _require(obj, key: str, kind, where: str):
@@ -90,3 +92,51 @@ def read_coco(path: str | Path, images_dir: str | Path | None = None, split: str
         batch.boxes.append(BoxRecord(vid, 0, categories[cid], x1, y1, x2, y2, origin_key=f"coco:{aid}"))
     batch.warnings += checker.warnings()
     return batch
+
+
+def export_coco(project: Project, path: str | os.PathLike, run: str | None = None,
+                statuses: tuple[str, ...] = ("partial", "full"), min_conf: float = 0.0) -> Path:
+    """Write the labeled frames as COCO: a ground-truth file, or (``run``) that run's detections on
+    the same frames in COCO's results format (a list of {image_id, category_id, bbox, score}).
+
+    Image ids number the labeled frames in (video, frame) order, so both files line up for
+    pycocotools; file names are those ``export-yolo`` gives the frames.
+    """
+    from bpr.dataset import image_name
+
+    path = Path(path)
+    videos = {v["id"]: v for v in project.videos()}
+    marks = ",".join("?" * len(statuses))
+    frames = project.conn.execute(
+        f"SELECT video_id, frame_index FROM frames WHERE label_status IN ({marks}) "
+        "ORDER BY video_id, frame_index", statuses).fetchall()
+    image_ids = {key: i for i, key in enumerate(frames, 1)}
+    if run is None:
+        data = {
+            "info": {"description": f"exported by bpr from {project.folder}"},
+            "images": [{"id": image_ids[(v, f)], "file_name": image_name(videos[v], f),
+                        "width": videos[v]["width"], "height": videos[v]["height"],
+                        "video_id": v, "frame_index": f} for v, f in frames],
+            "categories": [{"id": s["id"], "name": s["name"]} for s in project.species()],
+            "annotations": [],
+        }
+        for box_id, v, f, sid, x1, y1, x2, y2 in project.conn.execute(
+                "SELECT id, video_id, frame_index, species_id, x1, y1, x2, y2 FROM boxes "
+                "ORDER BY video_id, frame_index, id"):
+            if (v, f) in image_ids:
+                data["annotations"].append({
+                    "id": box_id, "image_id": image_ids[(v, f)], "category_id": sid,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+    else:
+        run_id = project.run(run)["id"]
+        data = [{"image_id": image_ids[(v, f)], "category_id": sid, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                 "score": conf}
+                for v, f, sid, x1, y1, x2, y2, conf in project.conn.execute(
+                    "SELECT video_id, frame_index, species_id, x1, y1, x2, y2, confidence FROM detections "
+                    "WHERE run_id = ? AND confidence >= ? ORDER BY video_id, frame_index, id",
+                    (run_id, min_conf))
+                if (v, f) in image_ids]
+    temporary = path.with_name(path.name + ".part")
+    temporary.write_text(json.dumps(data))
+    temporary.replace(path)
+    return path

@@ -61,3 +61,24 @@ def test_malformed_json_names_line(tmp_path, project):
     with pytest.raises(LabelFormatError, match=r"ann.json: line 2, column \d+: malformed JSON"):
         import_coco(project, write(tmp_path, '{"images": [],\n "annotations": [,]}'))
     assert project.videos() == []
+
+
+def test_export_loads_in_pycocotools_and_round_trips(demo_project, tmp_path):
+    from pycocotools.coco import COCO
+
+    from bpr.formats.coco import export_coco
+
+    path = export_coco(demo_project, tmp_path / "labels.json")
+    coco = COCO(str(path))
+    frames = demo_project.conn.execute("SELECT count(*) FROM frames WHERE label_status != 'none'").fetchone()[0]
+    boxes = demo_project.conn.execute(
+        "SELECT count(*) FROM boxes JOIN frames USING (video_id, frame_index) WHERE label_status != 'none'"
+    ).fetchone()[0]
+    assert len(coco.getImgIds()) == frames and len(coco.getAnnIds()) == boxes
+    # and back in: the same boxes on the same (single-frame) images
+    from bpr.formats import import_coco
+    from bpr.store import Project
+
+    with Project.create(tmp_path / "again") as again:
+        report = import_coco(again, path, images_dir=tmp_path)
+        assert report.boxes_added == boxes
