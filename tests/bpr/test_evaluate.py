@@ -1,0 +1,110 @@
+"""mAP: cases worked out by hand, and the COCO figure against pycocotools on the same predictions."""
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+
+from bpr.evaluate import ImageResult, box_iou, coco_ap, precision_recall_at, summarise
+
+
+def image(gt, gt_cls, det=(), scores=(), det_cls=()):
+    return ImageResult(np.array(gt, float).reshape(-1, 4), np.array(gt_cls, int),
+                       np.array(det, float).reshape(-1, 4), np.array(scores, float), np.array(det_cls, int))
+
+
+def test_perfect_predictions_score_one_both_ways():
+    images = [image([[0, 0, 10, 10], [20, 20, 40, 40]], [0, 1], [[0, 0, 10, 10], [20, 20, 40, 40]],
+                    [0.9, 0.8], [0, 1])]
+    result = summarise(images, {0: "urchin", 1: "star"})
+    assert result["coco"] == {"mAP50": pytest.approx(1.0), "mAP50-95": pytest.approx(1.0)}
+    assert result["ultralytics"]["mAP50"] == pytest.approx(1.0, abs=0.01)
+    assert (result["precision"], result["recall"]) == (1.0, 1.0)
+
+
+def test_half_recall_with_a_false_positive():
+    """2 boxes, 1 found (score 0.9), then a false positive (0.8). P/R: (1, .5), (.5, .5).
+    COCO reads the envelope at 101 recall points: 1 up to recall .5 (51 points), then 0."""
+    images = [image([[0, 0, 10, 10], [50, 50, 60, 60]], [0, 0], [[0, 0, 10, 10], [80, 80, 90, 90]],
+                    [0.9, 0.8], [0, 0])]
+    ap = coco_ap(images, [0])
+    assert ap[0, 0] == pytest.approx(51 / 101)
+    assert precision_recall_at(images, conf=0.85) == (1.0, 0.5)
+    assert precision_recall_at(images, conf=0.5) == (0.5, 0.5)
+
+
+def test_localisation_decides_the_iou_threshold():
+    """A box with IoU 0.6 counts at 0.50, 0.55, 0.60 and not above: mAP50-95 = 3/10 (COCO)."""
+    gt = [[0, 0, 10, 10]]
+    det = [[0, 0, 10, 6]]  # IoU 0.6
+    assert box_iou(np.array(det, float), np.array(gt, float))[0, 0] == pytest.approx(0.6)
+    ap = coco_ap([image(gt, [0], det, [0.9], [0])], [0])
+    assert ap[:, 0] == pytest.approx([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+
+
+def test_classes_without_ground_truth_are_left_out():
+    images = [image([[0, 0, 10, 10]], [0], [[0, 0, 10, 10], [30, 30, 40, 40]], [0.9, 0.9], [0, 1])]
+    ap = coco_ap(images, [0, 1])
+    assert ap[0] == pytest.approx([1.0, -1.0])
+    assert summarise(images, {0: "a", 1: "b"})["coco"]["mAP50"] == pytest.approx(1.0)
+
+
+def random_dataset(seed, n_images=25, n_classes=3):
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(n_images):
+        n = rng.integers(0, 8)
+        xy = rng.uniform(0, 500, (n, 2))
+        wh = rng.uniform(10, 120, (n, 2))
+        gt = np.c_[xy, xy + wh]
+        gt_cls = rng.integers(0, n_classes, n)
+        keep = rng.random(n) < 0.8  # missed boxes
+        jitter = rng.normal(0, 8, (n, 4))
+        det = (gt + jitter)[keep]
+        det[:, 2:] = np.maximum(det[:, 2:], det[:, :2] + 1)
+        det_cls = np.where(rng.random(keep.sum()) < 0.9, gt_cls[keep], rng.integers(0, n_classes, keep.sum()))
+        k = rng.integers(0, 5)  # false positives
+        fxy = rng.uniform(0, 500, (k, 2))
+        det = np.r_[det, np.c_[fxy, fxy + rng.uniform(10, 80, (k, 2))]]
+        det_cls = np.r_[det_cls, rng.integers(0, n_classes, k)]
+        scores = rng.random(len(det)).round(3)  # ties happen, as with real detectors' rounded scores
+        images.append(ImageResult(gt, gt_cls, det, scores, det_cls.astype(int)))
+    return images
+
+
+def pycocotools_map(images, n_classes):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt = {"images": [], "annotations": [], "categories": [{"id": c} for c in range(n_classes)]}
+    dets = []
+    for i, im in enumerate(images):
+        gt["images"].append({"id": i})
+        for box, c in zip(im.gt_boxes, im.gt_classes):
+            w, h = box[2] - box[0], box[3] - box[1]
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": i, "category_id": int(c),
+                                      "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})
+        for box, s, c in zip(im.boxes, im.scores, im.classes):
+            dets.append({"image_id": i, "category_id": int(c), "score": float(s),
+                         "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = gt
+        coco.createIndex()
+        evaluation = COCOeval(coco, coco.loadRes(dets), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return evaluation.stats[1], evaluation.stats[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_coco_figure_agrees_with_pycocotools(seed):
+    images = random_dataset(seed)
+    expected50, expected = pycocotools_map(images, 3)
+    result = summarise(images, {0: "a", 1: "b", 2: "c"})
+    assert result["coco"]["mAP50"] == pytest.approx(expected50, abs=1e-3)
+    assert result["coco"]["mAP50-95"] == pytest.approx(expected, abs=1e-3)
+    # The two ways differ, but only by interpolation: within a few points on the same predictions.
+    assert result["ultralytics"]["mAP50"] == pytest.approx(expected50, abs=0.03)
