@@ -66,3 +66,28 @@ def ultralytics_offline(tmp_path_factory):
 
 def pytest_configure(config):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(scope="session")
+def trained_template(demo_template, tmp_path_factory):
+    """The demo project with one tiny training run ("tiny", 1 epoch at 96 px), built once."""
+    from bpr.loss import Rebalancing
+    from bpr.store import Project
+    from bpr.training import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("trained-template") / "demo"
+    shutil.copytree(demo_template, folder)
+    with Project.open(folder) as p:
+        train(p, TrainConfig(epochs=1, imgsz=96, batch=16, workers=0, device="cpu",
+                             rebalancing=Rebalancing(p_obj=0.5)), name="tiny")
+    return folder
+
+
+@pytest.fixture
+def trained_project(trained_template, tmp_path):
+    from bpr.store import Project
+
+    folder = tmp_path / "trained"
+    shutil.copytree(trained_template, folder)
+    with Project.open(folder) as p:
+        yield p

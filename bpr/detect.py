@@ -1,0 +1,181 @@
+"""Run a detector over videos and image sets, storing detections; resumable and cancellable.
+
+Frames are read forward (no seeking between them), predicted in batches, and each batch's detections
+are written with the list of frames it covered in one transaction: a kill loses at most the batch in
+flight, and running again continues with the frames not yet processed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bpr.media import VideoReader
+from bpr.store import NotFoundError, Project
+
+
+@dataclass
+class DetectSummary:
+    run: str
+    videos: int = 0
+    frames: int = 0            # frames processed now
+    skipped: int = 0           # frames already processed earlier (resume)
+    detections: int = 0
+    seconds: float = 0.0
+    cancelled: bool = False
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+def load_model(weights: str | os.PathLike, device: str = "auto"):
+    """(ultralytics YOLO model, device string) for local weights; never downloads."""
+    from bpr.offline import configure
+    from bpr.training import resolve_device
+
+    configure()
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"model weights {path} not found")
+    from ultralytics import YOLO
+
+    return YOLO(str(path)), resolve_device(device)
+
+
+def _read_frames(project: Project, frames: Iterable[tuple[dict, int]]) -> Iterator[np.ndarray]:
+    """BGR images for (video, frame) pairs, reading each video forward with one reader."""
+    reader, current = None, None
+    try:
+        for video, frame in frames:
+            path = project.resolve_path(video["path"])
+            if video["kind"] == "image":
+                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                if image is None:
+                    raise FileNotFoundError(f"{path}: image of {video['id']} cannot be read")
+                yield image
+                continue
+            if current != video["id"]:
+                if reader is not None:
+                    reader.close()
+                reader, current = VideoReader(path, cache_mb=0), video["id"]
+            yield reader.read(frame)
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def predict_frames(project: Project, model, frames: list[tuple[dict, int]], imgsz: int = 640,
+                   conf: float = 0.001, device: str = "cpu", batch: int = 16, progress=None
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per frame: (boxes (N, 4) xyxy pixels, scores (N,), classes (N,)), in the order of ``frames``."""
+    done = 0
+    for images in _batches(_read_frames(project, frames), batch):
+        results = model.predict(images, imgsz=imgsz, conf=conf, device=device, batch=len(images),
+                                verbose=False, max_det=300)
+        for result in results:
+            b = result.boxes
+            yield (b.xyxy.cpu().numpy().astype(float), b.conf.cpu().numpy().astype(float),
+                   b.cls.cpu().numpy().astype(int))
+        done += len(images)
+        if progress:
+            progress(done, len(frames), "predicting")
+
+
+def detection_run(project: Project, run: str | None = None, weights: str | os.PathLike | None = None) -> dict:
+    """The run detections are stored under: a training run, or a record for outside weights."""
+    if run is not None:
+        record = project.run(run)
+        if not record["weights"]:
+            raise ValueError(f"run {run} has no weights (status {record['status']})")
+        return record
+    if weights is None:
+        raise ValueError("give a run or weights")
+    path = Path(weights).absolute()
+    name = f"weights:{path.stem}"
+    try:
+        return project.run(name)
+    except NotFoundError:
+        project.create_run(name, {"external_weights": str(path)})
+        project.update_run(name, status="finished", finished=time.time(), weights=project.stored_path(path))
+        return project.run(name)
+
+
+def detect(project: Project, run: str | None = None, weights: str | os.PathLike | None = None,
+           videos: list[str] | None = None, stride: int = 1, start: int = 0, stop: int | None = None,
+           batch: int = 16, min_conf: float = 0.05, imgsz: int | None = None, device: str = "auto",
+           progress: Callable[[int, int, str], None] | None = None,
+           cancel: Callable[[], bool] | None = None) -> DetectSummary:
+    """Detect on every ``stride``-th frame in [start, stop) of the chosen videos (default: all readable).
+
+    Detections at or above ``min_conf`` are stored (keep it low: counts and review choose their own
+    threshold later). Frames already processed by this run are skipped, so a second call resumes.
+    """
+    if stride < 1:
+        raise ValueError("stride must be at least 1")
+    record = detection_run(project, run, weights)
+    model, device = load_model(project.resolve_path(record["weights"]), device)
+    imgsz = imgsz or record["config"].get("imgsz") or 640
+    species = {int(k): project.species_id(v) for k, v in model.names.items()}
+    # Counts list every species the model looks for, found or not (MaxN 0 is a result).
+    project.update_run(record["name"], summary={**(record["summary"] or {}),
+                                                "classes": list(model.names.values())})
+    chosen = [v for v in project.videos() if videos is None or v["id"] in videos]
+    if videos is not None:
+        missing = set(videos) - {v["id"] for v in chosen}
+        if missing:
+            raise NotFoundError(f"no video(s) {sorted(missing)} in {project.folder}")
+    summary = DetectSummary(run=record["name"])
+    plan: list[tuple[dict, int]] = []
+    for video in chosen:
+        if video["status"] != "ok" or not video["frame_count"]:
+            continue
+        done = {f for (f,) in project.conn.execute(
+            "SELECT frame_index FROM detected_frames WHERE run_id = ? AND video_id = ?",
+            (record["id"], video["id"]))}
+        end = video["frame_count"] if stop is None else min(stop, video["frame_count"])
+        wanted = range(start, end, stride)
+        todo = [f for f in wanted if f not in done]
+        summary.skipped += len(wanted) - len(todo)
+        plan += [(video, f) for f in todo]
+        summary.videos += 1
+    started = time.perf_counter()
+    total = len(plan)
+    for chunk in _batches(plan, batch):
+        if cancel is not None and cancel():
+            summary.cancelled = True
+            break
+        results = list(predict_frames(project, model, chunk, imgsz=imgsz, conf=min_conf, device=device,
+                                      batch=len(chunk)))
+        rows = [(record["id"], video["id"], frame, species[int(c)], *map(float, box), float(s))
+                for (video, frame), (boxes, scores, classes) in zip(chunk, results)
+                for box, s, c in zip(boxes, scores, classes)]
+        with project.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO detections (run_id, video_id, frame_index, species_id, x1, y1, x2, y2, "
+                "confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO detected_frames VALUES (?, ?, ?)",
+                             [(record["id"], video["id"], frame) for video, frame in chunk])
+        summary.frames += len(chunk)
+        summary.detections += len(rows)
+        if progress:
+            progress(summary.frames, total, "detecting")
+    summary.seconds = time.perf_counter() - started
+    return summary
