@@ -77,8 +77,19 @@ def cmd_import(args) -> None:
                               args.split, args.status)
         elif args.format == "yolo":
             batch = read_yolo(args.data_yaml, args.train_status, progress=bar)
+        elif args.format == "viame":
+            batch = None  # needs the project: the video's frame size clips its boxes
         else:
             batch = read_coco(args.json, args.images, args.split, args.status)
+        if batch is None:
+            from bpr.formats import import_viame
+
+            if not Path(args.csv).is_file():
+                raise FileNotFoundError(f"{args.csv}: no such file")
+            with Project.open(args.project, create=True) as project:
+                report = import_viame(project, args.csv, args.video_id, args.split, args.status)
+            _report(report)
+            return
         with Project.open(args.project, create=True) as project:
             report = write_batch(project, batch, progress=bar)
     finally:
@@ -224,6 +235,124 @@ def cmd_runs(args) -> None:
               f"{rb['mode']:9} best val mAP50 {'-' if best is None else f'{best:.4f}'}")
 
 
+def cmd_evaluate(args) -> None:
+    from bpr.evaluate import evaluate, write_json
+
+    with _open(args.project) as project:
+        weights, imgsz = _weights(project, args)
+        bar = _Bar("frame")
+        try:
+            result = evaluate(project, weights, split=args.split, conf=args.conf, imgsz=args.imgsz or imgsz,
+                              device=args.device, pr_curve=args.pr_curve, progress=bar)
+        finally:
+            bar.close()
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+        return
+    print(f"{result.split}: {result.images} fully labeled frames, {result.boxes} boxes; weights {result.weights}")
+    print(f"  mAP50    COCO {result.coco['mAP50']:.4f}   ultralytics {result.ultralytics['mAP50']:.4f}")
+    print(f"  mAP50-95 COCO {result.coco['mAP50-95']:.4f}   ultralytics {result.ultralytics['mAP50-95']:.4f}")
+    print(f"  at conf {result.conf}: precision {result.precision:.3f}, recall {result.recall:.3f}")
+    for row in result.per_class:
+        if row["boxes"]:
+            print(f"  {row['name']:30} {row['boxes']:6} boxes  mAP50 COCO {row['coco_mAP50']:.4f}")
+    print("  (COCO: pycocotools' 101-point step lookup; ultralytics: interpolated envelope, trapezoid)")
+    if result.pr_curve:
+        print(f"  PR curve: {result.pr_curve}")
+
+
+def _weights(project, args) -> tuple[Path, int | None]:
+    """The weights of --run or --weights, and the run's training image size."""
+    if args.weights:
+        return Path(args.weights), None
+    if not args.run:
+        raise ValueError("give --run RUN or --weights FILE")
+    run = project.run(args.run)
+    if not run["weights"]:
+        raise ValueError(f"run {args.run} has no weights (status {run['status']})")
+    return project.resolve_path(run["weights"]), run["config"].get("imgsz")
+
+
+def cmd_detect(args) -> None:
+    import signal
+    import threading
+
+    from bpr.detect import detect
+
+    stop = threading.Event()
+
+    def on_interrupt(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this batch; run the same command again to continue", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    bar = _Bar("frame")
+    try:
+        with _open(args.project) as project:
+            summary = detect(project, run=args.run, weights=args.weights, videos=args.video,
+                             stride=args.stride, start=args.start, stop=args.stop, batch=args.batch,
+                             min_conf=args.min_conf, imgsz=args.imgsz, device=args.device, progress=bar,
+                             cancel=stop.is_set)
+    finally:
+        bar.close()
+        signal.signal(signal.SIGINT, previous)
+    state = "stopped early (run again to continue)" if summary.cancelled else "done"
+    print(f"detection run {summary.run}: {state}; {summary.frames} frames of {summary.videos} video(s) "
+          f"in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s), {summary.detections} detections; "
+          f"{summary.skipped} frames were already done")
+
+
+def _species_conf(items: list[str] | None) -> dict[str, float]:
+    out = {}
+    for item in items or []:
+        name, sep, value = item.rpartition("=")
+        if not sep or not name:
+            raise ValueError(f"--species-conf takes NAME=CONF, not {item!r}")
+        out[name] = float(value)
+    return out
+
+
+def cmd_counts(args) -> None:
+    from bpr.counts import CountSource, frame_counts, video_summary, write_frame_csv, write_summary_csv
+
+    if not args.run and not args.labels:
+        raise ValueError("give --run RUN (count detections) or --labels (count labeled boxes)")
+    source = CountSource(run=None if args.labels else args.run, conf=args.conf,
+                         species_conf=_species_conf(args.species_conf),
+                         label_statuses=("full",) if args.full_only else ("partial", "full"))
+    with _open(args.project) as project:
+        rows = video_summary(project, source, video=args.video)
+        if args.csv:
+            print(f"summary: {write_summary_csv(rows, args.csv)} ({len(rows)} rows)")
+        if args.per_frame:
+            table = frame_counts(project, source, video=args.video)
+            print(f"per-frame: {write_frame_csv(table, args.per_frame)} ({len(table['rows'])} frames)")
+    if not args.csv:
+        print(f"{'video':22} {'species':28} {'MaxN':>5} {'frame':>7} {'time':>13} {'mean':>7} {'present':>8}")
+        for r in rows:
+            print(f"{r['video']:22} {r['species']:28} {r['maxn']:5} {'' if r['maxn_frame'] is None else r['maxn_frame']:>7} "
+                  f"{r['maxn_timecode']:>13} {r['mean_count']:7.3f} {r['frames_present']:8}")
+
+
+def cmd_export(args) -> None:
+    if args.format == "yolo":
+        return cmd_export_yolo(args)
+    with _open(args.project) as project:
+        if args.format == "viame":
+            from bpr.formats import export_viame
+
+            paths = export_viame(project, args.out, run=args.run, min_conf=args.min_conf, videos=args.video)
+            print(f"wrote {len(paths)} VIAME CSV file(s) to {args.out}"
+                  f" ({'detections of ' + args.run if args.run else 'labels'})")
+        else:
+            from bpr.formats import export_coco
+
+            path = export_coco(project, args.out, run=args.run, min_conf=args.min_conf)
+            print(f"wrote {path} ({'detections of ' + args.run + ' (COCO results)' if args.run else 'labels'})")
+
+
 def cmd_info(args) -> None:
     with _open(args.project) as project:
         summary = project.summary()
@@ -280,6 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--project", required=True, help="project folder (created if new)")
     q.add_argument("--train-status", choices=["partial", "full"], default="partial",
                    help="label status of training images (val/test are full); default partial")
+    q = fmt.add_parser("viame", help="a VIAME CSV (from VIAME or DIVE) for one video")
+    q.add_argument("csv")
+    q.add_argument("--project", required=True, help="project folder (created if new)")
+    q.add_argument("--video-id", help="the video the rows belong to (default: the CSV's name)")
+    q.add_argument("--split", choices=["train", "val", "test", "none"])
+    q.add_argument("--status", choices=["partial", "full", "none"], default="none",
+                   help="label status for frames holding boxes (default: none)")
     q = fmt.add_parser("coco", help="a COCO detection JSON file")
     q.add_argument("json")
     q.add_argument("--images", help="folder the file names are relative to (default: the JSON's)")
@@ -294,14 +430,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.set_defaults(func=cmd_link_videos)
 
-    p = sub.add_parser("export-yolo", help="write a YOLO training set (images, labels, data.yaml)")
-    p.add_argument("project")
-    p.add_argument("out", help="output folder (new, empty, or an earlier export to replace)")
-    p.add_argument("--species", nargs="+", help="species to train on (default: all marked for training)")
-    p.add_argument("--hide-fraction", type=_fraction, default=0.0,
-                   help="hide this fraction of training boxes (a controlled partial-label benchmark)")
-    p.add_argument("--seed", type=int, default=0, help="seed for choosing the hidden boxes")
+    def yolo_export_options(p):
+        p.add_argument("project")
+        p.add_argument("out", help="output folder (new, empty, or an earlier export to replace)")
+        p.add_argument("--species", nargs="+", help="species to train on (default: all marked for training)")
+        p.add_argument("--hide-fraction", type=_fraction, default=0.0,
+                       help="hide this fraction of training boxes (a controlled partial-label benchmark)")
+        p.add_argument("--seed", type=int, default=0, help="seed for choosing the hidden boxes")
+
+    p = sub.add_parser("export-yolo", help="write a YOLO training set (same as `export yolo`)")
+    yolo_export_options(p)
     p.set_defaults(func=cmd_export_yolo)
+
+    p = sub.add_parser("export", help="export labels, detections or a training set")
+    fmt = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    yolo_export_options(fmt.add_parser("yolo", help="a YOLO training set (images, labels, data.yaml)"))
+    for name, help_text, out_help in (
+            ("viame", "VIAME CSV (opens in VIAME and DIVE), one file per video", "output folder"),
+            ("coco", "COCO JSON of the labeled frames", "output .json file")):
+        q = fmt.add_parser(name, help=help_text)
+        q.add_argument("project")
+        q.add_argument("out", help=out_help)
+        q.add_argument("--run", help="export this run's detections instead of the labels")
+        q.add_argument("--min-conf", type=_fraction, default=0.0, help="detections at or above this")
+        if name == "viame":
+            q.add_argument("--video", nargs="+", help="only these videos")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("evaluate", help="mAP of a run (or weights) on a split's fully labeled frames")
+    p.add_argument("project")
+    p.add_argument("--run", help="a training run")
+    p.add_argument("--weights", help="or a local .pt file")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--conf", type=_fraction, default=0.25, help="confidence for precision/recall")
+    p.add_argument("--imgsz", type=int, help="inference size (default: the run's training size, else 640)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--pr-curve", help="write the precision-recall curves to this PNG")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("detect", help="run a detector over videos; stores detections (resumable)")
+    p.add_argument("project")
+    p.add_argument("--run", help="a training run")
+    p.add_argument("--weights", help="or a local .pt file")
+    p.add_argument("--video", nargs="+", help="only these videos (default: every readable one)")
+    p.add_argument("--stride", type=int, default=1, help="every K-th frame (default 1)")
+    p.add_argument("--start", type=int, default=0, help="first frame")
+    p.add_argument("--stop", type=int, help="stop before this frame")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--min-conf", type=_fraction, default=0.05, help="store detections at or above this")
+    p.add_argument("--imgsz", type=int, help="inference size (default: the run's training size)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("counts", help="species counts (MaxN, mean count, frames present) as CSV")
+    p.add_argument("project")
+    p.add_argument("--run", help="count this run's detections")
+    p.add_argument("--labels", action="store_true", help="count the labeled boxes instead")
+    p.add_argument("--full-only", action="store_true", help="with --labels: only fully labeled frames")
+    p.add_argument("--conf", type=_fraction, default=0.25, help="detections at or above this count")
+    p.add_argument("--species-conf", nargs="+", metavar="NAME=CONF", help="per-species thresholds")
+    p.add_argument("--video", help="only this video")
+    p.add_argument("--csv", help="write the per-video summary here (else print it)")
+    p.add_argument("--per-frame", help="write the per-frame counts here")
+    p.set_defaults(func=cmd_counts)
 
     p = sub.add_parser("train", help="train a detector with Box Prediction Rebalancing")
     p.add_argument("project")

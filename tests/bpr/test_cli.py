@@ -81,3 +81,35 @@ def test_train_and_runs(demo_template, tmp_path, capsys):
     assert "exists already" in capsys.readouterr().err
     assert main(["train", str(project), "--resume", "nope"]) == 1
     assert "no run 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_detect_evaluate_counts_and_exports(trained_template, tmp_path, capsys):
+    import csv
+    import shutil
+
+    project = tmp_path / "p"
+    shutil.copytree(trained_template, project)
+    p = str(project)
+    assert main(["detect", p, "--run", "tiny", "--stride", "10", "--batch", "8", "--min-conf", "0.001"]) == 0
+    assert "detection run tiny: done" in capsys.readouterr().out
+    assert main(["evaluate", p, "--run", "tiny", "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert "mAP50    COCO" in out and "ultralytics" in out
+    assert main(["counts", p, "--run", "tiny", "--conf", "0.01", "--csv", str(tmp_path / "s.csv"),
+                 "--per-frame", str(tmp_path / "f.csv")]) == 0
+    with open(tmp_path / "s.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 * 5  # every video x every species the model looks for, found or not
+    assert {r["run"] for r in rows} == {"tiny"} and {r["threshold"] for r in rows} == {"0.01"}
+    assert main(["counts", p, "--labels"]) == 0
+    assert "MaxN" in capsys.readouterr().out
+    assert main(["export", "viame", p, str(tmp_path / "viame")]) == 0
+    assert main(["export", "coco", p, str(tmp_path / "labels.json")]) == 0
+    assert main(["export", "coco", p, str(tmp_path / "dets.json"), "--run", "tiny"]) == 0
+    csv_file = sorted((tmp_path / "viame").glob("*.csv"))[0]
+    assert main(["import", "viame", str(csv_file), "--project", str(tmp_path / "q"),
+                 "--video-id", csv_file.stem]) == 0
+    assert "boxes:" in capsys.readouterr().out
+    assert main(["counts", p]) == 1
+    assert "give --run RUN" in capsys.readouterr().err
