@@ -22,7 +22,7 @@ Dropping happens only when gradients are on, so validation losses stay plain.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -60,50 +60,65 @@ class Rebalancing:
         return self.p_obj > 0 or self.p_box > 0
 
 
-@dataclass
 class DropStats:
-    """Counts of what BPR saw and dropped: for the last step, and summed since the last reset."""
+    """Counts of what BPR saw and dropped: for the last step, and summed since the last reset.
 
-    negatives: int = 0            # anchors that were negatives (in images where dropping applies)
-    negatives_dropped: int = 0
-    low_iou_positives: int = 0    # foreground anchors with IoU < neg_iou to their target
-    positives_dropped: int = 0
-    steps: int = 0
-    last: dict[str, int] = field(default_factory=dict)
+    Counts stay on the loss's device as tensors until read, so recording them costs no GPU sync.
+    """
 
-    def add(self, negatives: int, negatives_dropped: int, low_iou: int, positives_dropped: int) -> None:
-        self.last = {"negatives": negatives, "negatives_dropped": negatives_dropped,
-                     "low_iou_positives": low_iou, "positives_dropped": positives_dropped}
-        self.negatives += negatives
-        self.negatives_dropped += negatives_dropped
-        self.low_iou_positives += low_iou
-        self.positives_dropped += positives_dropped
+    FIELDS = ("negatives", "negatives_dropped", "low_iou_positives", "positives_dropped")
+
+    def __init__(self):
+        self._total: torch.Tensor | None = None
+        self._last: torch.Tensor | None = None
+        self.steps = 0
+
+    def add(self, counts: torch.Tensor) -> None:
+        """counts: (4,) integer tensor in the order of FIELDS."""
+        self._last = counts
+        self._total = counts.clone() if self._total is None else self._total + counts
         self.steps += 1
 
-    def summary(self) -> dict[str, float]:
+    def _read(self, counts: torch.Tensor | None) -> dict[str, int]:
+        values = [0] * len(self.FIELDS) if counts is None else counts.tolist()
+        return dict(zip(self.FIELDS, values))
+
+    @property
+    def last(self) -> dict[str, int]:
+        return self._read(self._last)
+
+    def __getattr__(self, name: str) -> int:
+        if name in DropStats.FIELDS:
+            return self._read(self._total)[name]
+        raise AttributeError(name)
+
+    def summary(self) -> dict[str, Any]:
         """Totals and measured fractions (None where there was nothing to drop)."""
-        out: dict[str, Any] = {k: v for k, v in asdict(self).items() if k != "last"}
-        out["obj_drop_fraction"] = (self.negatives_dropped / self.negatives) if self.negatives else None
-        out["box_drop_fraction"] = (
-            self.positives_dropped / self.low_iou_positives if self.low_iou_positives else None)
+        out: dict[str, Any] = self._read(self._total)
+        out["steps"] = self.steps
+        out["obj_drop_fraction"] = (out["negatives_dropped"] / out["negatives"]) if out["negatives"] else None
+        out["box_drop_fraction"] = (out["positives_dropped"] / out["low_iou_positives"]
+                                    if out["low_iou_positives"] else None)
         return out
 
     def reset(self) -> None:
-        self.negatives = self.negatives_dropped = self.low_iou_positives = self.positives_dropped = 0
+        self._total = self._last = None
         self.steps = 0
 
 
 def pairwise_iou(boxes: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """IoU of every box with every ground-truth box, per image.
 
-    boxes: (B, A, 4) xyxy; gt: (B, M, 4) xyxy. Returns (B, A, M).
+    boxes: (B, A, 4) xyxy; gt: (B, M, 4) xyxy. Returns (B, A, M). All-zero (padding) gt rows give 0.
     """
+    a, g = boxes[:, :, None, :], gt[:, None, :, :]
+    w = (torch.minimum(a[..., 2], g[..., 2]) - torch.maximum(a[..., 0], g[..., 0])).clamp_(min=0)
+    h = (torch.minimum(a[..., 3], g[..., 3]) - torch.maximum(a[..., 1], g[..., 1])).clamp_(min=0)
+    inter = w.mul_(h)
     area_a = (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(min=0)
     area_g = (gt[..., 2] - gt[..., 0]).clamp(min=0) * (gt[..., 3] - gt[..., 1]).clamp(min=0)
-    lt = torch.maximum(boxes[:, :, None, :2], gt[:, None, :, :2])
-    rb = torch.minimum(boxes[:, :, None, 2:], gt[:, None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    return inter / (area_a[:, :, None] + area_g[:, None, :] - inter).clamp(min=1e-9)
+    union = (area_a[:, :, None] + area_g[:, None, :]).sub_(inter).clamp_(min=1e-9)
+    return inter.div_(union)
 
 
 def choose_drops(candidates: torch.Tensor, fraction: float, mode: str, scores: torch.Tensor,
@@ -115,7 +130,7 @@ def choose_drops(candidates: torch.Tensor, fraction: float, mode: str, scores: t
     confident: in each image, the round(fraction * n) highest-scoring candidates are dropped.
     Returns (B, A) bool, a subset of ``candidates``.
     """
-    if fraction <= 0 or not candidates.any():
+    if fraction <= 0:
         return torch.zeros_like(candidates)
     if fraction >= 1:
         return candidates.clone()
@@ -184,7 +199,7 @@ class RebalancedDetectionLoss(v8DetectionLoss):
         target_scores_sum = target_scores.sum().clamp_(min=1)
 
         keep_cls, box_fg = self._drop_masks(batch, batch_size, pred_pixels, pred_sigmoid, gt_bboxes,
-                                            mask_gt, target_bboxes, fg_mask)
+                                            target_bboxes, fg_mask)
 
         bce_loss = self.bce(pred_scores, target_scores.to(dtype))
         if self.class_weights is not None:
@@ -203,8 +218,8 @@ class RebalancedDetectionLoss(v8DetectionLoss):
                 dict(zip(self.loss_names, loss.detach())))
 
     @torch.no_grad()
-    def _drop_masks(self, batch, batch_size, pred_pixels, pred_sigmoid, gt_bboxes, mask_gt,
-                    target_bboxes, fg_mask) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def _drop_masks(self, batch, batch_size, pred_pixels, pred_sigmoid, gt_bboxes, target_bboxes,
+                    fg_mask) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(keep mask for the BCE or None, foreground mask for the box loss) after BPR's drops."""
         s = self.settings
         if not s.active:
@@ -212,27 +227,27 @@ class RebalancedDetectionLoss(v8DetectionLoss):
         applies = self._applies_to(batch, batch_size)[:, None]          # (B, 1)
         confidence = pred_sigmoid.max(-1).values                          # (B, A)
 
-        keep_cls, negatives, dropped_neg = None, 0, 0
+        counts = torch.zeros(4, dtype=torch.long, device=fg_mask.device)  # in DropStats.FIELDS order
+        keep_cls = None
         if s.p_obj > 0:
             if gt_bboxes.shape[1]:
-                iou = pairwise_iou(pred_pixels, gt_bboxes)                # (B, A, M)
-                iou = iou.masked_fill(~mask_gt.bool().squeeze(-1)[:, None, :], 0.0)
-                best = iou.max(-1).values
+                # Padding rows of gt_bboxes are all zeros and give IoU 0: no mask needed.
+                best = pairwise_iou(pred_pixels, gt_bboxes).amax(-1)       # (B, A)
             else:
                 best = torch.zeros_like(confidence)
             candidates = ~fg_mask & (best < s.neg_iou) & applies
             drop = choose_drops(candidates, s.p_obj, s.mode, confidence, self.generator)
             keep_cls = ~drop
-            negatives, dropped_neg = int(candidates.sum()), int(drop.sum())
+            counts[0], counts[1] = candidates.sum(), drop.sum()
 
-        box_fg, low_iou, dropped_pos = fg_mask, 0, 0
-        if s.p_box > 0 and fg_mask.any():
-            iou = _aligned_iou(pred_pixels, target_bboxes)               # (B, A)
+        box_fg = fg_mask
+        if s.p_box > 0:
+            iou = _aligned_iou(pred_pixels, target_bboxes)                 # (B, A)
             candidates = fg_mask & (iou < s.neg_iou) & applies
             drop = choose_drops(candidates, s.p_box, s.mode, confidence, self.generator)
             box_fg = fg_mask & ~drop
-            low_iou, dropped_pos = int(candidates.sum()), int(drop.sum())
-        self.stats.add(negatives, dropped_neg, low_iou, dropped_pos)
+            counts[2], counts[3] = candidates.sum(), drop.sum()
+        self.stats.add(counts)
         return keep_cls, box_fg
 
 
