@@ -353,6 +353,36 @@ def cmd_export(args) -> None:
             print(f"wrote {path} ({'detections of ' + args.run + ' (COCO results)' if args.run else 'labels'})")
 
 
+def _fractions(text: str) -> list[float]:
+    return [_fraction(v) for v in text.split(",") if v.strip()]
+
+
+def _pairs(text: str) -> list[tuple[float, float]]:
+    pairs = []
+    for item in text.split(","):
+        if item.strip():
+            obj, sep, box = item.partition(":")
+            if not sep:
+                raise argparse.ArgumentTypeError(f"{item!r}: write P_OBJ:P_BOX, e.g. 0.75:0.25")
+            pairs.append((_fraction(obj), _fraction(box)))
+    return pairs
+
+
+def cmd_experiment(args) -> None:
+    from bpr.experiment import ExperimentSpec, run_experiment
+
+    spec = ExperimentSpec(
+        data=args.data, out=Path(args.out), hide=args.hide, p_obj=args.p_obj, p_box=args.p_box,
+        both=args.both, confident=args.confident, upper_bound=not args.no_upper_bound, seeds=args.seeds,
+        model=args.model, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
+        workers=args.workers)
+    names = [s.name for s in spec.settings()]
+    print(f"{len(names)} settings x {spec.seeds} seed(s): {', '.join(names)}")
+    run_experiment(spec)
+    print((spec.out / "results.md").read_text())
+    print(f"results: {spec.out / 'results.md'}, {spec.out / 'results.csv'}, {spec.out / 'mAP50_vs_drop.png'}")
+
+
 def cmd_info(args) -> None:
     with _open(args.project) as project:
         summary = project.summary()
@@ -522,6 +552,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="resume a cancelled or failed run from its last epoch")
     p.add_argument("--verbose", action="store_true", help="show ultralytics' own output")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("experiment", help="the paper's experiment: baseline vs BPR settings over seeds")
+    p.add_argument("data", help="a project folder or a YOLO data.yaml")
+    p.add_argument("--out", required=True, help="results folder (rerun to resume)")
+    p.add_argument("--hide", type=_fraction, default=0.5, help="fraction of training boxes hidden")
+    p.add_argument("--p-obj", type=_fractions, default=[0.1, 0.25, 0.5, 0.75], metavar="LIST",
+                   help="objectness drops, comma-separated (default 0.1,0.25,0.5,0.75)")
+    p.add_argument("--p-box", type=_fractions, default=[0.25], metavar="LIST",
+                   help="box drops, comma-separated (default 0.25)")
+    p.add_argument("--both", type=_pairs, default=[(0.75, 0.25)], metavar="PAIRS",
+                   help="both at once, P_OBJ:P_BOX pairs (default 0.75:0.25)")
+    p.add_argument("--confident", type=_fractions, default=[0.75], metavar="LIST",
+                   help="objectness drops in confident mode (default 0.75)")
+    p.add_argument("--no-upper-bound", action="store_true", help="skip the run with all labels")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--model", default="yolov5n.yaml")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("runs", help="list training runs and their results")
     p.add_argument("project")

@@ -1,0 +1,60 @@
+"""The experiment command: settings, seeds, results written as runs finish, resumed after a stop."""
+
+import json
+import threading
+
+import pytest
+
+from bpr.experiment import ExperimentSpec, run_experiment
+from bpr.training import TrainingCancelled
+
+
+def tiny_spec(data, out, **overrides):
+    settings = dict(data=str(data), out=out, hide=0.5, p_obj=[0.75], p_box=[], both=[], confident=[],
+                    upper_bound=True, seeds=2, epochs=1, imgsz=96, batch=16, device="cpu", workers=0)
+    settings.update(overrides)
+    return ExperimentSpec(**settings)
+
+
+def test_default_settings_follow_the_paper(tmp_path):
+    spec = ExperimentSpec(data="x", out=tmp_path)
+    assert [s.name for s in spec.settings()] == [
+        "baseline", "obj0.1", "obj0.25", "obj0.5", "obj0.75", "box0.25", "obj0.75+box0.25",
+        "confident-obj0.75", "all-labels"]
+    assert spec.settings()[-1].hide == 0 and spec.settings()[0].hide == 0.5
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_resumes_and_reports(demo_template, tmp_path):
+    import shutil
+
+    data = tmp_path / "demo"
+    shutil.copytree(demo_template, data)
+    out = tmp_path / "exp"
+    stop = threading.Event()
+    seen = []
+
+    def stop_in_the_second_run(event):
+        if event.kind == "start":
+            seen.append(event.run)
+        if len(seen) == 2 and event.kind == "batch":
+            stop.set()
+
+    with pytest.raises(TrainingCancelled):
+        run_experiment(tiny_spec(data, out), on_message=lambda m: None, on_event=stop_in_the_second_run,
+                       stop=stop)
+    first = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["run"] for r in first] == ["baseline-seed0"]
+
+    rows = run_experiment(tiny_spec(data, out), on_message=lambda m: None)
+    names = sorted(r["run"] for r in rows)
+    assert names == sorted(f"{s}-seed{k}" for s in ("baseline", "obj0.75", "all-labels") for k in (0, 1))
+    obj = [r for r in rows if r["setting"] == "obj0.75"]
+    assert all(0.6 < r["measured_obj_drop"] < 0.9 for r in obj)
+    assert all(r["hide"] == 0 for r in rows if r["setting"] == "all-labels")
+    table = (out / "results.md").read_text()
+    assert "| baseline | 0.0 | 0.0 | random | 2 |" in table and "| obj0.75 |" in table
+    assert (out / "results.csv").exists() and (out / "mAP50_vs_drop.png").stat().st_size > 1000
+    # a third call has nothing to do
+    again = run_experiment(tiny_spec(data, out), on_message=lambda m: pytest.fail(m))
+    assert len(again) == 6
