@@ -137,7 +137,7 @@ def cmd_train(args) -> None:
         os.environ.setdefault("YOLO_VERBOSE", "False")  # our progress bar replaces ultralytics' output
     from tqdm import tqdm
 
-    from bpr.loss import Rebalancing
+    from bpr.config import Rebalancing
     from bpr.training import TrainConfig, TrainingCancelled, train
 
     config = None

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpr.loss import Rebalancing
+from bpr.config import Rebalancing
 from bpr.store import NotFoundError, Project
 from bpr.training import TrainConfig, run_folder, train
 

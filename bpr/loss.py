@@ -22,43 +22,16 @@ Dropping happens only when gradients are on, so validation losses stay plain.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from bpr.config import MODES, Rebalancing  # noqa: F401  (re-exported: the loss's settings)
 from bpr.offline import configure
 
 configure()  # before ultralytics is imported: no network at import time
 from ultralytics.utils.loss import E2ELoss, v8DetectionLoss  # noqa: E402
 from ultralytics.utils.tal import make_anchors  # noqa: E402
-
-MODES = ("random", "confident")
-
-
-@dataclass
-class Rebalancing:
-    """What BPR drops. The defaults drop nothing."""
-
-    p_obj: float = 0.0          # fraction of negatives dropped from the classification/objectness BCE
-    p_box: float = 0.0          # fraction of low-IoU positives dropped from the box loss
-    neg_iou: float = 0.3        # IoU below which a prediction counts as negative (Faster R-CNN's rule)
-    mode: str = "random"        # "random" (the paper) or "confident" (highest-scoring first)
-    partial_only: bool = True   # drop only in images whose frame is partially labeled
-    seed: int = 0               # seed of the drop generator
-
-    def __post_init__(self):
-        for name in ("p_obj", "p_box", "neg_iou"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be within 0..1, not {value}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
-
-    @property
-    def active(self) -> bool:
-        return self.p_obj > 0 or self.p_box > 0
-
 
 class DropStats:
     """Counts of what BPR saw and dropped: for the last step, and summed since the last reset.

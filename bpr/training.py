@@ -17,41 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bpr.loss import Rebalancing
+from bpr.config import Rebalancing, TrainConfig  # noqa: F401  (re-exported)
 from bpr.store import Project
 
 
 class TrainingCancelled(Exception):
     """Raised inside the trainer to stop at the end of the current batch (resumable from last.pt)."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs; the CLI fills it from flags, the app from its panel."""
-
-    model: str = "yolov5n.yaml"   # an ultralytics model YAML (from scratch) or a local .pt file
-    epochs: int = 50
-    imgsz: int = 640
-    batch: int = 16
-    device: str = "auto"          # "auto" (first CUDA device, else CPU), "cpu", "cuda", "cuda:N" or "N"
-    seed: int = 0
-    rebalancing: Rebalancing = field(default_factory=Rebalancing)
-    species: list[str] | None = None   # species to train on (default: all marked for training)
-    hide_fraction: float = 0.0    # hide this fraction of training boxes (partial-label benchmarks)
-    workers: int = 2              # data-loading processes
-    patience: int = 100           # epochs without improvement before early stopping
-    val: bool = True              # validate after each epoch (the final epoch always validates)
-    extra: dict[str, Any] = field(default_factory=dict)  # further ultralytics train() arguments
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        data = dict(data)
-        data["rebalancing"] = Rebalancing(**data.get("rebalancing", {}))
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
