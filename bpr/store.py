@@ -114,6 +114,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX detections_count ON detections(run_id, video_id, frame_index, species_id, confidence);
     DROP INDEX detections_frame;
     """,
+    # 3: suggestions of the missing-label finder that the user rejected (so they stay hidden)
+    """
+    CREATE TABLE rejected_detections (
+        detection_id INTEGER PRIMARY KEY REFERENCES detections(id) ON DELETE CASCADE,
+        rejected REAL NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

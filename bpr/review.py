@@ -1,0 +1,77 @@
+"""The missing-label finder: confident detections on partially labeled frames that overlap no label.
+
+On a ``partial`` frame an annotator boxed some animals and left others; a detection the model is
+confident about that overlaps none of the labels is most likely one of the unboxed animals. Accepting
+turns it into a label (source ``accepted``); rejecting hides it for good.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from bpr.store import Project
+
+OVERLAP_IOU = 0.3  # a detection overlapping a label at this IoU or more is that label, not a new animal
+
+
+@dataclass
+class Suggestion:
+    detection_id: int
+    video_id: str
+    frame_index: int
+    species: str
+    confidence: float
+    box: tuple[float, float, float, float]
+
+
+def _iou(box: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    lt = np.maximum(box[:2], labels[:, :2])
+    rb = np.minimum(box[2:], labels[:, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    union = (box[2:] - box[:2]).prod() + (labels[:, 2:] - labels[:, :2]).prod(-1) - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def missing_labels(project: Project, run: str, conf: float = 0.5, video: str | None = None,
+                   overlap_iou: float = OVERLAP_IOU) -> list[Suggestion]:
+    """Suggestions, most confident first, on the ``partial`` frames (of ``video``, or all)."""
+    run_id = project.run(run)["id"]
+    params: list = [run_id, conf]
+    video_filter = ""
+    if video is not None:
+        video_filter, params = "AND d.video_id = ?", params + [video]
+    detections = project.conn.execute(
+        f"""SELECT d.id, d.video_id, d.frame_index, s.name, d.confidence, d.x1, d.y1, d.x2, d.y2
+            FROM detections d JOIN frames f ON f.video_id = d.video_id AND f.frame_index = d.frame_index
+            JOIN species s ON s.id = d.species_id
+            WHERE d.run_id = ? AND d.confidence >= ? AND f.label_status = 'partial' {video_filter}
+              AND d.id NOT IN (SELECT detection_id FROM rejected_detections)
+            ORDER BY d.video_id, d.frame_index""", params).fetchall()
+    labels: dict[tuple[str, int], np.ndarray] = {}
+    for vid, frame in {(d[1], d[2]) for d in detections}:
+        labels[(vid, frame)] = np.array(project.conn.execute(
+            "SELECT x1, y1, x2, y2 FROM boxes WHERE video_id = ? AND frame_index = ?", (vid, frame)
+        ).fetchall(), float).reshape(-1, 4)
+    out = []
+    for det_id, vid, frame, species, confidence, *box in detections:
+        here = labels[(vid, frame)]
+        if len(here) and _iou(np.array(box, float), here).max() >= overlap_iou:
+            continue
+        out.append(Suggestion(det_id, vid, frame, species, confidence, tuple(box)))
+    out.sort(key=lambda s: -s.confidence)
+    return out
+
+
+def accept(project: Project, suggestion: Suggestion) -> int:
+    """Turn a suggestion into a label; returns the new box id."""
+    return project.add_box(suggestion.video_id, suggestion.frame_index, suggestion.species, suggestion.box,
+                           source="accepted")
+
+
+def reject(project: Project, suggestion: Suggestion) -> None:
+    with project.transaction():
+        project.conn.execute("INSERT OR IGNORE INTO rejected_detections VALUES (?, ?)",
+                             (suggestion.detection_id, time.time()))
