@@ -1,0 +1,96 @@
+"""Start the app: ``bpr-app [PROJECT]`` or ``python -m app``. Opens the last project, else the demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+STARTED = time.perf_counter()
+
+
+def user_data_dir() -> Path:
+    """Where the app keeps its demo project (BPR_DATA_DIR overrides)."""
+    if os.environ.get("BPR_DATA_DIR"):
+        return Path(os.environ["BPR_DATA_DIR"])
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "bpr"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "bpr"
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "bpr"
+
+
+def _settings():
+    from PySide6.QtCore import QSettings
+
+    return QSettings("bpr", "bpr-app")
+
+
+def remember_project(folder) -> None:
+    _settings().setValue("last_project", str(Path(folder).absolute()))
+
+
+def last_project() -> Path | None:
+    value = _settings().value("last_project")
+    if value and (Path(value) / "project.sqlite").exists():
+        return Path(value)
+    return None
+
+
+def _clean_qt_environment() -> None:
+    """opencv-python points Qt at its own bundled Qt 5 plugins on import; PySide6 must not use them."""
+    import cv2
+
+    for key in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR"):
+        if os.environ.get(key, "").startswith(str(Path(cv2.__file__).parent)):
+            del os.environ[key]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bpr-app", description="The bpr desktop app.")
+    parser.add_argument("project", nargs="?", help="project folder (default: the last one, else the demo)")
+    args = parser.parse_args(argv)
+    _clean_qt_environment()
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("bpr")
+    window = MainWindow()
+    window.show()
+    window.statusBar().showMessage(f"window up in {time.perf_counter() - STARTED:.2f} s")
+    QTimer.singleShot(0, lambda: open_initial_project(window, args.project))
+    QTimer.singleShot(500, window.train.find_devices)
+    return app.exec()
+
+
+def open_initial_project(window, requested: str | None) -> None:
+    """The requested project, else the last one, else the demo (built on first run, on a worker)."""
+    from app.workers import Worker
+
+    folder = Path(requested) if requested else last_project()
+    if folder is not None:
+        try:
+            window.open_project(folder)
+        except Exception as e:
+            window.show_error("Cannot open project", str(e))
+        return
+    demo = user_data_dir() / "demo"
+    if (demo / "project.sqlite").exists():
+        window.open_project(demo)
+        return
+
+    def build(progress, stop):
+        from bpr.demo import build_demo
+
+        return build_demo(demo, progress=progress)
+
+    window.run_worker("Building the demo project", Worker(build), lambda _: window.open_project(demo))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,622 @@
+"""The side panels: Labels (draw, edit, frame status, undo), Train (rebalancing sliders, live progress),
+Review (detection, confidence, counts, the missing-label finder)."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSlider,
+    QSpinBox,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.state import ProjectState
+from app.workers import Worker
+from bpr.config import Rebalancing, TrainConfig
+from bpr.store import Project
+
+MODELS = ["yolov5n.yaml", "yolov5s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
+
+
+def _tree(headers: list[str]) -> QTreeWidget:
+    tree = QTreeWidget()
+    tree.setHeaderLabels(headers)
+    tree.setRootIsDecorated(False)
+    tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    return tree
+
+
+# ---------------------------------------------------------------------------------------------------
+class LabelPanel(QWidget):
+    """Draw, relabel and delete boxes on the current frame; mark the frame partial/full/none."""
+
+    drawToggled = Signal(object)    # species name, or None to stop drawing
+
+    def __init__(self, state: ProjectState, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.selected: dict | None = None
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.species = QComboBox()
+        self.species.setEditable(True)
+        self.species.setToolTip("Species for new boxes and for relabelling; type a name to add one")
+        form.addRow("Species", self.species)
+        layout.addLayout(form)
+        buttons = QHBoxLayout()
+        self.draw = QPushButton("Draw box (B)")
+        self.draw.setCheckable(True)
+        self.draw.toggled.connect(self._draw_toggled)
+        self.relabel = QPushButton("Relabel")
+        self.relabel.clicked.connect(self._relabel)
+        self.delete = QPushButton("Delete")
+        self.delete.clicked.connect(self._delete)
+        for b in (self.draw, self.relabel, self.delete):
+            buttons.addWidget(b)
+        layout.addLayout(buttons)
+
+        status_box = QGroupBox("This frame is labeled")
+        status_layout = QHBoxLayout(status_box)
+        self.status_group = QButtonGroup(self)
+        self.status_buttons = {}
+        for status, tip in (("none", "not a labeled frame"),
+                            ("partial", "some animals may be unboxed (training keyframes)"),
+                            ("full", "every animal of the listed species is boxed (val/test)")):
+            button = QRadioButton(status)
+            button.setToolTip(tip)
+            self.status_group.addButton(button)
+            self.status_buttons[status] = button
+            status_layout.addWidget(button)
+        self.status_group.buttonClicked.connect(lambda b: self.state.set_frame_status(b.text()))
+        layout.addWidget(status_box)
+
+        undo = QHBoxLayout()
+        self.undo_button = QPushButton("Undo")
+        self.undo_button.clicked.connect(state.undo.undo)
+        self.redo_button = QPushButton("Redo")
+        self.redo_button.clicked.connect(state.undo.redo)
+        state.undo.canUndoChanged.connect(self.undo_button.setEnabled)
+        state.undo.canRedoChanged.connect(self.redo_button.setEnabled)
+        undo.addWidget(self.undo_button)
+        undo.addWidget(self.redo_button)
+        layout.addLayout(undo)
+        self.boxes = _tree(["Species", "x1", "y1", "x2", "y2", "source"])
+        layout.addWidget(QLabel("Boxes on this frame"))
+        layout.addWidget(self.boxes)
+        self.undo_button.setEnabled(False)
+        self.redo_button.setEnabled(False)
+        state.projectChanged.connect(self.reload_species)
+        state.frameChanged.connect(self.refresh)
+        state.labelsChanged.connect(self.refresh)
+        self.set_selected(None)
+
+    def reload_species(self):
+        current = self.species.currentText()
+        self.species.clear()
+        self.species.addItems([s["name"] for s in self.state.project.species()])
+        if current:
+            self.species.setCurrentText(current)
+
+    def refresh(self, *_):
+        status = self.state.frame_status()
+        self.status_buttons[status].setChecked(True)
+        self.boxes.clear()
+        for b in self.state.labels():
+            self.boxes.addTopLevelItem(QTreeWidgetItem(
+                [b["species"], *(f"{b[k]:.0f}" for k in ("x1", "y1", "x2", "y2")), b["source"]]))
+        if self.state.project and self.species.count() != len(self.state.project.species()):
+            self.reload_species()
+
+    def set_selected(self, box: dict | None):
+        self.selected = box
+        self.relabel.setEnabled(box is not None)
+        self.delete.setEnabled(box is not None)
+
+    def current_species(self) -> str:
+        return " ".join(self.species.currentText().split())
+
+    def _draw_toggled(self, on: bool):
+        species = self.current_species() if on else None
+        if on and not species:
+            self.draw.setChecked(False)
+            self.state.statusMessage.emit("choose or type a species before drawing")
+            return
+        self.drawToggled.emit(species)
+
+    def _relabel(self):
+        if self.selected and self.current_species():
+            self.state.relabel_box(self.selected["id"], self.current_species())
+
+    def _delete(self):
+        if self.selected:
+            self.state.delete_box(self.selected["id"])
+            self.set_selected(None)
+
+
+# ---------------------------------------------------------------------------------------------------
+class Curves(QWidget):
+    """Loss per batch and val mAP50 per epoch, drawn as two polylines (no plotting library needed)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.loss: list[float] = []
+        self.map50: list[float] = []
+        self.setMinimumHeight(110)
+
+    def clear(self):
+        self.loss, self.map50 = [], []
+        self.update()
+
+    def paintEvent(self, event):
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor("#1b2026"))
+        w, h = self.width(), self.height()
+
+        def line(values, color, top):
+            if len(values) < 2:
+                return
+            hi, lo = max(values), min(values)
+            span = (hi - lo) or 1.0
+            pts = [QPointF(i / (len(values) - 1) * (w - 8) + 4, h - 14 - (v - lo) / span * (h - 28))
+                   for i, v in enumerate(values)]
+            p.setPen(QPen(QColor(color), 1.5))
+            p.drawPolyline(QPolygonF(pts))
+            p.drawText(6, top, f"{'loss' if color == '#e0a040' else 'val mAP50'} {values[-1]:.4g}")
+
+        line(self.loss, "#e0a040", 14)
+        line(self.map50, "#50c080", 28)
+        p.end()
+
+
+def _train_job(folder: str, config: TrainConfig | None, name: str | None, resume: str | None,
+               progress, stop, on_event):
+    from bpr.training import train
+
+    with Project.open(folder) as project:
+        return train(project, config, name=name, resume=resume, on_event=on_event, stop=stop)
+
+
+def _find_devices(progress, stop):
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    return [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+
+
+class TrainPanel(QWidget):
+    """Model, schedule, device and the rebalancing controls; Start / Stop / Resume; live progress."""
+
+    def __init__(self, state: ProjectState, show_error, parent=None):
+        super().__init__(parent)
+        self.state, self.show_error = state, show_error
+        self.worker: Worker | None = None
+        self._device_worker: Worker | None = None
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        model_row = QHBoxLayout()
+        self.model = QComboBox()
+        self.model.setEditable(True)
+        self.model.addItems(MODELS)
+        browse = QPushButton("Local .pt...")
+        browse.clicked.connect(self._browse)
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(browse)
+        form.addRow("Model", model_row)
+        self.epochs = QSpinBox(minimum=1, maximum=2000, value=50)
+        self.imgsz = QSpinBox(minimum=64, maximum=1920, singleStep=32, value=640)
+        self.batch = QSpinBox(minimum=1, maximum=256, value=16)
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cpu"])
+        self.device.setToolTip("auto: the first CUDA GPU if there is one, else the CPU")
+        self.workers = QSpinBox(minimum=0, maximum=16, value=0)
+        self.workers.setToolTip("data-loading processes; 0 loads in the training thread (safest in the app)")
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Image size", self.imgsz)
+        form.addRow("Batch", self.batch)
+        form.addRow("Device", self.device)
+        form.addRow("Data workers", self.workers)
+        layout.addLayout(form)
+
+        bpr_box = QGroupBox("Box Prediction Rebalancing")
+        bpr_form = QFormLayout(bpr_box)
+        self.p_obj, self.p_obj_label = self._slider(
+            "Fraction of negative predictions (IoU < threshold with every box) dropped from the "
+            "objectness/classification loss. The paper's best: 75 %.")
+        self.p_box, self.p_box_label = self._slider(
+            "Fraction of low-IoU box predictions dropped from the box loss. The paper's best: 25 %.")
+        bpr_form.addRow("Objectness drop", self._with_label(self.p_obj, self.p_obj_label))
+        bpr_form.addRow("Box drop", self._with_label(self.p_box, self.p_box_label))
+        self.mode = QComboBox()
+        self.mode.addItems(["random", "confident"])
+        self.mode.setToolTip("random: the paper; confident: drop the negatives the model is surest of first")
+        self.neg_iou = QDoubleSpinBox(minimum=0.05, maximum=0.95, singleStep=0.05, value=0.3)
+        self.partial_only = QCheckBox("Partially labeled frames only")
+        self.partial_only.setChecked(True)
+        bpr_form.addRow("Mode", self.mode)
+        bpr_form.addRow("Negative IoU", self.neg_iou)
+        bpr_form.addRow(self.partial_only)
+        layout.addWidget(bpr_box)
+
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self.stop)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.clicked.connect(self.resume)
+        for b in (self.start_button, self.stop_button, self.resume_button):
+            buttons.addWidget(b)
+        layout.addLayout(buttons)
+        self.progress = QProgressBar()
+        self.status = QLabel("idle")
+        self.status.setWordWrap(True)
+        self.drop = QLabel("")
+        self.curves = Curves()
+        for w in (self.progress, self.status, self.drop, self.curves):
+            layout.addWidget(w)
+        self.runs = _tree(["Run", "Status", "Epochs", "Obj drop", "Box drop", "Mode", "Best val mAP50"])
+        self.runs.itemSelectionChanged.connect(self._update_buttons)
+        layout.addWidget(self.runs, 1)
+        state.projectChanged.connect(self.reload_runs)
+        self._update_buttons()
+
+    def _slider(self, tip: str):
+        slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=0)
+        slider.setToolTip(tip)
+        label = QLabel("0 %")
+        slider.valueChanged.connect(lambda v: label.setText(f"{v} %"))
+        return slider, label
+
+    @staticmethod
+    def _with_label(slider, label) -> QWidget:
+        w = QWidget()
+        row = QHBoxLayout(w)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(slider, 1)
+        label.setMinimumWidth(44)
+        row.addWidget(label)
+        return w
+
+    def find_devices(self):
+        """List CUDA devices (imports torch, so on a worker, after the window is up)."""
+        self._device_worker = Worker(_find_devices)
+        self._device_worker.finished.connect(
+            lambda devices: self.device.addItems([d for d in devices if self.device.findText(d) < 0]))
+        self._device_worker.start()
+
+    def _browse(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Weights", "", "PyTorch weights (*.pt)")
+        if path:
+            self.model.setCurrentText(path)
+
+    def config(self) -> TrainConfig:
+        return TrainConfig(
+            model=self.model.currentText().strip(), epochs=self.epochs.value(), imgsz=self.imgsz.value(),
+            batch=self.batch.value(), device=self.device.currentText().split(" ")[0],
+            workers=self.workers.value(),
+            rebalancing=Rebalancing(p_obj=self.p_obj.value() / 100, p_box=self.p_box.value() / 100,
+                                    mode=self.mode.currentText(), neg_iou=self.neg_iou.value(),
+                                    partial_only=self.partial_only.isChecked()))
+
+    def running(self) -> bool:
+        return self.worker is not None and self.worker.thread.isRunning()
+
+    def start(self, config: TrainConfig | None = None):
+        self._launch(config or self.config(), None)
+
+    def resume(self):
+        item = self.runs.currentItem()
+        if item is not None:
+            self._launch(None, item.text(0))
+
+    def _launch(self, config: TrainConfig | None, resume: str | None):
+        from bpr.training import TrainingCancelled
+
+        if self.running():
+            return
+        self.curves.clear()
+        self.progress.setValue(0)
+        self.status.setText("starting (loading PyTorch and ultralytics)...")
+        self.worker = Worker(_train_job, str(self.state.project.folder), config, None, resume,
+                             cancel_exceptions=(TrainingCancelled,))
+        self.worker.kwargs["on_event"] = self.worker.emitter()
+        self.worker.event.connect(self._on_event)
+        self.worker.finished.connect(self._finished)
+        self.worker.cancelled.connect(self._cancelled)
+        self.worker.failed.connect(self._failed)
+        self.worker.start()
+        self._update_buttons()
+
+    def stop(self):
+        if self.running():
+            self.worker.request_stop()
+            self.status.setText("stopping at the end of this batch...")
+
+    def _on_event(self, event):
+        if event.kind == "start":
+            self.status.setText(event.message)
+        elif event.kind == "batch":
+            total = event.epochs * event.batches
+            done = (event.epoch - 1) * event.batches + event.batch
+            self.progress.setMaximum(total)
+            self.progress.setValue(done)
+            eta = "" if event.eta_s is None else f", about {time.strftime('%H:%M:%S', time.gmtime(event.eta_s))} left"
+            self.status.setText(f"epoch {event.epoch}/{event.epochs}, batch {event.batch}/{event.batches}{eta}")
+            if event.losses:
+                self.curves.loss.append(sum(event.losses.values()))
+                self.curves.update()
+            self._show_drop(event.drop)
+        elif event.kind == "epoch":
+            if "mAP50" in event.metrics:
+                self.curves.map50.append(event.metrics["mAP50"])
+                self.curves.update()
+            self.reload_runs()
+
+    def _show_drop(self, drop: dict):
+        parts = []
+        if drop.get("obj_drop_fraction") is not None:
+            parts.append(f"objectness {drop['obj_drop_fraction']:.1%} of {drop['negatives']} negatives")
+        if drop.get("box_drop_fraction") is not None:
+            parts.append(f"box {drop['box_drop_fraction']:.1%} of {drop['low_iou_positives']} low-IoU")
+        self.drop.setText("measured drop: " + ", ".join(parts) if parts else "")
+
+    def _finished(self, run):
+        self.status.setText(f"run {run['name']} finished")
+        self._done()
+
+    def _cancelled(self, message):
+        self.status.setText(f"{message}; select the run and press Resume to continue")
+        self._done()
+
+    def _failed(self, message, details):
+        self.status.setText(f"failed: {message}")
+        self._done()
+        self.show_error("Training failed", message, details)
+
+    def _done(self):
+        self.reload_runs()
+        self.state.reload()
+        self._update_buttons()
+
+    def reload_runs(self):
+        self.runs.clear()
+        for r in self.state.project.runs():
+            rb = r["config"].get("rebalancing", {})
+            best = max((m.get("mAP50", 0) for m in r["metrics"]), default=None)
+            self.runs.addTopLevelItem(QTreeWidgetItem([
+                r["name"], r["status"], f"{len(r['metrics'])}/{r['config'].get('epochs', '-')}",
+                f"{rb.get('p_obj', 0):.0%}", f"{rb.get('p_box', 0):.0%}", rb.get("mode", "-"),
+                "-" if best is None else f"{best:.4f}"]))
+        self._update_buttons()
+
+    def _update_buttons(self):
+        running = self.running()
+        item = self.runs.currentItem()
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        self.resume_button.setEnabled(not running and item is not None
+                                      and item.text(1) in ("cancelled", "failed"))
+
+
+# ---------------------------------------------------------------------------------------------------
+def _detect_job(folder: str, run: str, video: str, stride: int, min_conf: float, progress, stop):
+    from bpr.detect import detect
+
+    with Project.open(folder) as project:
+        return detect(project, run=run, videos=[video], stride=stride, min_conf=min_conf, progress=progress,
+                      cancel=stop.is_set)
+
+
+class ReviewPanel(QWidget):
+    """Pick a run, detect on the current video, set the confidence, read counts, find missing labels."""
+
+    def __init__(self, state: ProjectState, show_error, parent=None):
+        super().__init__(parent)
+        self.state, self.show_error = state, show_error
+        self.worker: Worker | None = None
+        self.suggestions = []
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.run = QComboBox()
+        self.run.currentTextChanged.connect(lambda name: self.state.set_run(name or None))
+        form.addRow("Run", self.run)
+        detect_row = QHBoxLayout()
+        self.stride = QSpinBox(minimum=1, maximum=1000, value=1)
+        self.stride.setPrefix("every ")
+        self.stride.setSuffix(" frame(s)")
+        self.detect_button = QPushButton("Detect on this video")
+        self.detect_button.clicked.connect(self.detect)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(lambda: self.worker and self.worker.request_stop())
+        self.cancel_button.setEnabled(False)
+        detect_row.addWidget(self.stride)
+        detect_row.addWidget(self.detect_button)
+        detect_row.addWidget(self.cancel_button)
+        form.addRow(detect_row)
+        self.keep = QDoubleSpinBox(decimals=4, minimum=0.0001, maximum=0.99, singleStep=0.01, value=0.01)
+        self.keep.setToolTip("detection stores boxes at or above this confidence; the slider below "
+                             "then filters what is shown and counted")
+        form.addRow("Keep detections ≥", self.keep)
+        self.progress = QProgressBar()
+        form.addRow(self.progress)
+        self.conf = QSlider(Qt.Orientation.Horizontal, minimum=1, maximum=99, value=round(state.conf * 100))
+        self.conf_spin = QDoubleSpinBox(decimals=4, minimum=0.0001, maximum=0.99, singleStep=0.01,
+                                        value=state.conf)
+        self.conf_spin.setToolTip("detections at or above this confidence are shown and counted")
+        self.conf.valueChanged.connect(lambda v: self.conf_spin.setValue(v / 100))
+        self.conf_spin.valueChanged.connect(self._conf_changed)
+        conf_row = QHBoxLayout()
+        conf_row.addWidget(self.conf, 1)
+        conf_row.addWidget(self.conf_spin)
+        form.addRow("Confidence", conf_row)
+        layout.addLayout(form)
+
+        layout.addWidget(QLabel("This frame"))
+        self.frame_counts = _tree(["Species", "Count"])
+        self.frame_counts.setMaximumHeight(110)
+        layout.addWidget(self.frame_counts)
+        layout.addWidget(QLabel("This video (double-click: jump to the MaxN frame)"))
+        self.video_counts = _tree(["Species", "MaxN", "Frame", "Mean", "Frames present"])
+        self.video_counts.itemDoubleClicked.connect(self._jump_maxn)
+        layout.addWidget(self.video_counts)
+
+        layout.addWidget(QLabel("Missing-label finder: confident detections on partial frames that "
+                                "overlap no label"))
+        self.missing = _tree(["Frame", "Species", "Confidence"])
+        self.missing.itemSelectionChanged.connect(self._suggestion_selected)
+        layout.addWidget(self.missing)
+        row = QHBoxLayout()
+        self.accept_button = QPushButton("Accept as label")
+        self.accept_button.clicked.connect(self.accept)
+        self.reject_button = QPushButton("Reject")
+        self.reject_button.clicked.connect(self.reject)
+        row.addWidget(self.accept_button)
+        row.addWidget(self.reject_button)
+        layout.addLayout(row)
+
+        state.projectChanged.connect(self.reload_runs)
+        state.videoChanged.connect(self.refresh_all)
+        state.detectionsChanged.connect(self.refresh_all)
+        state.labelsChanged.connect(self.refresh_all)
+        state.frameChanged.connect(self.refresh_frame)
+
+    def reload_runs(self):
+        names = [r["name"] for r in self.state.project.runs() if r["weights"]]
+        self.run.blockSignals(True)
+        self.run.clear()
+        self.run.addItems(names)
+        if names:  # keep the chosen run; else the newest
+            self.run.setCurrentText(self.state.run if self.state.run in names else names[-1])
+        self.run.blockSignals(False)
+        self.state.set_run(self.run.currentText() or None)
+        self.detect_button.setEnabled(bool(names))
+
+    def _conf_changed(self, value: float):
+        self.conf.blockSignals(True)
+        self.conf.setValue(round(value * 100))
+        self.conf.blockSignals(False)
+        self.state.set_conf(value)
+
+    def detect(self):
+        if not (self.state.video and self.state.run) or (self.worker and self.worker.thread.isRunning()):
+            return
+        self.worker = Worker(_detect_job, str(self.state.project.folder), self.state.run,
+                             self.state.video["id"], self.stride.value(), self.keep.value())
+        self.worker.progress.connect(lambda done, total, _: (self.progress.setMaximum(max(total, 1)),
+                                                              self.progress.setValue(done)))
+        self.worker.finished.connect(self._detected)
+        self.worker.failed.connect(self._failed)
+        self.worker.start()
+        self.detect_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+
+    def _detected(self, summary):
+        self.detect_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        state = "stopped" if summary.cancelled else "done"
+        self.state.statusMessage.emit(f"detection {state}: {summary.frames} frames, {summary.detections} "
+                                      f"detections, {summary.fps:.1f} frames/s")
+        self.state.reload()
+        self.state.detectionsChanged.emit()
+
+    def _failed(self, message, details):
+        self.detect_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.show_error("Detection failed", message, details)
+
+    def refresh_frame(self, *_):
+        counts: dict[str, int] = {}
+        for det in self.state.detections():
+            counts[det["species"]] = counts.get(det["species"], 0) + 1
+        if not self.state.run:
+            for box in self.state.labels():
+                counts[box["species"]] = counts.get(box["species"], 0) + 1
+        self.frame_counts.clear()
+        for name, n in sorted(counts.items()):
+            self.frame_counts.addTopLevelItem(QTreeWidgetItem([name, str(n)]))
+
+    def refresh_all(self, *_):
+        from bpr.counts import CountSource, video_summary
+        from bpr.review import missing_labels
+
+        self.refresh_frame()
+        self.video_counts.clear()
+        self.missing.blockSignals(True)  # refilling must not select (and jump to) a suggestion
+        self.missing.clear()
+        self.suggestions = []
+        if not self.state.video:
+            return
+        vid = self.state.video["id"]
+        source = CountSource(run=self.state.run, conf=self.state.conf)
+        for row in video_summary(self.state.project, source, video=vid):
+            item = QTreeWidgetItem([row["species"], str(row["maxn"]),
+                                    "" if row["maxn_frame"] is None else str(row["maxn_frame"]),
+                                    f"{row['mean_count']:.3f}", str(row["frames_present"])])
+            item.setData(0, Qt.ItemDataRole.UserRole, row["maxn_frame"])
+            self.video_counts.addTopLevelItem(item)
+        if self.state.run:
+            self.suggestions = missing_labels(self.state.project, self.state.run, self.state.conf, video=vid)
+            for s in self.suggestions:
+                self.missing.addTopLevelItem(QTreeWidgetItem([str(s.frame_index), s.species, f"{s.confidence:.2f}"]))
+        self.missing.setCurrentItem(None)
+        self.missing.blockSignals(False)
+        self.accept_button.setEnabled(False)
+        self.reject_button.setEnabled(False)
+
+    def jump_to_maxn(self, species: str) -> bool:
+        for i in range(self.video_counts.topLevelItemCount()):
+            item = self.video_counts.topLevelItem(i)
+            if item.text(0) == species:
+                self._jump_maxn(item)
+                return True
+        return False
+
+    def _jump_maxn(self, item, *_):
+        frame = item.data(0, Qt.ItemDataRole.UserRole)
+        if frame is not None:
+            self.state.set_frame(frame)
+
+    def _current_suggestion(self):
+        index = self.missing.indexOfTopLevelItem(self.missing.currentItem()) if self.missing.currentItem() else -1
+        return self.suggestions[index] if 0 <= index < len(self.suggestions) else None
+
+    def _suggestion_selected(self):
+        s = self._current_suggestion()
+        self.accept_button.setEnabled(s is not None)
+        self.reject_button.setEnabled(s is not None)
+        if s is not None:
+            self.state.set_frame(s.frame_index)
+
+    def accept(self):
+        s = self._current_suggestion()
+        if s is not None:
+            self.state.set_frame(s.frame_index)
+            self.state.add_box(s.species, s.box, source="accepted")
+
+    def reject(self):
+        from bpr.review import reject
+
+        s = self._current_suggestion()
+        if s is not None:
+            reject(self.state.project, s)
+            self.refresh_all()

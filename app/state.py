@@ -1,0 +1,217 @@
+"""The app's model: the open project and what the user is looking at, with signals widgets listen to.
+
+Widgets never keep their own copy of labels or detections: they ask this object and redraw when it
+signals (napari's components/_qt split). Every label edit goes through an undo command that writes to
+the store at once, so a crash never loses an edit the user saw.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoCommand, QUndoStack
+
+from bpr.store import Project
+
+
+class ProjectState(QObject):
+    projectChanged = Signal()
+    videoChanged = Signal(str)
+    frameChanged = Signal(int)
+    labelsChanged = Signal()          # boxes or frame statuses changed
+    detectionsChanged = Signal()      # new detections stored, or another run chosen
+    confChanged = Signal(float)
+    runChanged = Signal(str)
+    statusMessage = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.project: Project | None = None
+        self.video: dict | None = None
+        self.frame = 0
+        self.run: str | None = None
+        self.conf = 0.25
+        self.undo = QUndoStack(self)
+
+    # -- opening ---------------------------------------------------------------------------------
+    def open(self, folder: str | Path) -> None:
+        project = Project.open(folder)
+        if self.project is not None:
+            self.project.close()
+        self.project = project
+        self.video, self.frame, self.run = None, 0, None
+        self.undo.clear()
+        runs = [r["name"] for r in project.runs() if r["weights"]]
+        self.run = runs[-1] if runs else None
+        self.projectChanged.emit()
+        videos = [v for v in project.videos() if v["status"] == "ok"] or project.videos()
+        if videos:
+            self.set_video(videos[0]["id"])
+
+    def reload(self) -> None:
+        """Something outside the GUI thread changed the store (an import, a training run)."""
+        vid = self.video["id"] if self.video else None
+        self.projectChanged.emit()
+        if vid:
+            self.set_video(vid, keep_frame=True)
+
+    # -- navigation ------------------------------------------------------------------------------
+    def set_video(self, video_id: str, keep_frame: bool = False) -> None:
+        self.video = self.project.video(video_id)
+        if not keep_frame:
+            self.frame = 0
+        self.frame = min(self.frame, max(0, (self.video["frame_count"] or 1) - 1))
+        self.videoChanged.emit(video_id)
+        self.frameChanged.emit(self.frame)
+
+    @property
+    def frame_count(self) -> int:
+        return (self.video or {}).get("frame_count") or 0
+
+    def set_frame(self, index: int) -> None:
+        if not self.video:
+            return
+        index = max(0, min(int(index), self.frame_count - 1))
+        if index != self.frame:
+            self.frame = index
+            self.frameChanged.emit(index)
+
+    def step(self, delta: int) -> None:
+        self.set_frame(self.frame + delta)
+
+    def labeled_frames(self) -> list[dict]:
+        return self.project.labeled_frames(self.video["id"]) if self.video else []
+
+    def jump_labeled(self, direction: int) -> None:
+        """Next (+1) or previous (-1) labeled frame."""
+        frames = [f["frame_index"] for f in self.labeled_frames()]
+        targets = [f for f in frames if (f > self.frame if direction > 0 else f < self.frame)]
+        if targets:
+            self.set_frame(min(targets) if direction > 0 else max(targets))
+
+    # -- what is on the current frame ------------------------------------------------------------
+    def labels(self) -> list[dict]:
+        return self.project.boxes(self.video["id"], self.frame) if self.video else []
+
+    def frame_status(self) -> str:
+        return self.project.frame_status(self.video["id"], self.frame) if self.video else "none"
+
+    def detections(self) -> list[dict]:
+        if not (self.video and self.run):
+            return []
+        return list(self.project.db.query(
+            "SELECT d.*, s.name AS species FROM detections d JOIN species s ON s.id = d.species_id "
+            "JOIN runs r ON r.id = d.run_id WHERE r.name = ? AND d.video_id = ? AND d.frame_index = ? "
+            "AND d.confidence >= ? ORDER BY d.confidence DESC",
+            [self.run, self.video["id"], self.frame, self.conf]))
+
+    def set_run(self, run: str | None) -> None:
+        if run != self.run:
+            self.run = run
+            self.runChanged.emit(run or "")
+            self.detectionsChanged.emit()
+
+    def set_conf(self, conf: float) -> None:
+        if abs(conf - self.conf) > 1e-9:
+            self.conf = conf
+            self.confChanged.emit(conf)
+            self.detectionsChanged.emit()
+
+    def species_colors(self) -> dict[str, str]:
+        return {s["name"]: s["color"] for s in self.project.species()} if self.project else {}
+
+    # -- edits (undoable; written to the store at once) ------------------------------------------
+    def add_box(self, species: str, xyxy, source: str = "drawn") -> None:
+        self.undo.push(_AddBox(self, self.video["id"], self.frame, species, tuple(xyxy), source))
+
+    def move_box(self, box_id: int, xyxy) -> None:
+        old = self._box(box_id)
+        self.undo.push(_EditBox(self, box_id, "move box", (old["x1"], old["y1"], old["x2"], old["y2"]),
+                                tuple(xyxy), old["species"], old["species"]))
+
+    def relabel_box(self, box_id: int, species: str) -> None:
+        old = self._box(box_id)
+        xyxy = (old["x1"], old["y1"], old["x2"], old["y2"])
+        self.undo.push(_EditBox(self, box_id, "relabel box", xyxy, xyxy, old["species"], species))
+
+    def delete_box(self, box_id: int) -> None:
+        self.undo.push(_DeleteBox(self, self._box(box_id)))
+
+    def set_frame_status(self, status: str) -> None:
+        self.undo.push(_FrameStatus(self, self.video["id"], self.frame, self.frame_status(), status))
+
+    def _box(self, box_id: int) -> dict:
+        rows = list(self.project.db.query(
+            "SELECT b.*, s.name AS species FROM boxes b JOIN species s ON s.id = b.species_id WHERE b.id = ?",
+            [box_id]))
+        if not rows:
+            raise KeyError(box_id)
+        return rows[0]
+
+
+class _AddBox(QUndoCommand):
+    def __init__(self, state, video, frame, species, xyxy, source):
+        super().__init__(f"add {species}")
+        self.state, self.args = state, (video, frame, species, xyxy, source)
+        self.box_id = None
+
+    def redo(self):
+        video, frame, species, xyxy, source = self.args
+        self.box_id = self.state.project.add_box(video, frame, species, xyxy, source=source)
+        self.state.labelsChanged.emit()
+
+    def undo(self):
+        self.state.project.delete_box(self.box_id)
+        self.state.labelsChanged.emit()
+
+
+class _EditBox(QUndoCommand):
+    def __init__(self, state, box_id, text, old_xyxy, new_xyxy, old_species, new_species):
+        super().__init__(text)
+        self.state, self.box_id = state, box_id
+        self.old, self.new = (old_xyxy, old_species), (new_xyxy, new_species)
+
+    def _apply(self, xyxy, species):
+        self.state.project.update_box(self.box_id, xyxy=xyxy, species=species)
+        self.state.labelsChanged.emit()
+
+    def redo(self):
+        self._apply(*self.new)
+
+    def undo(self):
+        self._apply(*self.old)
+
+
+class _DeleteBox(QUndoCommand):
+    def __init__(self, state, box: dict):
+        super().__init__(f"delete {box['species']}")
+        self.state, self.box = state, box
+
+    def redo(self):
+        self.state.project.delete_box(self.box["id"])
+        self.state.labelsChanged.emit()
+
+    def undo(self):
+        b = self.box
+        new_id = self.state.project.add_box(b["video_id"], b["frame_index"], b["species"],
+                                            (b["x1"], b["y1"], b["x2"], b["y2"]), source=b["source"],
+                                            track_id=b["track_id"])
+        self.box = {**b, "id": new_id}  # a later redo deletes the re-created row
+        self.state.labelsChanged.emit()
+
+
+class _FrameStatus(QUndoCommand):
+    def __init__(self, state, video, frame, old, new):
+        super().__init__(f"mark frame {new}")
+        self.state, self.where, self.old, self.new = state, (video, frame), old, new
+
+    def _apply(self, status):
+        self.state.project.set_frame_status(*self.where, status)
+        self.state.labelsChanged.emit()
+
+    def redo(self):
+        self._apply(self.new)
+
+    def undo(self):
+        self._apply(self.old)

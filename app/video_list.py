@@ -1,0 +1,104 @@
+"""The video list: split, status, frame count, labeled frames; missing videos can be linked."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QBrush, QColor
+from PySide6.QtWidgets import QFileDialog, QMenu, QTreeWidget, QTreeWidgetItem
+
+from app.state import ProjectState
+from bpr.media import VIDEO_EXTENSIONS, probe_status
+
+COLUMNS = ["Video", "Split", "Status", "Frames", "Partial", "Full"]
+
+
+class VideoList(QTreeWidget):
+    linkRequested = Signal(str)
+
+    def __init__(self, state: ProjectState, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.setHeaderLabels(COLUMNS)
+        self.setRootIsDecorated(False)
+        self.setAlternatingRowColors(True)
+        self.setSortingEnabled(True)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._menu)
+        self.currentItemChanged.connect(self._chosen)
+        state.projectChanged.connect(self.reload)
+        state.labelsChanged.connect(self._update_counts)
+        state.videoChanged.connect(self._select)
+
+    def reload(self):
+        self.blockSignals(True)
+        self.clear()
+        p = self.state.project
+        counts = {}
+        for vid, status, n in p.conn.execute(
+                "SELECT video_id, label_status, count(*) FROM frames GROUP BY video_id, label_status"):
+            counts.setdefault(vid, {})[status] = n
+        for v in p.videos():
+            c = counts.get(v["id"], {})
+            item = QTreeWidgetItem([v["id"], v["split"], v["status"], str(v["frame_count"] or ""),
+                                    str(c.get("partial", 0)), str(c.get("full", 0))])
+            item.setData(0, Qt.ItemDataRole.UserRole, v["id"])
+            for col in (3, 4, 5):
+                item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight)
+            if v["status"] != "ok":
+                for col in range(len(COLUMNS)):
+                    item.setForeground(col, QBrush(QColor("#999999")))
+                item.setToolTip(0, f"{v['status']}: {v['status_reason'] or 'no file linked'} "
+                                   "(right-click: link video...)")
+            self.addTopLevelItem(item)
+        for col in range(len(COLUMNS)):
+            self.resizeColumnToContents(col)
+        self.sortItems(0, Qt.SortOrder.AscendingOrder)
+        self.blockSignals(False)
+        self._select()
+
+    def _update_counts(self):
+        if self.state.video:
+            vid = self.state.video["id"]
+            c = dict(self.state.project.conn.execute(
+                "SELECT label_status, count(*) FROM frames WHERE video_id = ? GROUP BY 1", (vid,)).fetchall())
+            for item in self.findItems(vid, Qt.MatchFlag.MatchExactly, 0):
+                item.setText(4, str(c.get("partial", 0)))
+                item.setText(5, str(c.get("full", 0)))
+
+    def _select(self, *_):
+        if not self.state.video:
+            return
+        self.blockSignals(True)
+        for item in self.findItems(self.state.video["id"], Qt.MatchFlag.MatchExactly, 0):
+            self.setCurrentItem(item)
+        self.blockSignals(False)
+
+    def _chosen(self, item, _previous):
+        if item is not None:
+            self.state.set_video(item.data(0, Qt.ItemDataRole.UserRole))
+
+    def _menu(self, pos):
+        item = self.itemAt(pos)
+        if item is None:
+            return
+        vid = item.data(0, Qt.ItemDataRole.UserRole)
+        menu = QMenu(self)
+        action = QAction("Link video file...", menu)
+        action.triggered.connect(lambda: self.link(vid))
+        menu.addAction(action)
+        menu.exec(self.viewport().mapToGlobal(pos))
+
+    def link(self, video_id: str, path: str | None = None) -> str:
+        """Link a file to a video; returns the resulting status ('ok', 'unreadable' or 'missing')."""
+        if path is None:
+            patterns = " ".join(f"*{e}" for e in VIDEO_EXTENSIONS)
+            path, _ = QFileDialog.getOpenFileName(self, f"Video file for {video_id}", "",
+                                                  f"Videos ({patterns});;All files (*)")
+            if not path:
+                return "missing"
+        info, status, reason = probe_status(path)
+        self.state.project.set_video_file(video_id, path, info, status, reason)
+        if status != "ok":
+            self.state.statusMessage.emit(f"{video_id}: {reason}")
+        self.state.reload()
+        return status

@@ -1,0 +1,367 @@
+"""The main window: video list, frame view with timeline and transport, Labels/Train/Review panels, menus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressDialog,
+    QPushButton,
+    QSlider,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.frame_view import FrameView
+from app.panels import LabelPanel, ReviewPanel, TrainPanel
+from app.state import ProjectState
+from app.timeline import Timeline
+from app.video_list import VideoList
+from app.workers import Worker
+from bpr.counts import timecode
+from bpr.store import Project
+
+SPEEDS = ["0.25x", "0.5x", "1x", "2x", "4x"]
+
+
+def _import_job(kind: str, folder: str, paths: dict, progress, stop):
+    from bpr import formats
+
+    with Project.open(folder, create=True) as project:
+        if kind == "dusia":
+            return formats.import_dusia(project, paths["root"], paths.get("videos"), progress=progress)
+        if kind == "cvat":
+            return formats.import_cvat(project, paths["file"], progress=progress)
+        if kind == "yolo":
+            return formats.import_yolo(project, paths["file"], progress=progress)
+        if kind == "coco":
+            return formats.import_coco(project, paths["file"], paths.get("images"), progress=progress)
+        return formats.import_viame(project, paths["file"], progress=progress)
+
+
+def _export_yolo_job(folder: str, out: str, progress, stop):
+    from bpr.dataset import export_yolo
+
+    with Project.open(folder) as project:
+        return export_yolo(project, out, progress=progress, cancel=stop.is_set)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, state: ProjectState | None = None):
+        super().__init__()
+        self.state = state or ProjectState(self)
+        self.workers: list[Worker] = []
+        self.setWindowTitle("bpr: partially labeled underwater video")
+        self.resize(1500, 900)
+
+        self.view = FrameView(self.state)
+        self.timeline = Timeline(self.state)
+        self.frame_label = QLabel("no project")
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(self._transport())
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.timeline)
+        layout.addWidget(self.frame_label)
+        self.setCentralWidget(central)
+
+        self.videos = VideoList(self.state)
+        dock = QDockWidget("Videos", self)
+        dock.setWidget(self.videos)
+        dock.setObjectName("videos")
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self.labels = LabelPanel(self.state)
+        self.train = TrainPanel(self.state, self.show_error)
+        self.review = ReviewPanel(self.state, self.show_error)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.labels, "Labels")
+        self.tabs.addTab(self.train, "Train")
+        self.tabs.addTab(self.review, "Review")
+        dock = QDockWidget("Panels", self)
+        dock.setWidget(self.tabs)
+        dock.setObjectName("panels")
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.resizeDocks([self.findChild(QDockWidget, "videos"), dock], [380, 430], Qt.Orientation.Horizontal)
+        self.labels.drawToggled.connect(self.view.set_draw_species)
+        self.view.boxSelected.connect(self.labels.set_selected)
+
+        self.play_timer = QTimer(self)
+        self.play_timer.timeout.connect(self._advance)
+        self._menus()
+        self._shortcuts()
+        self.state.frameChanged.connect(self._update_frame_label)
+        self.state.videoChanged.connect(self._update_frame_label)
+        self.state.statusMessage.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.state.projectChanged.connect(
+            lambda: self.setWindowTitle(f"bpr: {self.state.project.folder}"))
+
+    # -- layout pieces ---------------------------------------------------------------------------
+    def _transport(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.play_button = QPushButton("Play (Space)")
+        self.play_button.setCheckable(True)
+        self.play_button.toggled.connect(self.set_playing)
+        self.speed = QComboBox()
+        self.speed.addItems(SPEEDS)
+        self.speed.setCurrentText("1x")
+        self.speed.currentTextChanged.connect(lambda _: self.set_playing(self.play_timer.isActive()))
+        fit = QPushButton("Fit")
+        fit.clicked.connect(self.view.fit)
+        self.text_toggle = QCheckBox("Names")
+        self.text_toggle.setChecked(True)
+        self.text_toggle.toggled.connect(self.view.set_show_text)
+        self.brightness = QSlider(Qt.Orientation.Horizontal, minimum=-100, maximum=100, value=0)
+        self.contrast = QSlider(Qt.Orientation.Horizontal, minimum=50, maximum=300, value=100)
+        for s in (self.brightness, self.contrast):
+            s.setMaximumWidth(120)
+            s.valueChanged.connect(self._enhance)
+        reset = QPushButton("Reset")
+        reset.clicked.connect(lambda: (self.brightness.setValue(0), self.contrast.setValue(100)))
+        for w in (self.play_button, QLabel("Speed"), self.speed, fit, self.text_toggle,
+                  QLabel("Brightness"), self.brightness, QLabel("Contrast"), self.contrast, reset):
+            row.addWidget(w)
+        row.addStretch(1)
+        return row
+
+    def _enhance(self):
+        self.view.set_enhancement(self.brightness.value(), self.contrast.value() / 100)
+
+    def _menus(self):
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        self._action(file, "&New project...", self.new_project, QKeySequence.StandardKey.New)
+        self._action(file, "&Open project...", self.open_project_dialog, QKeySequence.StandardKey.Open)
+        imports = file.addMenu("&Import")
+        for kind, label in (("dusia", "DUSIA folder..."), ("cvat", "CVAT video XML..."),
+                            ("yolo", "YOLO data.yaml..."), ("coco", "COCO JSON..."), ("viame", "VIAME CSV...")):
+            self._action(imports, label, lambda checked=False, k=kind: self.import_dialog(k))
+        exports = file.addMenu("&Export")
+        self._action(exports, "Counts CSV (per video)...", lambda: self.export_counts(per_frame=False))
+        self._action(exports, "Counts CSV (per frame)...", lambda: self.export_counts(per_frame=True))
+        self._action(exports, "VIAME CSV...", self.export_viame)
+        self._action(exports, "COCO JSON...", self.export_coco)
+        self._action(exports, "YOLO dataset...", self.export_yolo)
+        file.addSeparator()
+        self._action(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        edit = bar.addMenu("&Edit")
+        undo = self.state.undo.createUndoAction(self, "&Undo")
+        undo.setShortcut(QKeySequence.StandardKey.Undo)
+        redo = self.state.undo.createRedoAction(self, "&Redo")
+        redo.setShortcut(QKeySequence.StandardKey.Redo)
+        edit.addAction(undo)
+        edit.addAction(redo)
+        view = bar.addMenu("&View")
+        self._action(view, "Fit frame", self.view.fit, "Ctrl+0")
+        self._action(view, "Next labeled frame", lambda: self.state.jump_labeled(+1), "PgDown")
+        self._action(view, "Previous labeled frame", lambda: self.state.jump_labeled(-1), "PgUp")
+        self._action(view, "Jump to MaxN frame of a species...", self.jump_to_maxn, "M")
+
+    def _action(self, menu, text, slot, shortcut=None) -> QAction:
+        action = QAction(text, self)
+        action.triggered.connect(slot)
+        if shortcut is not None:
+            action.setShortcut(shortcut)
+        menu.addAction(action)
+        return action
+
+    def _shortcuts(self):
+        """DIVE/CVAT-style stepping: Left/Right and D/F one frame, Shift 10, Space play, Home/End."""
+        keys = {"Right": 1, "F": 1, "Left": -1, "D": -1, "Shift+Right": 10, "Shift+Left": -10}
+        for key, delta in keys.items():
+            QShortcut(QKeySequence(key), self, activated=lambda d=delta: self.state.step(d))
+        QShortcut(QKeySequence("Space"), self, activated=lambda: self.play_button.toggle())
+        QShortcut(QKeySequence("Home"), self, activated=lambda: self.state.set_frame(0))
+        QShortcut(QKeySequence("End"), self, activated=lambda: self.state.set_frame(self.state.frame_count - 1))
+        QShortcut(QKeySequence("B"), self, activated=lambda: self.labels.draw.toggle())
+
+    # -- playback --------------------------------------------------------------------------------
+    def set_playing(self, on: bool):
+        if on and self.state.video:
+            fps = self.state.video["fps"] or 10.0
+            speed = float(self.speed.currentText().rstrip("x"))
+            self.play_timer.start(max(1, int(1000 / (fps * speed))))
+        else:
+            self.play_timer.stop()
+        if self.play_button.isChecked() != self.play_timer.isActive():
+            self.play_button.blockSignals(True)
+            self.play_button.setChecked(self.play_timer.isActive())
+            self.play_button.blockSignals(False)
+
+    def _advance(self):
+        if self.state.frame >= self.state.frame_count - 1:
+            self.set_playing(False)
+        else:
+            self.state.step(1)
+
+    def _update_frame_label(self, *_):
+        s = self.state
+        if not s.video:
+            self.frame_label.setText("no video")
+            return
+        fps = s.video["fps"]
+        when = timecode(s.frame / fps) if fps else "-"
+        self.frame_label.setText(f"{s.video['id']}  frame {s.frame} / {s.frame_count - 1}  {when}  "
+                                 f"[{s.frame_status()}]")
+
+    # -- projects --------------------------------------------------------------------------------
+    def open_project(self, folder: str | Path) -> None:
+        self.state.open(folder)
+        from app.main import remember_project
+
+        remember_project(folder)
+
+    def open_project_dialog(self):
+        folder = QFileDialog.getExistingDirectory(self, "Open project folder")
+        if folder:
+            try:
+                self.open_project(folder)
+            except Exception as e:
+                self.show_error("Cannot open project", str(e))
+
+    def new_project(self):
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the new project (empty)")
+        if folder:
+            Project.create(folder).close()
+            self.open_project(folder)
+
+    # -- long work -------------------------------------------------------------------------------
+    def run_worker(self, title: str, worker: Worker, on_done) -> Worker:
+        """Run a worker with a progress dialog that can cancel it."""
+        dialog = QProgressDialog(title, "Cancel", 0, 0, self)
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.setMinimumDuration(300)
+        dialog.canceled.connect(worker.request_stop)
+        worker.progress.connect(lambda done, total, msg: (dialog.setMaximum(total), dialog.setValue(done),
+                                                          dialog.setLabelText(f"{title}\n{msg}")))
+        worker.finished.connect(lambda result: (dialog.reset(), on_done(result)))
+        worker.failed.connect(lambda message, details: (dialog.reset(), self.show_error(title, message, details)))
+        self.workers.append(worker)
+        worker.thread.finished.connect(lambda: self.workers.remove(worker) if worker in self.workers else None)
+        worker.start()
+        return worker
+
+    def import_dialog(self, kind: str, paths: dict | None = None) -> Worker | None:
+        if self.state.project is None:
+            return None
+        if paths is None:
+            paths = {}
+            if kind == "dusia":
+                paths["root"] = QFileDialog.getExistingDirectory(self, "DUSIA folder (with cvat_annos/, idd_lsts/)")
+                if not paths["root"]:
+                    return None
+                videos = QFileDialog.getExistingDirectory(self, "Folder with the videos (cancel if none)")
+                if videos:
+                    paths["videos"] = videos
+            else:
+                filters = {"cvat": "CVAT XML (*.xml)", "yolo": "YOLO data.yaml (*.yaml *.yml)",
+                           "coco": "COCO JSON (*.json)", "viame": "VIAME CSV (*.csv)"}
+                paths["file"], _ = QFileDialog.getOpenFileName(self, f"Import {kind}", "", filters[kind])
+                if not paths["file"]:
+                    return None
+                if kind == "coco":
+                    paths["images"] = QFileDialog.getExistingDirectory(self, "Images folder") or None
+        worker = Worker(_import_job, kind, str(self.state.project.folder), paths)
+
+        def done(report):
+            self.state.reload()
+            QMessageBox.information(self, "Import finished", "\n".join(report.lines()))
+
+        return self.run_worker(f"Importing {kind}", worker, done)
+
+    def show_error(self, title: str, message: str, details: str | None = None):
+        """The one place errors reach the user."""
+        box = QMessageBox(QMessageBox.Icon.Critical, title, message, parent=self)
+        if details:
+            box.setDetailedText(details)
+        box.open()
+        self.statusBar().showMessage(f"{title}: {message}", 15000)
+
+    # -- exports ---------------------------------------------------------------------------------
+    def _save_path(self, title: str, default: str, filter_: str) -> str:
+        path, _ = QFileDialog.getSaveFileName(self, title, str(self.state.project.folder / default), filter_)
+        return path
+
+    def export_counts(self, per_frame: bool, path: str | None = None) -> str | None:
+        from bpr.counts import CountSource, frame_counts, video_summary, write_frame_csv, write_summary_csv
+
+        s = self.state
+        path = path or self._save_path("Export counts", "counts-per-frame.csv" if per_frame else "counts.csv",
+                                       "CSV (*.csv)")
+        if not path:
+            return None
+        source = CountSource(run=s.run, conf=s.conf)
+        if per_frame:
+            table = frame_counts(s.project, source)
+            write_frame_csv(table, path)
+            what = f"{len(table['rows'])} frames x {len(table['species'])} species"
+        else:
+            rows = video_summary(s.project, source)
+            write_summary_csv(rows, path)
+            what = f"{len(rows)} rows (video x species: MaxN, mean count, frames present)"
+        origin = f"detections of {s.run} at confidence {s.conf:.2f}" if s.run else "the labels"
+        self._confirm(f"Wrote {path}\n{what}\nfrom {origin}")
+        return path
+
+    def export_viame(self):
+        from bpr.formats import export_viame
+
+        folder = QFileDialog.getExistingDirectory(self, "Folder for VIAME CSV files")
+        if folder:
+            paths = export_viame(self.state.project, folder, run=self.state.run, min_conf=self.state.conf)
+            self._confirm(f"Wrote {len(paths)} VIAME CSV file(s) to {folder}")
+
+    def export_coco(self):
+        from bpr.formats import export_coco
+
+        path = self._save_path("Export COCO", "labels.json", "JSON (*.json)")
+        if path:
+            export_coco(self.state.project, path)
+            self._confirm(f"Wrote the labeled frames to {path}")
+
+    def export_yolo(self):
+        folder = QFileDialog.getExistingDirectory(self, "Empty folder for the YOLO dataset")
+        if folder:
+            worker = Worker(_export_yolo_job, str(self.state.project.folder), folder)
+            self.run_worker("Exporting a YOLO dataset", worker,
+                            lambda r: self._confirm(f"Wrote {sum(r.images.values())} images to {folder}\n"
+                                                    f"data.yaml: {r.data_yaml}"))
+
+    def _confirm(self, text: str):
+        QMessageBox.information(self, "Export finished", text)
+        self.statusBar().showMessage(text.splitlines()[0], 8000)
+
+    def jump_to_maxn(self):
+        names = [self.review.video_counts.topLevelItem(i).text(0)
+                 for i in range(self.review.video_counts.topLevelItemCount())]
+        if names:
+            name, ok = QInputDialog.getItem(self, "Jump to MaxN", "Species", names, 0, False)
+            if ok:
+                self.review.jump_to_maxn(name)
+
+    def closeEvent(self, event):
+        if self.train.running():
+            answer = QMessageBox.question(self, "Training is running",
+                                          "Stop training (resumable) and quit?")
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+            self.train.worker.request_stop()
+            self.train.worker.wait(60000)
+        for worker in list(self.workers):
+            worker.request_stop()
+            worker.wait(10000)
+        self.view.source.close()
+        super().closeEvent(event)

@@ -1,0 +1,106 @@
+"""Long work off the GUI thread: one worker per task, talking to widgets only through signals.
+
+The work is a plain ``bpr`` function that takes ``progress`` and a stop flag. Stopping is cooperative
+(the function checks the flag); nothing is ever terminated. Every error reaches ``failed`` with its
+message, and from there the one error dialog of the main window.
+
+A ``Worker`` lives on the GUI thread; its ``_Runner`` runs on a QThread. The runner's signals reach the
+worker's slots queued, and the worker re-emits them on the GUI thread, so any callable connected to a
+worker's signal (a lambda too, which PySide6 would otherwise call on the emitting thread) runs on the
+GUI thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+
+class _Runner(QObject):
+    progress = Signal(int, int, str)
+    event = Signal(object)
+    done = Signal(object)
+    error = Signal(str, str)
+    stopped = Signal(str)
+
+    def __init__(self, fn: Callable, args: tuple, kwargs: dict, stop: threading.Event, cancel_exceptions):
+        super().__init__()
+        self.fn, self.args, self.kwargs, self.stop = fn, args, kwargs, stop
+        self.cancel_exceptions = cancel_exceptions
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            result = self.fn(*self.args, progress=self.progress.emit, stop=self.stop, **self.kwargs)
+        except self.cancel_exceptions as e:
+            self.stopped.emit(str(e))
+        except Exception as e:  # every error goes to the one error path, with its traceback
+            self.error.emit(f"{type(e).__name__}: {e}", traceback.format_exc())
+        else:
+            self.done.emit(result)
+        finally:
+            self.thread().quit()
+
+
+class Worker(QObject):
+    """Runs ``fn(*args, progress=..., stop=..., **kwargs)`` on its own thread.
+
+    ``fn`` receives ``progress(done, total, message)`` and a ``threading.Event`` as ``stop``. Other
+    callbacks (training events) get :meth:`emitter`, which delivers to :attr:`event`.
+    """
+
+    progress = Signal(int, int, str)
+    event = Signal(object)
+    finished = Signal(object)
+    failed = Signal(str, str)        # message, traceback
+    cancelled = Signal(str)
+
+    def __init__(self, fn: Callable, *args, cancel_exceptions: tuple = (), **kwargs):
+        super().__init__()
+        self.stop = threading.Event()
+        self.kwargs = kwargs
+        self.thread = QThread()
+        self.thread.setObjectName(getattr(fn, "__name__", "worker"))
+        self._runner = _Runner(fn, args, self.kwargs, self.stop, cancel_exceptions)
+        self._runner.moveToThread(self.thread)
+        self.thread.started.connect(self._runner.run)
+        self._runner.progress.connect(self._relay_progress)
+        self._runner.event.connect(self._relay_event)
+        self._runner.done.connect(self._relay_done)
+        self._runner.error.connect(self._relay_error)
+        self._runner.stopped.connect(self._relay_stopped)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def request_stop(self) -> None:
+        self.stop.set()
+
+    def emitter(self) -> Callable[[object], None]:
+        return self._runner.event.emit
+
+    def wait(self, ms: int = 30000) -> bool:
+        return self.thread.wait(ms)
+
+    @Slot(int, int, str)
+    def _relay_progress(self, done, total, message):
+        self.progress.emit(done, total, message)
+
+    @Slot(object)
+    def _relay_event(self, event):
+        self.event.emit(event)
+
+    @Slot(object)
+    def _relay_done(self, result):
+        self.finished.emit(result)
+
+    @Slot(str, str)
+    def _relay_error(self, message, details):
+        self.failed.emit(message, details)
+
+    @Slot(str)
+    def _relay_stopped(self, message):
+        self.cancelled.emit(message)

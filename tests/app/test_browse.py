@@ -1,0 +1,83 @@
+"""Browsing: the video list, the frame view's labels, keyboard stepping, playback, missing videos."""
+
+import shutil
+
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+
+from app.frame_view import BoxItem
+
+
+def label_items(window):
+    return [i for i in window.view.scene().items() if isinstance(i, BoxItem)]
+
+
+def test_video_list_and_frame_view(window):
+    assert window.videos.topLevelItemCount() == 4
+    train = [v["id"] for v in window.state.project.videos("train")]
+    item = window.videos.findItems(train[1], Qt.MatchFlag.MatchExactly, 0)[0]
+    window.videos.setCurrentItem(item)
+    assert window.state.video["id"] == train[1]
+    window.state.set_frame(10)
+    labels = window.state.project.boxes(train[1], 10)
+    assert len(labels) > 0 and len(label_items(window)) == len(labels)
+    assert window.view.pixmap_item.pixmap().width() == 640
+    window.text_toggle.setChecked(False)
+    assert all(not i.childItems() for i in label_items(window))
+
+
+def test_keyboard_stepping_like_dive(window, qtbot):
+    s = window.state
+    s.set_frame(20)
+    for key, modifier, expected in ((Qt.Key.Key_Right, Qt.KeyboardModifier.NoModifier, 21),
+                                    (Qt.Key.Key_F, Qt.KeyboardModifier.NoModifier, 22),
+                                    (Qt.Key.Key_D, Qt.KeyboardModifier.NoModifier, 21),
+                                    (Qt.Key.Key_Left, Qt.KeyboardModifier.NoModifier, 20),
+                                    (Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier, 30),
+                                    (Qt.Key.Key_Left, Qt.KeyboardModifier.ShiftModifier, 20),
+                                    (Qt.Key.Key_End, Qt.KeyboardModifier.NoModifier, s.frame_count - 1),
+                                    (Qt.Key.Key_Home, Qt.KeyboardModifier.NoModifier, 0)):
+        QTest.keyClick(window, key, modifier)
+        assert s.frame == expected, key
+    QTest.keyClick(window, Qt.Key.Key_PageDown)
+    labeled = [f["frame_index"] for f in s.labeled_frames()]
+    assert s.frame == labeled[0]
+    QTest.keyClick(window, Qt.Key.Key_PageDown)
+    assert s.frame == labeled[1]
+    QTest.keyClick(window, Qt.Key.Key_PageUp)
+    assert s.frame == labeled[0]
+
+
+def test_playback_at_speed(window, qtbot):
+    s = window.state
+    s.set_frame(0)
+    window.speed.setCurrentText("4x")
+    QTest.keyClick(window, Qt.Key.Key_Space)
+    assert window.play_timer.isActive() and window.play_timer.interval() == int(1000 / (30 * 4))
+    qtbot.waitUntil(lambda: s.frame >= 5, timeout=5000)
+    QTest.keyClick(window, Qt.Key.Key_Space)
+    assert not window.play_timer.isActive()
+
+
+def test_brightness_and_contrast_change_the_view_only(window):
+    before = window.view.pixmap_item.pixmap().toImage().pixelColor(300, 180)
+    window.brightness.setValue(60)
+    after = window.view.pixmap_item.pixmap().toImage().pixelColor(300, 180)
+    assert after.lightness() > before.lightness()
+    assert window.state.project.summary()["boxes"] > 0  # nothing about the data changed
+
+
+def test_missing_video_is_shown_and_can_be_linked(window, tmp_path):
+    s = window.state
+    vid = s.project.videos("test")[0]["id"]
+    original = s.project.resolve_path(s.project.video(vid)["path"])
+    moved = tmp_path / "moved.mp4"
+    shutil.move(original, moved)
+    s.project.set_video_file(vid, None, None, "missing", f"{original}: no such file")
+    s.reload()
+    item = window.videos.findItems(vid, Qt.MatchFlag.MatchExactly, 0)[0]
+    assert item.text(2) == "missing" and "link video" in item.toolTip(0)
+    s.set_video(vid)
+    assert window.view.pixmap_item.pixmap().width() > 0  # a placeholder, no crash
+    assert window.videos.link(vid, str(moved)) == "ok"
+    assert window.videos.findItems(vid, Qt.MatchFlag.MatchExactly, 0)[0].text(2) == "ok"

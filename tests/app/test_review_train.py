@@ -1,0 +1,178 @@
+"""Review (detect, confidence, counts, missing labels) and Train (start, stop, resume, failure)."""
+
+import pytest
+
+from app.frame_view import BoxItem
+
+
+def dashed(window):
+    return [i for i in window.view.scene().items() if i.data(0) == "detection"]
+
+
+def detect_current_video(window, qtbot, stride=5):
+    window.review.stride.setValue(stride)
+    window.review.detect_button.click()
+    with qtbot.waitSignal(window.review.worker.finished, timeout=60000):
+        pass
+
+
+def test_review_over_known_detections(window, qtbot):
+    """Hand-made detections with known confidences: the slider filters the overlay, the counts and
+    the missing-label finder; accept and reject work; double-click jumps to MaxN."""
+    s, review = window.state, window.review
+    p = s.project
+    vid = p.videos("train")[0]["id"]
+    s.set_video(vid)
+    partial = [f["frame_index"] for f in p.labeled_frames(vid) if f["label_status"] == "partial"][:2]
+    run = p.create_run("known", {})
+    p.update_run("known", status="finished", weights="none.pt")
+    urchin = p.species_id("fragile pink urchin")
+    rows = [(partial[0], 0.9, (5, 5, 25, 25)), (partial[0], 0.6, (30, 5, 50, 25)),
+            (partial[0], 0.3, (60, 5, 80, 25)), (partial[1], 0.95, (5, 5, 25, 25))]
+    for frame, conf, box in rows:
+        p.conn.execute("INSERT INTO detections (run_id, video_id, frame_index, species_id, x1, y1, x2, y2, "
+                       "confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (run, vid, frame, urchin, *box, conf))
+    p.conn.executemany("INSERT INTO detected_frames VALUES (?, ?, ?)", [(run, vid, f) for f in partial])
+    for frame in partial:  # make sure no label overlaps the hand-made boxes
+        for b in p.boxes(vid, frame):
+            if b["x1"] < 90 and b["y1"] < 30:
+                p.delete_box(b["id"])
+    s.reload()
+    review.reload_runs()
+    review.run.setCurrentText("known")
+    s.set_frame(partial[0])
+    review.conf.setValue(50)
+    assert s.conf == 0.5 and review.conf_spin.value() == 0.5
+    assert len(dashed(window)) == 2
+    urchin_row = [review.video_counts.topLevelItem(i) for i in range(review.video_counts.topLevelItemCount())
+                  if review.video_counts.topLevelItem(i).text(0) == "fragile pink urchin"][0]
+    assert (urchin_row.text(1), urchin_row.text(2), urchin_row.text(4)) == ("2", str(partial[0]), "2")
+    review.conf_spin.setValue(0.25)
+    assert review.conf.value() == 25 and len(dashed(window)) == 3
+    assert [x.confidence for x in review.suggestions] == [0.95, 0.9, 0.6, 0.3]
+    review.conf.setValue(70)
+    assert [x.confidence for x in review.suggestions] == [0.95, 0.9]
+    review.missing.setCurrentItem(review.missing.topLevelItem(1))
+    assert s.frame == partial[0]
+    review.accept()
+    assert s.frame == partial[0]  # the view stays where the user accepted
+    accepted = [b for b in s.labels() if b["source"] == "accepted"]
+    assert [(b["x1"], b["x2"]) for b in accepted] == [(5, 25)]
+    assert [x.confidence for x in review.suggestions] == [0.95]
+    review.missing.setCurrentItem(review.missing.topLevelItem(0))
+    review.reject()
+    assert review.suggestions == []
+    s.set_frame(0)
+    assert review.jump_to_maxn("fragile pink urchin")
+    assert s.frame == partial[0]  # at 0.7 both frames hold one urchin: MaxN is the earlier frame
+
+
+@pytest.mark.slow
+def test_detect_from_the_panel(make_window, trained_template, qtbot):
+    """Real detection with the tiny (untrained) model, whose confidences stay below 0.01: keep and
+    show from 0.0001 to see them."""
+    window = make_window(trained_template)
+    s, review = window.state, window.review
+    assert review.run.currentText() == "tiny" and s.run == "tiny"
+    s.set_video(s.project.videos("train")[0]["id"])
+    review.keep.setValue(0.0001)
+    detect_current_video(window, qtbot)
+    assert s.project.conn.execute("SELECT count(*) FROM detected_frames").fetchone()[0] == 30
+    review.conf_spin.setValue(0.0001)
+    s.set_frame(5)
+    assert len(dashed(window)) == len(s.detections()) > 0
+    assert review.video_counts.topLevelItemCount() == 5  # every species the model looks for
+    review.conf.setValue(99)
+    assert len(dashed(window)) == 0
+
+
+@pytest.mark.slow
+def test_train_stop_resume_from_the_panel(window, qtbot):
+    panel = window.train
+    panel.model.setCurrentText("yolov5n.yaml")
+    panel.epochs.setValue(2)
+    panel.imgsz.setValue(96)
+    panel.device.setCurrentText("cpu")
+    panel.p_obj.setValue(75)
+    panel.p_box.setValue(25)
+    config = panel.config()
+    assert (config.rebalancing.p_obj, config.rebalancing.p_box, config.workers) == (0.75, 0.25, 0)
+    stopped = []
+
+    def stop_in_epoch_two(event):
+        if event.kind == "batch" and event.epoch == 2 and not stopped:
+            stopped.append(1)
+            panel.stop_button.click()
+
+    panel.start_button.click()
+    panel.worker.event.connect(stop_in_epoch_two)
+    with qtbot.waitSignal(panel.worker.cancelled, timeout=120000):
+        pass
+    assert "Resume" in panel.status.text()
+    assert panel.runs.topLevelItem(0).text(1) == "cancelled"
+    assert "measured drop: objectness" in panel.drop.text()
+    assert len(panel.curves.map50) == 1
+    panel.runs.setCurrentItem(panel.runs.topLevelItem(0))
+    assert panel.resume_button.isEnabled()
+    panel.resume_button.click()
+    with qtbot.waitSignal(panel.worker.finished, timeout=120000):
+        pass
+    assert panel.runs.topLevelItem(0).text(1) == "finished"
+    assert panel.runs.topLevelItem(0).text(2) == "2/2"
+    assert window.review.run.findText("run1") >= 0
+
+
+def test_a_training_crash_is_shown_and_the_app_stays_up(window, qtbot, monkeypatch):
+    import bpr.training
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(bpr.training, "train", explode)
+    errors = []
+    monkeypatch.setattr(window, "show_error", lambda *args: errors.append(args))
+    window.train.show_error = window.show_error
+    window.train.start_button.click()
+    with qtbot.waitSignal(window.train.worker.failed, timeout=30000):
+        pass
+    assert errors and "out of memory" in errors[0][1]
+    assert "failed" in window.train.status.text() and window.train.start_button.isEnabled()
+    window.state.set_frame(5)  # still working
+    assert any(isinstance(i, BoxItem) for i in window.view.scene().items()) or window.state.labels() == []
+
+
+@pytest.mark.slow
+def test_end_to_end_through_the_ui(window, qtbot, tmp_path, _isolated_settings):
+    """Open the demo, train one tiny epoch with both sliders on, detect, move the confidence slider,
+    accept a suggested label, export counts and check the file."""
+    import csv
+
+    s, train, review = window.state, window.train, window.review
+    train.epochs.setValue(1)
+    train.imgsz.setValue(96)
+    train.device.setCurrentText("cpu")
+    train.p_obj.setValue(50)
+    train.p_box.setValue(30)
+    train.start_button.click()
+    with qtbot.waitSignal(train.worker.finished, timeout=180000):
+        pass
+    run = s.project.runs()[-1]
+    assert run["status"] == "finished" and run["config"]["rebalancing"]["p_obj"] == 0.5
+    assert review.run.currentText() == run["name"]
+    s.set_video(s.project.videos("train")[0]["id"])
+    review.keep.setValue(0.0001)  # the one-epoch model's confidences stay below 0.01
+    detect_current_video(window, qtbot, stride=10)
+    review.conf.setValue(50)
+    assert dashed(window) == [] and review.suggestions == []
+    review.conf_spin.setValue(0.0001)
+    assert review.suggestions
+    review.missing.setCurrentItem(review.missing.topLevelItem(0))
+    review.accept()
+    assert any(b["source"] == "accepted" for b in s.labels())
+    path = window.export_counts(per_frame=False, path=str(tmp_path / "counts.csv"))
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert rows and {r["run"] for r in rows} == {run["name"]} and {r["threshold"] for r in rows} == {"0.0001"}
+    assert {r["video"] for r in rows} == {s.video["id"]}
+    assert sum(int(r["frames_counted"]) for r in rows) == len(rows) * 15
+    assert "Wrote" in _isolated_settings[-1]
