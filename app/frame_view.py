@@ -43,6 +43,11 @@ class FrameSource:
         self.reader, self.video_id = None, None
 
 
+def confidence_text(conf: float) -> str:
+    """Two decimals, or enough to tell a weak model's small confidences apart."""
+    return f"{conf:.2f}" if conf >= 0.01 else f"{conf:.4f}"
+
+
 def to_pixmap(bgr: np.ndarray, brightness: int = 0, contrast: float = 1.0) -> QPixmap:
     """A BGR frame as a pixmap, with optional brightness/contrast (view only, never stored)."""
     if brightness or contrast != 1.0:
@@ -124,7 +129,8 @@ class FrameView(QGraphicsView):
         self.draw_species: str | None = None   # when set, dragging on the frame draws a new box
         self._draw_start: QPointF | None = None
         self._rubber: QGraphicsRectItem | None = None
-        self._fitted = False
+        self._needs_fit = True   # fit when the next frame is shown (a new video)
+        self._fit_mode = True    # keep fitting on resize, until the user zooms
         self.error: str | None = None
         self.scene().selectionChanged.connect(self._selection_changed)
         state.frameChanged.connect(self.refresh)
@@ -135,7 +141,7 @@ class FrameView(QGraphicsView):
 
     # -- drawing the frame -----------------------------------------------------------------------
     def _video_changed(self, _):
-        self._fitted = False
+        self._needs_fit = True
 
     def refresh(self, *_):
         try:
@@ -153,7 +159,7 @@ class FrameView(QGraphicsView):
             pixmap = to_pixmap(frame, self.brightness, self.contrast)
         self.pixmap_item.setPixmap(pixmap)
         self.scene().setSceneRect(QRectF(pixmap.rect()))
-        if not self._fitted:
+        if self._needs_fit:
             self.fit()
         self.refresh_boxes()
 
@@ -176,16 +182,22 @@ class FrameView(QGraphicsView):
             item.setPen(pen)
             item.setData(0, "detection")
             self.scene().addItem(item)
-            self._caption(item, f"{det['species']} {det['confidence']:.2f}", at=QPointF(x1, y2))
+            self._caption(item, f"{det['species']} {confidence_text(det['confidence'])}", at=QPointF(x1, y2))
 
     def _caption(self, parent: QGraphicsRectItem, text: str, at: QPointF | None = None):
+        """Species (and confidence) in the box's colour on a dark backing, readable on any seafloor."""
         if not self.show_text:
             return
-        label = QGraphicsSimpleTextItem(text, parent)
-        label.setBrush(QBrush(parent.pen().color()))
-        label.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
-        label.setPos(parent.mapFromScene(at) if at is not None else parent.rect().topLeft() + QPointF(0, -14 / max(
-            self.transform().m11(), 1e-6)))
+        backing = QGraphicsRectItem(parent)
+        backing.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        backing.setPen(QPen(Qt.PenStyle.NoPen))
+        backing.setBrush(QBrush(QColor(0, 0, 0, 170)))
+        label = QGraphicsSimpleTextItem(text, backing)
+        label.setBrush(QBrush(parent.pen().color().lighter(130)))
+        backing.setRect(label.boundingRect().adjusted(-2, 0, 2, 0))
+        scale = max(self.transform().m11(), 1e-6)
+        backing.setPos(parent.mapFromScene(at) if at is not None
+                       else parent.rect().topLeft() + QPointF(0, -label.boundingRect().height() / scale))
 
     def set_show_text(self, on: bool):
         self.show_text = on
@@ -198,17 +210,18 @@ class FrameView(QGraphicsView):
     # -- zoom and pan ----------------------------------------------------------------------------
     def fit(self):
         self.fitInView(self.pixmap_item, Qt.AspectRatioMode.KeepAspectRatio)
-        self._fitted = True
+        self._needs_fit, self._fit_mode = False, True
 
     def zoom(self, factor: float):
         self.scale(factor, factor)
+        self._fit_mode = False  # a zoomed view keeps its zoom when the window resizes
 
     def wheelEvent(self, event):
         self.zoom(1.15 ** (event.angleDelta().y() / 120))
 
     def resizeEvent(self, event):
         super().resizeEvent(event)
-        if self._fitted:
+        if self._fit_mode:
             self.fit()
 
     # -- drawing new boxes -----------------------------------------------------------------------

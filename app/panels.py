@@ -29,12 +29,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.frame_view import confidence_text
 from app.state import ProjectState
 from app.workers import Worker
 from bpr.config import Rebalancing, TrainConfig
 from bpr.store import Project
 
 MODELS = ["yolov5n.yaml", "yolov5s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
+
+
+def _wrapped(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    return label
 
 
 def _tree(headers: list[str]) -> QTreeWidget:
@@ -187,12 +194,74 @@ class Curves(QWidget):
         p.end()
 
 
-def _train_job(folder: str, config: TrainConfig | None, name: str | None, resume: str | None,
-               progress, stop, on_event):
-    from bpr.training import train
+def _train_child(folder: str, config: TrainConfig | None, name: str | None, resume: str | None, queue,
+                 stop) -> None:
+    """In the training process: train, sending events and the outcome back through ``queue``."""
+    import traceback
 
-    with Project.open(folder) as project:
-        return train(project, config, name=name, resume=resume, on_event=on_event, stop=stop)
+    from bpr.training import TrainingCancelled, train
+
+    try:
+        with Project.open(folder) as project:
+            run = train(project, config, name=name, resume=resume, on_event=lambda e: queue.put(("event", e)),
+                        stop=stop)
+        queue.put(("done", run))
+    except TrainingCancelled as e:
+        queue.put(("cancelled", str(e)))
+    except BaseException as e:
+        queue.put(("failed", f"{type(e).__name__}: {e}", traceback.format_exc()))
+
+
+class TrainingCrashed(Exception):
+    """The training process ended without reporting an outcome (killed, out of memory, segfault)."""
+
+
+def _train_job(folder: str, config: TrainConfig | None, name: str | None, resume: str | None,
+               progress, stop, on_event, on_process=None):
+    """Supervise training in a child process (spawned, never forked from Qt), so the GUI's event loop
+    never waits on the training's GIL and a hard crash cannot take the app down. Stop is cooperative:
+    the child stops at the end of its batch, resumable from last.pt."""
+    import multiprocessing
+    import queue as queue_module
+
+    from bpr.training import TrainingCancelled
+
+    ctx = multiprocessing.get_context("spawn")
+    messages = ctx.Queue()
+    child_stop = ctx.Event()
+    process = ctx.Process(target=_train_child, args=(folder, config, name, resume, messages, child_stop),
+                          name="bpr-training", daemon=True)
+    process.start()
+    if on_process is not None:
+        on_process(process)
+    run_name = resume
+    try:
+        while True:
+            if stop.is_set():
+                child_stop.set()
+            try:
+                message = messages.get(timeout=0.1)
+            except queue_module.Empty:
+                if not process.is_alive():
+                    reason = (f"the training process ended unexpectedly (exit code {process.exitcode}); "
+                              "the run can be resumed from its last epoch")
+                    if run_name:  # the child could not record its end: do it for it
+                        with Project.open(folder) as project:
+                            project.update_run(run_name, status="failed", error=reason, finished=time.time())
+                    raise TrainingCrashed(reason)
+                continue
+            kind = message[0]
+            if kind == "event":
+                run_name = message[1].run
+                on_event(message[1])
+            elif kind == "done":
+                return message[1]
+            elif kind == "cancelled":
+                raise TrainingCancelled(message[1])
+            else:
+                raise RuntimeError(message[1] + "\n\n" + message[2])
+    finally:
+        process.join(timeout=30)
 
 
 def _find_devices(progress, stop):
@@ -210,6 +279,7 @@ class TrainPanel(QWidget):
         super().__init__(parent)
         self.state, self.show_error = state, show_error
         self.worker: Worker | None = None
+        self.process = None  # the training process while one runs
         self._device_worker: Worker | None = None
         layout = QVBoxLayout(self)
         form = QFormLayout()
@@ -340,6 +410,7 @@ class TrainPanel(QWidget):
         self.worker = Worker(_train_job, str(self.state.project.folder), config, None, resume,
                              cancel_exceptions=(TrainingCancelled,))
         self.worker.kwargs["on_event"] = self.worker.emitter()
+        self.worker.kwargs["on_process"] = lambda process: setattr(self, "process", process)
         self.worker.event.connect(self._on_event)
         self.worker.finished.connect(self._finished)
         self.worker.cancelled.connect(self._cancelled)
@@ -449,9 +520,9 @@ class ReviewPanel(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(lambda: self.worker and self.worker.request_stop())
         self.cancel_button.setEnabled(False)
-        detect_row.addWidget(self.stride)
         detect_row.addWidget(self.detect_button)
         detect_row.addWidget(self.cancel_button)
+        form.addRow("Frames", self.stride)
         form.addRow(detect_row)
         self.keep = QDoubleSpinBox(decimals=4, minimum=0.0001, maximum=0.99, singleStep=0.01, value=0.01)
         self.keep.setToolTip("detection stores boxes at or above this confidence; the slider below "
@@ -475,13 +546,13 @@ class ReviewPanel(QWidget):
         self.frame_counts = _tree(["Species", "Count"])
         self.frame_counts.setMaximumHeight(110)
         layout.addWidget(self.frame_counts)
-        layout.addWidget(QLabel("This video (double-click: jump to the MaxN frame)"))
+        layout.addWidget(_wrapped("This video (double-click: jump to the MaxN frame)"))
         self.video_counts = _tree(["Species", "MaxN", "Frame", "Mean", "Frames present"])
         self.video_counts.itemDoubleClicked.connect(self._jump_maxn)
         layout.addWidget(self.video_counts)
 
-        layout.addWidget(QLabel("Missing-label finder: confident detections on partial frames that "
-                                "overlap no label"))
+        layout.addWidget(_wrapped("Missing-label finder: confident detections on partial frames that "
+                                  "overlap no label"))
         self.missing = _tree(["Frame", "Species", "Confidence"])
         self.missing.itemSelectionChanged.connect(self._suggestion_selected)
         layout.addWidget(self.missing)
@@ -577,7 +648,8 @@ class ReviewPanel(QWidget):
         if self.state.run:
             self.suggestions = missing_labels(self.state.project, self.state.run, self.state.conf, video=vid)
             for s in self.suggestions:
-                self.missing.addTopLevelItem(QTreeWidgetItem([str(s.frame_index), s.species, f"{s.confidence:.2f}"]))
+                self.missing.addTopLevelItem(QTreeWidgetItem([str(s.frame_index), s.species,
+                                                              confidence_text(s.confidence)]))
         self.missing.setCurrentItem(None)
         self.missing.blockSignals(False)
         self.accept_button.setEnabled(False)

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QTreeWidget, QTreeWidgetItem
 from app.state import ProjectState
 from bpr.media import VIDEO_EXTENSIONS, probe_status
 
-COLUMNS = ["Video", "Split", "Status", "Frames", "Partial", "Full"]
+COLUMNS = ["Video", "Split", "Status", "Frames", "Labeled"]  # labeled: partial / full frames
 
 
 class VideoList(QTreeWidget):
@@ -19,6 +19,7 @@ class VideoList(QTreeWidget):
         super().__init__(parent)
         self.state = state
         self.setHeaderLabels(COLUMNS)
+        self.headerItem().setToolTip(4, "labeled frames: partial / full")
         self.setRootIsDecorated(False)
         self.setAlternatingRowColors(True)
         self.setSortingEnabled(True)
@@ -40,9 +41,9 @@ class VideoList(QTreeWidget):
         for v in p.videos():
             c = counts.get(v["id"], {})
             item = QTreeWidgetItem([v["id"], v["split"], v["status"], str(v["frame_count"] or ""),
-                                    str(c.get("partial", 0)), str(c.get("full", 0))])
+                                    f"{c.get('partial', 0)} / {c.get('full', 0)}"])
             item.setData(0, Qt.ItemDataRole.UserRole, v["id"])
-            for col in (3, 4, 5):
+            for col in (3, 4):
                 item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight)
             if v["status"] != "ok":
                 for col in range(len(COLUMNS)):
@@ -50,6 +51,7 @@ class VideoList(QTreeWidget):
                 item.setToolTip(0, f"{v['status']}: {v['status_reason'] or 'no file linked'} "
                                    "(right-click: link video...)")
             self.addTopLevelItem(item)
+        self.header().setStretchLastSection(False)
         for col in range(len(COLUMNS)):
             self.resizeColumnToContents(col)
         self.sortItems(0, Qt.SortOrder.AscendingOrder)
@@ -62,8 +64,7 @@ class VideoList(QTreeWidget):
             c = dict(self.state.project.conn.execute(
                 "SELECT label_status, count(*) FROM frames WHERE video_id = ? GROUP BY 1", (vid,)).fetchall())
             for item in self.findItems(vid, Qt.MatchFlag.MatchExactly, 0):
-                item.setText(4, str(c.get("partial", 0)))
-                item.setText(5, str(c.get("full", 0)))
+                item.setText(4, f"{c.get('partial', 0)} / {c.get('full', 0)}")
 
     def _select(self, *_):
         if not self.state.video:

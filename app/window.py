@@ -94,7 +94,8 @@ class MainWindow(QMainWindow):
         dock.setWidget(self.tabs)
         dock.setObjectName("panels")
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        self.resizeDocks([self.findChild(QDockWidget, "videos"), dock], [380, 430], Qt.Orientation.Horizontal)
+        self.videos.setMinimumWidth(400)  # id, split, status, frames and labeled counts all visible
+        dock.setMinimumWidth(330)
         self.labels.drawToggled.connect(self.view.set_draw_species)
         self.view.boxSelected.connect(self.labels.set_selected)
 
@@ -111,7 +112,9 @@ class MainWindow(QMainWindow):
     # -- layout pieces ---------------------------------------------------------------------------
     def _transport(self) -> QHBoxLayout:
         row = QHBoxLayout()
-        self.play_button = QPushButton("Play (Space)")
+        self.play_button = QPushButton("Play")
+        self.play_button.setToolTip("Play/pause (Space). Step: Left/Right or D/F, Shift+arrow 10 frames, "
+                                    "Home/End, PgUp/PgDown labeled frames")
         self.play_button.setCheckable(True)
         self.play_button.toggled.connect(self.set_playing)
         self.speed = QComboBox()
@@ -126,6 +129,7 @@ class MainWindow(QMainWindow):
         self.brightness = QSlider(Qt.Orientation.Horizontal, minimum=-100, maximum=100, value=0)
         self.contrast = QSlider(Qt.Orientation.Horizontal, minimum=50, maximum=300, value=100)
         for s in (self.brightness, self.contrast):
+            s.setMinimumWidth(80)
             s.setMaximumWidth(120)
             s.valueChanged.connect(self._enhance)
         reset = QPushButton("Reset")

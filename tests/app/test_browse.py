@@ -4,6 +4,7 @@ import shutil
 
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
 
 from app.frame_view import BoxItem
 
@@ -22,6 +23,7 @@ def test_video_list_and_frame_view(window):
     labels = window.state.project.boxes(train[1], 10)
     assert len(labels) > 0 and len(label_items(window)) == len(labels)
     assert window.view.pixmap_item.pixmap().width() == 640
+    assert all(len(i.childItems()) == 1 for i in label_items(window))  # the caption
     window.text_toggle.setChecked(False)
     assert all(not i.childItems() for i in label_items(window))
 
@@ -81,3 +83,14 @@ def test_missing_video_is_shown_and_can_be_linked(window, tmp_path):
     assert window.view.pixmap_item.pixmap().width() > 0  # a placeholder, no crash
     assert window.videos.link(vid, str(moved)) == "ok"
     assert window.videos.findItems(vid, Qt.MatchFlag.MatchExactly, 0)[0].text(2) == "ok"
+
+
+def test_zoom_survives_a_resize_and_fit_restores(window, qtbot):
+    window.view.fit()
+    fitted = window.view.transform().m11()
+    window.view.zoom(2.0)
+    window.resize(window.width() - 50, window.height())
+    QApplication.processEvents()  # deliver the resize
+    assert window.view.transform().m11() > 1.5 * fitted
+    window.view.fit()
+    assert abs(window.view.transform().m11() - fitted) < 0.2 * fitted

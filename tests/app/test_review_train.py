@@ -122,23 +122,55 @@ def test_train_stop_resume_from_the_panel(window, qtbot):
     assert window.review.run.findText("run1") >= 0
 
 
-def test_a_training_crash_is_shown_and_the_app_stays_up(window, qtbot, monkeypatch):
-    import bpr.training
-
-    def explode(*args, **kwargs):
-        raise RuntimeError("CUDA out of memory (simulated)")
-
-    monkeypatch.setattr(bpr.training, "train", explode)
+def test_a_training_error_is_shown_and_the_app_stays_up(window, qtbot, monkeypatch):
     errors = []
     monkeypatch.setattr(window, "show_error", lambda *args: errors.append(args))
     window.train.show_error = window.show_error
+    window.train.model.setCurrentText("/nowhere/weights.pt")
     window.train.start_button.click()
-    with qtbot.waitSignal(window.train.worker.failed, timeout=30000):
+    with qtbot.waitSignal(window.train.worker.failed, timeout=120000):
         pass
-    assert errors and "out of memory" in errors[0][1]
+    assert errors and "FileNotFoundError: model weights /nowhere/weights.pt not found" in errors[0][1]
     assert "failed" in window.train.status.text() and window.train.start_button.isEnabled()
+    assert window.state.project.runs()[-1]["status"] == "failed"
     window.state.set_frame(5)  # still working
-    assert any(isinstance(i, BoxItem) for i in window.view.scene().items()) or window.state.labels() == []
+    assert window.view.pixmap_item.pixmap().width() == 640
+
+
+@pytest.mark.slow
+def test_a_killed_training_process_is_reported_and_resumable(window, qtbot, monkeypatch):
+    """Out of memory or a segfault kills the training process outright: the app reports it, stays up,
+    and the run can be resumed."""
+    import os
+    import signal
+
+    errors = []
+    monkeypatch.setattr(window, "show_error", lambda *args: errors.append(args))
+    panel = window.train
+    panel.show_error = window.show_error
+    panel.epochs.setValue(3)
+    panel.imgsz.setValue(96)
+    panel.device.setCurrentText("cpu")
+    killed = []
+
+    def kill_in_epoch_two(event):
+        if event.kind == "batch" and event.epoch == 2 and not killed:
+            killed.append(1)
+            os.kill(panel.process.pid, signal.SIGKILL)
+
+    panel.start_button.click()
+    panel.worker.event.connect(kill_in_epoch_two)
+    with qtbot.waitSignal(panel.worker.failed, timeout=180000):
+        pass
+    assert "ended unexpectedly (exit code -9)" in errors[0][1]
+    run = window.state.project.runs()[-1]
+    assert run["status"] == "failed" and "exit code -9" in run["error"]
+    assert len(run["metrics"]) == 1  # epoch 1 was committed before the kill
+    panel.runs.setCurrentItem(panel.runs.topLevelItem(0))
+    panel.resume()
+    with qtbot.waitSignal(panel.worker.finished, timeout=180000):
+        pass
+    assert window.state.project.runs()[-1]["status"] == "finished"
 
 
 @pytest.mark.slow

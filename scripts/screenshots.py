@@ -1,0 +1,123 @@
+"""Take the README's screenshots of the app in a real window (run under Xvfb, see below).
+
+    xvfb-run -s "-screen 0 1600x1000x24" python scripts/screenshots.py docs/screenshots
+
+Builds the demo project in a temporary folder, then shows: browsing with labels, a training run with
+both rebalancing sliders on (live), and review after detection with a one-epoch model.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "docs" / "screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+    from app.main import _clean_qt_environment
+
+    _clean_qt_environment()
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.window import MainWindow
+    from bpr.demo import build_demo
+
+    app = QApplication(sys.argv[:1])
+    tmp = tempfile.TemporaryDirectory()
+    demo = Path(tmp.name) / "demo"
+    build_demo(demo)
+    window = MainWindow()
+    window.resize(1600, 1000)
+    window.move(0, 0)
+    window.show()
+    window.open_project(demo)
+    s = window.state
+
+    def shot(name: str):
+        app.processEvents()
+        window.grab().save(str(out / name))
+        print("saved", out / name)
+
+    steps = []
+
+    def step(delay_ms, fn):
+        steps.append((delay_ms, fn))
+
+    def run_steps():
+        if steps:
+            delay, fn = steps.pop(0)
+            QTimer.singleShot(delay, lambda: (fn(), run_steps()))
+
+    def browse():
+        s.set_video(s.project.videos("train")[0]["id"])
+        s.set_frame(50)
+        window.tabs.setCurrentWidget(window.labels)
+
+    step(500, browse)
+    step(700, lambda: shot("browse-labels.png"))
+
+    def zoomed():
+        window.view.zoom(2.0)
+        window.brightness.setValue(40)
+        window.contrast.setValue(140)
+    step(300, zoomed)
+    step(500, lambda: shot("zoom-enhance.png"))
+
+    def start_training():
+        window.view.fit()
+        window.brightness.setValue(0)
+        window.contrast.setValue(100)
+        window.tabs.setCurrentWidget(window.train)
+        t = window.train
+        t.epochs.setValue(3)
+        t.imgsz.setValue(160)
+        t.device.setCurrentText("cpu")
+        t.p_obj.setValue(75)
+        t.p_box.setValue(25)
+        t.start_button.click()
+    step(300, start_training)
+
+    def wait_for_training():
+        worker = window.train.worker
+        if worker.thread.isRunning():
+            if len(window.train.curves.map50) >= 2 and not getattr(wait_for_training, "shot", False):
+                wait_for_training.shot = True
+                shot("train-live.png")
+            steps.insert(0, (500, wait_for_training))
+    step(1000, wait_for_training)
+
+    def review():
+        window.tabs.setCurrentWidget(window.review)
+        window.review.reload_runs()
+        window.review.keep.setValue(0.0005)
+        window.review.stride.setValue(5)
+        window.review.detect_button.click()
+
+    step(500, review)
+
+    def wait_for_detection():
+        if window.review.worker.thread.isRunning():
+            steps.insert(0, (300, wait_for_detection))
+            return
+        window.review.conf_spin.setValue(0.002)
+        s.set_frame(20)
+    step(500, wait_for_detection)
+    step(800, lambda: shot("review-missing-labels.png"))
+    step(100, app.quit)
+    run_steps()
+    app.exec()
+    window.close()
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
