@@ -119,16 +119,15 @@ def video_summary(project: Project, source: CountSource, video: str | None = Non
     absent).
     """
     counted, params = _counted_cte(project, source, video)
+    # Aggregate, then join back for the first frame reaching MaxN: a third of the time of ranking
+    # every (frame, species) row with a window function (benchmarks/bench_counts.py).
     query = f"""
         WITH counted AS ({counted}),
-        ranked AS (
-            SELECT video_id, species_id, n, frame_index,
-                   row_number() OVER (PARTITION BY video_id, species_id ORDER BY n DESC, frame_index) AS r,
-                   sum(n) OVER (PARTITION BY video_id, species_id) AS total,
-                   count(*) OVER (PARTITION BY video_id, species_id) AS present
-            FROM counted
-        )
-        SELECT video_id, species_id, n, frame_index, total, present FROM ranked WHERE r = 1
+        agg AS (SELECT video_id, species_id, max(n) AS maxn, sum(n) AS total, count(*) AS present
+                FROM counted GROUP BY video_id, species_id)
+        SELECT a.video_id, a.species_id, a.maxn, min(c.frame_index), a.total, a.present
+        FROM counted c JOIN agg a ON a.video_id = c.video_id AND a.species_id = c.species_id AND c.n = a.maxn
+        GROUP BY a.video_id, a.species_id
     """
     found = {(v, s): (n, f, total, present)
              for v, s, n, f, total, present in project.conn.execute(query, params)}
