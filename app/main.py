@@ -8,18 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+from bpr.paths import user_data_dir
+
 STARTED = time.perf_counter()
-
-
-def user_data_dir() -> Path:
-    """Where the app keeps its demo project (BPR_DATA_DIR overrides)."""
-    if os.environ.get("BPR_DATA_DIR"):
-        return Path(os.environ["BPR_DATA_DIR"])
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "bpr"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "bpr"
-    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "bpr"
 
 
 def _settings():

@@ -14,18 +14,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from bpr.paths import user_config_dir
+
 _configured = False
-
-
-def user_config_dir() -> Path:
-    """bpr's per-user folder (settings, ultralytics' settings and font); BPR_CONFIG_DIR overrides."""
-    if os.environ.get("BPR_CONFIG_DIR"):
-        return Path(os.environ["BPR_CONFIG_DIR"])
-    if sys.platform == "win32":
-        return Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming")) / "bpr"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "bpr"
-    return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "bpr"
 
 
 def _install_font(folder: Path) -> None:

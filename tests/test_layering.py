@@ -33,4 +33,4 @@ def test_every_bpr_module_imports_with_qt_unavailable():
         "print('ok', len(sys.modules))\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("ok")
+    assert result.stdout.strip().splitlines()[-1].startswith("ok")  # ultralytics may print first
