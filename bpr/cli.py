@@ -116,7 +116,7 @@ def cmd_export_yolo(args) -> None:
     with _open(args.project) as project:
         try:
             result = export_yolo(project, args.out, species=args.species, hide_fraction=args.hide_fraction,
-                                 seed=args.seed, progress=bar)
+                                 seed=args.seed, protocol=args.protocol, progress=bar)
         finally:
             bar.close()
     for warning in result.warnings:
@@ -145,6 +145,7 @@ def cmd_train(args) -> None:
         config = TrainConfig(
             model=args.model, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
             seed=args.seed, workers=args.workers, species=args.species, hide_fraction=args.hide_fraction,
+            protocol=args.protocol,
             rebalancing=Rebalancing(p_obj=args.p_obj, p_box=args.p_box, neg_iou=args.neg_iou,
                                     mode=args.mode, partial_only=not args.all_frames, seed=args.seed))
     stop = threading.Event()
@@ -467,6 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--hide-fraction", type=_fraction, default=0.0,
                        help="hide this fraction of training boxes (a controlled partial-label benchmark)")
         p.add_argument("--seed", type=int, default=0, help="seed for choosing the hidden boxes")
+        p.add_argument("--protocol", choices=["dusia", "all-labeled"], default="dusia",
+                       help="which labeled frames each split takes (default dusia: val/test full only)")
 
     p = sub.add_parser("export-yolo", help="write a YOLO training set (same as `export yolo`)")
     yolo_export_options(p)
@@ -507,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=1, help="every K-th frame (default 1)")
     p.add_argument("--start", type=int, default=0, help="first frame")
     p.add_argument("--stop", type=int, help="stop before this frame")
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=8, help="frames per inference batch (default 8)")
     p.add_argument("--min-conf", type=_fraction, default=0.05, help="store detections at or above this")
     p.add_argument("--imgsz", type=int, help="inference size (default: the run's training size)")
     p.add_argument("--device", default="auto")
@@ -546,6 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--species", nargs="+", help="species to train on (default: all marked for training)")
     p.add_argument("--hide-fraction", type=_fraction, default=0.0,
                    help="hide this fraction of training boxes (partial-label benchmarks)")
+    p.add_argument("--protocol", choices=["dusia", "all-labeled"], default="dusia",
+                   help="dusia: val/test use only fully labeled frames (default); all-labeled: every "
+                        "labeled frame")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="data-loading processes")
     p.add_argument("--name", help="run name (default: run1, run2, ...)")

@@ -50,6 +50,7 @@ class TrainConfig:
     rebalancing: Rebalancing = field(default_factory=Rebalancing)
     species: list[str] | None = None   # species to train on (default: all marked for training)
     hide_fraction: float = 0.0    # hide this fraction of training boxes (partial-label benchmarks)
+    protocol: str = "dusia"       # which labeled frames each split takes: "dusia" or "all-labeled"
     workers: int = 2              # data-loading processes
     patience: int = 100           # epochs without improvement before early stopping
     val: bool = True              # validate after each epoch (the final epoch always validates)

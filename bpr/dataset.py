@@ -22,10 +22,14 @@ from bpr.formats.common import Progress
 from bpr.media import VideoError, VideoReader
 from bpr.store import Project
 
-# Which labeled frames each split contributes under DUSIA's protocol: training keyframes (partial,
-# and any full ones) for train; only fully labeled frames for val and test, so that evaluation is
-# never punished for animals nobody boxed.
-PROTOCOL = {"train": ("partial", "full"), "val": ("full",), "test": ("full",)}
+# Which labeled frames each split contributes. "dusia" (the default): training keyframes (partial,
+# and any full ones) for train, and only fully labeled frames for val and test, so that evaluation is
+# never punished for animals nobody boxed. "all-labeled": every labeled frame in every split, for
+# datasets whose val/test frames are not marked full.
+PROTOCOLS = {
+    "dusia": {"train": ("partial", "full"), "val": ("full",), "test": ("full",)},
+    "all-labeled": {"train": ("partial", "full"), "val": ("partial", "full"), "test": ("partial", "full")},
+}
 EXPORT_MANIFEST = "export.json"
 
 
@@ -80,14 +84,18 @@ def _prepare_folder(out: Path) -> None:
 
 def export_yolo(project: Project, out: str | Path, species: list[str] | None = None,
                 splits: tuple[str, ...] = ("train", "val", "test"), hide_fraction: float = 0.0,
-                seed: int = 0, progress: Progress | None = None, cancel=None) -> ExportResult:
+                seed: int = 0, protocol: str = "dusia", progress: Progress | None = None,
+                cancel=None) -> ExportResult:
     """Write the project's labeled frames as a YOLO dataset in ``out``.
 
     species: names to train on (default: every species marked for training), in class order.
     hide_fraction: hide this fraction of the *training* boxes, chosen with ``seed`` — to build a
     controlled partial-label benchmark from fully labeled data. Val/test boxes are never hidden.
+    protocol: which labeled frames each split takes (see PROTOCOLS).
     cancel: optional callable returning True to stop between frames (raises ExportError).
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, not {protocol!r}")
     if not 0.0 <= hide_fraction <= 1.0:
         raise ValueError(f"hide_fraction must be within 0..1, not {hide_fraction}")
     out = Path(out).absolute()
@@ -112,7 +120,7 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     partial: set[tuple[str, int]] = set()
     result = ExportResult(data_yaml=out / "data.yaml", names=names)
     for split in splits:
-        statuses = PROTOCOL[split]
+        statuses = PROTOCOLS[protocol][split]
         rows = project.conn.execute(
             f"SELECT f.video_id, f.frame_index, f.label_status FROM frames f "
             f"JOIN videos v ON v.id = f.video_id "
@@ -194,7 +202,7 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     data.update({split: f"{split}/images" for split in plan})
     result.data_yaml.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     manifest = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
-    manifest.update(project=str(project.folder), hide_fraction=hide_fraction, seed=seed,
+    manifest.update(project=str(project.folder), hide_fraction=hide_fraction, seed=seed, protocol=protocol,
                     hidden_box_ids=sorted(hidden))
     (out / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=1))
     return result

@@ -37,13 +37,10 @@ class DetectSummary:
 
 def load_model(weights: str | os.PathLike, device: str = "auto"):
     """(ultralytics YOLO model, device string) for local weights; never downloads."""
-    from bpr.offline import configure
+    from bpr.offline import local_weights
     from bpr.training import resolve_device
 
-    configure()
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"model weights {path} not found")
+    path = local_weights(weights)  # checks the file exists; ultralytics would try to download it
     from ultralytics import YOLO
 
     return YOLO(str(path)), resolve_device(device)
@@ -71,6 +68,45 @@ def _read_frames(project: Project, frames: Iterable[tuple[dict, int]]) -> Iterat
             reader.close()
 
 
+def _prefetch(items: Iterator, depth: int) -> Iterator:
+    """Run ``items`` on a background thread, ``depth`` ahead: frames decode while the model infers
+    (OpenCV's decoding and torch's inference both release the GIL)."""
+    import queue
+    import threading
+
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def fill():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as e:  # handed to the consumer, raised there
+            failure.append(e)
+        finally:
+            buffer.put(done)
+
+    thread = threading.Thread(target=fill, name="bpr-frame-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not done:
+            yield item
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def _batches(items: Iterable, size: int) -> Iterator[list]:
     batch = []
     for item in items:
@@ -83,11 +119,11 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
 
 
 def predict_frames(project: Project, model, frames: list[tuple[dict, int]], imgsz: int = 640,
-                   conf: float = 0.001, device: str = "cpu", batch: int = 16, progress=None
+                   conf: float = 0.001, device: str = "cpu", batch: int = 8, progress=None
                    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per frame: (boxes (N, 4) xyxy pixels, scores (N,), classes (N,)), in the order of ``frames``."""
     done = 0
-    for images in _batches(_read_frames(project, frames), batch):
+    for images in _batches(_prefetch(_read_frames(project, frames), depth=2 * batch), batch):
         results = model.predict(images, imgsz=imgsz, conf=conf, device=device, batch=len(images),
                                 verbose=False, max_det=300)
         for result in results:
@@ -120,7 +156,7 @@ def detection_run(project: Project, run: str | None = None, weights: str | os.Pa
 
 def detect(project: Project, run: str | None = None, weights: str | os.PathLike | None = None,
            videos: list[str] | None = None, stride: int = 1, start: int = 0, stop: int | None = None,
-           batch: int = 16, min_conf: float = 0.05, imgsz: int | None = None, device: str = "auto",
+           batch: int = 8, min_conf: float = 0.05, imgsz: int | None = None, device: str = "auto",
            progress: Callable[[int, int, str], None] | None = None,
            cancel: Callable[[], bool] | None = None) -> DetectSummary:
     """Detect on every ``stride``-th frame in [start, stop) of the chosen videos (default: all readable).
@@ -158,24 +194,34 @@ def detect(project: Project, run: str | None = None, weights: str | os.PathLike 
         summary.videos += 1
     started = time.perf_counter()
     total = len(plan)
-    for chunk in _batches(plan, batch):
-        if cancel is not None and cancel():
-            summary.cancelled = True
-            break
-        results = list(predict_frames(project, model, chunk, imgsz=imgsz, conf=min_conf, device=device,
-                                      batch=len(chunk)))
-        rows = [(record["id"], video["id"], frame, species[int(c)], *map(float, box), float(s))
-                for (video, frame), (boxes, scores, classes) in zip(chunk, results)
-                for box, s, c in zip(boxes, scores, classes)]
-        with project.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO detections (run_id, video_id, frame_index, species_id, x1, y1, x2, y2, "
-                "confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            conn.executemany("INSERT INTO detected_frames VALUES (?, ?, ?)",
-                             [(record["id"], video["id"], frame) for video, frame in chunk])
-        summary.frames += len(chunk)
-        summary.detections += len(rows)
-        if progress:
-            progress(summary.frames, total, "detecting")
+    # One stream over the whole plan: each video is opened once and read forward.
+    predictions = predict_frames(project, model, plan, imgsz=imgsz, conf=min_conf, device=device, batch=batch)
+    try:
+        for chunk in _batches(plan, batch):
+            if cancel is not None and cancel():
+                summary.cancelled = True
+                break
+            results = [next(predictions) for _ in chunk]
+            _store(project, record["id"], species, chunk, results, summary)
+            if progress:
+                progress(summary.frames, total, "detecting")
+    finally:
+        predictions.close()  # stops the frame reader
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _store(project: Project, run_id: int, species: dict[int, int], chunk: list[tuple[dict, int]],
+           results: list, summary: DetectSummary) -> None:
+    """One batch's detections and the frames it covered, in one transaction."""
+    rows = [(run_id, video["id"], frame, species[int(c)], *map(float, box), float(s))
+            for (video, frame), (boxes, scores, classes) in zip(chunk, results)
+            for box, s, c in zip(boxes, scores, classes)]
+    with project.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO detections (run_id, video_id, frame_index, species_id, x1, y1, x2, y2, "
+            "confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany("INSERT INTO detected_frames VALUES (?, ?, ?)",
+                         [(run_id, video["id"], frame) for video, frame in chunk])
+    summary.frames += len(chunk)
+    summary.detections += len(rows)

@@ -56,3 +56,33 @@ def configure() -> Path:
         SETTINGS.update(wanted)
     _configured = True
     return config
+
+
+def local_weights(path: str | os.PathLike) -> Path:
+    """A path to local weights that ultralytics will load as they are, never downloading.
+
+    ultralytics renames any path ending in an official YOLOv5/v3 file name (``yolov5n.pt``, with no
+    "u" anywhere in the path) to its "u" release name and then tries to download that. Such files
+    are linked (or copied) under a neutral name in bpr's folder first.
+    """
+    import hashlib
+
+    configure()
+    from ultralytics.utils.checks import check_yolov5u_filename
+
+    path = Path(path).absolute()
+    if not path.is_file():
+        raise FileNotFoundError(f"model weights {path} not found")
+    if check_yolov5u_filename(str(path), verbose=False) == str(path):
+        return path
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    safe = user_config_dir() / "weights" / f"local-{digest}-{path.stem}-weights.pt"
+    safe.parent.mkdir(parents=True, exist_ok=True)
+    if safe.exists() and safe.stat().st_mtime < path.stat().st_mtime:
+        safe.unlink()  # the original changed since it was linked (copies do not follow)
+    if not safe.exists():
+        try:
+            os.link(path, safe)
+        except OSError:
+            shutil.copy2(path, safe)
+    return safe

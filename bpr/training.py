@@ -184,10 +184,11 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
 
     folder = run_folder(project, name)
     try:
-        model_path = Path(config.model)
-        if config.model.endswith(".pt") and not model_path.is_file():
-            # A missing .pt makes ultralytics try to download it: refuse first.
-            raise FileNotFoundError(f"model weights {config.model} not found")
+        model = config.model
+        if model.endswith(".pt"):  # a missing or oddly named .pt makes ultralytics try to download it
+            from bpr.offline import local_weights
+
+            model = str(local_weights(model))
         device = resolve_device(config.device)
         last = folder / "train" / "weights" / "last.pt"
         if resume is not None and last.exists():
@@ -195,7 +196,7 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
             partial = set(dataset["partial_images"])
         else:
             export = export_yolo(project, folder / "dataset", species=config.species,
-                                 hide_fraction=config.hide_fraction, seed=config.seed)
+                                 hide_fraction=config.hide_fraction, seed=config.seed, protocol=config.protocol)
             partial = set(export.partial_images)
 
         from ultralytics import YOLO
@@ -206,7 +207,7 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
             session.attach(model)
             model.train(resume=str(last), device=device, workers=config.workers)
         else:
-            model = YOLO(config.model)
+            model = YOLO(model)
             session.attach(model)
             import torch
 

@@ -119,3 +119,15 @@ def test_frames_of_missing_videos_are_left_out_with_a_warning(demo_project, tmp_
     result = export_yolo(demo_project, tmp_path / "e")
     assert result.skipped_frames == {vid: 29}
     assert "29 labeled frame(s) of 1 video(s) without a readable file" in result.warnings[0]
+
+
+def test_protocols_choose_the_frames_of_each_split(demo_project, tmp_path):
+    """dusia: val/test take only full frames; all-labeled: partial ones too."""
+    vid = demo_project.videos("val")[0]["id"]
+    demo_project.set_frame_status(vid, 3, "partial")
+    dusia = export_yolo(demo_project, tmp_path / "d")
+    every = export_yolo(demo_project, tmp_path / "a", protocol="all-labeled")
+    assert every.images["val"] == dusia.images["val"] + 1
+    assert every.images["train"] == dusia.images["train"]
+    with pytest.raises(ValueError, match="protocol"):
+        export_yolo(demo_project, tmp_path / "x", protocol="loose")

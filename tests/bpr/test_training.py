@@ -126,7 +126,7 @@ def test_a_crash_mid_epoch_marks_the_run_failed_and_a_new_run_can_start(demo_pro
 
 
 def test_bad_settings_are_refused_before_training(demo_project):
-    with pytest.raises(FileNotFoundError, match="weights nowhere.pt not found"):
+    with pytest.raises(FileNotFoundError, match="weights .*nowhere.pt not found"):
         train(demo_project, tiny_config(model="nowhere.pt"), name="w")
     assert demo_project.run("w")["status"] == "failed"
     with pytest.raises(ValueError, match="exists already"):
@@ -139,3 +139,19 @@ def test_bad_settings_are_refused_before_training(demo_project):
 def test_config_round_trips_through_the_store():
     config = tiny_config(species=["Basket star"], rebalancing=Rebalancing(p_obj=0.75, mode="confident"))
     assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_local_weights_named_like_yolov5_release_files_load_offline(trained_template, no_network, tmp_path):
+    """ultralytics renames '.../yolov5n.pt' (no "u" in the path) to 'yolov5nu.pt' and downloads it."""
+    import shutil
+
+    from bpr.detect import load_model
+
+    folder = tmp_path.parent / "m0dels"  # a path without the letter u
+    folder.mkdir(exist_ok=True)
+    weights = folder / "yolov5n.pt"
+    shutil.copy(trained_template / "runs" / "tiny" / "train" / "weights" / "best.pt", weights)
+    if "u" in str(weights):
+        pytest.skip(f"the temporary path {weights} contains a 'u'; ultralytics would not rename it")
+    model, _ = load_model(weights, "cpu")
+    assert model.names and no_network == []
