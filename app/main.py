@@ -42,7 +42,15 @@ def _clean_qt_environment() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bpr-app", description="The bpr desktop app.")
     parser.add_argument("project", nargs="?", help="project folder (default: the last one, else the demo)")
+    parser.add_argument("--headless", action="store_true",
+                        help="no window: run the demo pipeline (train briefly, detect, counts CSV) on "
+                             "PROJECT (default: the demo project) and print where the outputs are")
     args = parser.parse_args(argv)
+    if args.headless:
+        from bpr.demo import run_pipeline
+
+        run_pipeline(Path(args.project) if args.project else user_data_dir() / "demo")
+        return 0
     _clean_qt_environment()
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication

@@ -249,3 +249,41 @@ def build_demo(folder: str | Path, seed: int = 0, progress: Progress | None = No
     source = write_demo_source(folder / "dusia", seed, progress)
     with Project.create(folder) as project:
         return import_dusia(project, source, videos_dir=source / "videos", progress=progress)
+
+
+def run_pipeline(folder: str | Path, say=print, epochs: int = 1, imgsz: int = 160) -> dict[str, Path]:
+    """The whole workflow on the demo project, without a display: build (if needed), train briefly with
+    both drops on, detect on the test video, write the counts CSVs. Returns the outputs' paths.
+
+    One short epoch teaches a model from scratch almost nothing: this shows the path, not a result.
+    """
+    from bpr.config import Rebalancing, TrainConfig
+    from bpr.counts import CountSource, frame_counts, video_summary, write_frame_csv, write_summary_csv
+    from bpr.detect import detect
+    from bpr.training import train
+
+    folder = Path(folder)
+    if not (folder / "project.sqlite").exists():
+        say(f"building the demo project in {folder}")
+        build_demo(folder)
+    with Project.open(folder) as project:
+        name = f"pipeline{len(project.runs()) + 1}"
+        say(f"training {name}: yolov5n, {epochs} epoch(s) at {imgsz} px, objectness drop 75 %, box drop 25 %")
+        run = train(project, TrainConfig(epochs=epochs, imgsz=imgsz, batch=16, workers=0,
+                                         rebalancing=Rebalancing(p_obj=0.75, p_box=0.25)), name=name)
+        video = project.videos("test")[0]["id"]
+        say(f"detecting on test video {video}")
+        summary = detect(project, run=name, videos=[video], min_conf=0.0001)
+        exports = folder / "exports"
+        exports.mkdir(exist_ok=True)
+        source = CountSource(run=name, conf=0.0001)
+        outputs = {
+            "weights": project.resolve_path(run["weights"]),
+            "counts": write_summary_csv(video_summary(project, source), exports / f"{name}-counts.csv"),
+            "counts per frame": write_frame_csv(frame_counts(project, source),
+                                                exports / f"{name}-counts-per-frame.csv"),
+        }
+    say(f"detected {summary.detections} boxes on {summary.frames} frames ({summary.fps:.1f} frames/s)")
+    for what, path in outputs.items():
+        say(f"{what}: {path}")
+    return outputs

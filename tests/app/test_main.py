@@ -1,0 +1,34 @@
+"""Start-up paths of the app: headless pipeline, first run builds the demo, the last project reopens."""
+
+import csv
+
+import pytest
+
+
+@pytest.mark.slow
+def test_headless_pipeline_writes_counts(tmp_path, capsys):
+    from app.main import main
+
+    assert main(["--headless", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "building the demo project" in out and "counts: " in out
+    counts = next((tmp_path / "demo" / "exports").glob("*-counts.csv"))
+    with open(counts) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 5 and {r["video"] for r in rows} == {"00002026112410300000"}
+
+
+def test_first_run_builds_the_demo_then_the_last_project_reopens(qtbot, tmp_path):
+    from app.main import last_project, open_initial_project
+    from app.window import MainWindow
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    open_initial_project(window, None)
+    qtbot.waitUntil(lambda: window.state.project is not None, timeout=30000)
+    assert window.state.project.folder == tmp_path / "data" / "demo"
+    assert last_project() == tmp_path / "data" / "demo"
+    other = MainWindow()
+    qtbot.addWidget(other)
+    open_initial_project(other, None)
+    assert other.state.project.folder == tmp_path / "data" / "demo"

@@ -1,0 +1,127 @@
+"""Property-based fuzzing of every importer: arbitrary input either imports, or fails with one clear
+LabelFormatError naming the file, and a failed import leaves the project exactly as it was."""
+
+import json
+import string
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bpr.formats import LabelFormatError, import_coco, import_cvat, import_viame, import_yolo
+from bpr.formats.viame import HEADER
+from bpr.store import Project
+
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+numbers = st.one_of(st.integers(-10, 5000), st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from(["", "x", "1e9", "-0", "nan"]))
+junk_text = st.text(alphabet=string.printable + "éß\x00", max_size=300)
+
+
+def check(project, path, importer, **kwargs):
+    before = project.summary()
+    try:
+        importer(project, path, **kwargs)
+    except LabelFormatError as e:
+        assert str(path.name) in str(e)
+        assert project.summary() == before
+
+
+@st.composite
+def cvat_xml(draw):
+    boxes = "".join(
+        f'<box frame="{draw(numbers)}" outside="{draw(st.sampled_from(["0", "1", "2"]))}" keyframe="1" '
+        f'xtl="{draw(numbers)}" ytl="{draw(numbers)}" xbr="{draw(numbers)}" ybr="{draw(numbers)}"/>'
+        for _ in range(draw(st.integers(0, 4))))
+    label = draw(st.sampled_from(["urchin", "Urchin", "sea pig", ""]))
+    size = draw(st.sampled_from(["100", "", "-5", "x"]))
+    body = (f'<annotations><meta><task><name>v</name><size>{size}</size><labels><label><name>urchin</name>'
+            f"</label></labels><original_size><width>{draw(numbers)}</width><height>640</height>"
+            f'</original_size></task></meta><track id="{draw(st.sampled_from(["1", "x", ""]))}" '
+            f'label="{label}">{boxes}</track></annotations>')
+    cut = draw(st.integers(0, len(body)))
+    return body if draw(st.booleans()) else body[:cut]
+
+
+@FUZZ
+@given(text=st.one_of(cvat_xml(), junk_text))
+def test_cvat(tmp_path_factory, text):
+    folder = tmp_path_factory.mktemp("cvat")
+    path = folder / "clip.xml"
+    path.write_text(text, encoding="utf-8")
+    with Project.create(folder / "p") as project:
+        check(project, path, import_cvat)
+
+
+@FUZZ
+@given(lines=st.lists(st.lists(numbers.map(str), max_size=7).map(" ".join), max_size=6),
+       names=st.sampled_from(["[a, b]", "{0: a, 1: b}", "{0: a, 2: b}", "[]", "x", "[a, [b]]"]))
+def test_yolo(tmp_path_factory, lines, names):
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("yolo")
+    (folder / "train" / "images").mkdir(parents=True)
+    (folder / "train" / "labels").mkdir(parents=True)
+    Image.new("RGB", (64, 48)).save(folder / "train" / "images" / "a.jpg")
+    (folder / "train" / "labels" / "a.txt").write_text("\n".join(lines))
+    (folder / "data.yaml").write_text(f"path: .\ntrain: train/images\nnames: {names}\n")
+    with Project.create(folder / "p") as project:
+        before = project.summary()
+        try:
+            import_yolo(project, folder / "data.yaml")
+        except LabelFormatError as e:
+            assert "a.txt" in str(e) or "data.yaml" in str(e)
+            assert project.summary() == before
+
+
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), numbers, st.text(max_size=5)),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                           max_leaves=12)
+
+
+@st.composite
+def coco_json(draw):
+    image = {"id": draw(st.sampled_from([1, 2, "1", None])), "file_name": draw(st.sampled_from(["a.jpg", 3])),
+             "width": draw(st.sampled_from([100, 0, -1, "w"])), "height": 80}
+    ann = {"id": draw(st.integers(0, 3)), "image_id": draw(st.sampled_from([1, 2, 9])),
+           "category_id": draw(st.sampled_from([1, 5])),
+           "bbox": draw(st.lists(numbers, max_size=5))}
+    data = {"images": [image], "annotations": [ann], "categories": [{"id": 1, "name": "urchin"}]}
+    if draw(st.booleans()):
+        data[draw(st.sampled_from(["images", "annotations", "categories"]))] = draw(json_values)
+    text = json.dumps(data, default=str)
+    return text if draw(st.booleans()) else text[: draw(st.integers(0, len(text)))]
+
+
+@FUZZ
+@given(text=st.one_of(coco_json(), junk_text))
+def test_coco(tmp_path_factory, text):
+    folder = tmp_path_factory.mktemp("coco")
+    path = folder / "ann.json"
+    path.write_text(text, encoding="utf-8")
+    with Project.create(folder / "p") as project:
+        check(project, path, import_coco)
+
+
+@FUZZ
+@given(rows=st.lists(st.lists(st.one_of(numbers.map(str), st.sampled_from(["fish", "(kp) a 1 2", "", '"'])),
+                              max_size=12).map(",".join), max_size=5),
+       header=st.booleans())
+def test_viame(tmp_path_factory, rows, header):
+    folder = tmp_path_factory.mktemp("viame")
+    path = folder / "clip.csv"
+    path.write_text(("\n".join([HEADER] if header else []) + "\n" + "\n".join(rows)))
+    with Project.create(folder / "p") as project:
+        check(project, path, import_viame)
+
+
+@FUZZ
+@given(data=st.binary(max_size=400))
+def test_binary_garbage_everywhere(tmp_path_factory, data):
+    folder = tmp_path_factory.mktemp("bin")
+    with Project.create(folder / "p") as project:
+        for name, importer in (("a.xml", import_cvat), ("a.json", import_coco), ("a.csv", import_viame),
+                               ("a.yaml", import_yolo)):
+            path = folder / name
+            path.write_bytes(data)
+            check(project, path, importer)
