@@ -237,7 +237,7 @@ def cmd_runs(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from bpr.evaluate import evaluate, write_json
+    from bpr.evaluate import evaluate
 
     with _open(args.project) as project:
         weights, imgsz = _weights(project, args)

@@ -12,7 +12,6 @@ The paper reports mAP50.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -280,9 +279,3 @@ def evaluate(project: Project, weights: str | os.PathLike, split: str = "test", 
     if pr_curve is not None:
         evaluation.pr_curve = str(pr_curve_image(images, names, pr_curve))
     return evaluation
-
-
-def write_json(evaluation: Evaluation, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.write_text(json.dumps(evaluation.to_dict(), indent=1))
-    return path

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bpr.config import Rebalancing
 from bpr.store import NotFoundError, Project
-from bpr.training import TrainConfig, run_folder, train
+from bpr.training import TrainConfig, train
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 import pytest
 
-from app.frame_view import BoxItem
 
 
 def dashed(window):

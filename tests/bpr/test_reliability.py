@@ -1,7 +1,6 @@
 """The store under faults: killed (SIGKILL) while saving edits and while importing; readers and a
 writer at once (WAL)."""
 
-import os
 import signal
 import subprocess
 import sys
