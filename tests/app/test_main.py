@@ -32,3 +32,11 @@ def test_first_run_builds_the_demo_then_the_last_project_reopens(qtbot, tmp_path
     qtbot.addWidget(other)
     open_initial_project(other, None)
     assert other.state.project.folder == tmp_path / "data" / "demo"
+
+
+def test_self_test(qapp, capsys):
+    from app.main import main
+
+    assert main(["--self-test"]) == 0
+    out = capsys.readouterr().out
+    assert "rendered frame 5" in out and "one detection step" in out and out.rstrip().endswith("self-test: ok")
