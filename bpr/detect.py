@@ -93,7 +93,13 @@ def _prefetch(items: Iterator, depth: int) -> Iterator:
         except BaseException as e:  # handed to the consumer, raised there
             failure.append(e)
         finally:
-            buffer.put(done)
+            while True:  # the end marker; once the consumer has stopped, nobody would take it
+                try:
+                    buffer.put(done, timeout=0.1)
+                    break
+                except queue.Full:
+                    if stop.is_set():
+                        break
 
     thread = threading.Thread(target=fill, name="bpr-frame-reader", daemon=True)
     thread.start()
