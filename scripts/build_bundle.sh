@@ -11,3 +11,8 @@ echo "build: $(( $(date +%s) - start )) s; bundle size: $(du -sh dist/bpr-app | 
 start=$(date +%s%N)
 QT_QPA_PLATFORM=offscreen BPR_CONFIG_DIR="$(mktemp -d)" dist/bpr-app/bpr-app --self-test
 echo "self-test passed in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+for i in 1 2 3; do
+  start=$(date +%s%N)
+  QT_QPA_PLATFORM=offscreen BPR_EXIT_AFTER_SHOWN=1 BPR_DATA_DIR="$(mktemp -d)" dist/bpr-app/bpr-app >/dev/null 2>&1
+  echo "start-up to first window (run $i): $(( ($(date +%s%N) - start) / 1000000 )) ms"
+done

@@ -40,3 +40,10 @@ def test_self_test(qapp, capsys):
     assert main(["--self-test"]) == 0
     out = capsys.readouterr().out
     assert "rendered frame 5" in out and "one detection step" in out and out.rstrip().endswith("self-test: ok")
+
+
+def test_exit_after_shown_for_startup_timing(qapp, monkeypatch, tmp_path):
+    from app.main import main
+
+    monkeypatch.setenv("BPR_EXIT_AFTER_SHOWN", "1")
+    assert main([str(tmp_path / "nowhere")]) == 0
