@@ -125,3 +125,28 @@ def test_binary_garbage_everywhere(tmp_path_factory, data):
             path = folder / name
             path.write_bytes(data)
             check(project, path, importer)
+
+
+list_lines = st.lists(st.one_of(st.from_regex(r"0{0,4}[0-9]{1,20}(_[0-9]{1,8})?", fullmatch=True),
+                                st.text(alphabet=string.printable, max_size=30)), max_size=6)
+
+
+@FUZZ
+@given(split_lines=list_lines, frame_lines=list_lines, xml=st.one_of(cvat_xml(), junk_text))
+def test_dusia(tmp_path_factory, split_lines, frame_lines, xml):
+    from bpr.formats import import_dusia
+
+    root = tmp_path_factory.mktemp("dusia")
+    (root / "cvat_annos").mkdir()
+    (root / "idd_lsts").mkdir()
+    (root / "cvat_annos" / "00000000000000000001.xml").write_text(xml.replace("<name>v</name>",
+                                                                              "<name>1</name>"))
+    (root / "idd_lsts" / "train_auspec.txt").write_text("\n".join(split_lines))
+    (root / "idd_lsts" / "trainkf_auspec_cvat_frames.txt").write_text("\n".join(frame_lines))
+    with Project.create(root / "p") as project:
+        before = project.summary()
+        try:
+            import_dusia(project, root)
+        except LabelFormatError as e:
+            assert "auspec" in str(e) or ".xml" in str(e)
+            assert project.summary() == before
