@@ -267,7 +267,8 @@ def run_pipeline(folder: str | Path, say=print, epochs: int = 1, imgsz: int = 16
         say(f"building the demo project in {folder}")
         build_demo(folder)
     with Project.open(folder) as project:
-        name = f"pipeline{len(project.runs()) + 1}"
+        taken = {r["name"] for r in project.runs()}
+        name = next(f"pipeline{n}" for n in range(1, len(taken) + 2) if f"pipeline{n}" not in taken)
         say(f"training {name}: yolov5n, {epochs} epoch(s) at {imgsz} px, objectness drop 75 %, box drop 25 %")
         run = train(project, TrainConfig(epochs=epochs, imgsz=imgsz, batch=16, workers=0,
                                          rebalancing=Rebalancing(p_obj=0.75, p_box=0.25)), name=name)
