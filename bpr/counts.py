@@ -69,18 +69,22 @@ def _counted_cte(project: Project, source: CountSource, video: str | None) -> tu
     return sql, [_run_id(project, source), *params, *video_params]
 
 
-def _frames_counted(project: Project, source: CountSource, video: str | None) -> dict[str, int]:
+def _counted_frames(project: Project, source: CountSource, video: str | None) -> tuple[str, list]:
+    """SQL selecting (video_id, frame_index) of every frame counts are over, and its params: the
+    labeled frames of the chosen statuses, or the frames the detection run processed."""
     video_filter, video_params = ("AND video_id = ?", [video]) if video else ("", [])
     if source.run is None:
         statuses = ",".join("?" * len(source.label_statuses))
-        rows = project.conn.execute(
-            f"SELECT video_id, count(*) FROM frames WHERE label_status IN ({statuses}) {video_filter} "
-            f"GROUP BY video_id", [*source.label_statuses, *video_params])
-    else:
-        rows = project.conn.execute(
-            f"SELECT video_id, count(*) FROM detected_frames WHERE run_id = ? {video_filter} "
-            f"GROUP BY video_id", [_run_id(project, source), *video_params])
-    return dict(rows.fetchall())
+        return (f"SELECT video_id, frame_index FROM frames WHERE label_status IN ({statuses}) {video_filter}",
+                [*source.label_statuses, *video_params])
+    return (f"SELECT video_id, frame_index FROM detected_frames WHERE run_id = ? {video_filter}",
+            [_run_id(project, source), *video_params])
+
+
+def _frames_counted(project: Project, source: CountSource, video: str | None) -> dict[str, int]:
+    frames, params = _counted_frames(project, source, video)
+    return dict(project.conn.execute(
+        f"SELECT video_id, count(*) FROM ({frames}) GROUP BY video_id", params).fetchall())
 
 
 def _species_ids(project: Project, source: CountSource) -> list[int]:
@@ -162,16 +166,8 @@ def frame_counts(project: Project, source: CountSource, video: str | None = None
     for vid, frame, sid, n in project.conn.execute(counted, params):
         found.setdefault((vid, frame), {})[sid] = n
     species_ids = _species_ids(project, source)
-    video_filter, video_params = ("AND video_id = ?", [video]) if video else ("", [])
-    if source.run is None:
-        statuses = ",".join("?" * len(source.label_statuses))
-        frames = project.conn.execute(
-            f"SELECT video_id, frame_index FROM frames WHERE label_status IN ({statuses}) {video_filter} "
-            "ORDER BY video_id, frame_index", [*source.label_statuses, *video_params])
-    else:
-        frames = project.conn.execute(
-            f"SELECT video_id, frame_index FROM detected_frames WHERE run_id = ? {video_filter} "
-            "ORDER BY video_id, frame_index", [_run_id(project, source), *video_params])
+    frames_sql, frame_params = _counted_frames(project, source, video)
+    frames = project.conn.execute(f"{frames_sql} ORDER BY video_id, frame_index", frame_params)
     fps = {v["id"]: v["fps"] for v in project.videos()}
     rows = []
     for vid, frame in frames:
