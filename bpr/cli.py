@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +37,25 @@ class _Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+@contextlib.contextmanager
+def _graceful_ctrl_c(message: str):
+    """The first Ctrl+C sets the yielded stop event (the work ends cleanly at its next check);
+    a second one interrupts at once. The previous handler is restored afterwards."""
+    stop = threading.Event()
+
+    def on_interrupt(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print(f"\n{message}", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _open(path: str):
@@ -130,8 +152,6 @@ def cmd_export_yolo(args) -> None:
 
 def cmd_train(args) -> None:
     import os
-    import signal
-    import threading
 
     if not args.verbose:
         os.environ.setdefault("YOLO_VERBOSE", "False")  # our progress bar replaces ultralytics' output
@@ -148,14 +168,6 @@ def cmd_train(args) -> None:
             protocol=args.protocol,
             rebalancing=Rebalancing(p_obj=args.p_obj, p_box=args.p_box, neg_iou=args.neg_iou,
                                     mode=args.mode, partial_only=not args.all_frames, seed=args.seed))
-    stop = threading.Event()
-
-    def on_interrupt(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print("\nstopping after this batch (Ctrl+C again to stop at once)", file=sys.stderr)
-
     bar = None
 
     def on_event(event) -> None:
@@ -176,20 +188,20 @@ def cmd_train(args) -> None:
                 f"{k} {v:.4f}" for k, v in event.metrics.items())
             (bar.write if bar is not None else print)(line)
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    with _open(args.project) as project:
+    with _open(args.project) as project, \
+            _graceful_ctrl_c("stopping after this batch (Ctrl+C again to stop at once)") as stop:
         try:
             run = train(project, config, name=args.name, resume=args.resume, on_event=on_event, stop=stop)
         except TrainingCancelled as e:
             if bar is not None:
                 bar.close()
-            print(f"{e}; resume with: bpr train {args.project} --resume {project.runs()[-1]['name']}")
+            name = args.resume or args.name or project.runs()[-1]["name"]  # the run just stopped
+            print(f"{e}; resume with: bpr train {args.project} --resume {name}")
             raise SystemExit(130) from None
         finally:
-            signal.signal(signal.SIGINT, previous)
             if bar is not None:
                 bar.close()
-        _print_run(run)
+    _print_run(run)
 
 
 def _print_run(run: dict) -> None:
@@ -275,30 +287,18 @@ def _weights(project, args) -> tuple[Path, int | None]:
 
 
 def cmd_detect(args) -> None:
-    import signal
-    import threading
-
     from bpr.detect import detect
 
-    stop = threading.Event()
-
-    def on_interrupt(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print("\nstopping after this batch; run the same command again to continue", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
     bar = _Bar("frame")
     try:
-        with _open(args.project) as project:
+        with _graceful_ctrl_c("stopping after this batch; run the same command again to continue") as stop, \
+                _open(args.project) as project:
             summary = detect(project, run=args.run, weights=args.weights, videos=args.video,
                              stride=args.stride, start=args.start, stop=args.stop, batch=args.batch,
                              min_conf=args.min_conf, imgsz=args.imgsz, device=args.device, progress=bar,
                              cancel=stop.is_set)
     finally:
         bar.close()
-        signal.signal(signal.SIGINT, previous)
     state = "stopped early (run again to continue)" if summary.cancelled else "done"
     print(f"detection run {summary.run}: {state}; {summary.frames} frames of {summary.videos} video(s) "
           f"in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s), {summary.detections} detections; "

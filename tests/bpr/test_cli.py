@@ -113,3 +113,18 @@ def test_detect_evaluate_counts_and_exports(trained_template, tmp_path, capsys):
     assert "boxes:" in capsys.readouterr().out
     assert main(["counts", p]) == 1
     assert "give --run RUN" in capsys.readouterr().err
+
+
+def test_ctrl_c_once_stops_cleanly_twice_interrupts_and_the_handler_is_restored():
+    import os
+    import signal
+
+    from bpr.cli import _graceful_ctrl_c
+
+    before = signal.getsignal(signal.SIGINT)
+    with _graceful_ctrl_c("stopping") as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
