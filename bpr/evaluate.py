@@ -131,22 +131,32 @@ def ultralytics_ap(images: list[ImageResult], names: dict[int, str]) -> dict[str
     return {"ap": ap, "classes": unique_classes, "precision": p, "recall": r}
 
 
+def greedy_hits(image: ImageResult, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores, classes, hits) of one image's detections in descending score order; a detection hits
+    when a ground-truth box of its class, not yet taken, overlaps it at ``iou`` or more (the one with
+    the highest IoU is taken). Keeping only some classes, or only scores above a threshold, gives the
+    same hits for the detections kept: they are matched before everything ranked below them."""
+    order = np.argsort(-image.scores, kind="mergesort")
+    scores, classes = image.scores[order], image.classes[order]
+    ious = box_iou(image.boxes[order], image.gt_boxes)
+    taken = np.zeros(len(image.gt_boxes), bool)
+    hits = np.zeros(len(order), bool)
+    for d, c in enumerate(classes):
+        candidates = np.where((image.gt_classes == c) & ~taken & (ious[d] >= iou))[0]
+        if len(candidates):
+            taken[candidates[ious[d, candidates].argmax()]] = True
+            hits[d] = True
+    return scores, classes, hits
+
+
 def precision_recall_at(images: list[ImageResult], conf: float, iou: float = 0.5) -> tuple[float, float]:
     """Precision and recall of the detections at or above ``conf`` (greedy matching at ``iou``)."""
     tp = fp = n_gt = 0
     for image in images:
-        keep = image.scores >= conf
-        boxes, classes, scores = image.boxes[keep], image.classes[keep], image.scores[keep]
-        order = np.argsort(-scores, kind="mergesort")
-        ious = box_iou(boxes[order], image.gt_boxes)
-        taken = np.zeros(len(image.gt_boxes), bool)
-        for d, c in zip(range(len(order)), classes[order]):
-            candidates = np.where((image.gt_classes == c) & ~taken & (ious[d] >= iou))[0]
-            if len(candidates):
-                taken[candidates[ious[d, candidates].argmax()]] = True
-                tp += 1
-            else:
-                fp += 1
+        scores, _, hits = greedy_hits(image, iou)
+        kept = hits[scores >= conf]
+        tp += int(kept.sum())
+        fp += int((~kept).sum())
         n_gt += len(image.gt_boxes)
     return (tp / (tp + fp) if tp + fp else 0.0), (tp / n_gt if n_gt else 0.0)
 
@@ -203,28 +213,16 @@ def pr_curve_image(images: list[ImageResult], names: dict[int, str], path: str |
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    matched = [greedy_hits(im, 0.5) for im in images]
     fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
     for c, name in names.items():
-        scores, hits, n_gt = [], [], 0
-        for im in images:
-            gt = im.gt_boxes[im.gt_classes == c]
-            keep = im.classes == c
-            det, sc = im.boxes[keep], im.scores[keep]
-            order = np.argsort(-sc, kind="mergesort")
-            ious = box_iou(det[order], gt)
-            taken = np.zeros(len(gt), bool)
-            for d in range(len(order)):
-                free = np.where(~taken & (ious[d] >= 0.5))[0]
-                hit = len(free) > 0
-                if hit:
-                    taken[free[ious[d, free].argmax()]] = True
-                hits.append(hit)
-            scores += list(sc[order])
-            n_gt += len(gt)
+        n_gt = sum(int((im.gt_classes == c).sum()) for im in images)
         if not n_gt:
             continue
-        order = np.argsort(-np.array(scores), kind="mergesort")
-        h = np.array(hits, bool)[order] if hits else np.zeros(0, bool)
+        scores = np.concatenate([s[k == c] for s, k, _ in matched]) if matched else np.zeros(0)
+        hits = np.concatenate([h[k == c] for _, k, h in matched]) if matched else np.zeros(0, bool)
+        order = np.argsort(-scores, kind="mergesort")
+        h = hits[order]
         tp, fp = np.cumsum(h), np.cumsum(~h)
         recall = tp / n_gt
         precision = tp / np.maximum(tp + fp, 1)
