@@ -377,9 +377,9 @@ def cmd_experiment(args) -> None:
         both=args.both, confident=args.confident, upper_bound=not args.no_upper_bound, seeds=args.seeds,
         model=args.model, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
         workers=args.workers)
-    names = [s.name for s in spec.settings()]
+    names = [s.name for s in spec.settings() if args.only is None or s.name in args.only]
     print(f"{len(names)} settings x {spec.seeds} seed(s): {', '.join(names)}")
-    run_experiment(spec)
+    run_experiment(spec, only=args.only)
     print((spec.out / "results.md").read_text())
     print(f"results: {spec.out / 'results.md'}, {spec.out / 'results.csv'}, {spec.out / 'mAP50_vs_drop.png'}")
 
@@ -572,6 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confident", type=_fractions, default=[0.75], metavar="LIST",
                    help="objectness drops in confident mode (default 0.75)")
     p.add_argument("--no-upper-bound", action="store_true", help="skip the run with all labels")
+    p.add_argument("--only", type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
+                   metavar="NAMES", help="train only these settings (names as in the table, e.g. "
+                   "baseline,obj0.75), to split one sweep between processes sharing --out")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--model", default="yolov5n.yaml")
     p.add_argument("--epochs", type=int, default=100)

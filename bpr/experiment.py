@@ -82,12 +82,41 @@ def _done(results_path: Path) -> dict[str, dict]:
     return {row["run"]: row for row in rows}
 
 
+# What every run of a sweep shares: results trained under different values must not meet in one table.
+# The lists of settings and the number of seeds may grow between sittings; device and workers may change.
+SHARED_HYPERPARAMETERS = ("hide", "model", "epochs", "imgsz", "batch", "patience")
+
+
+def _check_same_experiment(spec: ExperimentSpec) -> None:
+    saved_path = spec.out / "spec.json"
+    if not saved_path.exists():
+        return
+    saved = json.loads(saved_path.read_text())
+    differ = [f"{key} {saved[key]!r} there, {getattr(spec, key)!r} now" for key in SHARED_HYPERPARAMETERS
+              if key in saved and saved[key] != getattr(spec, key)]
+    if differ:
+        raise ValueError(f"{spec.out} holds an experiment with other hyperparameters ({'; '.join(differ)}): "
+                         "rerun with the same values to resume it, or choose another output folder")
+
+
 def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = print,
-                   on_event=None, stop=None) -> list[dict]:
-    """Train and evaluate every (setting, seed) not yet in results.jsonl; returns all result rows."""
+                   on_event=None, stop=None, only: list[str] | None = None) -> list[dict]:
+    """Train and evaluate every (setting, seed) not yet in results.jsonl; returns all result rows.
+
+    ``only`` restricts this call to the named settings, so that several processes (or machines sharing
+    the folder) can split one sweep: each appends to the same results.jsonl and project.
+    """
     from bpr.evaluate import evaluate
 
+    settings = spec.settings()
+    if only is not None:
+        unknown = sorted(set(only) - {s.name for s in settings})
+        if unknown:
+            raise ValueError(f"no setting named {', '.join(unknown)} in this experiment; "
+                             f"its settings: {', '.join(s.name for s in settings)}")
+        settings = [s for s in settings if s.name in only]
     spec.out.mkdir(parents=True, exist_ok=True)
+    _check_same_experiment(spec)
     (spec.out / "spec.json").write_text(json.dumps(
         {k: (str(v) if isinstance(v, Path) else v) for k, v in spec.__dict__.items()}, indent=1))
     results_path = spec.out / "results.jsonl"
@@ -95,14 +124,14 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
     project = _project(spec)
     try:
         for seed in range(spec.seeds):  # seed-major: a partial sweep still compares every setting
-            for setting in spec.settings():
+            for setting in settings:
                 name = f"{setting.name}-seed{seed}"
                 if name in done:
                     continue
                 config = TrainConfig(
                     model=spec.model, epochs=spec.epochs, imgsz=spec.imgsz, batch=spec.batch,
                     device=spec.device, seed=seed, hide_fraction=setting.hide, workers=spec.workers,
-                    patience=spec.patience,
+                    patience=spec.patience, extra={"cache": "ram"},  # falls back to disk if RAM is short
                     rebalancing=Rebalancing(**{**setting.rebalancing.__dict__, "seed": seed}))
                 try:
                     status = project.run(name)["status"]
@@ -130,12 +159,12 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                     row[f"{split}_coco_mAP50"] = result.coco["mAP50"]
                 with open(results_path, "a") as f:  # written at once: the sweep can stop any time
                     f.write(json.dumps(row) + "\n")
-                done[name] = row
+                done = _done(results_path)  # with what other processes sharing the sweep have written
                 on_message(f"{name}: val mAP50 {row['val_mAP50']:.4f}, test mAP50 {row['test_mAP50']:.4f}")
                 write_report(spec, list(done.values()))
     finally:
         project.close()
-    rows = list(done.values())
+    rows = list(_done(results_path).values())
     write_report(spec, rows)
     return rows
 

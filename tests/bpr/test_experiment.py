@@ -24,6 +24,17 @@ def test_default_settings_follow_the_paper(tmp_path):
     assert spec.settings()[-1].hide == 0 and spec.settings()[0].hide == 0.5
 
 
+def test_a_sweep_refuses_other_hyperparameters_and_unknown_settings(tmp_path):
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "spec.json").write_text(json.dumps({"epochs": 60, "imgsz": 320, "p_obj": [0.5]}))
+    with pytest.raises(ValueError, match="epochs 60 there, 100 now"):
+        run_experiment(ExperimentSpec(data="x", out=out, epochs=100), on_message=lambda m: None)
+    with pytest.raises(ValueError, match="no setting named obj0.3 in this experiment; its settings: baseline, obj0.1"):
+        run_experiment(ExperimentSpec(data="x", out=out, epochs=60), on_message=lambda m: None,
+                       only=["baseline", "obj0.3"])
+
+
 @pytest.mark.slow
 def test_an_interrupted_sweep_resumes_and_reports(demo_template, tmp_path):
     import shutil
@@ -45,6 +56,10 @@ def test_an_interrupted_sweep_resumes_and_reports(demo_template, tmp_path):
                        stop=stop)
     first = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["run"] for r in first] == ["baseline-seed0"]
+
+    # one setting alone, as a second process sharing the sweep would run it
+    rows = run_experiment(tiny_spec(data, out), on_message=lambda m: None, only=["obj0.75"])
+    assert sorted(r["run"] for r in rows) == ["baseline-seed0", "obj0.75-seed0", "obj0.75-seed1"]
 
     rows = run_experiment(tiny_spec(data, out), on_message=lambda m: None)
     names = sorted(r["run"] for r in rows)
