@@ -381,7 +381,8 @@ def cmd_experiment(args) -> None:
     print(f"{len(names)} settings x {spec.seeds} seed(s): {', '.join(names)}")
     run_experiment(spec, only=args.only)
     print((spec.out / "results.md").read_text())
-    print(f"results: {spec.out / 'results.md'}, {spec.out / 'results.csv'}, {spec.out / 'mAP50_vs_drop.png'}")
+    outputs = ("results.md", "results.csv", "mAP50_vs_drop.png", "val_curves.png")
+    print("results: " + ", ".join(str(spec.out / name) for name in outputs))
 
 
 def cmd_info(args) -> None:

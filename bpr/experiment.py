@@ -196,7 +196,7 @@ def summary_table(spec: ExperimentSpec, rows: list[dict]) -> list[dict]:
 
 
 def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
-    """results.md, results.csv and mAP50_vs_drop.png in spec.out."""
+    """results.md, results.csv, mAP50_vs_drop.png and val_curves.png in spec.out."""
     table = summary_table(spec, rows)
     if not table:
         return
@@ -233,6 +233,7 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
                           f"{tail[0]:.4f} -> {tail[-1]:.4f} (has the baseline learned and flattened?)"]
     (spec.out / "results.md").write_text("\n".join(lines) + "\n")
     _plot(spec, table)
+    _plot_curves(spec, rows)
 
 
 def _plot(spec: ExperimentSpec, table: list[dict]) -> None:
@@ -256,4 +257,30 @@ def _plot(spec: ExperimentSpec, table: list[dict]) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(spec.out / "mAP50_vs_drop.png")
+    plt.close(fig)
+
+
+def _plot_curves(spec: ExperimentSpec, rows: list[dict]) -> None:
+    """Each run's val mAP50 per epoch: whether the runs had learned, and flattened, when they stopped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    colors = {name: f"C{i % 10}" for i, name in enumerate(s.name for s in spec.settings())}
+    labelled = set()
+    for row in sorted(rows, key=lambda r: (r["setting"], r["seed"])):
+        points = [(epoch, value * 100) for epoch, value in enumerate(row["val_curve_mAP50"], 1) if value is not None]
+        if not points:
+            continue
+        x, y = zip(*points)
+        label = None if row["setting"] in labelled else row["setting"]
+        labelled.add(row["setting"])
+        ax.plot(x, y, color=colors.get(row["setting"], "k"), lw=1, label=label)
+    ax.set(xlabel="epoch", ylabel="val mAP50 (points)", title="Validation mAP50 during training")
+    if labelled:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(spec.out / "val_curves.png")
     plt.close(fig)

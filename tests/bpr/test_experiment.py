@@ -70,6 +70,7 @@ def test_an_interrupted_sweep_resumes_and_reports(demo_template, tmp_path):
     table = (out / "results.md").read_text()
     assert "| baseline | 0.0 | 0.0 | random | 2 |" in table and "| obj0.75 |" in table
     assert (out / "results.csv").exists() and (out / "mAP50_vs_drop.png").stat().st_size > 1000
+    assert (out / "val_curves.png").stat().st_size > 1000
     # a third call has nothing to do
     again = run_experiment(tiny_spec(data, out), on_message=lambda m: pytest.fail(m))
     assert len(again) == 6
