@@ -67,7 +67,8 @@ def main() -> int:
         weights = project.resolve_path(run["weights"])
         data = run_folder(project, name) / "dataset" / "data.yaml"
         test = YOLO(str(weights)).val(data=str(data), split="test", imgsz=args.imgsz, batch=args.batch,
-                                      plots=False, verbose=False)
+                                      plots=False, verbose=False,  # not ./runs/detect/val in the cwd
+                                      project=str(run_folder(project, name)), name="test", exist_ok=True)
         row = {"run": name, "p_obj": rebalancing.p_obj, "p_box": rebalancing.p_box,
                "val_mAP50": run["metrics"][-1].get("mAP50"), "test_mAP50": float(test.box.map50),
                "test_mAP50-95": float(test.box.map), "train_minutes": round(minutes, 1),

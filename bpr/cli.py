@@ -165,7 +165,7 @@ def cmd_train(args) -> None:
         config = TrainConfig(
             model=args.model, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
             seed=args.seed, workers=args.workers, species=args.species, hide_fraction=args.hide_fraction,
-            protocol=args.protocol,
+            protocol=args.protocol, extra=dict(args.train_arg),
             rebalancing=Rebalancing(p_obj=args.p_obj, p_box=args.p_box, neg_iou=args.neg_iou,
                                     mode=args.mode, partial_only=not args.all_frames, seed=args.seed))
     bar = None
@@ -376,7 +376,7 @@ def cmd_experiment(args) -> None:
         data=args.data, out=Path(args.out), hide=args.hide, p_obj=args.p_obj, p_box=args.p_box,
         both=args.both, confident=args.confident, upper_bound=not args.no_upper_bound, seeds=args.seeds,
         model=args.model, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
-        workers=args.workers)
+        workers=args.workers, extra=dict(args.train_arg))
     names = [s.name for s in spec.settings() if args.only is None or s.name in args.only]
     print(f"{len(names)} settings x {spec.seeds} seed(s): {', '.join(names)}")
     run_experiment(spec, only=args.only)
@@ -408,6 +408,20 @@ def _fraction(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 1")
     return value
+
+
+def _train_arg(text: str) -> tuple[str, object]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: write KEY=VALUE, e.g. nbs=16")
+    return key.strip(), yaml.safe_load(value)  # 16 -> int, 0.1 -> float, true -> bool, else str
+
+
+def _add_train_arg_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--train-arg", type=_train_arg, action="append", default=[], metavar="KEY=VALUE",
+                   help="a further ultralytics train() argument, e.g. nbs=16 or lr0=0.005 (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -555,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "labeled frame")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    _add_train_arg_option(p)
     p.add_argument("--name", help="run name (default: run1, run2, ...)")
     p.add_argument("--resume", metavar="RUN", help="resume a cancelled or failed run from its last epoch")
     p.add_argument("--verbose", action="store_true", help="show ultralytics' own output")
@@ -583,6 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
+    _add_train_arg_option(p)
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("runs", help="list training runs and their results")

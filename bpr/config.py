@@ -12,6 +12,12 @@ from typing import Any
 
 MODES = ("random", "confident")
 
+# ultralytics train() arguments the trainer sets itself (from the fields below, or fixed so that runs
+# stay offline and reproducible): TrainConfig.extra may not override them.
+MANAGED_TRAIN_ARGS = frozenset({
+    "model", "data", "epochs", "imgsz", "batch", "device", "seed", "deterministic", "workers", "patience",
+    "val", "plots", "amp", "pretrained", "project", "name", "exist_ok", "verbose", "resume"})
+
 
 @dataclass
 class Rebalancing:
@@ -55,6 +61,12 @@ class TrainConfig:
     patience: int = 100           # epochs without improvement before early stopping
     val: bool = True              # validate after each epoch (the final epoch always validates)
     extra: dict[str, Any] = field(default_factory=dict)  # further ultralytics train() arguments
+
+    def __post_init__(self):
+        managed = sorted(MANAGED_TRAIN_ARGS & set(self.extra))
+        if managed:
+            raise ValueError(f"{', '.join(managed)}: set by the trainer (or by its own option), "
+                             "not as a further ultralytics argument")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

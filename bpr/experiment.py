@@ -47,6 +47,10 @@ class ExperimentSpec:
     device: str = "auto"
     workers: int = 2
     patience: int = 100
+    extra: dict = field(default_factory=dict)   # further ultralytics train() arguments, e.g. {"nbs": 16}
+
+    def __post_init__(self):
+        TrainConfig(extra=self.extra)  # refuses arguments the trainer sets itself, before any run starts
 
     def settings(self) -> list[Setting]:
         out = [Setting("baseline", Rebalancing(), self.hide)]
@@ -84,7 +88,7 @@ def _done(results_path: Path) -> dict[str, dict]:
 
 # What every run of a sweep shares: results trained under different values must not meet in one table.
 # The lists of settings and the number of seeds may grow between sittings; device and workers may change.
-SHARED_HYPERPARAMETERS = ("hide", "model", "epochs", "imgsz", "batch", "patience")
+SHARED_HYPERPARAMETERS = ("hide", "model", "epochs", "imgsz", "batch", "patience", "extra")
 
 
 def _check_same_experiment(spec: ExperimentSpec) -> None:
@@ -131,7 +135,7 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                 config = TrainConfig(
                     model=spec.model, epochs=spec.epochs, imgsz=spec.imgsz, batch=spec.batch,
                     device=spec.device, seed=seed, hide_fraction=setting.hide, workers=spec.workers,
-                    patience=spec.patience, extra={"cache": "ram"},  # falls back to disk if RAM is short
+                    patience=spec.patience, extra={"cache": "ram", **spec.extra},  # disk if RAM is short
                     rebalancing=Rebalancing(**{**setting.rebalancing.__dict__, "seed": seed}))
                 try:
                     status = project.run(name)["status"]
@@ -213,7 +217,8 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
 
     lines = [
         f"Data: `{spec.data}`; {spec.hide:.0%} of training boxes hidden (seeded); {spec.model} from scratch, "
-        f"{spec.epochs} epochs at {spec.imgsz} px, batch {spec.batch}. mAP50 in points (×100), mean ± sd "
+        f"{spec.epochs} epochs at {spec.imgsz} px, batch {spec.batch}"
+        + "".join(f", {k}={v}" for k, v in spec.extra.items()) + ". mAP50 in points (×100), mean ± sd "
         "over seeds; ultralytics' AP (101-point interpolation) of best.pt, and COCO's for test.",
         "",
         "| setting | p_obj | p_box | mode | seeds | val mAP50 | test mAP50 | test mAP50 (COCO) | test gain vs baseline |",

@@ -63,6 +63,16 @@ def test_hide_fraction_must_be_a_fraction(tmp_path, capsys):
     assert "not a fraction" in capsys.readouterr().err
 
 
+def test_further_ultralytics_arguments_are_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", str(tmp_path), "--train-arg", "nbs"])
+    assert "write KEY=VALUE" in capsys.readouterr().err
+    data = shared("brittlestar", "data.yaml")
+    assert main(["experiment", str(data), "--out", str(tmp_path / "exp"), "--train-arg", "epochs=3"]) == 1
+    assert "epochs: set by the trainer (or by its own option)" in capsys.readouterr().err
+    assert not (tmp_path / "exp").exists()
+
+
 @pytest.mark.slow
 def test_train_and_runs(demo_template, tmp_path, capsys):
     import shutil
@@ -70,8 +80,11 @@ def test_train_and_runs(demo_template, tmp_path, capsys):
     project = tmp_path / "demo"
     shutil.copytree(demo_template, project)
     argv = ["train", str(project), "--epochs", "1", "--imgsz", "96", "--batch", "16", "--workers", "0",
-            "--p-obj", "0.75", "--p-box", "0.25", "--mode", "confident", "--name", "cli"]
+            "--p-obj", "0.75", "--p-box", "0.25", "--mode", "confident", "--name", "cli",
+            "--train-arg", "nbs=16", "--train-arg", "mosaic=0.5"]
     assert main(argv) == 0
+    args = (project / "runs" / "cli" / "train" / "args.yaml").read_text()
+    assert "\nnbs: 16\n" in args and "\nmosaic: 0.5\n" in args
     out = capsys.readouterr().out
     assert "run cli: finished, 1/1 epochs" in out and "mode confident" in out
     assert "measured drop (last epoch): objectness 0.7" in out
