@@ -174,7 +174,8 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    """Mean and sample standard deviation; no spread (None) from a single seed."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
 def summary_table(spec: ExperimentSpec, rows: list[dict]) -> list[dict]:
@@ -213,7 +214,9 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
         writer.writerows(table)
 
     def pm(mean, sd, scale=100):
-        return "–" if mean is None else f"{mean * scale:.1f} ± {sd * scale:.1f}"
+        if mean is None:
+            return "–"
+        return f"{mean * scale:.1f}" if sd is None else f"{mean * scale:.1f} ± {sd * scale:.1f}"
 
     lines = [
         f"Data: `{spec.data}`; {spec.hide:.0%} of training boxes hidden (seeded); {spec.model} from scratch, "
@@ -251,7 +254,7 @@ def _plot(spec: ExperimentSpec, table: list[dict]) -> None:
     base = next((r for r in table if r["setting"] == "baseline"), None)
     for label, key, pick in (("objectness drop", "p_obj", lambda r: r["p_box"] == 0 and r["mode"] == "random"),
                              ("box drop", "p_box", lambda r: r["p_obj"] == 0)):
-        points = sorted((r[key], r["test_mAP50"] * 100, r["test_mAP50_sd"] * 100) for r in table
+        points = sorted((r[key], r["test_mAP50"] * 100, (r["test_mAP50_sd"] or 0) * 100) for r in table
                         if pick(r) and r["hide"] > 0 and (r[key] > 0 or r["setting"] == "baseline"))
         if len(points) > 1:
             x, y, e = zip(*points)
