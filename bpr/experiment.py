@@ -173,7 +173,7 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
     return rows
 
 
-def _mean_sd(values: list[float]) -> tuple[float, float]:
+def _mean_sd(values: list[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation; no spread (None) from a single seed."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
@@ -279,7 +279,8 @@ def _plot_curves(spec: ExperimentSpec, rows: list[dict]) -> None:
     colors = {name: f"C{i % 10}" for i, name in enumerate(s.name for s in spec.settings())}
     labelled = set()
     for row in sorted(rows, key=lambda r: (r["setting"], r["seed"])):
-        points = [(epoch, value * 100) for epoch, value in enumerate(row["val_curve_mAP50"], 1) if value is not None]
+        points = [(epoch, value * 100) for epoch, value in enumerate(row["val_curve_mAP50"], 1)
+                  if value is not None]
         if not points:
             continue
         x, y = zip(*points)
