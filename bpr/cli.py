@@ -419,6 +419,16 @@ def _train_arg(text: str) -> tuple[str, object]:
     return key.strip(), yaml.safe_load(value)  # 16 -> int, 0.1 -> float, true -> bool, else str
 
 
+def _add_dataset_options(p: argparse.ArgumentParser) -> None:
+    """What goes into an exported training set: shared by `export yolo` and `train`."""
+    p.add_argument("--species", nargs="+", help="species to train on (default: all marked for training)")
+    p.add_argument("--hide-fraction", type=_fraction, default=0.0,
+                   help="hide this fraction of training boxes (a controlled partial-label benchmark)")
+    p.add_argument("--protocol", choices=["dusia", "all-labeled"], default="dusia",
+                   help="dusia: val/test use only fully labeled frames (default); all-labeled: every "
+                        "labeled frame")
+
+
 def _add_train_arg_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-arg", type=_train_arg, action="append", default=[], metavar="KEY=VALUE",
                    help="a further ultralytics train() argument, e.g. nbs=16 or lr0=0.005 (repeatable)")
@@ -479,12 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     def yolo_export_options(p):
         p.add_argument("project")
         p.add_argument("out", help="output folder (new, empty, or an earlier export to replace)")
-        p.add_argument("--species", nargs="+", help="species to train on (default: all marked for training)")
-        p.add_argument("--hide-fraction", type=_fraction, default=0.0,
-                       help="hide this fraction of training boxes (a controlled partial-label benchmark)")
+        _add_dataset_options(p)
         p.add_argument("--seed", type=int, default=0, help="seed for choosing the hidden boxes")
-        p.add_argument("--protocol", choices=["dusia", "all-labeled"], default="dusia",
-                       help="which labeled frames each split takes (default dusia: val/test full only)")
 
     p = sub.add_parser("export-yolo", help="write a YOLO training set (same as `export yolo`)")
     yolo_export_options(p)
@@ -561,12 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-frames", action="store_true",
                    help="drop in fully labeled training frames too (default: partial frames only)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--species", nargs="+", help="species to train on (default: all marked for training)")
-    p.add_argument("--hide-fraction", type=_fraction, default=0.0,
-                   help="hide this fraction of training boxes (partial-label benchmarks)")
-    p.add_argument("--protocol", choices=["dusia", "all-labeled"], default="dusia",
-                   help="dusia: val/test use only fully labeled frames (default); all-labeled: every "
-                        "labeled frame")
+    _add_dataset_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="data-loading processes")
     _add_train_arg_option(p)
