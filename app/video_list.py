@@ -12,6 +12,11 @@ from bpr.media import VIDEO_EXTENSIONS, probe_status
 COLUMNS = ["Video", "Split", "Status", "Frames", "Labeled"]  # labeled: partial / full frames
 
 
+def _labeled(counts: dict[str, int]) -> str:
+    """The Labeled column: partial / full frame counts."""
+    return f"{counts.get('partial', 0)} / {counts.get('full', 0)}"
+
+
 class VideoList(QTreeWidget):
     linkRequested = Signal(str)
 
@@ -40,8 +45,7 @@ class VideoList(QTreeWidget):
             counts.setdefault(vid, {})[status] = n
         for v in p.videos():
             c = counts.get(v["id"], {})
-            item = QTreeWidgetItem([v["id"], v["split"], v["status"], str(v["frame_count"] or ""),
-                                    f"{c.get('partial', 0)} / {c.get('full', 0)}"])
+            item = QTreeWidgetItem([v["id"], v["split"], v["status"], str(v["frame_count"] or ""), _labeled(c)])
             item.setData(0, Qt.ItemDataRole.UserRole, v["id"])
             for col in (3, 4):
                 item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight)
@@ -64,7 +68,7 @@ class VideoList(QTreeWidget):
             c = dict(self.state.project.conn.execute(
                 "SELECT label_status, count(*) FROM frames WHERE video_id = ? GROUP BY 1", (vid,)).fetchall())
             for item in self.findItems(vid, Qt.MatchFlag.MatchExactly, 0):
-                item.setText(4, f"{c.get('partial', 0)} / {c.get('full', 0)}")
+                item.setText(4, _labeled(c))
 
     def _select(self, *_):
         if not self.state.video:

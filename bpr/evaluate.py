@@ -219,8 +219,8 @@ def pr_curve_image(images: list[ImageResult], names: dict[int, str], path: str |
         n_gt = sum(int((im.gt_classes == c).sum()) for im in images)
         if not n_gt:
             continue
-        scores = np.concatenate([s[k == c] for s, k, _ in matched]) if matched else np.zeros(0)
-        hits = np.concatenate([h[k == c] for _, k, h in matched]) if matched else np.zeros(0, bool)
+        scores = np.concatenate([s[k == c] for s, k, _ in matched])  # n_gt > 0: some image exists
+        hits = np.concatenate([h[k == c] for _, k, h in matched])
         order = np.argsort(-scores, kind="mergesort")
         h = hits[order]
         tp, fp = np.cumsum(h), np.cumsum(~h)
