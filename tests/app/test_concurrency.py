@@ -1,32 +1,16 @@
 """The app keeps working while other processes read and write the same project (WAL)."""
 
 import signal
-import subprocess
-import sys
-import textwrap
 
-from tests.bpr.test_reliability import READER
-from tests.conftest import ROOT
-
-WRITER = textwrap.dedent("""
-    import sys
-    from bpr.store import Project
-    p = Project.open(sys.argv[1])
-    video = p.videos("train")[0]["id"]
-    for i in range(100000):
-        p.add_box(video, 7, "urchin", (i % 300, 0, i % 300 + 10, 10))
-        print(i + 1, flush=True)
-""")
+from tests.bpr.test_reliability import EDITS, READER, spawn
 
 
 def test_app_reads_while_another_process_writes_and_one_reads(window, qtbot):
     folder = window.state.project.folder
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(folder), "4"], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(folder)], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader = spawn(READER, folder, 4)
     s = window.state
     s.set_video(s.project.videos("train")[0]["id"])
+    writer = spawn(EDITS, folder, s.video["id"], 7, 1)
     seen = []
     for line in writer.stdout:   # the app keeps reading the frame the writer is writing to
         if int(line) % 50 == 0:

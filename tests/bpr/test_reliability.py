@@ -12,12 +12,14 @@ import pytest
 from bpr.store import Project
 from tests.conftest import ROOT, shared
 
+# Adds boxes one by one to video VIDEO, cycling over N frames from FIRST: EDITS PROJECT VIDEO FIRST N
 EDITS = textwrap.dedent("""
     import sys
     from bpr.store import Project
     p = Project.open(sys.argv[1])
+    video, first, n = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     for i in range(100000):
-        p.add_box("v", i % 50, "urchin", (i % 100, 0, i % 100 + 10, 10))
+        p.add_box(video, first + i % n, "urchin", (i % 100, 0, i % 100 + 10, 10))
         print(i + 1, flush=True)   # this edit is committed
 """)
 
@@ -41,7 +43,7 @@ def test_killed_while_saving_edits_keeps_every_committed_edit(tmp_path):
     folder = tmp_path / "p"
     with Project.create(folder) as p:
         p.conn.execute("INSERT INTO videos (id) VALUES ('v')")
-    proc = spawn(EDITS, folder)
+    proc = spawn(EDITS, folder, "v", 0, 50)
     committed = 0
     for line in proc.stdout:
         committed = int(line)
@@ -92,7 +94,7 @@ def test_two_readers_and_a_writer_at_once(tmp_path):
     with Project.create(folder) as p:
         p.conn.execute("INSERT INTO videos (id) VALUES ('v')")
     readers = [spawn(READER, folder, 3) for _ in range(2)]
-    writer = spawn(EDITS, folder)
+    writer = spawn(EDITS, folder, "v", 0, 50)
     time.sleep(3.2)
     writer.send_signal(signal.SIGKILL)
     writer.wait()
