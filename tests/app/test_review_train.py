@@ -3,6 +3,16 @@
 import pytest
 
 
+def set_tiny_training(panel, epochs, p_obj=None, p_box=None):
+    """As a user would: a few epochs at 96 px on the CPU, with the sliders (in %) when given."""
+    panel.epochs.setValue(epochs)
+    panel.imgsz.setValue(96)
+    panel.device.setCurrentText("cpu")
+    if p_obj is not None:
+        panel.p_obj.setValue(p_obj)
+    if p_box is not None:
+        panel.p_box.setValue(p_box)
+
 
 def dashed(window):
     return [i for i in window.view.scene().items() if i.data(0) == "detection"]
@@ -89,11 +99,7 @@ def test_detect_from_the_panel(make_window, trained_template, qtbot):
 def test_train_stop_resume_from_the_panel(window, qtbot):
     panel = window.train
     panel.model.setCurrentText("yolov5n.yaml")
-    panel.epochs.setValue(2)
-    panel.imgsz.setValue(96)
-    panel.device.setCurrentText("cpu")
-    panel.p_obj.setValue(75)
-    panel.p_box.setValue(25)
+    set_tiny_training(panel, 2, p_obj=75, p_box=25)
     config = panel.config()
     assert (config.rebalancing.p_obj, config.rebalancing.p_box, config.workers) == (0.75, 0.25, 0)
     stopped = []
@@ -147,9 +153,7 @@ def test_a_killed_training_process_is_reported_and_resumable(window, qtbot, monk
     monkeypatch.setattr(window, "show_error", lambda *args: errors.append(args))
     panel = window.train
     panel.show_error = window.show_error
-    panel.epochs.setValue(3)
-    panel.imgsz.setValue(96)
-    panel.device.setCurrentText("cpu")
+    set_tiny_training(panel, 3)
     killed = []
 
     def kill_in_epoch_two(event):
@@ -179,11 +183,7 @@ def test_end_to_end_through_the_ui(window, qtbot, tmp_path, _isolated_settings):
     import csv
 
     s, train, review = window.state, window.train, window.review
-    train.epochs.setValue(1)
-    train.imgsz.setValue(96)
-    train.device.setCurrentText("cpu")
-    train.p_obj.setValue(50)
-    train.p_box.setValue(30)
+    set_tiny_training(train, 1, p_obj=50, p_box=30)
     train.start_button.click()
     with qtbot.waitSignal(train.worker.finished, timeout=180000):
         pass
