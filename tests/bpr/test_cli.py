@@ -67,7 +67,7 @@ def test_further_ultralytics_arguments_are_checked(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", str(tmp_path), "--train-arg", "nbs"])
     assert "write KEY=VALUE" in capsys.readouterr().err
-    data = shared("brittlestar", "data.yaml")
+    data = tmp_path / "data.yaml"  # never read: the arguments are refused first
     assert main(["experiment", str(data), "--out", str(tmp_path / "exp"), "--train-arg", "epochs=3"]) == 1
     assert "epochs: set by the trainer (or by its own option)" in capsys.readouterr().err
     assert not (tmp_path / "exp").exists()
