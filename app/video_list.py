@@ -58,6 +58,9 @@ class VideoList(QTreeWidget):
         self.header().setStretchLastSection(False)
         for col in range(len(COLUMNS)):
             self.resizeColumnToContents(col)
+        # wide enough for every column: long video ids must not push the labeled counts out of view
+        self.setMinimumWidth(sum(self.columnWidth(c) for c in range(len(COLUMNS))) + 2 * self.frameWidth()
+                             + self.verticalScrollBar().sizeHint().width())
         self.sortItems(0, Qt.SortOrder.AscendingOrder)
         self.blockSignals(False)
         self._select()

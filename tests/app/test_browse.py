@@ -15,6 +15,10 @@ def label_items(window):
 
 def test_video_list_and_frame_view(window):
     assert window.videos.topLevelItemCount() == 4
+    videos = window.videos
+    QApplication.processEvents()  # lay out the docks
+    columns = sum(videos.columnWidth(c) for c in range(videos.columnCount()))
+    assert columns <= videos.viewport().width()  # the labeled counts are not cut off
     train = [v["id"] for v in window.state.project.videos("train")]
     item = window.videos.findItems(train[1], Qt.MatchFlag.MatchExactly, 0)[0]
     window.videos.setCurrentItem(item)
