@@ -136,6 +136,7 @@ class FrameView(QGraphicsView):
         state.frameChanged.connect(self.refresh)
         state.labelsChanged.connect(self.refresh_boxes)
         state.detectionsChanged.connect(self.refresh_boxes)
+        state.confChanged.connect(self.refresh_boxes)
         state.videoChanged.connect(self._video_changed)
         state.projectChanged.connect(self.source.close)
 

@@ -568,6 +568,8 @@ class ReviewPanel(QWidget):
         state.projectChanged.connect(self.reload_runs)
         state.videoChanged.connect(self.refresh_all)
         state.detectionsChanged.connect(self.refresh_all)
+        state.confChanged.connect(self.refresh_frame)
+        state.confSettled.connect(self.refresh_all)
         state.labelsChanged.connect(self.refresh_all)
         state.frameChanged.connect(self.refresh_frame)
 

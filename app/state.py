@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from bpr.store import Project
+
+CONF_REST_MS = 200
 
 
 class ProjectState(QObject):
@@ -21,7 +23,8 @@ class ProjectState(QObject):
     frameChanged = Signal(int)
     labelsChanged = Signal()          # boxes or frame statuses changed
     detectionsChanged = Signal()      # new detections stored, or another run chosen
-    confChanged = Signal(float)
+    confChanged = Signal(float)       # at once, for what is cheap to redraw (the current frame)
+    confSettled = Signal(float)       # once the threshold has rested, for whole-video work
     runChanged = Signal(str)
     statusMessage = Signal(str)
 
@@ -33,6 +36,10 @@ class ProjectState(QObject):
         self.run: str | None = None
         self.conf = 0.25
         self.undo = QUndoStack(self)
+        # A slider drag sets the threshold many times a second; counting a whole video each time
+        # froze the window (0.18 s a step over 100,000 detections), so that waits for a pause.
+        self._conf_rest = QTimer(self, singleShot=True, interval=CONF_REST_MS)
+        self._conf_rest.timeout.connect(lambda: self.confSettled.emit(self.conf))
 
     # -- opening ---------------------------------------------------------------------------------
     def open(self, folder: str | Path) -> None:
@@ -116,7 +123,7 @@ class ProjectState(QObject):
         if abs(conf - self.conf) > 1e-9:
             self.conf = conf
             self.confChanged.emit(conf)
-            self.detectionsChanged.emit()
+            self._conf_rest.start()
 
     def species_colors(self) -> dict[str, str]:
         return {s["name"]: s["color"] for s in self.project.species()} if self.project else {}

@@ -25,6 +25,7 @@ class Timeline(QWidget):
         state.videoChanged.connect(self.reload)
         state.labelsChanged.connect(self.reload)
         state.detectionsChanged.connect(self.reload)
+        state.confSettled.connect(self.reload)
         state.frameChanged.connect(self.update)
 
     def reload(self, *_):

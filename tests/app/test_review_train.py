@@ -18,6 +18,12 @@ def dashed(window):
     return [i for i in window.view.scene().items() if i.data(0) == "detection"]
 
 
+def settle(window, qtbot, change):
+    """Make a confidence change and wait, as a user would, for the whole-video refresh after it."""
+    with qtbot.waitSignal(window.state.confSettled, timeout=5000):
+        change()
+
+
 def detect_current_video(window, qtbot, stride=5):
     window.review.stride.setValue(stride)
     window.review.detect_button.click()
@@ -25,9 +31,9 @@ def detect_current_video(window, qtbot, stride=5):
         pass
 
 
-def test_review_over_known_detections(window, qtbot):
-    """Hand-made detections with known confidences: the slider filters the overlay, the counts and
-    the missing-label finder; accept and reject work; double-click jumps to MaxN."""
+def add_known_detections(window) -> list[int]:
+    """Run "known": urchins at 0.9, 0.6 and 0.3 on one partial frame and at 0.95 on the next, where no
+    label overlaps them; returns the two frames, the first one shown."""
     s, review = window.state, window.review
     p = s.project
     vid = p.videos("train")[0]["id"]
@@ -50,16 +56,23 @@ def test_review_over_known_detections(window, qtbot):
     review.reload_runs()
     review.run.setCurrentText("known")
     s.set_frame(partial[0])
-    review.conf.setValue(50)
-    assert s.conf == 0.5 and review.conf_spin.value() == 0.5
-    assert len(dashed(window)) == 2
+    return partial
+
+
+def test_review_over_known_detections(window, qtbot):
+    """Hand-made detections with known confidences: the slider filters the overlay, the counts and
+    the missing-label finder; accept and reject work; double-click jumps to MaxN."""
+    s, review = window.state, window.review
+    partial = add_known_detections(window)
+    settle(window, qtbot, lambda: review.conf.setValue(50))
+    assert s.conf == 0.5 and review.conf_spin.value() == 0.5 and len(dashed(window)) == 2
     urchin_row = [review.video_counts.topLevelItem(i) for i in range(review.video_counts.topLevelItemCount())
                   if review.video_counts.topLevelItem(i).text(0) == "fragile pink urchin"][0]
     assert (urchin_row.text(1), urchin_row.text(2), urchin_row.text(4)) == ("2", str(partial[0]), "2")
-    review.conf_spin.setValue(0.25)
+    settle(window, qtbot, lambda: review.conf_spin.setValue(0.25))
     assert review.conf.value() == 25 and len(dashed(window)) == 3
     assert [x.confidence for x in review.suggestions] == [0.95, 0.9, 0.6, 0.3]
-    review.conf.setValue(70)
+    settle(window, qtbot, lambda: review.conf.setValue(70))
     assert [x.confidence for x in review.suggestions] == [0.95, 0.9]
     review.missing.setCurrentItem(review.missing.topLevelItem(1))
     assert s.frame == partial[0]
@@ -76,6 +89,27 @@ def test_review_over_known_detections(window, qtbot):
     assert s.frame == partial[0]  # at 0.7 both frames hold one urchin: MaxN is the earlier frame
 
 
+
+def test_slider_drag_counts_the_video_once(window, qtbot, monkeypatch):
+    """While the slider moves, the frame follows each step; the video's counts, finder and timeline
+    are computed once, at the threshold where it comes to rest."""
+    import bpr.counts
+
+    s, review = window.state, window.review
+    partial = add_known_detections(window)
+    settle(window, qtbot, lambda: review.conf.setValue(5))
+    summaries = []
+    real = bpr.counts.video_summary
+    monkeypatch.setattr(bpr.counts, "video_summary", lambda *a, **k: summaries.append(a[1].conf) or real(*a, **k))
+    with qtbot.waitSignal(s.confSettled, timeout=5000):
+        for value in range(6, 66):
+            review.conf.setValue(value)
+            assert len(dashed(window)) == sum(c >= value / 100 for c in (0.9, 0.6, 0.3))
+        assert summaries == []
+    assert summaries == [0.65]
+    assert [x.confidence for x in review.suggestions] == [0.95, 0.9]
+    assert (window.timeline.counts[partial[0]], window.timeline.counts[partial[1]]) == (1, 1)
+
 @pytest.mark.slow
 def test_detect_from_the_panel(make_window, trained_template, qtbot):
     """Real detection with the tiny (untrained) model, whose confidences stay below 0.01: keep and
@@ -87,7 +121,7 @@ def test_detect_from_the_panel(make_window, trained_template, qtbot):
     review.keep.setValue(0.0001)
     detect_current_video(window, qtbot)
     assert s.project.conn.execute("SELECT count(*) FROM detected_frames").fetchone()[0] == 30
-    review.conf_spin.setValue(0.0001)
+    settle(window, qtbot, lambda: review.conf_spin.setValue(0.0001))
     s.set_frame(5)
     assert len(dashed(window)) == len(s.detections()) > 0
     assert review.video_counts.topLevelItemCount() == 5  # every species the model looks for
@@ -193,9 +227,9 @@ def test_end_to_end_through_the_ui(window, qtbot, tmp_path, _isolated_settings):
     s.set_video(s.project.videos("train")[0]["id"])
     review.keep.setValue(0.0001)  # the one-epoch model's confidences stay below 0.01
     detect_current_video(window, qtbot, stride=10)
-    review.conf.setValue(50)
+    settle(window, qtbot, lambda: review.conf.setValue(50))
     assert dashed(window) == [] and review.suggestions == []
-    review.conf_spin.setValue(0.0001)
+    settle(window, qtbot, lambda: review.conf_spin.setValue(0.0001))
     assert review.suggestions
     review.missing.setCurrentItem(review.missing.topLevelItem(0))
     review.accept()
