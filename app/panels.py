@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 from app.frame_view import confidence_text
 from app.state import ProjectState
 from app.workers import Worker
-from bpr.config import Rebalancing, TrainConfig
+from bpr.config import KEEP_CONF, Rebalancing, TrainConfig
 from bpr.store import Project
 
 MODELS = ["yolov5n.yaml", "yolov5s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
@@ -524,7 +524,7 @@ class ReviewPanel(QWidget):
         detect_row.addWidget(self.cancel_button)
         form.addRow("Frames", self.stride)
         form.addRow(detect_row)
-        self.keep = QDoubleSpinBox(decimals=4, minimum=0.0001, maximum=0.99, singleStep=0.01, value=0.01)
+        self.keep = QDoubleSpinBox(decimals=4, minimum=0.0001, maximum=0.99, singleStep=0.01, value=KEEP_CONF)
         self.keep.setToolTip("detection stores boxes at or above this confidence; the slider below "
                              "then filters what is shown and counted")
         form.addRow("Keep detections ≥", self.keep)

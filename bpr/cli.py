@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bpr import __version__
+from bpr.config import KEEP_CONF
 
 
 class _Bar:
@@ -532,7 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=int, default=0, help="first frame")
     p.add_argument("--stop", type=int, help="stop before this frame")
     p.add_argument("--batch", type=int, default=8, help="frames per inference batch (default 8)")
-    p.add_argument("--min-conf", type=_fraction, default=0.05, help="store detections at or above this")
+    p.add_argument("--min-conf", type=_fraction, default=KEEP_CONF,
+                   help="store detections at or above this (default %(default)s; counts and review filter later)")
     p.add_argument("--imgsz", type=int, help="inference size (default: the run's training size)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_detect)

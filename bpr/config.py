@@ -12,6 +12,10 @@ from typing import Any
 
 MODES = ("random", "confident")
 
+# Detection stores boxes at or above this confidence, for the CLI and the app alike: low, because
+# counts and review choose their own threshold later, and the app's slider starts at 0.01.
+KEEP_CONF = 0.01
+
 # ultralytics train() arguments the trainer sets itself (from the fields below, or fixed so that runs
 # stay offline and reproducible): TrainConfig.extra may not override them.
 MANAGED_TRAIN_ARGS = frozenset({

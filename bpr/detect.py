@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bpr.config import KEEP_CONF
 from bpr.media import VideoReader
 from bpr.store import NotFoundError, Project
 
@@ -162,7 +163,7 @@ def detection_run(project: Project, run: str | None = None, weights: str | os.Pa
 
 def detect(project: Project, run: str | None = None, weights: str | os.PathLike | None = None,
            videos: list[str] | None = None, stride: int = 1, start: int = 0, stop: int | None = None,
-           batch: int = 8, min_conf: float = 0.05, imgsz: int | None = None, device: str = "auto",
+           batch: int = 8, min_conf: float = KEEP_CONF, imgsz: int | None = None, device: str = "auto",
            progress: Callable[[int, int, str], None] | None = None,
            cancel: Callable[[], bool] | None = None) -> DetectSummary:
     """Detect on every ``stride``-th frame in [start, stop) of the chosen videos (default: all readable).

@@ -110,6 +110,19 @@ def test_slider_drag_counts_the_video_once(window, qtbot, monkeypatch):
     assert [x.confidence for x in review.suggestions] == [0.95, 0.9]
     assert (window.timeline.counts[partial[0]], window.timeline.counts[partial[1]]) == (1, 1)
 
+
+def test_the_cli_and_the_app_keep_the_same_detections_by_default(window):
+    """A video detected with `bpr detect` shows in the app what the app's own detection would keep."""
+    import inspect
+
+    from bpr.cli import build_parser
+    from bpr.detect import detect
+
+    kept = window.review.keep.value()
+    assert build_parser().parse_args(["detect", "p"]).min_conf == kept
+    assert inspect.signature(detect).parameters["min_conf"].default == kept
+    assert kept * 100 == window.review.conf.minimum()  # the slider can show everything that was kept
+
 @pytest.mark.slow
 def test_detect_from_the_panel(make_window, trained_template, qtbot):
     """Real detection with the tiny (untrained) model, whose confidences stay below 0.01: keep and
