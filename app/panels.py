@@ -95,6 +95,10 @@ class LabelPanel(QWidget):
             status_layout.addWidget(button)
         self.status_group.buttonClicked.connect(lambda b: self.state.set_frame_status(b.text()))
         layout.addWidget(status_box)
+        self.unused_hint = _wrapped("These boxes are not used for training or evaluation until the frame "
+                                    "is marked partial or full.")
+        self.unused_hint.setStyleSheet("color: #d08a2c")
+        layout.addWidget(self.unused_hint)
 
         undo = QHBoxLayout()
         self.undo_button = QPushButton("Undo")
@@ -127,7 +131,10 @@ class LabelPanel(QWidget):
         status = self.state.frame_status()
         self.status_buttons[status].setChecked(True)
         self.boxes.clear()
-        for b in self.state.labels():
+        labels = self.state.labels()
+        # CVAT tracks put boxes on frames between keyframes; only marked frames reach a dataset.
+        self.unused_hint.setVisible(status == "none" and bool(labels))
+        for b in labels:
             self.boxes.addTopLevelItem(QTreeWidgetItem(
                 [b["species"], *(f"{b[k]:.0f}" for k in ("x1", "y1", "x2", "y2")), b["source"]]))
         if self.state.project and self.species.count() != len(self.state.project.species()):

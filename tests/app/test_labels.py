@@ -74,3 +74,18 @@ def test_moving_a_box_with_the_mouse_and_deleting_with_the_key(window):
     assert window.labels.selected and window.labels.selected["id"] == box_id
     QTest.keyClick(window.view, Qt.Key.Key_Delete)
     assert box_id not in [b["id"] for b in s.labels()]
+
+
+def test_boxes_on_an_unmarked_frame_say_they_are_not_used(window):
+    """CVAT tracks leave boxes on frames between keyframes; the panel says these reach no dataset."""
+    s, panel = window.state, window.labels
+    s.set_frame(3)  # not a labeled frame in the demo
+    if not s.labels():
+        s.add_box("squat lobster", (100, 100, 160, 150))
+    assert s.frame_status() == "none" and not panel.unused_hint.isHidden()
+    panel.status_buttons["partial"].click()
+    assert panel.unused_hint.isHidden()
+    panel.status_buttons["none"].click()
+    for box in s.labels():
+        s.delete_box(box["id"])
+    assert panel.unused_hint.isHidden()  # nothing to warn about
