@@ -200,6 +200,36 @@ def summary_table(spec: ExperimentSpec, rows: list[dict]) -> list[dict]:
     return table
 
 
+FLAT_RISE = 0.05   # a curve is flat when its last tenth is under 5 % above the tenth before
+LEARNED = 0.01     # and a model has learned when that last tenth reaches 1 point of val mAP50
+
+
+@dataclass
+class Plateau:
+    epochs_before: str   # e.g. "49–54"
+    before: float        # mean val mAP50 over those epochs
+    epochs_last: str
+    last: float
+
+    @property
+    def verdict(self) -> str:
+        if self.last < LEARNED:
+            return "not learned"
+        return "flat" if self.last <= self.before * (1 + FLAT_RISE) else "still rising"
+
+
+def plateau(curve: list[float | None]) -> Plateau | None:
+    """A val mAP50 curve's last tenth of epochs (3 at least) against the tenth before; None when the
+    curve is shorter than two such windows."""
+    n = len(curve)
+    width = max(3, n // 10)
+    if n < 2 * width:
+        return None
+    values = [v or 0.0 for v in curve]
+    return Plateau(f"{n - 2 * width + 1}–{n - width}", statistics.fmean(values[-2 * width:-width]),
+                   f"{n - width + 1}–{n}", statistics.fmean(values[-width:]))
+
+
 def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
     """results.md, results.csv, mAP50_vs_drop.png and val_curves.png in spec.out."""
     table = summary_table(spec, rows)
@@ -232,13 +262,16 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
                      f"{pm(r['val_mAP50'], r['val_mAP50_sd'])} | {pm(r['test_mAP50'], r['test_mAP50_sd'])} | "
                      f"{pm(r['test_coco_mAP50'], r['test_coco_mAP50_sd'])} | "
                      f"{pm(r['test_gain'], r['test_gain_sd'])} |")
-    baseline_curves = [r["val_curve_mAP50"] for r in rows if r["setting"] == "baseline"]
-    if baseline_curves:
-        curve = [c for c in baseline_curves[0] if c is not None]
-        if len(curve) >= 10:
-            tail = curve[-max(2, len(curve) // 10):]
-            lines += ["", f"Baseline (seed 0) val mAP50 over its last {len(tail)} epochs: "
-                          f"{tail[0]:.4f} -> {tail[-1]:.4f} (has the baseline learned and flattened?)"]
+    verdicts = [(r["seed"], plateau(r["val_curve_mAP50"])) for r in sorted(rows, key=lambda r: r["seed"])
+                if r["setting"] == "baseline"]
+    if verdicts:
+        lines += ["", f"Has the baseline learned and flattened? Its mean val mAP50 over the last tenth of the "
+                      f"epochs against the tenth before: flat below a {FLAT_RISE:.0%} rise, learned from "
+                      f"{LEARNED * 100:.0f} point. A comparison counts only once the baseline is flat."]
+        for seed, v in verdicts:
+            lines.append(f"- seed {seed}: " + ("too few epochs to tell" if v is None else
+                         f"epochs {v.epochs_before}: {v.before * 100:.2f} points, epochs {v.epochs_last}: "
+                         f"{v.last * 100:.2f} points: **{v.verdict}**"))
     (spec.out / "results.md").write_text("\n".join(lines) + "\n")
     _plot(spec, table)
     _plot_curves(spec, rows)

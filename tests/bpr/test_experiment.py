@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from bpr.experiment import ExperimentSpec, run_experiment
+from bpr.experiment import ExperimentSpec, plateau, run_experiment
 from bpr.training import TrainingCancelled
 
 
@@ -36,6 +36,19 @@ def test_a_sweep_refuses_other_hyperparameters_and_unknown_settings(tmp_path):
 
 
 @pytest.mark.slow
+def test_whether_a_val_curve_has_flattened():
+    """The last tenth of the epochs (3 at least) against the tenth before, worked out by hand."""
+    rising = [0.0] * 20 + [0.10, 0.10, 0.10, 0.10, 0.12, 0.12, 0.12, 0.12]  # 28 epochs: windows of 3
+    v = plateau(rising)
+    assert (v.epochs_before, v.epochs_last) == ("23–25", "26–28")
+    assert (v.before, v.last) == pytest.approx((0.32 / 3, 0.12)) and v.verdict == "still rising"
+    v = plateau([0.0] * 80 + [0.40] * 10 + [0.41] * 10)  # 100 epochs: windows of 10, a 2.5 % rise
+    assert (v.epochs_before, v.before, v.last, v.verdict) == ("81–90", 0.40, 0.41, "flat")
+    assert plateau([0.0] * 50 + [0.005] * 10).verdict == "not learned"   # under 1 point
+    assert plateau([0.3, None, 0.3, 0.3, 0.1, 0.1]).verdict == "flat"     # a fall is flat too; None is 0
+    assert plateau([0.5] * 5) is None
+
+
 def test_an_interrupted_sweep_resumes_and_reports(demo_template, tmp_path):
     import shutil
 
@@ -69,6 +82,7 @@ def test_an_interrupted_sweep_resumes_and_reports(demo_template, tmp_path):
     assert all(r["hide"] == 0 for r in rows if r["setting"] == "all-labels")
     table = (out / "results.md").read_text()
     assert "| baseline | 0.0 | 0.0 | random | 2 |" in table and "| obj0.75 |" in table
+    assert "- seed 0: too few epochs to tell" in table and "- seed 1: too few epochs to tell" in table
     assert (out / "results.csv").exists() and (out / "mAP50_vs_drop.png").stat().st_size > 1000
     assert (out / "val_curves.png").stat().st_size > 1000
     # a third call has nothing to do
