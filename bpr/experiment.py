@@ -196,6 +196,9 @@ def summary_table(spec: ExperimentSpec, rows: list[dict]) -> list[dict]:
         for key in ("val_mAP50", "test_mAP50", "test_coco_mAP50"):
             out[key], out[key + "_sd"] = _mean_sd([r[key] for r in runs])
         out["test_gain"], out["test_gain_sd"] = _mean_sd(gains) if gains else (None, None)
+        for key in ("measured_obj_drop", "measured_box_drop"):  # what the loss really dropped, last epoch
+            measured = [r[key] for r in runs if r[key] is not None]   # None: that loss dropped nothing
+            out[key] = statistics.fmean(measured) if measured else None
         table.append(out)
     return table
 
@@ -230,6 +233,10 @@ def plateau(curve: list[float | None]) -> Plateau | None:
                    f"{n - width + 1}–{n}", statistics.fmean(values[-width:]))
 
 
+def _fraction(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
     """results.md, results.csv, mAP50_vs_drop.png and val_curves.png in spec.out."""
     table = summary_table(spec, rows)
@@ -237,7 +244,7 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
         return
     columns = ["setting", "p_obj", "p_box", "mode", "hide", "seeds", "val_mAP50", "val_mAP50_sd",
                "test_mAP50", "test_mAP50_sd", "test_coco_mAP50", "test_coco_mAP50_sd", "test_gain",
-               "test_gain_sd"]
+               "test_gain_sd", "measured_obj_drop", "measured_box_drop"]
     with open(spec.out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
@@ -252,16 +259,19 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
         f"Data: `{spec.data}`; {spec.hide:.0%} of training boxes hidden (seeded); {spec.model} from scratch, "
         f"{spec.epochs} epochs at {spec.imgsz} px, batch {spec.batch}"
         + "".join(f", {k}={v}" for k, v in spec.extra.items()) + ". mAP50 in points (×100), mean ± sd "
-        "over seeds; ultralytics' AP (101-point interpolation) of best.pt, and COCO's for test.",
+        "over seeds; ultralytics' AP (101-point interpolation) of best.pt, and COCO's for test. Dropped: the "
+        "fraction of negatives (obj) and of low-IoU positives (box) the loss left out in the last epoch.",
         "",
-        "| setting | p_obj | p_box | mode | seeds | val mAP50 | test mAP50 | test mAP50 (COCO) | test gain vs baseline |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| setting | p_obj | p_box | mode | seeds | val mAP50 | test mAP50 | test mAP50 (COCO) | test gain vs baseline "
+        "| dropped obj / box |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
         lines.append(f"| {r['setting']} | {r['p_obj']} | {r['p_box']} | {r['mode']} | {r['seeds']} | "
                      f"{pm(r['val_mAP50'], r['val_mAP50_sd'])} | {pm(r['test_mAP50'], r['test_mAP50_sd'])} | "
                      f"{pm(r['test_coco_mAP50'], r['test_coco_mAP50_sd'])} | "
-                     f"{pm(r['test_gain'], r['test_gain_sd'])} |")
+                     f"{pm(r['test_gain'], r['test_gain_sd'])} | "
+                     f"{_fraction(r['measured_obj_drop'])} / {_fraction(r['measured_box_drop'])} |")
     verdicts = [(r["seed"], plateau(r["val_curve_mAP50"])) for r in sorted(rows, key=lambda r: r["seed"])
                 if r["setting"] == "baseline"]
     if verdicts:

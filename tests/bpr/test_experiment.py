@@ -82,6 +82,8 @@ def test_an_interrupted_sweep_resumes_and_reports(demo_template, tmp_path):
     assert all(r["hide"] == 0 for r in rows if r["setting"] == "all-labels")
     table = (out / "results.md").read_text()
     assert "| baseline | 0.0 | 0.0 | random | 2 |" in table and "| obj0.75 |" in table
+    obj_row = next(line for line in table.splitlines() if line.startswith("| obj0.75 |"))
+    assert obj_row.endswith(f" | {sum(r['measured_obj_drop'] for r in obj) / 2:.2f} / – |")  # what was dropped
     assert "- seed 0: too few epochs to tell" in table and "- seed 1: too few epochs to tell" in table
     assert (out / "results.csv").exists() and (out / "mAP50_vs_drop.png").stat().st_size > 1000
     assert (out / "val_curves.png").stat().st_size > 1000
