@@ -262,8 +262,8 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
         "over seeds; ultralytics' AP (101-point interpolation) of best.pt, and COCO's for test. Dropped: the "
         "fraction of negatives (obj) and of low-IoU positives (box) the loss left out in the last epoch.",
         "",
-        "| setting | p_obj | p_box | mode | seeds | val mAP50 | test mAP50 | test mAP50 (COCO) | test gain vs baseline "
-        "| dropped obj / box |",
+        ("| setting | p_obj | p_box | mode | seeds | val mAP50 | test mAP50 | test mAP50 (COCO) "
+         "| test gain vs baseline | dropped obj / box |"),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
@@ -275,9 +275,9 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
     verdicts = [(r["seed"], plateau(r["val_curve_mAP50"])) for r in sorted(rows, key=lambda r: r["seed"])
                 if r["setting"] == "baseline"]
     if verdicts:
-        lines += ["", f"Has the baseline learned and flattened? Its mean val mAP50 over the last tenth of the "
-                      f"epochs against the tenth before: flat below a {FLAT_RISE:.0%} rise, learned from "
-                      f"{LEARNED * 100:.0f} point. A comparison counts only once the baseline is flat."]
+        lines += ["", (f"Has the baseline learned and flattened? Its mean val mAP50 over the last tenth of the "
+                       f"epochs against the tenth before: flat below a {FLAT_RISE:.0%} rise, learned from "
+                       f"{LEARNED * 100:.0f} point. A comparison counts only once the baseline is flat.")]
         for seed, v in verdicts:
             lines.append(f"- seed {seed}: " + ("too few epochs to tell" if v is None else
                          f"epochs {v.epochs_before}: {v.before * 100:.2f} points, epochs {v.epochs_last}: "
