@@ -108,7 +108,8 @@ def main() -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     sys.path.insert(0, str(ROOT))
     print(f"command: python benchmarks/bench_app.py --repeat {args.repeat} --steps {args.steps} "
-          f"--detections {args.detections} --train-seconds {args.train_seconds}  (QT_QPA_PLATFORM={os.environ['QT_QPA_PLATFORM']})")
+          f"--detections {args.detections} --train-seconds {args.train_seconds}  "
+          f"(QT_QPA_PLATFORM={os.environ['QT_QPA_PLATFORM']})")
 
     times, flags = first_window(args.repeat)
     torch_loaded, ultralytics_loaded = flags.split()

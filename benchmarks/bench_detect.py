@@ -65,8 +65,8 @@ def main() -> int:
           f"--device {args.device} --batch {args.batch} --rounds {args.rounds}")
     print(f"video: {args.video.name}, {info['width']}x{info['height']}, {info['frame_count']} frames; "
           f"yolov5n at {args.imgsz} px on {args.device}")
-    print(f"  bpr detect (batch {args.batch}, stored):  median {statistics.median(ours):.1f} frames/s  {[round(v, 1) for v in ours]}")
-    print(f"  yolo predict (stream):          median {statistics.median(theirs):.1f} frames/s  {[round(v, 1) for v in theirs]}")
+    for name, fps in ((f"bpr detect (batch {args.batch}, stored):", ours), ("yolo predict (stream):", theirs)):
+        print(f"  {name:32} median {statistics.median(fps):.1f} frames/s  {[round(v, 1) for v in fps]}")
     print(f"  ratio: {statistics.median(ours) / statistics.median(theirs):.2f}x (target >= 1.0)")
     return 0
 

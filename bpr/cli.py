@@ -334,7 +334,8 @@ def cmd_counts(args) -> None:
     if not args.csv:
         print(f"{'video':22} {'species':28} {'MaxN':>5} {'frame':>7} {'time':>13} {'mean':>7} {'present':>8}")
         for r in rows:
-            print(f"{r['video']:22} {r['species']:28} {r['maxn']:5} {'' if r['maxn_frame'] is None else r['maxn_frame']:>7} "
+            frame = "" if r["maxn_frame"] is None else r["maxn_frame"]
+            print(f"{r['video']:22} {r['species']:28} {r['maxn']:5} {frame:>7} "
                   f"{r['maxn_timecode']:>13} {r['mean_count']:7.3f} {r['frames_present']:8}")
 
 

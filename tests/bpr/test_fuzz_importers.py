@@ -75,9 +75,10 @@ def test_yolo(tmp_path_factory, lines, names):
         check(project, folder / "data.yaml", import_yolo, names=["a.txt", "data.yaml"])
 
 
-json_values = st.recursive(st.one_of(st.none(), st.booleans(), numbers, st.text(max_size=5)),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                           max_leaves=12)
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), numbers, st.text(max_size=5)),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
 
 
 @st.composite
