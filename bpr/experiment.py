@@ -110,6 +110,9 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
     ``only`` restricts this call to the named settings, so that several processes (or machines sharing
     the folder) can split one sweep: each appends to the same results.jsonl and project.
     """
+    # Everything the evaluation imports, loaded now: it first runs an hour or more into the sweep, and
+    # code changed on disk by then (an upgrade, an edit) must not meet the modules already loaded.
+    import bpr.detect  # noqa: F401  (bpr.evaluate imports it only when it evaluates)
     from bpr.evaluate import evaluate
 
     settings = spec.settings()

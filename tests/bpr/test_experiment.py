@@ -35,7 +35,6 @@ def test_a_sweep_refuses_other_hyperparameters_and_unknown_settings(tmp_path):
                        only=["baseline", "obj0.3"])
 
 
-@pytest.mark.slow
 def test_whether_a_val_curve_has_flattened():
     """The last tenth of the epochs (3 at least) against the tenth before, worked out by hand."""
     rising = [0.0] * 20 + [0.10, 0.10, 0.10, 0.10, 0.12, 0.12, 0.12, 0.12]  # 28 epochs: windows of 3
@@ -49,6 +48,24 @@ def test_whether_a_val_curve_has_flattened():
     assert plateau([0.5] * 5) is None
 
 
+def test_a_sweep_loads_its_evaluation_code_before_the_first_run(tmp_path):
+    """A sweep trains for hours before it first evaluates; code changed on disk meanwhile (an upgrade,
+    an edit) must not meet the modules already loaded. Seen: an ImportError after a 60-epoch run."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pathlib, bpr.experiment as e\n"
+            "class Empty:\n"
+            "    def run(self, name): raise e.NotFoundError(name)\n"
+            "    def close(self): pass\n"
+            "e._project = lambda spec: Empty()\n"
+            "e.train = lambda *a, **k: sys.exit('detect loaded: %s' % ('bpr.detect' in sys.modules))\n"
+            f"e.run_experiment(e.ExperimentSpec(data='x', out=pathlib.Path({str(tmp_path)!r})), on_message=print)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "detect loaded: True" in result.stderr, result.stderr
+
+
+@pytest.mark.slow
 def test_an_interrupted_sweep_resumes_and_reports(demo_template, tmp_path):
     import shutil
 
