@@ -89,7 +89,6 @@ def test_review_over_known_detections(window, qtbot):
     assert s.frame == partial[0]  # at 0.7 both frames hold one urchin: MaxN is the earlier frame
 
 
-
 def test_slider_drag_counts_the_video_once(window, qtbot, monkeypatch):
     """While the slider moves, the frame follows each step; the video's counts, finder and timeline
     are computed once, at the threshold where it comes to rest."""
@@ -122,6 +121,7 @@ def test_the_cli_and_the_app_keep_the_same_detections_by_default(window):
     assert build_parser().parse_args(["detect", "p"]).min_conf == kept
     assert inspect.signature(detect).parameters["min_conf"].default == kept
     assert kept * 100 == window.review.conf.minimum()  # the slider can show everything that was kept
+
 
 @pytest.mark.slow
 def test_detect_from_the_panel(make_window, trained_template, qtbot):
