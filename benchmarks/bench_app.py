@@ -48,36 +48,24 @@ def first_window(repeat: int) -> tuple[list[float], str]:
 
 
 def slider_steps(app, folder: Path, detections: int) -> None:
-    """Drag the confidence slider over a DUSIA-sized video: 30 minutes at 30 fps, every 5th frame
-    detected, ``detections`` boxes over 10 species. The video has no file: only the store is read."""
+    """Drag the confidence slider over one DUSIA-sized video with ``detections`` boxes."""
     import numpy as np
     from PySide6.QtCore import QEventLoop, QTimer
+    from synthetic_detections import add_synthetic_run
 
     from app.state import CONF_REST_MS
     from app.window import MainWindow
     from bpr.store import Project
 
-    rng = np.random.default_rng(0)
-    frames = list(range(0, 54_000, 5))
-    with Project.create(folder) as p, p.transaction() as conn:
-        conn.execute("INSERT INTO videos (id, split, fps, frame_count) VALUES ('long', 'none', 30.0, 54000)")
-        species = [p.species_id(f"species {k}") for k in range(10)]
-        run = p.create_run("bench", {})
-        conn.execute("UPDATE runs SET status = 'finished', weights = 'none.pt' WHERE id = ?", (run,))
-        conn.executemany("INSERT INTO detected_frames VALUES (?, 'long', ?)", [(run, f) for f in frames])
-        picks, kinds, confs = (rng.integers(0, len(frames), detections), rng.integers(0, 10, detections),
-                               rng.random(detections))
-        conn.executemany(
-            "INSERT INTO detections (run_id, video_id, frame_index, species_id, x1, y1, x2, y2, confidence) "
-            "VALUES (?, 'long', ?, ?, 0, 0, 10, 10, ?)",
-            ((run, frames[i], species[k], float(c)) for i, k, c in zip(picks, kinds, confs)))
+    with Project.create(folder) as p:
+        frames, picks = add_synthetic_run(p, ["long"], detections)
     window = MainWindow()
     window.resize(1500, 900)
     window.show()
     window.open_project(folder)
     app.processEvents()
     state, slider = window.state, window.review.conf
-    state.set_frame(frames[int(np.bincount(picks).argmax())])  # the busiest frame
+    state.set_frame(frames[int(np.bincount(picks).argmax())][1])  # the busiest frame
     steps = []
     for value in range(10, 60):
         start = time.perf_counter()

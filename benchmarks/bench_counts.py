@@ -23,29 +23,14 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    import numpy as np
+    from synthetic_detections import add_synthetic_run
 
     from bpr.counts import CountSource, frame_counts, video_summary
     from bpr.store import Project
 
-    rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         project = Project.create(Path(tmp) / "p")
-        videos = [f"{i:020d}" for i in range(10)]
-        frames = [(v, f) for v in videos for f in range(0, 54_000, 5)]
-        with project.transaction() as conn:
-            conn.executemany("INSERT INTO videos (id, fps, frame_count) VALUES (?, 30.0, 54000)",
-                             [(v,) for v in videos])
-            species = [project.species_id(f"species {k}") for k in range(10)]
-            run = project.create_run("bench", {})
-            conn.executemany("INSERT INTO detected_frames VALUES (?, ?, ?)", [(run, v, f) for v, f in frames])
-            picks = rng.integers(0, len(frames), args.detections)
-            kinds = rng.integers(0, 10, args.detections)
-            confs = rng.random(args.detections)
-            conn.executemany(
-                "INSERT INTO detections (run_id, video_id, frame_index, species_id, x1, y1, x2, y2, "
-                "confidence) VALUES (?, ?, ?, ?, 0, 0, 10, 10, ?)",
-                ((run, *frames[i], species[k], float(c)) for i, k, c in zip(picks, kinds, confs)))
+        frames, _ = add_synthetic_run(project, [f"{i:020d}" for i in range(10)], args.detections)
         times, per_frame = [], []
         for _ in range(args.repeat):
             start = time.perf_counter()
