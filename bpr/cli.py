@@ -394,15 +394,26 @@ def cmd_info(args) -> None:
         print(json.dumps(summary, indent=1))
         return
     print(f"project: {summary['project']}")
-    print(f"videos: {summary['videos']} ({summary['missing_videos']} missing, "
-          f"{summary['unreadable_videos']} unreadable)")
+    project_sources = _sources(summary)
+    print(", ".join(f"{noun}: {n}" for noun, n in project_sources)
+          + f" ({summary['missing_videos']} missing, {summary['unreadable_videos']} unreadable)")
     print(f"boxes: {summary['boxes']}")
     print(f"labeled frames: {summary['frames']['partial']} partial, {summary['frames']['full']} full")
     for split, s in summary["splits"].items():
-        print(f"  {split:5}: {s['videos']} videos, {s['frames']} labeled frames, {s['boxes']} boxes")
+        sources = ", ".join(f"{n} {noun.removesuffix('s') if n == 1 else noun}"
+                            for noun, n in _sources(s, empty=project_sources[0][0]))
+        print(f"  {split:5}: {sources}, {s['frames']} labeled frames, {s['boxes']} boxes")
     print("species (boxes):")
     for name, n in summary["species"].items():
         print(f"  {name}: {n}")
+
+
+def _sources(counts: dict, empty: str = "videos") -> list[tuple[str, int]]:
+    """Videos, images or both, with their counts (image datasets are stored as one-frame videos);
+    ``(empty, 0)`` when there are none."""
+    videos, images = counts["videos"] - counts["images"], counts["images"]
+    out = [("videos", videos)] if videos else []
+    return out + ([("images", images)] if images else []) or [(empty, 0)]
 
 
 def _fraction(text: str) -> float:

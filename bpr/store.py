@@ -388,7 +388,8 @@ class Project:
 
     # -- summary -----------------------------------------------------------------------------
     def summary(self) -> dict:
-        """Counts for ``bpr info``: videos, boxes, boxes per species, labeled frames, per split."""
+        """Counts for ``bpr info``: videos (images among them), boxes, boxes per species, labeled
+        frames, per split."""
         q = self.conn.execute
         species = {name: n for name, n in q(
             "SELECT s.name, count(b.id) FROM species s LEFT JOIN boxes b ON b.species_id = s.id "
@@ -399,7 +400,8 @@ class Project:
             "SELECT label_status, count(*) FROM frames WHERE label_status != 'none' GROUP BY 1")})
         splits = {}
         for split in ("train", "val", "test"):
-            videos = q("SELECT count(*) FROM videos WHERE split = ?", (split,)).fetchone()[0]
+            videos, images = q("SELECT count(*), count(*) FILTER (WHERE kind = 'image') FROM videos "
+                               "WHERE split = ?", (split,)).fetchone()
             labeled = q(
                 "SELECT count(*) FROM frames f JOIN videos v ON v.id = f.video_id "
                 "WHERE v.split = ? AND f.label_status != 'none'", (split,)).fetchone()[0]
@@ -407,10 +409,11 @@ class Project:
                 "SELECT count(*) FROM boxes b JOIN frames f USING (video_id, frame_index) "
                 "JOIN videos v ON v.id = b.video_id WHERE v.split = ? AND f.label_status != 'none'",
                 (split,)).fetchone()[0]
-            splits[split] = {"videos": videos, "frames": labeled, "boxes": boxes}
+            splits[split] = {"videos": videos, "images": images, "frames": labeled, "boxes": boxes}
         return {
             "project": str(self.folder),
             "videos": q("SELECT count(*) FROM videos").fetchone()[0],
+            "images": q("SELECT count(*) FROM videos WHERE kind = 'image'").fetchone()[0],
             "boxes": q("SELECT count(*) FROM boxes").fetchone()[0],
             "species": species,
             "frames": frames,

@@ -56,8 +56,9 @@ class ImportBatch:
 
 @dataclass
 class ImportReport:
-    videos: int = 0
+    videos: int = 0  # images included: an image dataset is stored as one-frame videos
     videos_new: int = 0
+    images: int = 0
     boxes_added: int = 0
     boxes_already_there: int = 0
     frames: int = 0
@@ -66,8 +67,9 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
+        noun = "images" if self.images == self.videos > 0 else "videos"
         out = [
-            f"videos: {self.videos} ({self.videos_new} new, {len(self.missing_videos)} without a file)",
+            f"{noun}: {self.videos} ({self.videos_new} new, {len(self.missing_videos)} without a file)",
             f"boxes: {self.boxes_added} added, {self.boxes_already_there} already in the project",
             f"labeled frames: {self.frames}",
         ]
@@ -140,6 +142,7 @@ def write_batch(project: Project, batch: ImportBatch, progress: Progress | None 
 
         for v in batch.videos:
             report.videos += 1
+            report.images += v.kind == "image"
             if v.id not in known:
                 report.videos_new += 1
                 conn.execute("INSERT INTO videos (id, kind, split, source) VALUES (?, ?, 'none', ?)",

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from bpr.cli import main
+from tests.bpr.test_formats_yolo import make_dataset
 from tests.conftest import shared
 
 
@@ -16,8 +17,23 @@ def test_demo_then_info_json(tmp_path, capsys):
     assert {"videos", "boxes", "species", "frames", "splits", "missing_videos"} <= set(info)
     assert set(info["frames"]) == {"partial", "full"}
     assert set(info["splits"]) == {"train", "val", "test"}
-    assert set(info["splits"]["train"]) == {"videos", "frames", "boxes"}
-    assert info["videos"] == 4 and info["boxes"] == sum(info["species"].values())
+    assert set(info["splits"]["train"]) == {"videos", "images", "frames", "boxes"}
+    assert info["videos"] == 4 and info["images"] == 0 and info["boxes"] == sum(info["species"].values())
+    assert main(["info", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "videos: 4 (0 missing, 0 unreadable)" in out and "val  : 1 video, " in out and "image" not in out
+
+
+def test_an_image_dataset_is_counted_in_images(tmp_path, capsys):
+    """Image datasets are stored as one-frame videos; the user reads about images."""
+    data = make_dataset(tmp_path / "data", "0 0.5 0.5 0.5 0.5\n")
+    project = str(tmp_path / "p")
+    assert main(["import", "yolo", str(data), "--project", project]) == 0
+    assert "images: 1 (1 new, 0 without a file)" in capsys.readouterr().out
+    assert main(["info", project]) == 0
+    out = capsys.readouterr().out
+    assert "images: 1 (0 missing, 0 unreadable)" in out and "train: 1 image, 1 labeled frames" in out
+    assert "video" not in out
 
 
 def test_import_dusia_and_export(tmp_path, capsys):
