@@ -253,17 +253,18 @@ def cmd_evaluate(args) -> None:
     from bpr.evaluate import evaluate
 
     with _open(args.project) as project:
-        weights, imgsz = _weights(project, args)
+        weights = _weights(project, args)
         bar = _Bar("frame")
         try:
-            result = evaluate(project, weights, split=args.split, conf=args.conf, imgsz=args.imgsz or imgsz,
+            result = evaluate(project, weights, split=args.split, conf=args.conf, imgsz=args.imgsz,
                               device=args.device, pr_curve=args.pr_curve, progress=bar)
         finally:
             bar.close()
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
         return
-    print(f"{result.split}: {result.images} fully labeled frames, {result.boxes} boxes; weights {result.weights}")
+    print(f"{result.split}: {result.images} fully labeled frames, {result.boxes} boxes; "
+          f"weights {result.weights} at {result.imgsz} px")
     print(f"  mAP50    COCO {result.coco['mAP50']:.4f}   ultralytics {result.ultralytics['mAP50']:.4f}")
     print(f"  mAP50-95 COCO {result.coco['mAP50-95']:.4f}   ultralytics {result.ultralytics['mAP50-95']:.4f}")
     print(f"  at conf {result.conf}: precision {result.precision:.3f}, recall {result.recall:.3f}")
@@ -275,16 +276,16 @@ def cmd_evaluate(args) -> None:
         print(f"  PR curve: {result.pr_curve}")
 
 
-def _weights(project, args) -> tuple[Path, int | None]:
-    """The weights of --run or --weights, and the run's training image size."""
+def _weights(project, args) -> Path:
+    """The weights of --run or --weights."""
     if args.weights:
-        return Path(args.weights), None
+        return Path(args.weights)
     if not args.run:
         raise ValueError("give --run RUN or --weights FILE")
     run = project.run(args.run)
     if not run["weights"]:
         raise ValueError(f"run {args.run} has no weights (status {run['status']})")
-    return project.resolve_path(run["weights"]), run["config"].get("imgsz")
+    return project.resolve_path(run["weights"])
 
 
 def cmd_detect(args) -> None:
@@ -530,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="or a local .pt file")
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--conf", type=_fraction, default=0.25, help="confidence for precision/recall")
-    p.add_argument("--imgsz", type=int, help="inference size (default: the run's training size, else 640)")
+    p.add_argument("--imgsz", type=int, help="inference size (default: the size the weights were trained at)")
     p.add_argument("--device", default="auto")
     p.add_argument("--pr-curve", help="write the precision-recall curves to this PNG")
     p.add_argument("--json", action="store_true")
@@ -547,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8, help="frames per inference batch (default 8)")
     p.add_argument("--min-conf", type=_fraction, default=KEEP_CONF,
                    help="store detections at or above this (default %(default)s; counts and review filter later)")
-    p.add_argument("--imgsz", type=int, help="inference size (default: the run's training size)")
+    p.add_argument("--imgsz", type=int, help="inference size (default: the size the weights were trained at)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_detect)
 

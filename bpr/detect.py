@@ -47,6 +47,11 @@ def load_model(weights: str | os.PathLike, device: str = "auto"):
     return YOLO(str(path)), resolve_device(device)
 
 
+def inference_size(model, imgsz: int | None = None) -> int:
+    """``imgsz`` if given, else the size the weights were trained at (their checkpoint says), else 640."""
+    return imgsz or model.overrides.get("imgsz") or 640
+
+
 def _read_frames(project: Project, frames: Iterable[tuple[dict, int]]) -> Iterator[np.ndarray]:
     """BGR images for (video, frame) pairs, reading each video forward with one reader."""
     reader, current = None, None
@@ -175,7 +180,7 @@ def detect(project: Project, run: str | None = None, weights: str | os.PathLike 
         raise ValueError("stride must be at least 1")
     record = detection_run(project, run, weights)
     model, device = load_model(project.resolve_path(record["weights"]), device)
-    imgsz = imgsz or record["config"].get("imgsz") or 640
+    imgsz = inference_size(model, imgsz)
     species = {int(k): project.species_id(v) for k, v in model.names.items()}
     # Counts list every species the model looks for, found or not (MaxN 0 is a result).
     project.update_run(record["name"], summary={**(record["summary"] or {}),

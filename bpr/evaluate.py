@@ -167,6 +167,7 @@ class Evaluation:
     images: int
     boxes: int
     weights: str
+    imgsz: int
     coco: dict[str, float] = field(default_factory=dict)         # mAP50, mAP50-95
     ultralytics: dict[str, float] = field(default_factory=dict)  # mAP50, mAP50-95
     per_class: list[dict] = field(default_factory=list)
@@ -246,19 +247,21 @@ def _split_frames(project: Project, split: str) -> list[tuple[dict, int]]:
 
 
 def evaluate(project: Project, weights: str | os.PathLike, split: str = "test", conf: float = 0.25,
-             imgsz: int = 640, device: str = "auto", batch: int = 16, pr_curve: str | os.PathLike | None = None,
+             imgsz: int | None = None, device: str = "auto", batch: int = 16, pr_curve: str | os.PathLike | None = None,
              progress=None) -> Evaluation:
     """Run ``weights`` over the split's fully labeled frames and score them both ways.
 
     The model's class names are matched to the project's species by name (case-insensitive); boxes
-    of species the model does not know are not counted as ground truth.
+    of species the model does not know are not counted as ground truth. ``imgsz`` defaults to the
+    size the weights were trained at.
     """
-    from bpr.detect import load_model, predict_frames
+    from bpr.detect import inference_size, load_model, predict_frames
 
     frames = _split_frames(project, split)
     if not frames:
         raise ValueError(f"the {split} split has no fully labeled frames with a readable video or image")
     model, device = load_model(weights, device)
+    imgsz = inference_size(model, imgsz)
     names = {int(k): v for k, v in model.names.items()}
     class_of = {v.lower(): k for k, v in names.items()}
     images = []
@@ -273,7 +276,7 @@ def evaluate(project: Project, weights: str | os.PathLike, split: str = "test", 
             name=f"{video['id']}:{frame}"))
     result = summarise(images, names, conf)
     evaluation = Evaluation(split=split, images=len(images), boxes=int(sum(len(i.gt_boxes) for i in images)),
-                            weights=str(weights), conf=conf, **result)
+                            weights=str(weights), imgsz=imgsz, conf=conf, **result)
     if pr_curve is not None:
         evaluation.pr_curve = str(pr_curve_image(images, names, pr_curve))
     return evaluation

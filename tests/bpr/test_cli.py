@@ -124,7 +124,10 @@ def test_detect_evaluate_counts_and_exports(trained_template, tmp_path, capsys):
     assert "detection run tiny: done" in capsys.readouterr().out
     assert main(["evaluate", p, "--run", "tiny", "--split", "val"]) == 0
     out = capsys.readouterr().out
-    assert "mAP50    COCO" in out and "ultralytics" in out
+    assert "mAP50    COCO" in out and "ultralytics" in out and " at 96 px" in out
+    weights = next((project / "runs" / "tiny").rglob("best.pt"))
+    assert main(["evaluate", p, "--weights", str(weights), "--split", "val"]) == 0  # its size from the weights
+    assert " at 96 px" in capsys.readouterr().out
     assert main(["counts", p, "--run", "tiny", "--conf", "0.01", "--csv", str(tmp_path / "s.csv"),
                  "--per-frame", str(tmp_path / "f.csv")]) == 0
     with open(tmp_path / "s.csv") as f:

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from bpr.dataset import export_yolo
-from bpr.detect import detect, load_model, predict_frames
+from bpr.detect import detect, inference_size, load_model, predict_frames
 from bpr.evaluate import evaluate
 from bpr.formats import import_yolo
 
@@ -68,6 +68,11 @@ def test_detect_with_outside_weights_over_an_image_set(trained_project, tmp_path
     summary = detect(p, weights=weights, videos=images, batch=4)
     assert summary.run == "weights:best" and summary.frames == 6
     assert p.run("weights:best")["status"] == "finished"
+
+
+def test_the_inference_size_defaults_to_the_size_the_weights_were_trained_at(trained_project):
+    model, _ = load_model(trained_project.resolve_path(trained_project.run("tiny")["weights"]), "cpu")
+    assert inference_size(model) == 96 and inference_size(model, 160) == 160
 
 
 def test_evaluate_a_run_on_full_frames(trained_project, tmp_path):
