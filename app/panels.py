@@ -479,12 +479,14 @@ class TrainPanel(QWidget):
     def reload_runs(self):
         self.runs.clear()
         for r in self.state.project.runs():
-            rb = r["config"].get("rebalancing", {})
-            best = max((m.get("mAP50", 0) for m in r["metrics"]), default=None)
-            self.runs.addTopLevelItem(QTreeWidgetItem([
-                r["name"], r["status"], f"{len(r['metrics'])}/{r['config'].get('epochs', '-')}",
-                f"{rb.get('p_obj', 0):.0%}", f"{rb.get('p_box', 0):.0%}", rb.get("mode", "-"),
-                "-" if best is None else f"{best:.4f}"]))
+            rb = r["config"].get("rebalancing")
+            if rb is None:  # a record for detections with outside weights: nothing was trained
+                cells = ["-"] * 5
+            else:
+                best = max((m.get("mAP50", 0) for m in r["metrics"]), default=None)
+                cells = [f"{len(r['metrics'])}/{r['config']['epochs']}", f"{rb['p_obj']:.0%}",
+                         f"{rb['p_box']:.0%}", rb["mode"], "-" if best is None else f"{best:.4f}"]
+            self.runs.addTopLevelItem(QTreeWidgetItem([r["name"], r["status"], *cells]))
         self._update_buttons()
 
     def _update_buttons(self):

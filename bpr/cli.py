@@ -242,6 +242,9 @@ def cmd_runs(args) -> None:
         print("no runs yet: start one with `bpr train`")
     for run in runs:
         config, metrics = run["config"], run["metrics"]
+        if "rebalancing" not in config:  # a record for detections with outside weights, not a training run
+            print(f"{run['name']:12} {run['status']:10} outside weights {config.get('external_weights', '-')}")
+            continue
         rb = config["rebalancing"]
         best = max((m.get("mAP50", 0.0) for m in metrics), default=None)
         print(f"{run['name']:12} {run['status']:10} {config['model']:14} "

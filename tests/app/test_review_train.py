@@ -254,3 +254,12 @@ def test_end_to_end_through_the_ui(window, qtbot, tmp_path, _isolated_settings):
     assert {r["video"] for r in rows} == {s.video["id"]}
     assert sum(int(r["frames_counted"]) for r in rows) == len(rows) * 15
     assert "Wrote" in _isolated_settings[-1]
+
+
+def test_a_record_of_outside_weights_lists_no_training_settings(window, tmp_path):
+    from bpr.detect import detection_run
+
+    detection_run(window.state.project, weights=tmp_path / "other.pt")
+    window.train.reload_runs()
+    row = window.train.runs.topLevelItem(0)
+    assert [row.text(i) for i in range(7)] == ["weights:other", "finished", "-", "-", "-", "-", "-"]

@@ -128,6 +128,10 @@ def test_detect_evaluate_counts_and_exports(trained_template, tmp_path, capsys):
     weights = next((project / "runs" / "tiny").rglob("best.pt"))
     assert main(["evaluate", p, "--weights", str(weights), "--split", "val"]) == 0  # its size from the weights
     assert " at 96 px" in capsys.readouterr().out
+    assert main(["detect", p, "--weights", str(weights), "--stride", "100"]) == 0
+    assert main(["runs", p]) == 0
+    out = capsys.readouterr().out
+    assert "detection run weights:best: done" in out and f"outside weights {weights}" in out
     assert main(["counts", p, "--run", "tiny", "--conf", "0.01", "--csv", str(tmp_path / "s.csv"),
                  "--per-frame", str(tmp_path / "f.csv")]) == 0
     with open(tmp_path / "s.csv") as f:
