@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QAction, QBrush, QColor
 from PySide6.QtWidgets import QFileDialog, QMenu, QTreeWidget, QTreeWidgetItem
 
@@ -10,6 +10,9 @@ from app.state import ProjectState
 from bpr.media import VIDEO_EXTENSIONS, probe_status
 
 COLUMNS = ["Video", "Split", "Status", "Frames", "Labeled"]  # labeled: partial / full frames
+# The id column's widest, in digits: DUSIA's 20-digit ids fit; longer ids (image paths) are elided at
+# the end, which keeps their folder and the start of the file name (a timecode, in exported frames).
+ID_CHARS = 30
 
 
 def _labeled(counts: dict[str, int]) -> str:
@@ -49,21 +52,27 @@ class VideoList(QTreeWidget):
             item.setData(0, Qt.ItemDataRole.UserRole, v["id"])
             for col in (3, 4):
                 item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight)
+            item.setToolTip(0, v["id"])
             if v["status"] != "ok":
                 for col in range(len(COLUMNS)):
                     item.setForeground(col, QBrush(QColor("#999999")))
-                item.setToolTip(0, f"{v['status']}: {v['status_reason'] or 'no file linked'} "
+                item.setToolTip(0, f"{v['id']}\n{v['status']}: {v['status_reason'] or 'no file linked'} "
                                    "(right-click: link video...)")
             self.addTopLevelItem(item)
         self.header().setStretchLastSection(False)
         for col in range(len(COLUMNS)):
             self.resizeColumnToContents(col)
-        # wide enough for every column: long video ids must not push the labeled counts out of view
-        self.setMinimumWidth(sum(self.columnWidth(c) for c in range(len(COLUMNS))) + 2 * self.frameWidth()
-                             + self.verticalScrollBar().sizeHint().width())
+        self.setColumnWidth(0, min(self.columnWidth(0), self.fontMetrics().horizontalAdvance("0" * ID_CHARS)))
         self.sortItems(0, Qt.SortOrder.AscendingOrder)
         self.blockSignals(False)
         self._select()
+
+    def sizeHint(self) -> QSize:
+        """Wide enough for every column, so the window opens with the labeled counts in view. (Not a
+        minimum: on a small screen the list may be narrowed, and scrolls.)"""
+        width = (sum(self.columnWidth(c) for c in range(len(COLUMNS))) + 2 * self.frameWidth()
+                 + self.verticalScrollBar().sizeHint().width())
+        return QSize(width, super().sizeHint().height())
 
     def _update_counts(self):
         if self.state.video:

@@ -11,17 +11,22 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
     QFileDialog,
+    QFormLayout,
     QHBoxLayout,
     QInputDialog,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QProgressDialog,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
+    QWidgetAction,
 )
 
 from app.frame_view import FrameView
@@ -69,6 +74,8 @@ class MainWindow(QMainWindow):
         self.view = FrameView(self.state)
         self.timeline = Timeline(self.state)
         self.frame_label = QLabel("no project")
+        # a long video id clips the label rather than widening the window
+        self.frame_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -83,6 +90,7 @@ class MainWindow(QMainWindow):
         dock.setWidget(self.videos)
         dock.setObjectName("videos")
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self.videos_dock = dock
         self.labels = LabelPanel(self.state)
         self.train = TrainPanel(self.state, self.show_error)
         self.review = ReviewPanel(self.state, self.show_error)
@@ -94,7 +102,7 @@ class MainWindow(QMainWindow):
         dock.setWidget(self.tabs)
         dock.setObjectName("panels")
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        self.videos.setMinimumWidth(400)  # id, split, status, frames and labeled counts all visible
+        self.videos.setMinimumWidth(200)
         dock.setMinimumWidth(330)
         self.labels.drawToggled.connect(self.view.set_draw_species)
         self.view.boxSelected.connect(self.labels.set_selected)
@@ -106,8 +114,13 @@ class MainWindow(QMainWindow):
         self.state.frameChanged.connect(self._update_frame_label)
         self.state.videoChanged.connect(self._update_frame_label)
         self.state.statusMessage.connect(lambda m: self.statusBar().showMessage(m, 8000))
-        self.state.projectChanged.connect(
-            lambda: self.setWindowTitle(f"bpr: {self.state.project.folder}"))
+        self.state.projectChanged.connect(self._project_opened)
+
+    def _project_opened(self):
+        self.setWindowTitle(f"bpr: {self.state.project.folder}")
+        # open the list wide enough for its columns (it has just reloaded), as far as the window allows
+        frame = max(0, self.videos_dock.width() - self.videos.width())  # (none before the window is shown)
+        self.resizeDocks([self.videos_dock], [self.videos.sizeHint().width() + frame], Qt.Orientation.Horizontal)
 
     # -- layout pieces ---------------------------------------------------------------------------
     def _transport(self) -> QHBoxLayout:
@@ -126,22 +139,39 @@ class MainWindow(QMainWindow):
         self.text_toggle = QCheckBox("Names")
         self.text_toggle.setChecked(True)
         self.text_toggle.toggled.connect(self.view.set_show_text)
-        self.brightness = QSlider(Qt.Orientation.Horizontal, minimum=-100, maximum=100, value=0)
-        self.contrast = QSlider(Qt.Orientation.Horizontal, minimum=50, maximum=300, value=100)
-        for s in (self.brightness, self.contrast):
-            s.setMinimumWidth(80)
-            s.setMaximumWidth(120)
-            s.valueChanged.connect(self._enhance)
-        reset = QPushButton("Reset")
-        reset.clicked.connect(lambda: (self.brightness.setValue(0), self.contrast.setValue(100)))
-        for w in (self.play_button, QLabel("Speed"), self.speed, fit, self.text_toggle,
-                  QLabel("Brightness"), self.brightness, QLabel("Contrast"), self.contrast, reset):
+        for w in (self.play_button, QLabel("Speed"), self.speed, fit, self.text_toggle, self._image_button()):
             row.addWidget(w)
         row.addStretch(1)
         return row
 
+    def _image_button(self) -> QToolButton:
+        """Brightness and contrast in a drop-down, so the row above the frame stays narrow enough for
+        a laptop screen."""
+        self.brightness = QSlider(Qt.Orientation.Horizontal, minimum=-100, maximum=100, value=0)
+        self.contrast = QSlider(Qt.Orientation.Horizontal, minimum=50, maximum=300, value=100)
+        reset = QPushButton("Reset")
+        reset.clicked.connect(lambda: (self.brightness.setValue(0), self.contrast.setValue(100)))
+        box = QWidget()
+        form = QFormLayout(box)
+        form.addRow("Brightness", self.brightness)
+        form.addRow("Contrast", self.contrast)
+        form.addRow(reset)
+        for s in (self.brightness, self.contrast):
+            s.setMinimumWidth(160)
+            s.valueChanged.connect(self._enhance)
+        menu = QMenu(self)
+        action = QWidgetAction(menu)
+        action.setDefaultWidget(box)
+        menu.addAction(action)
+        self.image_button = QToolButton(text="Image", toolTip="Brightness and contrast (view only)")
+        self.image_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.image_button.setMenu(menu)
+        return self.image_button
+
     def _enhance(self):
         self.view.set_enhancement(self.brightness.value(), self.contrast.value() / 100)
+        adjusted = (self.brightness.value(), self.contrast.value()) != (0, 100)
+        self.image_button.setText("Image (adjusted)" if adjusted else "Image")
 
     def _menus(self):
         bar = self.menuBar()
@@ -217,8 +247,9 @@ class MainWindow(QMainWindow):
             return
         fps = s.video["fps"]
         when = timecode(s.frame / fps) if fps else "-"
-        self.frame_label.setText(f"{s.video['id']}  frame {s.frame} / {s.frame_count - 1}  {when}  "
-                                 f"[{s.frame_status()}]")
+        # the id last: a long one is clipped, not the frame number
+        self.frame_label.setText(f"frame {s.frame} / {s.frame_count - 1}  {when}  [{s.frame_status()}]  "
+                                 f"{s.video['id']}")
 
     # -- projects --------------------------------------------------------------------------------
     def open_project(self, folder: str | Path) -> None:

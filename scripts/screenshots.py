@@ -41,9 +41,12 @@ def main() -> int:
     window.open_project(demo)
     s = window.state
 
-    def shot(name: str):
+    def shot(name: str, screen: bool = False):
+        """The window; with ``screen``, the screen where it lies, to show an open drop-down too."""
         app.processEvents()
-        window.grab().save(str(out / name))
+        image = (app.primaryScreen().grabWindow(0, 0, 0, window.width(), window.height()) if screen
+                 else window.grab())
+        image.save(str(out / name))
         print("saved", out / name)
 
     steps = []
@@ -68,8 +71,10 @@ def main() -> int:
         window.view.zoom(2.0)
         window.brightness.setValue(40)
         window.contrast.setValue(140)
+        QTimer.singleShot(0, window.image_button.showMenu)  # the sliders' drop-down, open
     step(300, zoomed)
-    step(500, lambda: shot("zoom-enhance.png"))
+    step(500, lambda: shot("zoom-enhance.png", screen=True))
+    step(0, lambda: window.image_button.menu().hide())
 
     def start_training():
         window.view.fit()

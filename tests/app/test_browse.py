@@ -32,6 +32,23 @@ def test_video_list_and_frame_view(window):
     assert all(not i.childItems() for i in label_items(window))
 
 
+def test_long_ids_are_elided_and_do_not_widen_the_window(window):
+    """Image datasets have long ids (a roboflow path is over 80 characters): the list elides them, the
+    full id in the tooltip, and the window keeps its size on a 1366-pixel laptop screen."""
+    long_id = "test/images/" + "00_00_38_23_png.rf." + "bdd2ea2f19ad32ab670ef1c010757856" * 3
+    window.state.project.conn.execute("INSERT INTO videos (id, kind, split) VALUES (?, 'image', 'test')",
+                                      (long_id,))
+    window.resize(1366, 768)
+    window.state.projectChanged.emit()  # as when the project is opened: the list reloads
+    QApplication.processEvents()
+    videos = window.videos
+    assert window.width() == 1366
+    item = videos.findItems(long_id, Qt.MatchFlag.MatchExactly, 0)[0]
+    assert item.toolTip(0).splitlines()[0] == long_id  # (then why it has no file)
+    assert videos.columnWidth(0) < videos.fontMetrics().horizontalAdvance(long_id)
+    assert sum(videos.columnWidth(c) for c in range(videos.columnCount())) <= videos.viewport().width()
+
+
 def test_keyboard_stepping_like_dive(window, qtbot):
     s = window.state
     s.set_frame(20)
@@ -70,6 +87,9 @@ def test_brightness_and_contrast_change_the_view_only(window):
     window.brightness.setValue(60)
     after = window.view.pixmap_item.pixmap().toImage().pixelColor(300, 180)
     assert after.lightness() > before.lightness()
+    assert window.image_button.text() == "Image (adjusted)"  # the sliders are in its drop-down
+    window.brightness.setValue(0)
+    assert window.image_button.text() == "Image"
     assert window.state.project.summary()["boxes"] > 0  # nothing about the data changed
 
 
