@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from bpr import __version__
@@ -305,7 +306,8 @@ def cmd_detect(args) -> None:
     finally:
         bar.close()
     state = "stopped early (run again to continue)" if summary.cancelled else "done"
-    print(f"detection run {summary.run}: {state}; {summary.frames} frames of {summary.videos} video(s) "
+    sources = _counted(_sources(asdict(summary)))
+    print(f"detection run {summary.run}: {state}; {summary.frames} frames of {sources} "
           f"in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s), {summary.detections} detections; "
           f"{summary.skipped} frames were already done")
 
@@ -404,8 +406,7 @@ def cmd_info(args) -> None:
     print(f"boxes: {summary['boxes']}")
     print(f"labeled frames: {summary['frames']['partial']} partial, {summary['frames']['full']} full")
     for split, s in summary["splits"].items():
-        sources = ", ".join(f"{n} {noun.removesuffix('s') if n == 1 else noun}"
-                            for noun, n in _sources(s, empty=project_sources[0][0]))
+        sources = _counted(_sources(s, empty=project_sources[0][0]))
         print(f"  {split:5}: {sources}, {s['frames']} labeled frames, {s['boxes']} boxes")
     print("species (boxes):")
     for name, n in summary["species"].items():
@@ -418,6 +419,11 @@ def _sources(counts: dict, empty: str = "videos") -> list[tuple[str, int]]:
     videos, images = counts["videos"] - counts["images"], counts["images"]
     out = [("videos", videos)] if videos else []
     return out + ([("images", images)] if images else []) or [(empty, 0)]
+
+
+def _counted(sources: list[tuple[str, int]]) -> str:
+    """'1 video, 30 images'."""
+    return ", ".join(f"{n} {noun.removesuffix('s') if n == 1 else noun}" for noun, n in sources)
 
 
 def _fraction(text: str) -> float:

@@ -24,7 +24,8 @@ from bpr.store import NotFoundError, Project
 @dataclass
 class DetectSummary:
     run: str
-    videos: int = 0
+    videos: int = 0            # images included (one-frame videos)
+    images: int = 0
     frames: int = 0            # frames processed now
     skipped: int = 0           # frames already processed earlier (resume)
     detections: int = 0
@@ -204,6 +205,7 @@ def detect(project: Project, run: str | None = None, weights: str | os.PathLike 
         summary.skipped += len(wanted) - len(todo)
         plan += [(video, f) for f in todo]
         summary.videos += 1
+        summary.images += video["kind"] == "image"
     started = time.perf_counter()
     total = len(plan)
     # One stream over the whole plan: each video is opened once and read forward.

@@ -66,7 +66,7 @@ def test_detect_with_outside_weights_over_an_image_set(trained_project, tmp_path
     images = [v["id"] for v in p.videos() if v["kind"] == "image"][:6]
     weights = p.resolve_path(p.run("tiny")["weights"])
     summary = detect(p, weights=weights, videos=images, batch=4)
-    assert summary.run == "weights:best" and summary.frames == 6
+    assert summary.run == "weights:best" and summary.frames == summary.images == summary.videos == 6
     assert p.run("weights:best")["status"] == "finished"
 
 
