@@ -30,6 +30,25 @@ def last_project() -> Path | None:
     return None
 
 
+def save_layout(window) -> None:
+    """The window's size, place and docks, for the next start."""
+    settings = _settings()
+    settings.setValue("geometry", window.saveGeometry())
+    settings.setValue("window_state", window.saveState())
+
+
+def restore_layout(window) -> bool:
+    """The layout saved at the last close, if any; returns whether there was one."""
+    settings = _settings()
+    geometry, state = settings.value("geometry"), settings.value("window_state")
+    if geometry is None:
+        return False
+    window.restoreGeometry(geometry)
+    if state is not None:
+        window.restoreState(state)
+    return True
+
+
 def _clean_qt_environment() -> None:
     """opencv-python points Qt at its own bundled Qt 5 plugins on import; PySide6 must not use them."""
     import cv2
@@ -65,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("bpr")
     window = MainWindow()
+    window.keep_dock_widths = restore_layout(window)
     window.show()
     window.statusBar().showMessage(f"window up in {time.perf_counter() - STARTED:.2f} s")
     if os.environ.get("BPR_EXIT_AFTER_SHOWN"):  # start-up timing (benchmarks, the bundle script)

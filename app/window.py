@@ -68,6 +68,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.state = state or ProjectState(self)
         self.workers: list[Worker] = []
+        self.keep_dock_widths = False  # True once a saved layout is restored: the user chose the widths
         self.setWindowTitle("bpr: partially labeled underwater video")
         self.resize(1500, 900)
 
@@ -118,6 +119,8 @@ class MainWindow(QMainWindow):
 
     def _project_opened(self):
         self.setWindowTitle(f"bpr: {self.state.project.folder}")
+        if self.keep_dock_widths:
+            return
         # open the list wide enough for its columns (it has just reloaded), as far as the window allows
         frame = max(0, self.videos_dock.width() - self.videos.width())  # (none before the window is shown)
         self.resizeDocks([self.videos_dock], [self.videos.sizeHint().width() + frame], Qt.Orientation.Horizontal)
@@ -399,4 +402,7 @@ class MainWindow(QMainWindow):
             worker.request_stop()
             worker.wait(10000)
         self.view.source.close()
+        from app.main import save_layout
+
+        save_layout(self)
         super().closeEvent(event)

@@ -34,6 +34,34 @@ def test_first_run_builds_the_demo_then_the_last_project_reopens(qtbot, tmp_path
     assert other.state.project.folder == tmp_path / "data" / "demo"
 
 
+def test_the_window_comes_back_as_it_was_closed(qtbot):
+    """Its docks as the user left them (the size too, which the offscreen test screen clamps)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QDockWidget
+
+    from app.main import restore_layout
+    from app.window import MainWindow
+
+    def docks(window):
+        return {d.objectName(): (window.dockWidgetArea(d), d.isHidden()) for d in window.findChildren(QDockWidget)}
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    assert not restore_layout(window)  # first start: nothing saved
+    window.show()
+    panels = window.findChild(QDockWidget, "panels")
+    window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, panels)
+    window.videos_dock.hide()
+    window.close()
+    again = MainWindow()
+    qtbot.addWidget(again)
+    assert docks(again) != docks(window)
+    assert restore_layout(again)
+    again.show()
+    assert docks(again) == docks(window) == {"videos": (Qt.DockWidgetArea.LeftDockWidgetArea, True),
+                                             "panels": (Qt.DockWidgetArea.LeftDockWidgetArea, False)}
+
+
 def test_self_test(qapp, capsys):
     from app.main import main
 
