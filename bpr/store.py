@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -120,6 +121,11 @@ MIGRATIONS: list[str] = [
         detection_id INTEGER PRIMARY KEY REFERENCES detections(id) ON DELETE CASCADE,
         rejected REAL NOT NULL
     );
+    """,
+    # 4: the process training a run (JSON: host, pid, process start time), so that a run whose
+    # process died without a word (killed, power cut) reads as interrupted, and can be resumed
+    """
+    ALTER TABLE runs ADD COLUMN owner TEXT;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -355,15 +361,16 @@ class Project:
 
     # -- training runs -----------------------------------------------------------------------
     def create_run(self, name: str, config: dict) -> int:
+        """A new run, ``running`` in this process."""
         with self.transaction():
             cur = self.conn.execute(
-                "INSERT INTO runs (name, config, status, started, metrics) VALUES (?, ?, 'running', ?, '[]')",
-                (name, json.dumps(config), time.time()))
+                "INSERT INTO runs (name, config, status, started, metrics, owner) "
+                "VALUES (?, ?, 'running', ?, '[]', ?)", (name, json.dumps(config), time.time(), this_process()))
         return cur.lastrowid
 
     def update_run(self, name: str, **fields) -> None:
         """Set columns of a run; ``metrics`` (a list of per-epoch dicts) and ``config`` are stored as JSON."""
-        allowed = {"status", "error", "finished", "metrics", "summary", "weights", "config", "started"}
+        allowed = {"status", "error", "finished", "metrics", "summary", "weights", "config", "started", "owner"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"unknown run fields {sorted(unknown)}")
@@ -424,11 +431,37 @@ class Project:
         }
 
 
+def this_process() -> str:
+    """This process, as a run's ``owner``: host, pid and start time (a pid alone may be reused)."""
+    import psutil
+
+    return json.dumps([socket.gethostname(), os.getpid(), psutil.Process().create_time()])
+
+
+def owner_state(owner: str | None) -> str:
+    """'alive' or 'gone': whether the process a run records as training it still runs; 'unknown' for
+    a run from before owners were recorded, or one trained on another machine."""
+    if not owner:
+        return "unknown"
+    host, pid, started = json.loads(owner)
+    if host != socket.gethostname():
+        return "unknown"
+    import psutil
+
+    try:
+        return "alive" if abs(psutil.Process(pid).create_time() - started) < 0.01 else "gone"
+    except psutil.NoSuchProcess:
+        return "gone"
+
+
 def _decode_run(row: dict) -> dict:
     row = dict(row)
     row["config"] = json.loads(row["config"])
     row["metrics"] = json.loads(row["metrics"] or "[]")
     row["summary"] = json.loads(row["summary"]) if row["summary"] else None
+    if row["status"] == "running" and owner_state(row["owner"]) == "gone":
+        row["status"] = "cancelled"
+        row["error"] = "interrupted: the process training it ended (resumable from its last epoch)"
     return row
 
 

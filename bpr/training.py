@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bpr.config import Rebalancing, TrainConfig  # noqa: F401  (re-exported)
-from bpr.store import Project
+from bpr.store import Project, owner_state, this_process
 
 
 class TrainingCancelled(Exception):
@@ -173,8 +173,11 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
         record = project.run(resume)
         if record["status"] == "finished":
             raise ValueError(f"run {resume} has finished; start a new run instead")
+        if record["status"] == "running" and owner_state(record["owner"]) == "alive":
+            pid = json.loads(record["owner"])[1]
+            raise ValueError(f"run {resume} is being trained now, by process {pid}")
         name, config = resume, TrainConfig.from_dict(record["config"])
-        project.update_run(name, status="running", error=None, finished=None)
+        project.update_run(name, status="running", error=None, finished=None, owner=this_process())
     else:
         config = config or TrainConfig()
         name = name or _new_run_name(project)

@@ -115,3 +115,32 @@ def test_a_version_1_project_is_upgraded_in_place(tmp_path):
         assert p.schema_version == SCHEMA_VERSION >= 2
         assert "detected_frames" in p.db.table_names()
         assert [v["id"] for v in p.videos()] == ["kept"]
+
+
+def test_a_run_whose_process_died_reads_as_interrupted(project):
+    """A run records the process training it; once that process is gone (killed, power cut) without
+    marking the run, the run reads as cancelled, and so can be resumed."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    import psutil
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    started = psutil.Process(child.pid).create_time()
+    for name in ("mine", "killed", "reused pid", "older version", "other machine"):
+        project.create_run(name, {})
+    owners = {"killed": [socket.gethostname(), child.pid, started],
+              "reused pid": [socket.gethostname(), child.pid, started - 100],
+              "older version": None,
+              "other machine": ["elsewhere", 1, 0.0]}
+    for name, owner in owners.items():
+        project.update_run(name, owner=None if owner is None else json.dumps(owner))
+    assert project.run("killed")["status"] == "running"  # its process runs
+    child.kill()
+    child.wait()
+    status = {r["name"]: r["status"] for r in project.runs()}
+    assert status == {"mine": "running", "killed": "cancelled", "reused pid": "cancelled",
+                      "older version": "running", "other machine": "running"}
+    assert project.run("killed")["error"].startswith("interrupted")

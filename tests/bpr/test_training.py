@@ -198,3 +198,9 @@ def test_cancel_takes_effect_within_two_seconds(demo_project, tmp_path):
     assert summary.cancelled and pressed
     assert returned - pressed[0] < 2.0
     assert 8 <= summary.frames < 480
+
+
+def test_a_run_being_trained_by_a_live_process_is_not_resumed_twice(project):
+    project.create_run("busy", {})  # running, owned by this (live) process
+    with pytest.raises(ValueError, match=r"run busy is being trained now, by process \d+"):
+        train(project, resume="busy")
