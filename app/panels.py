@@ -499,11 +499,12 @@ class TrainPanel(QWidget):
 
 
 # ---------------------------------------------------------------------------------------------------
-def _detect_job(folder: str, run: str, video: str, stride: int, min_conf: float, progress, stop):
+def _detect_job(folder: str, run: str, videos: list[str] | None, stride: int, min_conf: float, progress,
+                stop):
     from bpr.detect import detect
 
     with Project.open(folder) as project:
-        return detect(project, run=run, videos=[video], stride=stride, min_conf=min_conf, progress=progress,
+        return detect(project, run=run, videos=videos, stride=stride, min_conf=min_conf, progress=progress,
                       cancel=stop.is_set)
 
 
@@ -514,6 +515,7 @@ class ReviewPanel(QWidget):
         super().__init__(parent)
         self.state, self.show_error = state, show_error
         self.worker: Worker | None = None
+        self.detecting = False
         self.suggestions = []
         layout = QVBoxLayout(self)
         form = QFormLayout()
@@ -525,11 +527,16 @@ class ReviewPanel(QWidget):
         self.stride.setPrefix("every ")
         self.stride.setSuffix(" frame(s)")
         self.detect_button = QPushButton("Detect on this video")
-        self.detect_button.clicked.connect(self.detect)
+        self.detect_button.clicked.connect(lambda: self.detect())
+        self.detect_all_button = QPushButton("On all")
+        self.detect_all_button.setToolTip("detect on every readable video (or image) of the project; frames "
+                                          "this run has done already are skipped")
+        self.detect_all_button.clicked.connect(lambda: self.detect(everything=True))
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(lambda: self.worker and self.worker.request_stop())
         self.cancel_button.setEnabled(False)
         detect_row.addWidget(self.detect_button)
+        detect_row.addWidget(self.detect_all_button)
         detect_row.addWidget(self.cancel_button)
         form.addRow("Frames", self.stride)
         form.addRow(detect_row)
@@ -591,7 +598,15 @@ class ReviewPanel(QWidget):
             self.run.setCurrentText(self.state.run if self.state.run in names else names[-1])
         self.run.blockSignals(False)
         self.state.set_run(self.run.currentText() or None)
-        self.detect_button.setEnabled(bool(names))
+        self._detect_buttons()
+
+    def _detect_buttons(self, detecting: bool | None = None) -> None:
+        if detecting is not None:
+            self.detecting = detecting
+        can_start = self.run.count() > 0 and not self.detecting
+        self.detect_button.setEnabled(can_start)
+        self.detect_all_button.setEnabled(can_start)
+        self.cancel_button.setEnabled(self.detecting)
 
     def _conf_changed(self, value: float):
         self.conf.blockSignals(True)
@@ -599,22 +614,22 @@ class ReviewPanel(QWidget):
         self.conf.blockSignals(False)
         self.state.set_conf(value)
 
-    def detect(self):
-        if not (self.state.video and self.state.run) or (self.worker and self.worker.thread.isRunning()):
+    def detect(self, everything: bool = False):
+        """On the current video, or with ``everything`` on all of the project's."""
+        if not self.state.run or not (everything or self.state.video) or self.detecting:
             return
-        self.worker = Worker(_detect_job, str(self.state.project.folder), self.state.run,
-                             self.state.video["id"], self.stride.value(), self.keep.value())
+        videos = None if everything else [self.state.video["id"]]
+        self.worker = Worker(_detect_job, str(self.state.project.folder), self.state.run, videos,
+                             self.stride.value(), self.keep.value())
         self.worker.progress.connect(lambda done, total, _: (self.progress.setMaximum(max(total, 1)),
                                                               self.progress.setValue(done)))
         self.worker.finished.connect(self._detected)
         self.worker.failed.connect(self._failed)
         self.worker.start()
-        self.detect_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
+        self._detect_buttons(detecting=True)
 
     def _detected(self, summary):
-        self.detect_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+        self._detect_buttons(detecting=False)
         state = "stopped" if summary.cancelled else "done"
         self.state.statusMessage.emit(f"detection {state}: {summary.frames} frames, {summary.detections} "
                                       f"detections, {summary.fps:.1f} frames/s")
@@ -622,8 +637,7 @@ class ReviewPanel(QWidget):
         self.state.detectionsChanged.emit()
 
     def _failed(self, message, details):
-        self.detect_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+        self._detect_buttons(detecting=False)
         self.show_error("Detection failed", message, details)
 
     def refresh_frame(self, *_):

@@ -140,6 +140,16 @@ def test_detect_from_the_panel(make_window, trained_template, qtbot):
     assert review.video_counts.topLevelItemCount() == 5  # every species the model looks for
     review.conf.setValue(99)
     assert len(dashed(window)) == 0
+    # Then on every video, every 10th frame: the first video's are done already (every 5th).
+    review.stride.setValue(10)
+    review.detect_all_button.click()
+    assert not review.detect_button.isEnabled() and review.cancel_button.isEnabled()
+    with qtbot.waitSignal(review.worker.finished, timeout=60000) as done:
+        pass
+    summary = done.args[0]
+    assert (summary.videos, summary.frames, summary.skipped) == (4, 15 + 12 + 12, 15)
+    assert s.project.conn.execute("SELECT count(*) FROM detected_frames").fetchone()[0] == 30 + 39
+    assert review.detect_all_button.isEnabled() and not review.cancel_button.isEnabled()
 
 
 @pytest.mark.slow
