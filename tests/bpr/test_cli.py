@@ -164,3 +164,19 @@ def test_ctrl_c_once_stops_cleanly_twice_interrupts_and_the_handler_is_restored(
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(project):
+    """`bpr info P | head -1`: the pipe closes before bpr writes; bpr stops quietly, as Unix tools do."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "bpr.cli", "info", str(project.folder)], stdout=write,
+                              stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, b"")
