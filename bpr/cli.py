@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import sys
 import threading
 from collections.abc import Callable
@@ -249,9 +250,22 @@ def cmd_runs(args) -> None:
             continue
         rb = config["rebalancing"]
         best = max((m.get("mAP50", 0.0) for m in metrics), default=None)
+        left = _time_left(metrics, config["epochs"]) if run["status"] == "running" else ""
         print(f"{run['name']:12} {run['status']:10} {config['model']:14} "
               f"{len(metrics):>3}/{config['epochs']:<3} ep  p_obj {rb['p_obj']:<5} p_box {rb['p_box']:<5} "
-              f"{rb['mode']:9} best val mAP50 {'-' if best is None else f'{best:.4f}'}")
+              f"{rb['mode']:9} best val mAP50 {'-' if best is None else f'{best:.4f}'}{left}")
+
+
+def _time_left(metrics: list[dict], epochs: int) -> str:
+    """', 88 s an epoch, about 4.3 h left' from the epochs' end times. The median epoch, so that a
+    pause between sittings (a resumed run) does not count as training time."""
+    times = [m["time"] for m in metrics if "time" in m]
+    if len(times) < 2:
+        return ""
+    per_epoch = statistics.median(b - a for a, b in zip(times, times[1:]))
+    left = per_epoch * (epochs - len(metrics))
+    left_text = f"{left / 60:.0f} min" if left < 7200 else f"{left / 3600:.1f} h"
+    return f", {per_epoch:.0f} s an epoch, about {left_text} left"
 
 
 def cmd_evaluate(args) -> None:

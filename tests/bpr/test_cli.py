@@ -180,3 +180,17 @@ def test_a_reader_that_leaves_early_gets_no_traceback(project):
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (141, b"")
+
+
+def test_runs_says_how_long_a_running_run_has_left(project, capsys):
+    """From the median epoch: the night between two sittings of a resumed run is not training time."""
+    from bpr.config import TrainConfig
+
+    project.create_run("long", TrainConfig(epochs=100).to_dict())
+    ends = [0, 90, 180, 270, 40_000, 40_090]  # a pause before the 5th epoch
+    project.update_run("long", metrics=[{"epoch": i + 1, "mAP50": 0.01, "time": t} for i, t in enumerate(ends)])
+    assert main(["runs", str(project.folder)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(", 90 s an epoch, about 2.4 h left")  # 94 epochs
+    project.update_run("long", status="cancelled")
+    assert main(["runs", str(project.folder)]) == 0
+    assert "left" not in capsys.readouterr().out
