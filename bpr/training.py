@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import threading
 import time
 import traceback
@@ -175,7 +176,8 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
             raise ValueError(f"run {resume} has finished; start a new run instead")
         if record["status"] == "running" and owner_state(record["owner"]) == "alive":
             pid = json.loads(record["owner"])[1]
-            raise ValueError(f"run {resume} is being trained now, by process {pid}")
+            if pid != os.getpid():
+                raise ValueError(f"run {resume} is being trained now, by process {pid}")
         name, config = resume, TrainConfig.from_dict(record["config"])
         project.update_run(name, status="running", error=None, finished=None, owner=this_process())
     else:

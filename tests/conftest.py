@@ -36,6 +36,24 @@ def project(tmp_path):
         yield p
 
 
+@pytest.fixture
+def other_process():
+    """Another live process, and its ``owner`` record as a run would store it (see bpr.store.this_process)."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    import psutil
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        yield child, json.dumps([socket.gethostname(), child.pid, psutil.Process(child.pid).create_time()])
+    finally:
+        child.kill()
+        child.wait()
+
+
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory):
     """The demo project, built once per test session; use ``demo_project`` for a private copy."""

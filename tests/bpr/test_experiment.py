@@ -65,6 +65,23 @@ def test_a_sweep_loads_its_evaluation_code_before_the_first_run(tmp_path):
     assert "detect loaded: True" in result.stderr, result.stderr
 
 
+def test_a_run_another_process_trains_is_left_to_it(demo_template, tmp_path, other_process):
+    """Two processes sharing a sweep whose settings overlap: the second skips the run the first trains."""
+    import shutil
+
+    from bpr.store import Project
+
+    child, owner = other_process
+    data = tmp_path / "demo"
+    shutil.copytree(demo_template, data)
+    with Project.open(data) as p:
+        p.create_run("baseline-seed0", {})
+        p.update_run("baseline-seed0", owner=owner)
+    messages = []
+    rows = run_experiment(tiny_spec(data, tmp_path / "exp", seeds=1), on_message=messages.append, only=["baseline"])
+    assert rows == [] and messages == [f"skipping baseline-seed0: process {child.pid} is training it"]
+
+
 @pytest.mark.slow
 def test_an_interrupted_sweep_resumes_and_reports(demo_template, tmp_path):
     import shutil

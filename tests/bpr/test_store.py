@@ -117,26 +117,19 @@ def test_a_version_1_project_is_upgraded_in_place(tmp_path):
         assert [v["id"] for v in p.videos()] == ["kept"]
 
 
-def test_a_run_whose_process_died_reads_as_interrupted(project):
+def test_a_run_whose_process_died_reads_as_interrupted(project, other_process):
     """A run records the process training it; once that process is gone (killed, power cut) without
     marking the run, the run reads as cancelled, and so can be resumed."""
     import json
-    import socket
-    import subprocess
-    import sys
 
-    import psutil
-
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    started = psutil.Process(child.pid).create_time()
+    child, owner = other_process
+    host, pid, started = json.loads(owner)
     for name in ("mine", "killed", "reused pid", "older version", "other machine"):
         project.create_run(name, {})
-    owners = {"killed": [socket.gethostname(), child.pid, started],
-              "reused pid": [socket.gethostname(), child.pid, started - 100],
-              "older version": None,
-              "other machine": ["elsewhere", 1, 0.0]}
-    for name, owner in owners.items():
-        project.update_run(name, owner=None if owner is None else json.dumps(owner))
+    owners = {"killed": owner, "reused pid": json.dumps([host, pid, started - 100]), "older version": None,
+              "other machine": json.dumps(["elsewhere", 1, 0.0])}
+    for name, value in owners.items():
+        project.update_run(name, owner=value)
     assert project.run("killed")["status"] == "running"  # its process runs
     child.kill()
     child.wait()

@@ -200,7 +200,9 @@ def test_cancel_takes_effect_within_two_seconds(demo_project, tmp_path):
     assert 8 <= summary.frames < 480
 
 
-def test_a_run_being_trained_by_a_live_process_is_not_resumed_twice(project):
-    project.create_run("busy", {})  # running, owned by this (live) process
-    with pytest.raises(ValueError, match=r"run busy is being trained now, by process \d+"):
+def test_a_run_being_trained_by_another_live_process_is_not_resumed_twice(project, other_process):
+    child, owner = other_process
+    project.create_run("busy", {})
+    project.update_run("busy", owner=owner)
+    with pytest.raises(ValueError, match=f"run busy is being trained now, by process {child.pid}"):
         train(project, resume="busy")
