@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bpr.config import Rebalancing
-from bpr.store import NotFoundError, Project, owner_state
+from bpr.store import NotFoundError, Project, trained_elsewhere
 from bpr.training import TrainConfig, train
 
 
@@ -146,11 +145,9 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                     status = record["status"]
                 except NotFoundError:
                     status = None
-                if status == "running" and owner_state(record["owner"]) == "alive":
-                    pid = json.loads(record["owner"])[1]
-                    if pid != os.getpid():  # another process sharing the sweep: leave it that run
-                        on_message(f"skipping {name}: process {pid} is training it")
-                        continue
+                if status is not None and (pid := trained_elsewhere(record)) is not None:
+                    on_message(f"skipping {name}: process {pid} is training it")  # a process sharing the sweep
+                    continue
                 if status is None:
                     on_message(f"training {name}")
                     record = train(project, config, name=name, on_event=on_event, stop=stop)

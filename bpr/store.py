@@ -454,6 +454,14 @@ def owner_state(owner: str | None) -> str:
         return "gone"
 
 
+def trained_elsewhere(run: dict) -> int | None:
+    """The pid of another live process (on this machine) that is training ``run``, if one is."""
+    if run["status"] != "running" or owner_state(run["owner"]) != "alive":
+        return None
+    pid = json.loads(run["owner"])[1]
+    return None if pid == os.getpid() else pid
+
+
 def _decode_run(row: dict) -> dict:
     row = dict(row)
     row["config"] = json.loads(row["config"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import threading
 import time
 import traceback
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bpr.config import Rebalancing, TrainConfig  # noqa: F401  (re-exported)
-from bpr.store import Project, owner_state, this_process
+from bpr.store import Project, this_process, trained_elsewhere
 
 
 class TrainingCancelled(Exception):
@@ -174,10 +173,9 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
         record = project.run(resume)
         if record["status"] == "finished":
             raise ValueError(f"run {resume} has finished; start a new run instead")
-        if record["status"] == "running" and owner_state(record["owner"]) == "alive":
-            pid = json.loads(record["owner"])[1]
-            if pid != os.getpid():
-                raise ValueError(f"run {resume} is being trained now, by process {pid}")
+        pid = trained_elsewhere(record)
+        if pid is not None:
+            raise ValueError(f"run {resume} is being trained now, by process {pid}")
         name, config = resume, TrainConfig.from_dict(record["config"])
         project.update_run(name, status="running", error=None, finished=None, owner=this_process())
     else:
