@@ -158,6 +158,8 @@ def detection_run(project: Project, run: str | None = None, weights: str | os.Pa
     if weights is None:
         raise ValueError("give a run or weights")
     path = Path(weights).absolute()
+    if not path.is_file():  # refused before a record of it is made
+        raise FileNotFoundError(f"model weights {path} not found")
     name = f"weights:{path.stem}"
     try:
         return project.run(name)

@@ -161,12 +161,13 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
           stop: threading.Event | None = None) -> dict:
     """Train (or resume) a run; returns the run's record from the store.
 
-    A run is recorded before anything else happens. Cancelling (``stop.set()``) stops at the end of the
-    current batch, marks the run ``cancelled`` and raises TrainingCancelled; it can be resumed from its
-    last finished epoch. Any other error marks the run ``failed`` with the error and is re-raised.
+    A bad device or a missing weights file is refused before anything is recorded. Then the run is
+    recorded before anything else happens. Cancelling (``stop.set()``) stops at the end of the current
+    batch, marks the run ``cancelled`` and raises TrainingCancelled; it can be resumed from its last
+    finished epoch. Any other error marks the run ``failed`` with the error and is re-raised.
     """
     from bpr.dataset import export_yolo
-    from bpr.offline import configure
+    from bpr.offline import configure, local_weights
 
     configure()
     if resume is not None:
@@ -177,22 +178,22 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
         if pid is not None:
             raise ValueError(f"run {resume} is being trained now, by process {pid}")
         name, config = resume, TrainConfig.from_dict(record["config"])
-        project.update_run(name, status="running", error=None, finished=None, owner=this_process())
     else:
         config = config or TrainConfig()
         name = name or _new_run_name(project)
         if any(r["name"] == name for r in project.runs()):
             raise ValueError(f"a run named {name!r} exists already; choose another name or resume it")
+    device = resolve_device(config.device)
+    model = config.model
+    if model.endswith(".pt"):  # a missing or oddly named .pt makes ultralytics try to download it
+        model = str(local_weights(model))
+    if resume is not None:
+        project.update_run(name, status="running", error=None, finished=None, owner=this_process())
+    else:
         project.create_run(name, config.to_dict())
 
     folder = run_folder(project, name)
     try:
-        model = config.model
-        if model.endswith(".pt"):  # a missing or oddly named .pt makes ultralytics try to download it
-            from bpr.offline import local_weights
-
-            model = str(local_weights(model))
-        device = resolve_device(config.device)
         last = folder / "train" / "weights" / "last.pt"
         if resume is not None and last.exists():
             dataset = json.loads((folder / "dataset" / "export.json").read_text())

@@ -184,17 +184,24 @@ def test_train_stop_resume_from_the_panel(window, qtbot):
     assert window.review.run.findText("run1") >= 0
 
 
-def test_a_training_error_is_shown_and_the_app_stays_up(window, qtbot, monkeypatch):
+def test_a_training_error_is_shown_and_the_app_stays_up(window, qtbot, monkeypatch, tmp_path):
     errors = []
     monkeypatch.setattr(window, "show_error", lambda *args: errors.append(args))
     window.train.show_error = window.show_error
-    window.train.model.setCurrentText("/nowhere/weights.pt")
+    window.train.model.setCurrentText("/nowhere/weights.pt")  # refused before a run is recorded
     window.train.start_button.click()
     with qtbot.waitSignal(window.train.worker.failed, timeout=120000):
         pass
     assert errors and "FileNotFoundError: model weights /nowhere/weights.pt not found" in errors[0][1]
     assert "failed" in window.train.status.text() and window.train.start_button.isEnabled()
-    assert window.state.project.runs()[-1]["status"] == "failed"
+    assert window.state.project.runs() == []
+    broken = tmp_path / "broken.pt"  # fails once the run has started: recorded as failed
+    broken.write_bytes(b"not a model")
+    window.train.model.setCurrentText(str(broken))
+    window.train.start_button.click()
+    with qtbot.waitSignal(window.train.worker.failed, timeout=120000):
+        pass
+    assert len(errors) == 2 and window.state.project.runs()[-1]["status"] == "failed"
     window.state.set_frame(5)  # still working
     assert window.view.pixmap_item.pixmap().width() == 640
 

@@ -68,6 +68,9 @@ def test_detect_with_outside_weights_over_an_image_set(trained_project, tmp_path
     summary = detect(p, weights=weights, videos=images, batch=4)
     assert summary.run == "weights:best" and summary.frames == summary.images == summary.videos == 6
     assert p.run("weights:best")["status"] == "finished"
+    with pytest.raises(FileNotFoundError, match="model weights .*nowhere.pt not found"):
+        detect(p, weights=tmp_path / "nowhere.pt")
+    assert "weights:nowhere" not in [r["name"] for r in p.runs()]
 
 
 def test_the_inference_size_defaults_to_the_size_the_weights_were_trained_at(trained_project):

@@ -125,14 +125,15 @@ def test_a_crash_mid_epoch_marks_the_run_failed_and_a_new_run_can_start(demo_pro
     assert train(demo_project, tiny_config(), name="after")["status"] == "finished"
 
 
-def test_bad_settings_are_refused_before_training(demo_project):
+def test_bad_settings_are_refused_before_a_run_is_recorded(demo_project):
     with pytest.raises(FileNotFoundError, match="weights .*nowhere.pt not found"):
         train(demo_project, tiny_config(model="nowhere.pt"), name="w")
-    assert demo_project.run("w")["status"] == "failed"
+    with pytest.raises(ValueError, match="device 'cuda:7' is not available here"):
+        train(demo_project, tiny_config(device="cuda:7"), name="w")
+    assert demo_project.runs() == []  # nothing happened, so nothing to clutter the run list
+    demo_project.create_run("w", tiny_config().to_dict())
     with pytest.raises(ValueError, match="exists already"):
         train(demo_project, tiny_config(), name="w")
-    with pytest.raises(ValueError, match="not available here"):
-        resolve_device("cuda:7")
     assert resolve_device("cpu") == "cpu"
 
 
