@@ -276,7 +276,9 @@ def test_end_to_end_through_the_ui(window, qtbot, tmp_path, _isolated_settings):
 def test_a_record_of_outside_weights_lists_no_training_settings(window, tmp_path):
     from bpr.detect import detection_run
 
-    detection_run(window.state.project, weights=tmp_path / "other.pt")
+    weights = tmp_path / "other.pt"
+    weights.write_bytes(b"")  # only recorded here, never loaded
+    detection_run(window.state.project, weights=weights)
     window.train.reload_runs()
     row = window.train.runs.topLevelItem(0)
     assert [row.text(i) for i in range(7)] == ["weights:other", "finished", "-", "-", "-", "-", "-"]
