@@ -157,9 +157,10 @@ def detection_run(project: Project, run: str | None = None, weights: str | os.Pa
         return record
     if weights is None:
         raise ValueError("give a run or weights")
+    from bpr.offline import local_weights
+
     path = Path(weights).absolute()
-    if not path.is_file():  # refused before a record of it is made
-        raise FileNotFoundError(f"model weights {path} not found")
+    local_weights(path)  # a missing file is refused before a record of it is made
     name = f"weights:{path.stem}"
     try:
         return project.run(name)
