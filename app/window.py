@@ -53,7 +53,7 @@ def _import_job(kind: str, folder: str, paths: dict, progress, stop):
             return formats.import_yolo(project, paths["file"], progress=progress)
         if kind == "coco":
             return formats.import_coco(project, paths["file"], paths.get("images"), progress=progress)
-        return formats.import_viame(project, paths["file"], progress=progress)
+        return formats.import_viame(project, paths["file"], images_dir=paths.get("images"), progress=progress)
 
 
 def _export_yolo_job(folder: str, out: str, progress, stop):
@@ -292,6 +292,8 @@ class MainWindow(QMainWindow):
         return worker
 
     def import_dialog(self, kind: str, paths: dict | None = None) -> Worker | None:
+        from bpr.formats.viame import names_images
+
         if self.state.project is None:
             return None
         if paths is None:
@@ -311,6 +313,11 @@ class MainWindow(QMainWindow):
                     return None
                 if kind == "coco":
                     paths["images"] = QFileDialog.getExistingDirectory(self, "Images folder") or None
+                if kind == "viame" and names_images(paths["file"]):
+                    paths["images"] = QFileDialog.getExistingDirectory(
+                        self, "Folder with the images the CSV names", str(Path(paths["file"]).parent))
+                    if not paths["images"]:
+                        return None
         worker = Worker(_import_job, kind, str(self.state.project.folder), paths)
 
         def done(report):

@@ -113,7 +113,7 @@ def cmd_import(args) -> None:
             if not Path(args.csv).is_file():
                 raise FileNotFoundError(f"{args.csv}: no such file")
             with Project.open(args.project, create=True) as project:
-                report = import_viame(project, args.csv, args.video_id, args.split, args.status)
+                report = import_viame(project, args.csv, args.video_id, args.split, args.status, args.images)
             _report(report)
             return
         with Project.open(args.project, create=True) as project:
@@ -503,13 +503,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--project", required=True, help="project folder (created if new)")
     q.add_argument("--train-status", choices=["partial", "full"], default="partial",
                    help="label status of training images (val/test are full); default partial")
-    q = fmt.add_parser("viame", help="a VIAME CSV (from VIAME or DIVE) for one video")
+    q = fmt.add_parser("viame", help="a VIAME CSV (from VIAME or DIVE) for one video or one image folder")
     q.add_argument("csv")
     q.add_argument("--project", required=True, help="project folder (created if new)")
     q.add_argument("--video-id", help="the video the rows belong to (default: the CSV's name)")
+    q.add_argument("--images", help="the folder of images the rows belong to (default, when the rows name "
+                                    "image files: the CSV's folder)")
     q.add_argument("--split", choices=["train", "val", "test", "none"])
     q.add_argument("--status", choices=["partial", "full", "none"], default="none",
-                   help="label status for frames holding boxes (default: none)")
+                   help="label status for frames or images holding boxes (default: none)")
     q = fmt.add_parser("coco", help="a COCO detection JSON file")
     q.add_argument("json")
     q.add_argument("--images", help="folder the file names are relative to (default: the JSON's)")
@@ -538,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
     yolo_export_options(fmt.add_parser("yolo", help="a YOLO training set (images, labels, data.yaml)"))
     for name, help_text, out_help in (
-            ("viame", "VIAME CSV (opens in VIAME and DIVE), one file per video", "output folder"),
+            ("viame", "VIAME CSV (opens in VIAME and DIVE), one file per video or image folder",
+             "output folder"),
             ("coco", "COCO JSON of the labeled frames", "output .json file")):
         q = fmt.add_parser(name, help=help_text)
         q.add_argument("project")

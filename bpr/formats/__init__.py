@@ -8,7 +8,7 @@ from bpr.formats.coco import export_coco, read_coco
 from bpr.formats.common import ImportReport, LabelFormatError, Progress, write_batch
 from bpr.formats.cvat import read_cvat
 from bpr.formats.dusia import find_video, read_dusia
-from bpr.formats.viame import export_viame, read_viame
+from bpr.formats.viame import export_viame, names_images, read_viame, read_viame_images
 from bpr.formats.yolo import read_yolo
 from bpr.media import probe_status
 from bpr.store import Project
@@ -16,7 +16,7 @@ from bpr.store import Project
 __all__ = [
     "ImportReport", "LabelFormatError", "import_coco", "import_cvat", "import_dusia", "import_yolo",
     "export_coco", "export_viame", "import_viame", "link_videos", "read_coco", "read_cvat",
-    "read_dusia", "read_viame", "read_yolo", "write_batch",
+    "read_dusia", "read_viame", "read_viame_images", "read_yolo", "write_batch",
 ]
 
 
@@ -44,9 +44,20 @@ def import_coco(project: Project, json_path: str | Path, images_dir: str | Path 
 
 
 def import_viame(project: Project, csv_path: str | Path, video_id: str | None = None,
-                 split: str | None = None, status: str = "none",
+                 split: str | None = None, status: str = "none", images_dir: str | Path | None = None,
                  progress: Progress | None = None) -> ImportReport:
-    """A VIAME CSV into one video: an existing one (its frame size clips the boxes) or a new one."""
+    """A VIAME CSV into one video: ``video_id`` (an existing video's frame size clips the boxes) or a new one
+    named after the CSV; or into the images of a folder, when ``images_dir`` is given or, without a
+    ``video_id``, the CSV's rows name image files (see ``read_viame_images``).
+    """
+    if images_dir is not None and video_id is not None:
+        raise ValueError("a VIAME CSV goes into one video or into a folder's images, not both")
+    if images_dir is not None or (video_id is None and names_images(csv_path)):
+        videos = project.videos()
+        known = {project.resolve_path(v["path"]).resolve(): v["id"] for v in videos
+                 if v["kind"] == "image" and v["path"]}
+        batch = read_viame_images(csv_path, images_dir, split, status, known, {v["id"] for v in videos})
+        return write_batch(project, batch, progress)
     vid = video_id or Path(csv_path).stem
     known = project.conn.execute("SELECT width, height FROM videos WHERE id = ?", (vid,)).fetchone()
     width, height = known if known else (None, None)

@@ -1,8 +1,11 @@
-"""VIAME CSV, the format VIAME and DIVE read and write: one CSV per video, one row per box.
+"""VIAME CSV, the format VIAME and DIVE read and write: one CSV per video or per image folder, one row per box.
 
 Columns: 1 track id, 2 video or image identifier, 3 frame, 4-7 box (TL_x, TL_y, BR_x, BR_y), 8 confidence,
 9 target length (-1: none), then (species, confidence) pairs. Lines starting with '#' are the header and
 metadata (DIVE writes ``# metadata,fps: 30,...``).
+
+An image folder is one "image sequence" in DIVE: one CSV whose column 2 names each row's image and whose
+frame is that image's place in the folder, in natural order (``img2`` before ``img10``).
 """
 
 from __future__ import annotations
@@ -10,9 +13,14 @@ from __future__ import annotations
 import csv
 import os
 import re
-from pathlib import Path
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from PIL import Image
 
 from bpr.formats.common import BoxChecker, BoxRecord, ImportBatch, LabelFormatError, VideoRecord, normalise_species
+from bpr.media import IMAGE_EXTENSIONS
 from bpr.store import Project
 
 HEADER = ("# 1: Detection or Track-id,2: Video or Image Identifier,3: Unique Frame Identifier,"
@@ -20,74 +28,152 @@ HEADER = ("# 1: Detection or Track-id,2: Video or Image Identifier,3: Unique Fra
           "9: Target Length (0 or -1 if invalid),10-11+: Repeated Species,Confidence Pairs or Attributes")
 
 
-def _identifier(project: Project, video: dict, frame: int) -> str:
-    """Column 2: the image's file name for stills, the video's file name for videos."""
-    if video["path"]:
-        return Path(video["path"]).name
-    return f"{video['id']}.mp4" if video["kind"] == "video" else video["id"]
+def natural_key(name: str) -> list:
+    """Sort key putting ``img2`` before ``img10``, the order DIVE numbers an image folder's frames in."""
+    return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", name))]
+
+
+def is_image_name(name: str) -> bool:
+    return PurePosixPath(name.strip()).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def folder_images(folder: Path, also: Iterable[str] = ()) -> list[str]:
+    """The image file names in ``folder`` (plus ``also``), in natural order: an image sequence's frames."""
+    names = set(also)
+    if folder.is_dir():
+        names.update(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    return sorted(names, key=natural_key)
+
+
+# -- export ----------------------------------------------------------------------------------------
+
+def _write_csv(path: Path, metadata: str, rows: list[list]) -> Path:
+    temporary = path.with_name(path.name + ".part")
+    with open(temporary, "w", newline="", encoding="utf-8") as f:
+        f.write(HEADER + "\n")
+        f.write(f'# metadata,{metadata}"exported_by: ""bpr"""\n')
+        csv.writer(f).writerows(rows)
+    temporary.replace(path)
+    return path
+
+
+def _box_rows(project: Project, video_id: str, run_id: int | None, min_conf: float) -> list[tuple]:
+    """(track, frame, x1, y1, x2, y2, confidence, species): the labels (run None) or a run's detections."""
+    if run_id is None:
+        return project.conn.execute(
+            "SELECT b.track_id, b.frame_index, b.x1, b.y1, b.x2, b.y2, 1.0, s.name FROM boxes b "
+            "JOIN species s ON s.id = b.species_id WHERE b.video_id = ? ORDER BY b.frame_index, b.id",
+            (video_id,)).fetchall()
+    return project.conn.execute(
+        "SELECT NULL, d.frame_index, d.x1, d.y1, d.x2, d.y2, d.confidence, s.name FROM detections d "
+        "JOIN species s ON s.id = d.species_id WHERE d.run_id = ? AND d.video_id = ? "
+        "AND d.confidence >= ? ORDER BY d.frame_index, d.id", (run_id, video_id, min_conf)).fetchall()
+
+
+class _Tracks:
+    """Keeps the labels' track ids and gives every box without one a new id, unique in its CSV."""
+
+    def __init__(self, rows: list[tuple]):
+        self.next = max((r[0] for r in rows if r[0] is not None), default=-1) + 1
+
+    def __call__(self, track: int | None) -> int:
+        if track is None:
+            track, self.next = self.next, self.next + 1
+        return track
+
+
+def _csv_row(track: int, identifier: str, frame: int, box: tuple, conf: float, species: str) -> list:
+    x1, y1, x2, y2 = box
+    return [track, identifier, frame, f"{x1:.3f}", f"{y1:.3f}", f"{x2:.3f}", f"{y2:.3f}", f"{conf:.6g}", -1,
+            species, f"{conf:.6g}"]
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``... if taken; the result is added to ``taken``."""
+    unique, n = name, 1
+    while unique in taken:
+        n += 1
+        unique = f"{name}-{n}"
+    taken.add(unique)
+    return unique
 
 
 def export_viame(project: Project, out_dir: str | os.PathLike, run: str | None = None,
                  min_conf: float = 0.0, videos: list[str] | None = None) -> list[Path]:
-    """Write one VIAME CSV per video: labels (run None) or a run's detections at >= min_conf.
+    """Write VIAME CSVs of the labels (run None) or of a run's detections at >= min_conf.
 
-    Label rows keep their track ids (a new id for boxes without one) and confidence 1.
+    One CSV per video, and one per folder of images (DIVE opens a folder of images as one image
+    sequence). Label rows keep their track ids (a new id for boxes without one) and confidence 1.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = [v for v in project.videos() if videos is None or v["id"] in videos]
-    written = []
     run_id = project.run(run)["id"] if run else None
-    for video in chosen:
-        if run_id is None:
-            rows = project.conn.execute(
-                "SELECT b.track_id, b.frame_index, b.x1, b.y1, b.x2, b.y2, 1.0, s.name FROM boxes b "
-                "JOIN species s ON s.id = b.species_id WHERE b.video_id = ? ORDER BY b.frame_index, b.id",
-                (video["id"],)).fetchall()
-        else:
-            rows = project.conn.execute(
-                "SELECT NULL, d.frame_index, d.x1, d.y1, d.x2, d.y2, d.confidence, s.name FROM detections d "
-                "JOIN species s ON s.id = d.species_id WHERE d.run_id = ? AND d.video_id = ? "
-                "AND d.confidence >= ? ORDER BY d.frame_index, d.id", (run_id, video["id"], min_conf)).fetchall()
+    written, taken = [], set()
+    for video in (v for v in chosen if v["kind"] == "video"):
+        rows = _box_rows(project, video["id"], run_id, min_conf)
         if not rows:
             continue
-        used = {r[0] for r in rows if r[0] is not None}
-        next_id = max(used, default=-1) + 1
-        path = out_dir / (re.sub(r"[^\w.-]", "_", video["id"]) + ".csv")
-        temporary = path.with_name(path.name + ".part")
-        with open(temporary, "w", newline="", encoding="utf-8") as f:
-            f.write(HEADER + "\n")
-            f.write(f'# metadata,fps: {video["fps"] or 1:g},"exported_by: ""bpr"""\n')
-            writer = csv.writer(f)
-            for track, frame, x1, y1, x2, y2, conf, species in rows:
-                if track is None:
-                    track, next_id = next_id, next_id + 1
-                writer.writerow([track, _identifier(project, video, frame), frame, f"{x1:.3f}", f"{y1:.3f}",
-                                 f"{x2:.3f}", f"{y2:.3f}", f"{conf:.6g}", -1, species, f"{conf:.6g}"])
-        temporary.replace(path)
-        written.append(path)
+        identifier = Path(video["path"]).name if video["path"] else f"{video['id']}.mp4"
+        tracks = _Tracks(rows)
+        written.append(_write_csv(
+            out_dir / f"{_unique(_safe(video['id']), taken)}.csv", f"fps: {video['fps'] or 1:g},",
+            [_csv_row(tracks(r[0]), identifier, r[1], r[2:6], r[6], r[7]) for r in rows]))
+
+    folders: dict[tuple, list[dict]] = {}  # (the folder, or None and the id's folder if no file is recorded)
+    for image in (v for v in chosen if v["kind"] == "image"):
+        key = (project.resolve_path(image["path"]).parent, "") if image["path"] else \
+            (None, PurePosixPath(image["id"]).parent)
+        folders.setdefault(key, []).append(image)
+    for (folder, _), images in folders.items():
+        names = {image["id"]: _image_name(image) for image in images}
+        listed = folder_images(folder, names.values()) if folder else sorted(names.values(), key=natural_key)
+        frames = {name: i for i, name in enumerate(listed)}
+        rows = []
+        for image in images:
+            name = names[image["id"]]
+            rows += [(r[0], name, frames[name], r[2:6], r[6], r[7])
+                     for r in _box_rows(project, image["id"], run_id, min_conf)]
+        if not rows:
+            continue
+        rows.sort(key=lambda r: r[2])
+        tracks = _Tracks(rows)
+        parent = PurePosixPath(images[0]["id"]).parent.as_posix()  # the ids name the folder as imported
+        path = out_dir / f"{_unique(_safe(parent) if parent != '.' else 'images', taken)}.csv"
+        written.append(_write_csv(path, "", [_csv_row(tracks(r[0]), *r[1:]) for r in rows]))
     return written
 
 
-def read_viame(path: str | os.PathLike, video_id: str | None = None, split: str | None = None,
-               status: str = "none", width: int | None = None, height: int | None = None) -> ImportBatch:
-    """One VIAME CSV as an ImportBatch for one video (``video_id``, else the CSV's file stem).
+def _safe(name: str) -> str:
+    return re.sub(r"[^\w.-]", "_", name)
 
-    Each row's species is its highest-confidence pair. Frames holding boxes get label ``status``
-    ('none' by default: a CSV does not say whether every animal was boxed).
-    """
-    path = Path(path)
-    vid = video_id or path.stem
-    checker = BoxChecker(path)
-    batch = ImportBatch()
-    fps = None
-    frames = set()
+
+def _image_name(image: dict) -> str:
+    """Column 2 of an image's rows: its file's name (its id's last part, as a .jpg, if no file is recorded)."""
+    return Path(image["path"]).name if image["path"] else PurePosixPath(image["id"]).name + ".jpg"
+
+
+# -- import ----------------------------------------------------------------------------------------
+
+@dataclass
+class _Row:
+    line: int
+    track: int
+    name: str              # column 2: an image's file name, a video's name or a timestamp
+    frame: int
+    box: tuple[float, float, float, float]
+    species: str
+
+
+def _read_rows(path: Path) -> tuple[list[_Row], float | None]:
+    """Every box row of a VIAME CSV, checked, and the fps its metadata gives."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise LabelFormatError(f"{path}: not a text CSV file") from None
     except OSError as e:
         raise LabelFormatError(f"{path}: cannot be read ({e.strerror})") from None
+    rows, fps = [], None
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -120,13 +206,96 @@ def read_viame(path: str | os.PathLike, video_id: str | None = None, split: str 
             raise LabelFormatError(f"{path}:{number}: empty species name")
         if frame < 0:
             raise LabelFormatError(f"{path}:{number}: frame must not be negative")
-        x1, y1, x2, y2 = checker.check(f"line {number}", x1, y1, x2, y2, width, height)
-        batch.species.setdefault(species, None)
-        batch.boxes.append(BoxRecord(vid, frame, species, x1, y1, x2, y2, origin_key=f"viame:{track}",
-                                     track_id=track))
-        frames.add(frame)
+        rows.append(_Row(number, track, columns[1].strip(), frame, (x1, y1, x2, y2), species))
+    return rows, fps
+
+
+def names_images(csv_path: str | os.PathLike) -> bool:
+    """Whether a VIAME CSV belongs to an image folder: its first row names an image file in column 2."""
+    try:
+        with open(csv_path, encoding="utf-8", newline="") as f:
+            for columns in csv.reader(line for line in f if line.strip() and not line.startswith("#")):
+                return len(columns) > 1 and is_image_name(columns[1])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False  # reading it as a video's CSV names the problem
+    return False
+
+
+def read_viame(path: str | os.PathLike, video_id: str | None = None, split: str | None = None,
+               status: str = "none", width: int | None = None, height: int | None = None) -> ImportBatch:
+    """One VIAME CSV as an ImportBatch for one video (``video_id``, else the CSV's file stem).
+
+    Each row's species is its highest-confidence pair. Frames holding boxes get label ``status``
+    ('none' by default: a CSV does not say whether every animal was boxed).
+    """
+    path = Path(path)
+    vid = video_id or path.stem
+    rows, fps = _read_rows(path)
+    checker = BoxChecker(path)
+    batch = ImportBatch()
+    for row in rows:
+        batch.species.setdefault(row.species, None)
+        batch.boxes.append(BoxRecord(vid, row.frame, row.species, *checker.check(f"line {row.line}", *row.box,
+                                                                               width, height),
+                                     origin_key=f"viame:{row.track}", track_id=row.track))
     batch.videos.append(VideoRecord(vid, fps=fps, split=split, source=path.name, width=width, height=height))
     if status != "none":
-        batch.frames = [(vid, f, status) for f in sorted(frames)]
+        batch.frames = [(vid, f, status) for f in sorted({r.frame for r in rows})]
+    batch.warnings += checker.warnings()
+    return batch
+
+
+def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | None = None,
+                      split: str | None = None, status: str = "none",
+                      known: dict[Path, str] | None = None, taken: set[str] = frozenset()) -> ImportBatch:
+    """A VIAME CSV of an image folder (``images_dir``, else the CSV's folder) as an ImportBatch of images.
+
+    Column 2 names each row's image; a row whose column 2 is blank takes the image at its frame number
+    in the folder's natural order, as DIVE numbers them. An image the project already holds (``known``:
+    resolved file path -> id) keeps its id, so detections made elsewhere land on the project's images;
+    others are added as '<folder name>/<file stem>' (with a suffix if another file has that id in
+    ``taken``). Only images with a row are added, and they get label ``status``.
+    """
+    path = Path(path)
+    folder = Path(images_dir) if images_dir else path.parent
+    if not folder.is_dir():
+        raise LabelFormatError(f"{path}: the images folder {folder} does not exist")
+    rows, _ = _read_rows(path)
+    known, taken = known or {}, set(taken)
+    listing = None
+    checker = BoxChecker(path)
+    batch = ImportBatch()
+    images: dict[str, tuple[str, int, int]] = {}  # file name -> id, width, height
+    for row in rows:
+        name = PurePosixPath(row.name.replace("\\", "/")).name
+        if not name:
+            listing = listing if listing is not None else folder_images(folder)
+            if row.frame >= len(listing):
+                raise LabelFormatError(f"{path}:{row.line}: frame {row.frame} has no image: {folder} holds "
+                                       f"{len(listing)} images")
+            name = listing[row.frame]
+        elif not is_image_name(name):
+            raise LabelFormatError(f"{path}:{row.line}: column 2 should name an image file, found {row.name!r}")
+        if name not in images:
+            file = folder / name
+            try:
+                with Image.open(file) as im:
+                    width, height = im.size
+            except FileNotFoundError:
+                raise LabelFormatError(f"{path}:{row.line}: image {name} is not in {folder} "
+                                       "(give the folder holding the images)") from None
+            except OSError as e:
+                raise LabelFormatError(f"{file}: not a readable image ({e})") from None
+            vid = known.get(file.resolve()) or _unique(f"{folder.resolve().name}/{file.stem}", taken)
+            images[name] = (vid, width, height)
+            batch.videos.append(VideoRecord(vid, kind="image", path=file, frame_count=1, width=width,
+                                            height=height, split=split, source=path.name))
+        vid, width, height = images[name]
+        batch.species.setdefault(row.species, None)
+        batch.boxes.append(BoxRecord(vid, 0, row.species, *checker.check(f"line {row.line}", *row.box,
+                                                                        width, height),
+                                     origin_key=f"viame:{row.track}", track_id=row.track))
+    if status != "none":
+        batch.frames = [(vid, 0, status) for vid, _, _ in images.values()]
     batch.warnings += checker.warnings()
     return batch

@@ -118,3 +118,22 @@ def test_zoom_survives_a_resize_and_fit_restores(window, qtbot):
     assert window.view.transform().m11() > 1.5 * fitted
     window.view.fit()
     assert abs(window.view.transform().m11() - fitted) < 0.2 * fitted
+
+
+def test_importing_a_dive_image_csv_asks_for_the_images_folder(window, qtbot, tmp_path, monkeypatch):
+    from PIL import Image
+    from PySide6.QtWidgets import QFileDialog
+
+    csv_path, folder = tmp_path / "dive.csv", tmp_path / "shots"
+    folder.mkdir()
+    Image.new("RGB", (64, 48)).save(folder / "img7.png")
+    csv_path.write_text("1,img7.png,0,2,3,20,30,0.8,-1,urchin,0.8\n")
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(csv_path), ""))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a: asked.append(a[1:]) or str(folder))
+    with qtbot.waitSignal(window.import_dialog("viame").finished, timeout=30000):
+        pass
+    assert asked == [("Folder with the images the CSV names", str(tmp_path))]
+    [box] = window.state.project.boxes("shots/img7", 0)
+    assert (box["species"], box["x1"], box["y2"]) == ("urchin", 2, 30)
+    assert window.videos.findItems("shots/img7", Qt.MatchFlag.MatchExactly, 0)

@@ -1,10 +1,15 @@
-"""VIAME CSV: export labels and detections with DIVE's header, import them back unchanged."""
+"""VIAME CSV: export labels and detections with DIVE's header, import them back unchanged; videos and image folders."""
+
+from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from bpr.formats import LabelFormatError, export_viame, import_viame
+from bpr.formats import LabelFormatError, export_viame, import_viame, import_yolo, write_batch
+from bpr.formats.common import BoxRecord, ImportBatch, VideoRecord
 from bpr.formats.viame import HEADER, read_viame
 from bpr.store import Project
+from tests.conftest import shared
 
 
 def boxes_of(project, video):
@@ -65,3 +70,136 @@ def test_binary_garbage(tmp_path):
     path.write_bytes(bytes(range(128, 256)) * 8)
     with pytest.raises(LabelFormatError, match="not a text CSV"):
         read_viame(path)
+
+
+# -- image folders (DIVE's image sequences) ---------------------------------------------------------
+
+def image_folder(tmp_path, names=("img1.jpg", "img2.jpg", "img3.png", "img10.jpg"), size=(200, 100)):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for name in names:
+        Image.new("RGB", size).save(folder / name)
+    return folder
+
+
+def add_images(project, folder, names, boxes):
+    """Images ``names`` of ``folder`` as project images 'set/<stem>', with boxes {stem: [(x1, y1, x2, y2)]}."""
+    batch = ImportBatch(species={"urchin": None})
+    for name in names:
+        vid = f"set/{Path(name).stem}"
+        batch.videos.append(VideoRecord(vid, kind="image", path=folder / name, frame_count=1, width=200,
+                                        height=100, split="val"))
+        batch.boxes += [BoxRecord(vid, 0, "urchin", *box, origin_key=f"t:{i}")
+                        for i, box in enumerate(boxes.get(Path(name).stem, []))]
+    write_batch(project, batch)
+
+
+def test_an_image_folder_is_one_csv_framed_in_the_folders_natural_order(project, tmp_path):
+    folder = image_folder(tmp_path)
+    add_images(project, folder, ["img10.jpg", "img2.jpg"], {"img10": [(1, 2, 30, 40)], "img2": [(5, 5, 9, 9)]})
+    [path] = export_viame(project, tmp_path / "out")
+    assert path.name == "set.csv"
+    lines = path.read_text().splitlines()
+    assert lines[1].startswith("# metadata,") and "fps" not in lines[1]
+    # The folder holds img1, img2, img3, img10: DIVE's frames 0-3. img1 and img3 are not in the project.
+    assert lines[2:] == ["0,img2.jpg,1,5.000,5.000,9.000,9.000,1,-1,urchin,1",
+                         "1,img10.jpg,3,1.000,2.000,30.000,40.000,1,-1,urchin,1"]
+
+
+def test_an_image_folder_round_trips_into_a_fresh_project(project, tmp_path):
+    folder = image_folder(tmp_path)
+    add_images(project, folder, ["img10.jpg", "img2.jpg"],
+               {"img10": [(1, 2, 30, 40), (50, 60, 70, 80)], "img2": [(5, 5, 9, 9)]})
+    [path] = export_viame(project, tmp_path / "out")
+    with Project.create(tmp_path / "fresh") as fresh:
+        report = import_viame(fresh, path, images_dir=folder, status="full")
+        assert report.lines()[0] == "images: 2 (2 new, 0 without a file)" and report.boxes_added == 3
+        for stem in ("img10", "img2"):
+            assert [b[:6] for b in boxes_of(fresh, f"shots/{stem}")] == \
+                [b[:6] for b in boxes_of(project, f"set/{stem}")]
+            assert fresh.frame_status(f"shots/{stem}", 0) == "full"
+            assert fresh.video(f"shots/{stem}")["status"] == "ok"
+        assert import_viame(fresh, path, images_dir=folder).boxes_added == 0
+
+
+def test_detections_made_elsewhere_land_on_the_projects_own_images(project, tmp_path):
+    folder = image_folder(tmp_path)
+    add_images(project, folder, ["img10.jpg", "img2.jpg"], {})
+    csv_path = folder / "detections.csv"  # beside the images, as DIVE keeps it; no --images needed
+    csv_path.write_text(HEADER + "\n3,img10.jpg,3,10,10,250,50,0.9,-1,urchin,0.9\n"
+                                 "4,img3.png,2,1,1,5,5,0.7,-1,sea star,0.7\n")
+    report = import_viame(project, csv_path)
+    assert report.videos_new == 1  # img3 was not in the project yet; img10 keeps its id
+    assert boxes_of(project, "set/img10") == [(0, "urchin", 10, 10, 200, 50, 3)]  # clipped to its 200 px
+    assert boxes_of(project, "shots/img3") == [(0, "sea star", 1, 1, 5, 5, 4)]
+    assert any("clipped" in w for w in report.warnings)
+
+
+def test_a_new_image_never_takes_the_id_of_another_file(project, tmp_path):
+    folder = image_folder(tmp_path, names=("a.jpg", "a.png"))
+    project.conn.execute("INSERT INTO videos (id, kind) VALUES ('shots/a', 'image')")
+    csv_path = tmp_path / "a.csv"
+    csv_path.write_text("1,a.jpg,0,1,1,5,5,1,-1,fish,1\n2,a.png,1,1,1,5,5,1,-1,fish,1\n")
+    import_viame(project, csv_path, images_dir=folder)
+    assert {v["id"] for v in project.videos()} == {"shots/a", "shots/a-2", "shots/a-3"}
+    assert project.video("shots/a")["path"] is None  # the image already there is left as it was
+
+
+def test_rows_without_names_take_the_image_at_their_frame(project, tmp_path):
+    folder = image_folder(tmp_path)
+    csv_path = tmp_path / "blank.csv"
+    csv_path.write_text("1,,3,1,1,5,5,1,-1,fish,1\n2, ,0,1,1,5,5,1,-1,fish,1\n")
+    import_viame(project, csv_path, images_dir=folder)
+    assert [v["id"] for v in project.videos()] == ["shots/img1", "shots/img10"]
+
+
+@pytest.mark.parametrize("row, message", [
+    ("1,img99.jpg,0,1,1,5,5,1,-1,fish,1", r"a.csv:1: image img99.jpg is not in .*shots \(give the folder"),
+    ("1,,7,1,1,5,5,1,-1,fish,1", r"a.csv:1: frame 7 has no image: .*shots holds 4 images"),
+    ("1,clip.mp4,0,1,1,5,5,1,-1,fish,1", r"a.csv:1: column 2 should name an image file, found 'clip.mp4'"),
+])
+def test_bad_image_rows(project, tmp_path, row, message):
+    folder = image_folder(tmp_path)
+    csv_path = tmp_path / "a.csv"
+    csv_path.write_text(row + "\n")
+    with pytest.raises(LabelFormatError, match=message):
+        import_viame(project, csv_path, images_dir=folder)
+    assert project.videos() == []
+
+
+def test_a_video_id_reads_image_names_as_a_videos_rows(project, tmp_path):
+    csv_path = tmp_path / "a.csv"
+    csv_path.write_text("1,frame000.png,4,1,1,5,5,1,-1,fish,1\n")  # some tools name a video's frames
+    import_viame(project, csv_path, video_id="dive1")
+    assert boxes_of(project, "dive1") == [(4, "fish", 1, 1, 5, 5, 1)]
+    with pytest.raises(ValueError, match="not both"):
+        import_viame(project, csv_path, video_id="dive1", images_dir=tmp_path)
+
+
+def test_brittlestar_labels_round_trip_through_dive_image_sequences(project, tmp_path):
+    root = shared("brittlestar")
+    import_yolo(project, root / "data.yaml")
+    paths = export_viame(project, tmp_path / "viame")
+    assert sorted(p.name for p in paths) == ["test_images.csv", "train_images.csv", "val_images.csv"]
+    with Project.create(tmp_path / "fresh") as fresh:
+        for path in paths:
+            import_viame(fresh, path, images_dir=root / path.stem.replace("_", "/"))
+        assert fresh.summary()["boxes"] == project.summary()["boxes"]
+        per_file = {}
+        for p in (project, fresh):
+            per_file[p] = sorted((Path(v["path"]).name, b[1:6]) for v in p.videos() for b in boxes_of(p, v["id"]))
+        assert per_file[fresh] == per_file[project]
+
+
+def test_images_without_a_file_are_grouped_by_their_ids_folder(project, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative id must not be read as a folder of the working directory
+    (tmp_path / "a").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "a" / "p0.jpg")
+    sid = project.species_id("fish")
+    for vid in ("a/p10", "a/p9", "b/p1"):
+        project.conn.execute("INSERT INTO videos (id, kind) VALUES (?, 'image')", (vid,))
+        project.conn.execute("INSERT INTO boxes (video_id, frame_index, species_id, x1, y1, x2, y2, source, created) "
+                             "VALUES (?, 0, ?, 1, 1, 2, 2, 'drawn', 0)", (vid, sid))
+    paths = export_viame(project, tmp_path / "out")
+    assert [(p.name, [line.split(",")[1:3] for line in p.read_text().splitlines()[2:]]) for p in paths] == [
+        ("a.csv", [["p9.jpg", "0"], ["p10.jpg", "1"]]), ("b.csv", [["p1.jpg", "0"]])]
