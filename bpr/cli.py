@@ -11,7 +11,6 @@ import statistics
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 from bpr import __version__
@@ -309,6 +308,7 @@ def _weights(project, args) -> Path:
 
 def cmd_detect(args) -> None:
     from bpr.detect import detect
+    from bpr.store import source_counts
 
     bar = _Bar("frame")
     try:
@@ -321,7 +321,7 @@ def cmd_detect(args) -> None:
     finally:
         bar.close()
     state = "stopped early (run again to continue)" if summary.cancelled else "done"
-    sources = _counted(_sources(asdict(summary)))
+    sources = _counted(source_counts(summary.videos, summary.images))
     print(f"detection run {summary.run}: {state}; {summary.frames} frames of {sources} "
           f"in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s), {summary.detections} detections; "
           f"{summary.skipped} frames were already done")
@@ -409,31 +409,25 @@ def cmd_experiment(args) -> None:
 
 
 def cmd_info(args) -> None:
+    from bpr.store import source_counts
+
     with _open(args.project) as project:
         summary = project.summary()
     if args.json:
         print(json.dumps(summary, indent=1))
         return
     print(f"project: {summary['project']}")
-    project_sources = _sources(summary)
+    project_sources = source_counts(summary["videos"], summary["images"])
     print(", ".join(f"{noun}: {n}" for noun, n in project_sources)
           + f" ({summary['missing_videos']} missing, {summary['unreadable_videos']} unreadable)")
     print(f"boxes: {summary['boxes']}")
     print(f"labeled frames: {summary['frames']['partial']} partial, {summary['frames']['full']} full")
     for split, s in summary["splits"].items():
-        sources = _counted(_sources(s, empty=project_sources[0][0]))
+        sources = _counted(source_counts(s["videos"], s["images"], empty=project_sources[0][0]))
         print(f"  {split:5}: {sources}, {s['frames']} labeled frames, {s['boxes']} boxes")
     print("species (boxes):")
     for name, n in summary["species"].items():
         print(f"  {name}: {n}")
-
-
-def _sources(counts: dict, empty: str = "videos") -> list[tuple[str, int]]:
-    """Videos, images or both, with their counts (image datasets are stored as one-frame videos);
-    ``(empty, 0)`` when there are none."""
-    videos, images = counts["videos"] - counts["images"], counts["images"]
-    out = [("videos", videos)] if videos else []
-    return out + ([("images", images)] if images else []) or [(empty, 0)]
 
 
 def _counted(sources: list[tuple[str, int]]) -> str:

@@ -462,6 +462,15 @@ def trained_elsewhere(run: dict) -> int | None:
     return None if pid == os.getpid() else pid
 
 
+def source_counts(videos: int, images: int, empty: str = "videos") -> list[tuple[str, int]]:
+    """[("videos", n), ("images", m)], leaving out a kind with none; ``[(empty, 0)]`` when both are 0.
+
+    ``videos`` counts the images too: an image is stored as a one-frame video.
+    """
+    out = [("videos", videos - images)] if videos - images else []
+    return out + ([("images", images)] if images else []) or [(empty, 0)]
+
+
 def _decode_run(row: dict) -> dict:
     row = dict(row)
     row["config"] = json.loads(row["config"])

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpr.store import Project
+from bpr.store import Project, source_counts
 
 # progress(done, total, message); total may be 0 when unknown.
 Progress = Callable[[int, int, str], None]
@@ -67,9 +67,9 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        noun = "images" if self.images == self.videos > 0 else "videos"
+        sources = ", ".join(f"{noun}: {n}" for noun, n in source_counts(self.videos, self.images))
         out = [
-            f"{noun}: {self.videos} ({self.videos_new} new, {len(self.missing_videos)} without a file)",
+            f"{sources} ({self.videos_new} new, {len(self.missing_videos)} without a file)",
             f"boxes: {self.boxes_added} added, {self.boxes_already_there} already in the project",
             f"labeled frames: {self.frames}",
         ]

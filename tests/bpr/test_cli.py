@@ -36,6 +36,14 @@ def test_an_image_dataset_is_counted_in_images(tmp_path, capsys):
     assert "video" not in out
 
 
+def test_a_mixed_import_counts_videos_and_images_apart():
+    from bpr.formats.common import ImportReport
+
+    report = ImportReport(videos=3, videos_new=3, images=2, missing_videos=["clip"])
+    assert report.lines()[0] == "videos: 1, images: 2 (3 new, 1 without a file)"
+    assert ImportReport().lines()[0] == "videos: 0 (0 new, 0 without a file)"
+
+
 def test_import_dusia_and_export(tmp_path, capsys):
     project = str(tmp_path / "p")
     assert main(["import", "dusia", str(shared("dusia_annotations")), "--project", project]) == 0
