@@ -100,7 +100,9 @@ def export_coco(project: Project, path: str | os.PathLike, run: str | None = Non
     the same frames in COCO's results format (a list of {image_id, category_id, bbox, score}).
 
     Image ids number the labeled frames in (video, frame) order, so both files line up for
-    pycocotools; file names are those ``export-yolo`` gives the frames.
+    pycocotools. An image's file name is its file's path relative to the folder holding all the
+    exported images (``info.images_root``), so other tools open the originals; a video's frame has
+    no file of its own and gets the name ``export-yolo`` gives it.
     """
     from bpr.dataset import image_name
 
@@ -111,10 +113,12 @@ def export_coco(project: Project, path: str | os.PathLike, run: str | None = Non
         f"SELECT video_id, frame_index FROM frames WHERE label_status IN ({marks}) "
         "ORDER BY video_id, frame_index", statuses).fetchall()
     image_ids = {key: i for i, key in enumerate(frames, 1)}
+    root, names = _file_names(project, [videos[v] for v in dict.fromkeys(v for v, _ in frames)])
     if run is None:
         data = {
-            "info": {"description": f"exported by bpr from {project.folder}"},
-            "images": [{"id": image_ids[(v, f)], "file_name": image_name(videos[v], f),
+            "info": {"description": f"exported by bpr from {project.folder}",
+                     **({"images_root": str(root)} if root else {})},
+            "images": [{"id": image_ids[(v, f)], "file_name": names.get(v) or image_name(videos[v], f),
                         "width": videos[v]["width"], "height": videos[v]["height"],
                         "video_id": v, "frame_index": f} for v, f in frames],
             "categories": [{"id": s["id"], "name": s["name"]} for s in project.species()],
@@ -140,3 +144,13 @@ def export_coco(project: Project, path: str | os.PathLike, run: str | None = Non
     temporary.write_text(json.dumps(data))
     temporary.replace(path)
     return path
+
+
+def _file_names(project: Project, videos: list[dict]) -> tuple[Path | None, dict[str, str]]:
+    """The folder holding every image file among ``videos``, and each image's path relative to it."""
+    files = {v["id"]: project.resolve_path(v["path"]).absolute()
+             for v in videos if v["kind"] == "image" and v["path"]}
+    if not files:
+        return None, {}
+    root = Path(os.path.commonpath([f.parent for f in files.values()]))
+    return root, {vid: f.relative_to(root).as_posix() for vid, f in files.items()}

@@ -82,3 +82,24 @@ def test_export_loads_in_pycocotools_and_round_trips(demo_project, tmp_path):
     with Project.create(tmp_path / "again") as again:
         report = import_coco(again, path, images_dir=tmp_path)
         assert report.boxes_added == boxes
+
+
+def test_an_image_sets_export_names_the_original_files(tmp_path, project):
+    """Other tools open the images where they are: file names are relative to info.images_root."""
+    from bpr.formats import import_yolo
+    from bpr.formats.coco import export_coco
+    from bpr.store import Project
+    from tests.bpr.test_formats_yolo import make_dataset
+
+    data = make_dataset(tmp_path / "data", "0 0.5 0.5 0.5 0.5\n1 0.2 0.2 0.1 0.1\n")
+    import_yolo(project, data)
+    path = export_coco(project, tmp_path / "labels.json")
+    exported = json.loads(path.read_text())
+    assert exported["info"]["images_root"] == str(tmp_path / "data" / "train" / "images")
+    assert [i["file_name"] for i in exported["images"]] == ["a.jpg"]
+    with Project.create(tmp_path / "again") as again:
+        import_coco(again, path, images_dir=exported["info"]["images_root"], split="train", status="partial")
+        [image] = again.videos()
+        assert image["status"] == "ok" and image["width"] == 200
+        assert [(b["species"], b["x1"], b["y2"]) for b in again.boxes(image["id"], 0)] == \
+            [(b["species"], b["x1"], b["y2"]) for b in project.boxes("train/images/a", 0)]
