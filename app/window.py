@@ -312,7 +312,8 @@ class MainWindow(QMainWindow):
                 if not paths["file"]:
                     return None
                 if kind == "coco":
-                    paths["images"] = QFileDialog.getExistingDirectory(self, "Images folder") or None
+                    paths["images"] = QFileDialog.getExistingDirectory(
+                        self, "Images folder (cancel: the one a bpr export names, else the JSON's)") or None
                 if kind == "viame" and names_images(paths["file"]):
                     paths["images"] = QFileDialog.getExistingDirectory(
                         self, "Folder with the images the CSV names", str(Path(paths["file"]).parent))

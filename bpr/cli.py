@@ -508,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label status for frames or images holding boxes (default: none)")
     q = fmt.add_parser("coco", help="a COCO detection JSON file")
     q.add_argument("json")
-    q.add_argument("--images", help="folder the file names are relative to (default: the JSON's)")
+    q.add_argument("--images", help="folder the file names are relative to (default: the info.images_root "
+                                    "bpr's exports give, else the JSON's folder)")
     q.add_argument("--project", required=True, help="project folder (created if new)")
     q.add_argument("--split", choices=["train", "val", "test", "none"])
     q.add_argument("--status", choices=["partial", "full"],

@@ -33,7 +33,11 @@ def _require(obj, key: str, kind, where: str):
 
 def read_coco(path: str | Path, images_dir: str | Path | None = None, split: str | None = None,
               status: str | None = None) -> ImportBatch:
-    """A COCO file as an ImportBatch; each image is a single-frame video named by its file name."""
+    """A COCO file as an ImportBatch; each image is a single-frame video named by its file name.
+
+    File names are relative to ``images_dir``; by default the ``info.images_root`` of a bpr export, or
+    else the JSON's folder.
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -47,7 +51,10 @@ def read_coco(path: str | Path, images_dir: str | Path | None = None, split: str
     for key, value in sections.items():
         if not isinstance(value, list):
             raise LabelFormatError(f"{path}: '{key}' must be a list")
-    images_dir = Path(images_dir) if images_dir else path.parent
+    if not images_dir:  # bpr's own exports say where their file names start; else beside the JSON
+        root = data.get("info", {}).get("images_root") if isinstance(data.get("info"), dict) else None
+        images_dir = root if isinstance(root, str) and Path(root).is_dir() else path.parent
+    images_dir = Path(images_dir)
     status = status or default_status(split)
 
     categories: dict[int, str] = {}
