@@ -178,7 +178,7 @@ def _read_rows(path: Path) -> tuple[list[_Row], float | None]:
         if not line.strip():
             continue
         if line.startswith("#"):
-            match = re.search(r"fps:\s*([0-9.]+)", line)
+            match = re.search(r'fps:\s*"*([0-9.]+)', line, re.IGNORECASE)  # DIVE: fps: 30, Fps: "30"
             if match:
                 fps = float(match.group(1))
             continue

@@ -44,6 +44,13 @@ def test_detections_export_with_confidence(project, tmp_path):
     assert rows == ["0,clip.mp4,4,1.000,2.000,30.000,40.000,0.9,-1,urchin,0.9"]
 
 
+@pytest.mark.parametrize("metadata", ['# metadata,fps: 12.5', '# metadata,"Fps: ""12.5"""'])
+def test_the_frame_rate_is_read_as_dive_writes_it(tmp_path, metadata):
+    path = tmp_path / "a.csv"
+    path.write_text(f"{HEADER}\n{metadata},\n1,,3,10,10,50,50,0.8,-1,fish,1\n")
+    assert read_viame(path).videos[0].fps == 12.5
+
+
 def test_species_is_the_highest_confidence_pair_and_attributes_are_skipped(tmp_path):
     path = tmp_path / "a.csv"
     path.write_text(HEADER + "\n1,img.png,3,10,10,50,50,0.8,-1,fish,0.2,rock,0.7,(kp) head 3 4\n")
