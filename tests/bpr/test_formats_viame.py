@@ -162,11 +162,13 @@ def test_rows_without_names_take_the_image_at_their_frame(project, tmp_path):
 
 @pytest.mark.parametrize("row, message", [
     ("1,img99.jpg,0,1,1,5,5,1,-1,fish,1", r"a.csv:1: image img99.jpg is not in .*shots \(give the folder"),
-    ("1,,7,1,1,5,5,1,-1,fish,1", r"a.csv:1: frame 7 has no image: .*shots holds 4 images"),
+    ("1,,7,1,1,5,5,1,-1,fish,1", r"a.csv:1: frame 7 has no image: .*shots holds 5 images"),
     ("1,clip.mp4,0,1,1,5,5,1,-1,fish,1", r"a.csv:1: column 2 should name an image file, found 'clip.mp4'"),
+    ("1,broken.jpg,0,1,1,5,5,1,-1,fish,1", r"broken.jpg: not a readable image"),
 ])
 def test_bad_image_rows(project, tmp_path, row, message):
     folder = image_folder(tmp_path)
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
     csv_path = tmp_path / "a.csv"
     csv_path.write_text(row + "\n")
     with pytest.raises(LabelFormatError, match=message):
