@@ -28,6 +28,26 @@ def _fourcc(value: float) -> str:
     return text if text.isprintable() and text.strip() else ""
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header without decoding it.
+
+    Raises FileNotFoundError, or VideoError for a file that is not a readable image. Once ultralytics
+    is imported, PIL.Image.open retries an unidentified file through the optional pi-heif plugin, and
+    then raises ModuleNotFoundError instead: it means the same here.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except FileNotFoundError:
+        raise
+    except ImportError:
+        raise VideoError(f"{path}: not a readable image (an unknown or corrupt format)") from None
+    except OSError as e:
+        raise VideoError(f"{path}: not a readable image ({e})") from None
+
+
 def probe(path: str | os.PathLike) -> dict:
     """fps, frame_count, width, height and codec of a video file (or of a still image)."""
     path = Path(path)

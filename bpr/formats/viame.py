@@ -17,10 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from PIL import Image
-
 from bpr.formats.common import BoxChecker, BoxRecord, ImportBatch, LabelFormatError, VideoRecord, normalise_species
-from bpr.media import IMAGE_EXTENSIONS
+from bpr.media import IMAGE_EXTENSIONS, VideoError, image_size
 from bpr.store import Project
 
 HEADER = ("# 1: Detection or Track-id,2: Video or Image Identifier,3: Unique Frame Identifier,"
@@ -279,13 +277,12 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
         if name not in images:
             file = folder / name
             try:
-                with Image.open(file) as im:
-                    width, height = im.size
+                width, height = image_size(file)
             except FileNotFoundError:
                 raise LabelFormatError(f"{path}:{row.line}: image {name} is not in {folder} "
                                        "(give the folder holding the images)") from None
-            except OSError as e:
-                raise LabelFormatError(f"{file}: not a readable image ({e})") from None
+            except VideoError as e:
+                raise LabelFormatError(str(e)) from None
             vid = known.get(file.resolve()) or _unique(f"{folder.resolve().name}/{file.stem}", taken)
             images[name] = (vid, width, height)
             batch.videos.append(VideoRecord(vid, kind="image", path=file, frame_count=1, width=width,

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from PIL import Image
 
 from bpr.formats.common import (
     BoxChecker,
@@ -21,7 +20,7 @@ from bpr.formats.common import (
     VideoRecord,
     normalise_species,
 )
-from bpr.media import IMAGE_EXTENSIONS
+from bpr.media import IMAGE_EXTENSIONS, VideoError, image_size
 
 
 def default_status(split: str | None) -> str:
@@ -137,12 +136,11 @@ def read_yolo(data_yaml: str | Path, train_status: str = "partial",
             except ValueError:
                 vid = image.with_suffix("").as_posix().lstrip("/")
             try:
-                with Image.open(image) as im:
-                    width, height = im.size
+                width, height = image_size(image)
             except FileNotFoundError:
                 raise LabelFormatError(f"{data_yaml}: {split} lists {image}, which does not exist") from None
-            except OSError as e:
-                raise LabelFormatError(f"{image}: not a readable image ({e})") from None
+            except VideoError as e:
+                raise LabelFormatError(str(e)) from None
             batch.videos.append(VideoRecord(vid, kind="image", path=image, frame_count=1,
                                             width=width, height=height, split=split,
                                             source=str(Path(data_yaml).name)))

@@ -137,3 +137,24 @@ def test_mp4_cut_short_cannot_be_opened(tmp_path):
     (tmp_path / "cut.mp4").write_bytes(bytes(data[: len(data) // 2]))
     with pytest.raises(VideoError, match="cut.mp4: OpenCV cannot open it"):
         VideoReader(tmp_path / "cut.mp4")
+
+
+def test_a_corrupt_image_is_named_even_once_ultralytics_has_patched_pil(tmp_path, ultralytics_offline):
+    """Training or detecting imports ultralytics, which makes PIL raise ModuleNotFoundError ('pi_heif')
+    for a file it cannot identify; importers must still say which image is bad."""
+    import ultralytics.utils.patches  # noqa: F401  (patches PIL.Image.open on import)
+
+    from bpr.formats import LabelFormatError, import_yolo
+    from bpr.media import image_size
+    from bpr.store import Project
+    from tests.bpr.test_formats_yolo import make_dataset
+
+    data = make_dataset(tmp_path / "data", "0 0.5 0.5 0.5 0.5\n")
+    image = tmp_path / "data" / "train" / "images" / "a.jpg"
+    assert image_size(image) == (200, 100)
+    image.write_bytes(b"not a jpeg")
+    with pytest.raises(VideoError, match=r"a\.jpg: not a readable image"):
+        image_size(image)
+    with Project.create(tmp_path / "p") as project, \
+            pytest.raises(LabelFormatError, match=r"a\.jpg: not a readable image"):
+        import_yolo(project, data)
