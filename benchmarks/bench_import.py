@@ -1,4 +1,5 @@
-"""Benchmark: import all 16 real DUSIA XMLs into a fresh project (target: under 15 s), and the DB size.
+"""Benchmark: import all 16 real DUSIA XMLs into a fresh project (target: under 15 s), and the DB size;
+then the same import again into that project, where every box is already there (the same-box check).
 
 Run: python benchmarks/bench_import.py [--repeat N]
 """
@@ -27,7 +28,7 @@ def main() -> int:
     from bpr.formats import import_dusia
     from bpr.store import Project
 
-    times, size, boxes = [], 0, 0
+    times, again_times, size, boxes, added_again = [], [], 0, 0, 0
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
@@ -37,11 +38,17 @@ def main() -> int:
             times.append(time.perf_counter() - start)
             size = sum(f.stat().st_size for f in (Path(tmp) / "p").iterdir())
             boxes = report.boxes_added
+            start = time.perf_counter()
+            with Project.open(Path(tmp) / "p") as project:
+                added_again = import_dusia(project, DUSIA).boxes_added
+            again_times.append(time.perf_counter() - start)
     print(f"command: python benchmarks/bench_import.py --repeat {args.repeat}")
     print(f"DUSIA import: {len(list(DUSIA.glob('cvat_annos/*.xml')))} XMLs, {boxes} boxes")
     print(f"  time: median {statistics.median(times):.2f} s, min {min(times):.2f} s over {len(times)} runs "
           f"(target < 15 s)")
     print(f"  project size: {size / 1e6:.1f} MB")
+    print(f"  again into the same project: median {statistics.median(again_times):.2f} s, "
+          f"{added_again} boxes added")
     return 0
 
 

@@ -12,6 +12,8 @@ from bpr.store import Project, source_counts
 # progress(done, total, message); total may be 0 when unknown.
 Progress = Callable[[int, int, str], None]
 
+SAME_BOX_PX = 0.5  # an imported box this close to one of the frame's boxes (every side) is that box
+
 
 class LabelFormatError(ValueError):
     """An annotation file cannot be imported. The message names the file and the line or element."""
@@ -123,7 +125,10 @@ def write_batch(project: Project, batch: ImportBatch, progress: Progress | None 
     """Write a checked batch in one transaction; re-importing the same batch adds nothing.
 
     Existing boxes are never overwritten: a box already imported (same video, frame and origin key)
-    is kept as it is in the store, so re-importing does not undo edits made since.
+    is kept as it is in the store, so re-importing does not undo edits made since. A box the frame
+    already has (same species, each side within ``SAME_BOX_PX``) is not added again either, whatever
+    its source: labels exported to VIAME or COCO, completed elsewhere and imported back, add only
+    the boxes that are new.
     """
     report = ImportReport(warnings=list(batch.warnings))
     if probe is None:
@@ -174,6 +179,9 @@ def write_batch(project: Project, batch: ImportBatch, progress: Progress | None 
             report.frames = len(batch.frames)
 
         species_ids = {name.lower(): i for i, name in conn.execute("SELECT id, name FROM species")}
+        # Only videos that had boxes before need the "same box" check, against those boxes only.
+        had_boxes = {r[0] for r in conn.execute("SELECT DISTINCT video_id FROM boxes")}
+        last_before = conn.execute("SELECT coalesce(max(id), 0) FROM boxes").fetchone()[0]
         now = time.time()
         before = conn.total_changes
         chunk = 20000
@@ -186,7 +194,15 @@ def write_batch(project: Project, batch: ImportBatch, progress: Progress | None 
             conn.executemany(
                 "INSERT INTO boxes (video_id, frame_index, species_id, x1, y1, x2, y2, track_id, "
                 "source, origin_key, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'imported', ?, ?) "
-                "ON CONFLICT DO NOTHING", rows)
+                "ON CONFLICT DO NOTHING", [r for r in rows if r[0] not in had_boxes])
+            conn.executemany(
+                "INSERT INTO boxes (video_id, frame_index, species_id, x1, y1, x2, y2, track_id, "
+                "source, origin_key, created) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'imported', ?9, ?10 "
+                "WHERE NOT EXISTS (SELECT 1 FROM boxes e INDEXED BY boxes_frame WHERE e.video_id = ?1 "
+                "AND e.frame_index = ?2 AND e.id <= ?11 AND e.species_id = ?3 "
+                f"AND abs(e.x1 - ?4) <= {SAME_BOX_PX} AND abs(e.y1 - ?5) <= {SAME_BOX_PX} "
+                f"AND abs(e.x2 - ?6) <= {SAME_BOX_PX} AND abs(e.y2 - ?7) <= {SAME_BOX_PX}) "
+                "ON CONFLICT DO NOTHING", [(*r, last_before) for r in rows if r[0] in had_boxes])
             if progress:
                 progress(min(start + chunk, len(batch.boxes)), len(batch.boxes), "writing boxes")
         report.boxes_added = conn.total_changes - before

@@ -212,3 +212,19 @@ def test_images_without_a_file_are_grouped_by_their_ids_folder(project, tmp_path
     paths = export_viame(project, tmp_path / "out")
     assert [(p.name, [line.split(",")[1:3] for line in p.read_text().splitlines()[2:]]) for p in paths] == [
         ("a.csv", [["p9.jpg", "0"], ["p10.jpg", "1"]]), ("b.csv", [["p1.jpg", "0"]])]
+
+
+def test_labels_completed_elsewhere_and_imported_back_add_only_the_new_boxes(demo_project, tmp_path):
+    """Export to DIVE, box the animals nobody boxed, import back: the boxes already there stay single."""
+    video = demo_project.videos("train")[0]["id"]
+    before = boxes_of(demo_project, video)
+    [csv_path] = export_viame(demo_project, tmp_path, videos=[video])
+    with open(csv_path, "a") as f:
+        f.write("900,v.mp4,12,10,10,40,40,1,-1,urchin,1\n"        # an animal nobody had boxed
+                "901,v.mp4,12,10,10,40,40,1,-1,urchin,1\n")       # the same box twice in the file: both kept
+        x1, y1, x2, y2 = before[0][2:6]
+        f.write(f"902,v.mp4,{before[0][0]},{x1 + 0.4},{y1},{x2},{y2 - 0.4},1,-1,{before[0][1]},1\n"  # the same
+                f"903,v.mp4,{before[0][0]},{x1 + 2},{y1},{x2},{y2},1,-1,{before[0][1]},1\n")  # moved: a new box
+    report = import_viame(demo_project, csv_path, video_id=video)
+    assert (report.boxes_added, report.boxes_already_there) == (3, len(before) + 1)
+    assert len(boxes_of(demo_project, video)) == len(before) + 3
