@@ -502,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--project", required=True, help="project folder (created if new)")
     q.add_argument("--video-id", help="the video the rows belong to (default: the CSV's name)")
     q.add_argument("--images", help="the folder of images the rows belong to (default, when the rows name "
-                                    "image files: the CSV's folder)")
+                                    "image files: the CSV's folder, or the project's folder of those images)")
     q.add_argument("--split", choices=["train", "val", "test", "none"])
     q.add_argument("--status", choices=["partial", "full", "none"], default="none",
                    help="label status for frames or images holding boxes (default: none)")

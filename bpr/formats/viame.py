@@ -246,7 +246,11 @@ def read_viame(path: str | os.PathLike, video_id: str | None = None, split: str 
 def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | None = None,
                       split: str | None = None, status: str = "none",
                       known: dict[Path, str] | None = None, taken: set[str] = frozenset()) -> ImportBatch:
-    """A VIAME CSV of an image folder (``images_dir``, else the CSV's folder) as an ImportBatch of images.
+    """A VIAME CSV of an image folder as an ImportBatch of images.
+
+    The folder is ``images_dir``; by default the CSV's own folder, or, if the first image named is not
+    there, the one folder where the project holds an image of that name (a CSV exported from the
+    project comes back without being told where its images are).
 
     Column 2 names each row's image; a row whose column 2 is blank takes the image at its frame number
     in the folder's natural order, as DIVE numbers them. An image the project already holds (``known``:
@@ -255,17 +259,17 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
     ``taken``). Only images with a row are added, and they get label ``status``.
     """
     path = Path(path)
-    folder = Path(images_dir) if images_dir else path.parent
-    if not folder.is_dir():
-        raise LabelFormatError(f"{path}: the images folder {folder} does not exist")
     rows, _ = _read_rows(path)
     known, taken = known or {}, set(taken)
+    folder = Path(images_dir) if images_dir else _images_folder(path, rows, known)
+    if not folder.is_dir():
+        raise LabelFormatError(f"{path}: the images folder {folder} does not exist")
     listing = None
     checker = BoxChecker(path)
     batch = ImportBatch()
     images: dict[str, tuple[str, int, int]] = {}  # file name -> id, width, height
     for row in rows:
-        name = PurePosixPath(row.name.replace("\\", "/")).name
+        name = _file_name(row)
         if not name:
             listing = listing if listing is not None else folder_images(folder)
             if row.frame >= len(listing):
@@ -296,3 +300,16 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
         batch.frames = [(vid, 0, status) for vid, _, _ in images.values()]
     batch.warnings += checker.warnings()
     return batch
+
+
+def _file_name(row: _Row) -> str:
+    """Column 2's file name, whatever folder (Windows' too) it is written with."""
+    return PurePosixPath(row.name.replace("\\", "/")).name
+
+
+def _images_folder(path: Path, rows: list[_Row], known: dict[Path, str]) -> Path:
+    first = next((_file_name(r) for r in rows if r.name), None)
+    if first is None or (path.parent / first).exists():
+        return path.parent
+    folders = {file.parent for file in known if file.name == first}
+    return folders.pop() if len(folders) == 1 else path.parent

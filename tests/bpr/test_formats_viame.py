@@ -142,6 +142,17 @@ def test_detections_made_elsewhere_land_on_the_projects_own_images(project, tmp_
     assert any("clipped" in w for w in report.warnings)
 
 
+def test_a_csv_exported_from_the_project_comes_back_without_naming_the_folder(project, tmp_path):
+    folder = image_folder(tmp_path)
+    add_images(project, folder, ["img10.jpg", "img2.jpg"], {"img10": [(1, 2, 30, 40)]})
+    [path] = export_viame(project, tmp_path / "out")
+    with open(path, "a") as f:
+        f.write("7,img2.jpg,1,3,3,9,9,1,-1,urchin,1\n")  # boxed in DIVE
+    report = import_viame(project, path)
+    assert (report.videos_new, report.boxes_added, report.boxes_already_there) == (0, 1, 1)
+    assert boxes_of(project, "set/img2") == [(0, "urchin", 3, 3, 9, 9, 7)]
+
+
 def test_a_new_image_never_takes_the_id_of_another_file(project, tmp_path):
     folder = image_folder(tmp_path, names=("a.jpg", "a.png"))
     project.conn.execute("INSERT INTO videos (id, kind) VALUES ('shots/a', 'image')")
