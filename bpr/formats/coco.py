@@ -159,5 +159,8 @@ def _file_names(project: Project, videos: list[dict]) -> tuple[Path | None, dict
              for v in videos if v["kind"] == "image" and v["path"]}
     if not files:
         return None, {}
-    root = Path(os.path.commonpath([f.parent for f in files.values()]))
+    try:
+        root = Path(os.path.commonpath([f.parent for f in files.values()]))
+    except ValueError:  # no common folder (Windows drives): all get their export-yolo names
+        return None, {}
     return root, {vid: f.relative_to(root).as_posix() for vid, f in files.items()}
