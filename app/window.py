@@ -316,9 +316,8 @@ class MainWindow(QMainWindow):
                         self, "Images folder (cancel: the one a bpr export names, else the JSON's)") or None
                 if kind == "viame" and names_images(paths["file"]):
                     paths["images"] = QFileDialog.getExistingDirectory(
-                        self, "Folder with the images the CSV names", str(Path(paths["file"]).parent))
-                    if not paths["images"]:
-                        return None
+                        self, "Folder with the images the CSV names (cancel: beside the CSV, or where the "
+                        "project has them)", str(Path(paths["file"]).parent)) or None
         worker = Worker(_import_job, kind, str(self.state.project.folder), paths)
 
         def done(report):
