@@ -287,10 +287,14 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
                                        "(give the folder holding the images)") from None
             except VideoError as e:
                 raise LabelFormatError(str(e)) from None
-            vid = known.get(file.resolve()) or _unique(f"{folder.resolve().name}/{file.stem}", taken)
+            vid = known.get(file.resolve())
+            if vid is None:
+                vid = _unique(f"{folder.resolve().name}/{file.stem}", taken)
+                batch.videos.append(VideoRecord(vid, kind="image", path=file, frame_count=1, width=width,
+                                                height=height, split=split, source=path.name))
+            else:  # the project's own image: its file and source stay as they are
+                batch.videos.append(VideoRecord(vid, kind="image", split=split))
             images[name] = (vid, width, height)
-            batch.videos.append(VideoRecord(vid, kind="image", path=file, frame_count=1, width=width,
-                                            height=height, split=split, source=path.name))
         vid, width, height = images[name]
         batch.species.setdefault(row.species, None)
         batch.boxes.append(BoxRecord(vid, 0, row.species, *checker.check(f"line {row.line}", *row.box,

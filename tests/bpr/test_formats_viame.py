@@ -135,8 +135,10 @@ def test_detections_made_elsewhere_land_on_the_projects_own_images(project, tmp_
     csv_path = folder / "detections.csv"  # beside the images, as DIVE keeps it; no --images needed
     csv_path.write_text(HEADER + "\n3,img10.jpg,3,10,10,250,50,0.9,-1,urchin,0.9\n"
                                  "4,img3.png,2,1,1,5,5,0.7,-1,sea star,0.7\n")
+    source = project.video("set/img10")["source"]
     report = import_viame(project, csv_path)
     assert report.videos_new == 1  # img3 was not in the project yet; img10 keeps its id
+    assert project.video("set/img10")["source"] == source
     assert boxes_of(project, "set/img10") == [(0, "urchin", 10, 10, 200, 50, 3)]  # clipped to its 200 px
     assert boxes_of(project, "shots/img3") == [(0, "sea star", 1, 1, 5, 5, 4)]
     assert any("clipped" in w for w in report.warnings)
