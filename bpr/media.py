@@ -28,6 +28,11 @@ def _fourcc(value: float) -> str:
     return text if text.isprintable() and text.strip() else ""
 
 
+def is_image(name: str | os.PathLike) -> bool:
+    """Whether a file name (or path) has a still image's extension."""
+    return os.path.splitext(os.fspath(name).strip())[1].lower() in IMAGE_EXTENSIONS
+
+
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) of an image file, read from its header without decoding it.
 
@@ -53,7 +58,7 @@ def probe(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.exists():
         raise VideoError(f"{path}: no such file")
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
+    if is_image(path):
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if image is None:
             raise VideoError(f"{path}: not a readable image")
@@ -142,7 +147,7 @@ class VideoReader:
         self.cache = FrameCache(cache_mb)
         self._cap: cv2.VideoCapture | None = None
         self._next = 0  # index of the frame the decoder returns on the next read()
-        self._is_image = self.path.suffix.lower() in IMAGE_EXTENSIONS
+        self._is_image = is_image(self.path)
         self._frame_times: np.ndarray | None = None
 
     def __len__(self) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bpr.formats.common import BoxChecker, BoxRecord, ImportBatch, LabelFormatError, VideoRecord, normalise_species
-from bpr.media import IMAGE_EXTENSIONS, VideoError, image_size
+from bpr.media import VideoError, image_size, is_image
 from bpr.store import Project
 
 HEADER = ("# 1: Detection or Track-id,2: Video or Image Identifier,3: Unique Frame Identifier,"
@@ -31,15 +31,11 @@ def natural_key(name: str) -> list:
     return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", name))]
 
 
-def is_image_name(name: str) -> bool:
-    return PurePosixPath(name.strip()).suffix.lower() in IMAGE_EXTENSIONS
-
-
 def folder_images(folder: Path, also: Iterable[str] = ()) -> list[str]:
     """The image file names in ``folder`` (plus ``also``), in natural order: an image sequence's frames."""
     names = set(also)
     if folder.is_dir():
-        names.update(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        names.update(p.name for p in folder.iterdir() if is_image(p) and p.is_file())
     return sorted(names, key=natural_key)
 
 
@@ -213,7 +209,7 @@ def names_images(csv_path: str | os.PathLike) -> bool:
     try:
         with open(csv_path, encoding="utf-8", newline="") as f:
             for columns in csv.reader(line for line in f if line.strip() and not line.startswith("#")):
-                return len(columns) > 1 and is_image_name(columns[1])
+                return len(columns) > 1 and is_image(columns[1])
     except (OSError, UnicodeDecodeError, csv.Error):
         return False  # reading it as a video's CSV names the problem
     return False
@@ -276,7 +272,7 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
                 raise LabelFormatError(f"{path}:{row.line}: frame {row.frame} has no image: {folder} holds "
                                        f"{len(listing)} images")
             name = listing[row.frame]
-        elif not is_image_name(name):
+        elif not is_image(name):
             raise LabelFormatError(f"{path}:{row.line}: column 2 should name an image file, found {row.name!r}")
         if name not in images:
             file = folder / name

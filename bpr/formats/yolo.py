@@ -20,7 +20,7 @@ from bpr.formats.common import (
     VideoRecord,
     normalise_species,
 )
-from bpr.media import IMAGE_EXTENSIONS, VideoError, image_size
+from bpr.media import VideoError, image_size, is_image
 
 
 def default_status(split: str | None) -> str:
@@ -65,7 +65,7 @@ def read_data_yaml(path: str | Path) -> tuple[Path, dict[str, list[Path]], list[
             location = Path(str(item))
             location = location if location.is_absolute() else root / location
             if location.is_dir():
-                images += sorted(p for p in location.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+                images += sorted(p for p in location.rglob("*") if is_image(p))
             elif location.suffix == ".txt" and location.is_file():
                 for line in location.read_text(encoding="utf-8").splitlines():
                     if line.strip():
