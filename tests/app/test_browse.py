@@ -133,8 +133,8 @@ def test_importing_a_dive_image_csv_asks_for_the_images_folder(window, qtbot, tm
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a: asked.append(a[1:]) or str(folder))
     with qtbot.waitSignal(window.import_dialog("viame").finished, timeout=30000):
         pass
-    assert asked == [("Folder with the images the CSV names (cancel: beside the CSV, or where the project "
-                      "has them)", str(tmp_path))]
+    title = "Folder with the images the CSV names (cancel: beside the CSV, or where the project has them)"
+    assert asked == [(title, str(tmp_path))]
     [box] = window.state.project.boxes("shots/img7", 0)
     assert (box["species"], box["x1"], box["y2"]) == ("urchin", 2, 30)
     assert window.videos.findItems("shots/img7", Qt.MatchFlag.MatchExactly, 0)
