@@ -31,10 +31,11 @@ def natural_key(name: str) -> list:
     return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", name))]
 
 
-def folder_images(folder: Path, also: Iterable[str] = ()) -> list[str]:
-    """The image file names in ``folder`` (plus ``also``), in natural order: an image sequence's frames."""
+def folder_images(folder: Path | None, also: Iterable[str] = ()) -> list[str]:
+    """The image file names in ``folder`` (if any; plus ``also``), in natural order: an image sequence's
+    frames."""
     names = set(also)
-    if folder.is_dir():
+    if folder is not None and folder.is_dir():
         names.update(p.name for p in folder.iterdir() if is_image(p) and p.is_file())
     return sorted(names, key=natural_key)
 
@@ -121,8 +122,7 @@ def export_viame(project: Project, out_dir: str | os.PathLike, run: str | None =
         folders.setdefault(key, []).append(image)
     for (folder, _), images in folders.items():
         names = {image["id"]: _image_name(image) for image in images}
-        listed = folder_images(folder, names.values()) if folder else sorted(names.values(), key=natural_key)
-        frames = {name: i for i, name in enumerate(listed)}
+        frames = {name: i for i, name in enumerate(folder_images(folder, names.values()))}
         rows = []
         for image in images:
             name = names[image["id"]]
