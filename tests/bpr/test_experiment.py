@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from bpr.experiment import ExperimentSpec, plateau, run_experiment
+from bpr.experiment import ExperimentSpec, mosaic_epochs, plateau, run_experiment, write_report
 from bpr.training import TrainingCancelled
 
 
@@ -47,6 +47,28 @@ def test_whether_a_val_curve_has_flattened():
     assert plateau([0.3, None, 0.3, 0.3, 0.1, 0.1]).verdict == "flat"     # a fall is flat too; None is 0
     assert plateau([0.5] * 5) is None
 
+
+
+def test_the_epochs_trained_without_mosaic_are_left_out_of_the_verdict(tmp_path):
+    """ultralytics switches mosaic off for the last close_mosaic epochs, and val mAP50 steps up there
+    (seen: 1.8 points at once after 30 level epochs). The verdict reads the epochs before the switch."""
+    curve = [0.0] * 48 + [0.40] * 6 + [0.41] * 6 + [0.50] * 10   # 70 epochs, the last 10 without mosaic
+    assert plateau(curve).verdict == "still rising"                 # read whole, the step looks like learning
+    v = plateau(curve, mosaic_epochs=60)                             # 60 epochs: windows of 6
+    assert (v.epochs_before, v.epochs_last, v.epochs_unmixed) == ("49–54", "55–60", "61–70")
+    assert (v.before, v.last, v.unmixed) == pytest.approx((0.40, 0.41, 0.50)) and v.verdict == "flat"
+    assert plateau(curve[:55], mosaic_epochs=60).epochs_unmixed is None   # stopped before the switch
+
+    assert mosaic_epochs(ExperimentSpec(data="x", out=tmp_path, epochs=70)) == 60   # ultralytics' default 10
+    assert mosaic_epochs(ExperimentSpec(data="x", out=tmp_path, epochs=70, extra={"close_mosaic": 0})) == 70
+    assert mosaic_epochs(ExperimentSpec(data="x", out=tmp_path, epochs=5)) == 5   # mosaic off from the start
+
+    row = {"setting": "baseline", "seed": 0, "p_obj": 0.0, "p_box": 0.0, "mode": "random", "hide": 0.5,
+           "val_mAP50": 0.5, "test_mAP50": 0.5, "test_coco_mAP50": 0.5, "measured_obj_drop": None,
+           "measured_box_drop": None, "val_curve_mAP50": curve}
+    write_report(ExperimentSpec(data="x", out=tmp_path, epochs=70), [row])
+    assert ("- seed 0: epochs 49–54: 40.00 points, epochs 55–60: 41.00 points: **flat**; then epochs 61–70, "
+            "without mosaic: 50.00 points") in (tmp_path / "results.md").read_text()
 
 def test_a_sweep_loads_its_evaluation_code_before_the_first_run(tmp_path):
     """A sweep trains for hours before it first evaluates; code changed on disk meanwhile (an upgrade,
