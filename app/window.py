@@ -53,7 +53,8 @@ def _import_job(kind: str, folder: str, paths: dict, progress, stop):
             return formats.import_yolo(project, paths["file"], progress=progress)
         if kind == "coco":
             return formats.import_coco(project, paths["file"], paths.get("images"), progress=progress)
-        return formats.import_viame(project, paths["file"], images_dir=paths.get("images"), progress=progress)
+        return formats.import_viame(project, paths["file"], images_dir=paths.get("images"), progress=progress,
+                                    replace=paths.get("replace", False))
 
 
 def _export_yolo_job(folder: str, out: str, progress, stop):
@@ -318,6 +319,10 @@ class MainWindow(QMainWindow):
                     paths["images"] = QFileDialog.getExistingDirectory(
                         self, "Folder with the images the CSV names (cancel: beside the CSV, or where the "
                         "project has them)", str(Path(paths["file"]).parent)) or None
+                if kind == "viame":
+                    paths["replace"] = self._ask_viame_replace()
+                    if paths["replace"] is None:
+                        return None
         worker = Worker(_import_job, kind, str(self.state.project.folder), paths)
 
         def done(report):
@@ -325,6 +330,22 @@ class MainWindow(QMainWindow):
             QMessageBox.information(self, "Import finished", "\n".join(report.lines()))
 
         return self.run_worker(f"Importing {kind}", worker, done)
+
+    def _ask_viame_replace(self) -> bool | None:
+        """Whether a VIAME CSV replaces the labels of its video or image folder (True), adds to them
+        (False), or the import is cancelled (None)."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Import VIAME CSV",
+                          "Add the CSV's new boxes to the labels, or replace the labels with the CSV's?", parent=self)
+        box.setInformativeText(
+            "Add: boxes the project lacks are added; every box already here stays.\n"
+            "Replace: the CSV holds all the labels of its video or image folder, as DIVE exports them; "
+            "boxes moved or deleted in DIVE are moved or deleted here.")
+        add = box.addButton("Add new boxes", QMessageBox.ButtonRole.AcceptRole)
+        replace = box.addButton("Replace labels", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(add)
+        box.exec()
+        return {add: False, replace: True}.get(box.clickedButton())
 
     def show_error(self, title: str, message: str, details: str | None = None):
         """The one place errors reach the user."""

@@ -112,7 +112,8 @@ def cmd_import(args) -> None:
             if not Path(args.csv).is_file():
                 raise FileNotFoundError(f"{args.csv}: no such file")
             with Project.open(args.project, create=True) as project:
-                report = import_viame(project, args.csv, args.video_id, args.split, args.status, args.images)
+                report = import_viame(project, args.csv, args.video_id, args.split, args.status, args.images,
+                                      replace=args.replace)
             _report(report)
             return
         with Project.open(args.project, create=True) as project:
@@ -506,6 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--split", choices=["train", "val", "test", "none"])
     q.add_argument("--status", choices=["partial", "full", "none"], default="none",
                    help="label status for frames or images holding boxes (default: none)")
+    q.add_argument("--replace", action="store_true",
+                   help="the CSV holds all the labels of its video or image folder (as DIVE exports them): "
+                        "boxes there that it lacks are removed, so boxes moved or deleted in DIVE are moved or "
+                        "deleted here. Default: add the CSV's boxes that are new")
     q = fmt.add_parser("coco", help="a COCO detection JSON file")
     q.add_argument("json")
     q.add_argument("--images", help="folder the file names are relative to (default: the info.images_root "

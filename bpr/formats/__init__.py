@@ -45,10 +45,14 @@ def import_coco(project: Project, json_path: str | Path, images_dir: str | Path 
 
 def import_viame(project: Project, csv_path: str | Path, video_id: str | None = None,
                  split: str | None = None, status: str = "none", images_dir: str | Path | None = None,
-                 progress: Progress | None = None) -> ImportReport:
+                 progress: Progress | None = None, replace: bool = False) -> ImportReport:
     """A VIAME CSV into one video: ``video_id`` (an existing video's frame size clips the boxes) or a new one
     named after the CSV; or into the images of a folder, when ``images_dir`` is given or, without a
     ``video_id``, the CSV's rows name image files (see ``read_viame_images``).
+
+    By default the CSV's boxes are added to the labels (those already there are not added twice).
+    With ``replace`` they become the labels of that video or image folder, so boxes moved or deleted
+    in DIVE are moved or deleted here too.
     """
     if images_dir is not None and video_id is not None:
         raise ValueError("a VIAME CSV goes into one video or into a folder's images, not both")
@@ -56,12 +60,13 @@ def import_viame(project: Project, csv_path: str | Path, video_id: str | None = 
         videos = project.videos()
         known = {project.resolve_path(v["path"]).resolve(): v["id"] for v in videos
                  if v["kind"] == "image" and v["path"]}
-        batch = read_viame_images(csv_path, images_dir, split, status, known, {v["id"] for v in videos})
+        batch = read_viame_images(csv_path, images_dir, split, status, known, {v["id"] for v in videos},
+                                  replace)
         return write_batch(project, batch, progress)
     vid = video_id or Path(csv_path).stem
     known = project.conn.execute("SELECT width, height FROM videos WHERE id = ?", (vid,)).fetchone()
     width, height = known if known else (None, None)
-    batch = read_viame(csv_path, vid, split, status, width, height)
+    batch = read_viame(csv_path, vid, split, status, width, height, replace)
     return write_batch(project, batch, progress)
 
 

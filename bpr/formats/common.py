@@ -54,6 +54,7 @@ class ImportBatch:
     frames: list[tuple[str, int, str]] = field(default_factory=list)  # video id, frame, status
     boxes: list[BoxRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    replace: list[str] = field(default_factory=list)   # videos whose labels these boxes replace
 
 
 @dataclass
@@ -63,6 +64,7 @@ class ImportReport:
     images: int = 0
     boxes_added: int = 0
     boxes_already_there: int = 0
+    boxes_removed: int | None = None   # None: the import added to the labels, replacing none
     frames: int = 0
     species_new: list[str] = field(default_factory=list)
     missing_videos: list[str] = field(default_factory=list)
@@ -70,9 +72,15 @@ class ImportReport:
 
     def lines(self) -> list[str]:
         sources = ", ".join(f"{noun}: {n}" for noun, n in source_counts(self.videos, self.images))
+        boxes = f"boxes: {self.boxes_added} added, {self.boxes_already_there} already in the project"
+        if self.boxes_removed is not None:
+            boxes = (f"boxes: {self.boxes_removed} removed, {self.boxes_added} added: the file's boxes replace "
+                     "the labels there")
+            if self.boxes_already_there:
+                boxes += f" ({self.boxes_already_there} repeated in the file were added once)"
         out = [
             f"{sources} ({self.videos_new} new, {len(self.missing_videos)} without a file)",
-            f"boxes: {self.boxes_added} added, {self.boxes_already_there} already in the project",
+            boxes,
             f"labeled frames: {self.frames}",
         ]
         if self.species_new:
@@ -129,6 +137,10 @@ def write_batch(project: Project, batch: ImportBatch, progress: Progress | None 
     already has (same species, each side within ``SAME_BOX_PX``) is not added again either, whatever
     its source: labels exported to VIAME or COCO, completed elsewhere and imported back, add only
     the boxes that are new.
+
+    The labels of the videos in ``batch.replace`` are removed first, in the same transaction: the
+    batch is then their whole set of labels, so boxes moved or deleted in another tool are moved or
+    deleted here too.
     """
     report = ImportReport(warnings=list(batch.warnings))
     if probe is None:
@@ -179,6 +191,10 @@ def write_batch(project: Project, batch: ImportBatch, progress: Progress | None 
             report.frames = len(batch.frames)
 
         species_ids = {name.lower(): i for i, name in conn.execute("SELECT id, name FROM species")}
+        if batch.replace:
+            changes = conn.total_changes
+            conn.executemany("DELETE FROM boxes WHERE video_id = ?", [(v,) for v in batch.replace])
+            report.boxes_removed = conn.total_changes - changes
         # Only videos that had boxes before need the "same box" check, against those boxes only.
         had_boxes = {r[0] for r in conn.execute("SELECT DISTINCT video_id FROM boxes")}
         last_before = conn.execute("SELECT coalesce(max(id), 0) FROM boxes").fetchone()[0]

@@ -216,11 +216,13 @@ def names_images(csv_path: str | os.PathLike) -> bool:
 
 
 def read_viame(path: str | os.PathLike, video_id: str | None = None, split: str | None = None,
-               status: str = "none", width: int | None = None, height: int | None = None) -> ImportBatch:
+               status: str = "none", width: int | None = None, height: int | None = None,
+               replace: bool = False) -> ImportBatch:
     """One VIAME CSV as an ImportBatch for one video (``video_id``, else the CSV's file stem).
 
     Each row's species is its highest-confidence pair. Frames holding boxes get label ``status``
-    ('none' by default: a CSV does not say whether every animal was boxed).
+    ('none' by default: a CSV does not say whether every animal was boxed). With ``replace``, the
+    CSV is the video's whole set of labels: the boxes it had are removed.
     """
     path = Path(path)
     vid = video_id or path.stem
@@ -233,6 +235,7 @@ def read_viame(path: str | os.PathLike, video_id: str | None = None, split: str 
                                                                                width, height),
                                      origin_key=f"viame:{row.track}", track_id=row.track))
     batch.videos.append(VideoRecord(vid, fps=fps, split=split, source=path.name, width=width, height=height))
+    batch.replace = [vid] if replace else []
     if status != "none":
         batch.frames = [(vid, f, status) for f in sorted({r.frame for r in rows})]
     batch.warnings += checker.warnings()
@@ -241,7 +244,8 @@ def read_viame(path: str | os.PathLike, video_id: str | None = None, split: str 
 
 def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | None = None,
                       split: str | None = None, status: str = "none",
-                      known: dict[Path, str] | None = None, taken: set[str] = frozenset()) -> ImportBatch:
+                      known: dict[Path, str] | None = None, taken: set[str] = frozenset(),
+                      replace: bool = False) -> ImportBatch:
     """A VIAME CSV of an image folder as an ImportBatch of images.
 
     The folder is ``images_dir``; by default the CSV's own folder, or, if the first image named is not
@@ -253,6 +257,10 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
     resolved file path -> id) keeps its id, so detections made elsewhere land on the project's images;
     others are added as '<folder name>/<file stem>' (with a suffix if another file has that id in
     ``taken``). Only images with a row are added, and they get label ``status``.
+
+    With ``replace``, the CSV is the folder's whole set of labels, as DIVE exports an image sequence:
+    the boxes of every image the project holds in that folder are removed, those with no row too
+    (their boxes were deleted).
     """
     path = Path(path)
     rows, _ = _read_rows(path)
@@ -298,6 +306,10 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
                                      origin_key=f"viame:{row.track}", track_id=row.track))
     if status != "none":
         batch.frames = [(vid, 0, status) for vid, _, _ in images.values()]
+    if replace:
+        here = folder.resolve()
+        batch.replace = sorted({vid for file, vid in known.items() if file.parent == here}
+                               | {vid for vid, _, _ in images.values()})
     batch.warnings += checker.warnings()
     return batch
 

@@ -19,6 +19,7 @@ def _isolated_settings(tmp_path, monkeypatch):
     shown = []
     monkeypatch.setattr(QMessageBox, "information", lambda *args, **kw: shown.append(args[2]))
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: box.defaultButton().click())  # its default answer
     return shown
 
 

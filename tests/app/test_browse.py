@@ -138,3 +138,43 @@ def test_importing_a_dive_image_csv_asks_for_the_images_folder(window, qtbot, tm
     [box] = window.state.project.boxes("shots/img7", 0)
     assert (box["species"], box["x1"], box["y2"]) == ("urchin", 2, 30)
     assert window.videos.findItems("shots/img7", Qt.MatchFlag.MatchExactly, 0)
+
+
+def test_importing_a_viame_csv_asks_whether_it_replaces_the_labels(window, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    from bpr.formats import export_viame
+
+    project = window.state.project
+    video = project.videos("train")[0]["id"]
+    [csv_path] = export_viame(project, tmp_path, videos=[video])
+    assert csv_path.stem == video
+    lines = csv_path.read_text().splitlines(keepends=True)
+    csv_path.write_text("".join(lines[:-1]))   # the last box deleted in DIVE
+    count = len(lines) - 3
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(csv_path), ""))
+    asked = []
+
+    def answer(choice):
+        def click(box):
+            asked.append([b.text() for b in box.buttons()])
+            if choice:
+                next(b for b in box.buttons() if b.text() == choice).click()
+            else:
+                box.button(QMessageBox.StandardButton.Cancel).click()
+        monkeypatch.setattr(QMessageBox, "exec", click)
+
+    def boxes():
+        return project.conn.execute("SELECT count(*) FROM boxes WHERE video_id = ?", (video,)).fetchone()[0]
+
+    answer(None)
+    assert window.import_dialog("viame") is None   # cancelled: nothing imported
+    answer("Add new boxes")
+    with qtbot.waitSignal(window.import_dialog("viame").finished, timeout=30000):
+        pass
+    assert boxes() == count + 1   # added nothing: every box was there
+    answer("Replace labels")
+    with qtbot.waitSignal(window.import_dialog("viame").finished, timeout=30000):
+        pass
+    assert boxes() == count
+    assert sorted(asked[0]) == ["Add new boxes", "Cancel", "Replace labels"]

@@ -155,6 +155,10 @@ def test_detect_evaluate_counts_and_exports(trained_template, tmp_path, capsys):
     assert main(["import", "viame", str(csv_file), "--project", str(tmp_path / "q"),
                  "--video-id", csv_file.stem]) == 0
     assert "boxes:" in capsys.readouterr().out
+    n = len(csv_file.read_text().splitlines()) - 2
+    assert main(["import", "viame", str(csv_file), "--project", str(tmp_path / "q"),
+                 "--video-id", csv_file.stem, "--replace"]) == 0
+    assert f"boxes: {n} removed, {n} added: the file's boxes replace the labels there" in capsys.readouterr().out
     assert main(["counts", p]) == 1
     assert "give --run RUN" in capsys.readouterr().err
 

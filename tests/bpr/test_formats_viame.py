@@ -241,3 +241,62 @@ def test_labels_completed_elsewhere_and_imported_back_add_only_the_new_boxes(dem
     report = import_viame(demo_project, csv_path, video_id=video)
     assert (report.boxes_added, report.boxes_already_there) == (3, len(before) + 1)
     assert len(boxes_of(demo_project, video)) == len(before) + 3
+
+
+def test_a_replacing_import_makes_the_csv_the_videos_labels(demo_project, tmp_path):
+    """Edited in DIVE: one box deleted, one moved, one added. Replacing brings back exactly those labels."""
+    video, other = (v["id"] for v in demo_project.videos("train")[:2])
+    untouched = boxes_of(demo_project, other)
+    [csv_path] = export_viame(demo_project, tmp_path, videos=[video])
+    header, metadata, *rows = csv_path.read_text().splitlines(keepends=True)
+    assert len(rows) == len(boxes_of(demo_project, video)) > 3
+    moved = rows[2].split(",")
+    moved[3] = str(float(moved[3]) + 1)
+    edited = [header, metadata, rows[0], ",".join(moved), *rows[3:],   # rows[1] deleted
+              "900,v.mp4,12,10,10,40,40,1,-1,urchin,1\n"]
+    csv_path.write_text("".join(edited))
+    with Project.create(tmp_path / "expected") as expected:
+        import_viame(expected, csv_path, video_id=video)
+        wanted = boxes_of(expected, video)
+    before = boxes_of(demo_project, video)
+    report = import_viame(demo_project, csv_path, video_id=video, replace=True)
+    assert boxes_of(demo_project, video) == wanted
+    assert (report.boxes_removed, report.boxes_added) == (len(before), len(rows))  # one out, one in
+    assert report.lines()[1] == (f"boxes: {len(before)} removed, {len(rows)} added: the file's boxes replace "
+                                 "the labels there")
+    assert boxes_of(demo_project, other) == untouched
+    # a plain import of the same file adds nothing, and says so without "removed"
+    again = import_viame(demo_project, csv_path, video_id=video)
+    assert (again.boxes_added, again.boxes_removed) == (0, None) and "removed" not in again.lines()[1]
+
+
+def test_a_replacing_import_of_an_image_folder_clears_the_images_whose_boxes_were_deleted(project, tmp_path):
+    folder = image_folder(tmp_path)
+    add_images(project, folder, ["img10.jpg", "img2.jpg"], {"img10": [(1, 2, 30, 40), (50, 60, 70, 80)],
+                                                            "img2": [(5, 5, 9, 9)]})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Image.new("RGB", (200, 100)).save(elsewhere / "img2.jpg")   # the same name in another folder
+    batch = ImportBatch(species={"urchin": None},
+                        videos=[VideoRecord("other/img2", kind="image", path=elsewhere / "img2.jpg", width=200,
+                                            height=100)],
+                        boxes=[BoxRecord("other/img2", 0, "urchin", 1, 1, 9, 9, origin_key="o:1")])
+    write_batch(project, batch)
+    csv_path = folder / "set.csv"  # from DIVE: img2's only box deleted, one of img10's moved
+    csv_path.write_text(HEADER + "\n0,img10.jpg,3,1,2,30,40,1,-1,urchin,1\n1,img10.jpg,3,55,60,75,80,1,-1,urchin,1\n")
+    report = import_viame(project, csv_path, replace=True)
+    assert (report.boxes_removed, report.boxes_added, report.videos_new) == (3, 2, 0)
+    assert boxes_of(project, "set/img2") == []
+    assert [b[2:6] for b in boxes_of(project, "set/img10")] == [(1, 2, 30, 40), (55, 60, 75, 80)]
+    assert len(boxes_of(project, "other/img2")) == 1   # not in the folder: not touched
+
+
+def test_a_bad_csv_replaces_nothing(demo_project, tmp_path):
+    video = demo_project.videos("train")[0]["id"]
+    before = boxes_of(demo_project, video)
+    [csv_path] = export_viame(demo_project, tmp_path, videos=[video])
+    with open(csv_path, "a") as f:
+        f.write("901,v.mp4,12,40,10,10,40,1,-1,urchin,1\n")   # x2 < x1 on the last line
+    with pytest.raises(LabelFormatError, match="x2 <= x1"):
+        import_viame(demo_project, csv_path, video_id=video, replace=True)
+    assert boxes_of(demo_project, video) == before
