@@ -260,7 +260,7 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
 
     With ``replace``, the CSV is the folder's whole set of labels, as DIVE exports an image sequence:
     the boxes of every image the project holds in that folder are removed, those with no row too
-    (their boxes were deleted).
+    (their boxes were deleted); those are part of the import, and take ``split`` like the rest.
     """
     path = Path(path)
     rows, _ = _read_rows(path)
@@ -308,8 +308,10 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
         batch.frames = [(vid, 0, status) for vid, _, _ in images.values()]
     if replace:
         here = folder.resolve()
-        batch.replace = sorted({vid for file, vid in known.items() if file.parent == here}
-                               | {vid for vid, _, _ in images.values()})
+        named = {vid for vid, _, _ in images.values()}
+        emptied = sorted({vid for file, vid in known.items() if file.parent == here} - named)
+        batch.videos += [VideoRecord(vid, kind="image", split=split) for vid in emptied]  # counted too
+        batch.replace = sorted(named) + emptied
     batch.warnings += checker.warnings()
     return batch
 
