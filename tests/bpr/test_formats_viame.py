@@ -284,9 +284,10 @@ def test_a_replacing_import_of_an_image_folder_clears_the_images_whose_boxes_wer
     write_batch(project, batch)
     csv_path = folder / "set.csv"  # from DIVE: img2's only box deleted, one of img10's moved
     csv_path.write_text(HEADER + "\n0,img10.jpg,3,1,2,30,40,1,-1,urchin,1\n1,img10.jpg,3,55,60,75,80,1,-1,urchin,1\n")
-    report = import_viame(project, csv_path, replace=True)
+    report = import_viame(project, csv_path, split="test", replace=True)
     assert (report.boxes_removed, report.boxes_added, report.videos_new, report.images) == (3, 2, 0, 2)
     assert boxes_of(project, "set/img2") == []
+    assert [project.video(v)["split"] for v in ("set/img2", "set/img10", "other/img2")] == ["test", "test", "none"]
     assert [b[2:6] for b in boxes_of(project, "set/img10")] == [(1, 2, 30, 40), (55, 60, 75, 80)]
     assert len(boxes_of(project, "other/img2")) == 1   # not in the folder: not touched
 
