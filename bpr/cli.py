@@ -506,7 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "image files: the CSV's folder, or the project's folder of those images)")
     q.add_argument("--split", choices=["train", "val", "test", "none"])
     q.add_argument("--status", choices=["partial", "full", "none"], default="none",
-                   help="label status for frames or images holding boxes (default: none)")
+                   help="label status for frames or images holding boxes (default: none); for an image folder, "
+                        "full also brings its images without a box, as images with no animal")
     q.add_argument("--replace", action="store_true",
                    help="the CSV holds all the labels of its video or image folder (as DIVE exports them): "
                         "boxes there that it lacks are removed, so boxes moved or deleted in DIVE are moved or "

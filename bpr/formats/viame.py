@@ -256,7 +256,9 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
     in the folder's natural order, as DIVE numbers them. An image the project already holds (``known``:
     resolved file path -> id) keeps its id, so detections made elsewhere land on the project's images;
     others are added as '<folder name>/<file stem>' (with a suffix if another file has that id in
-    ``taken``). Only images with a row are added, and they get label ``status``.
+    ``taken``). Images with a row are added, and they get label ``status``. With ``status`` 'full'
+    the whole folder is fully labeled, as a val or test image sequence is, so its images without a
+    row are added too, with no boxes: they hold no animal, and a detector is wrong to find one there.
 
     With ``replace``, the CSV is the folder's whole set of labels, as DIVE exports an image sequence:
     the boxes of every image the project holds in that folder are removed, those with no row too
@@ -272,6 +274,18 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
     checker = BoxChecker(path)
     batch = ImportBatch()
     images: dict[str, tuple[str, int, int]] = {}  # file name -> id, width, height
+
+    def add_image(name: str, width: int, height: int) -> None:
+        file = folder / name
+        vid = known.get(file.resolve())
+        if vid is None:
+            vid = _unique(f"{folder.resolve().name}/{file.stem}", taken)
+            batch.videos.append(VideoRecord(vid, kind="image", path=file, frame_count=1, width=width,
+                                            height=height, split=split, source=path.name))
+        else:  # the project's own image: its file and source stay as they are
+            batch.videos.append(VideoRecord(vid, kind="image", split=split))
+        images[name] = (vid, width, height)
+
     for row in rows:
         name = _file_name(row)
         if not name:
@@ -283,27 +297,29 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
         elif not is_image(name):
             raise LabelFormatError(f"{path}:{row.line}: column 2 should name an image file, found {row.name!r}")
         if name not in images:
-            file = folder / name
             try:
-                width, height = image_size(file)
+                add_image(name, *image_size(folder / name))
             except FileNotFoundError:
                 raise LabelFormatError(f"{path}:{row.line}: image {name} is not in {folder} "
                                        "(give the folder holding the images)") from None
             except VideoError as e:
                 raise LabelFormatError(str(e)) from None
-            vid = known.get(file.resolve())
-            if vid is None:
-                vid = _unique(f"{folder.resolve().name}/{file.stem}", taken)
-                batch.videos.append(VideoRecord(vid, kind="image", path=file, frame_count=1, width=width,
-                                                height=height, split=split, source=path.name))
-            else:  # the project's own image: its file and source stay as they are
-                batch.videos.append(VideoRecord(vid, kind="image", split=split))
-            images[name] = (vid, width, height)
         vid, width, height = images[name]
         batch.species.setdefault(row.species, None)
         batch.boxes.append(BoxRecord(vid, 0, row.species, *checker.check(f"line {row.line}", *row.box,
                                                                         width, height),
                                      origin_key=f"viame:{row.track}", track_id=row.track))
+    if status == "full":  # a fully labeled sequence: its images without a row hold no animal
+        unreadable = []
+        for name in folder_images(folder):
+            if name not in images:
+                try:
+                    add_image(name, *image_size(folder / name))
+                except VideoError as e:
+                    unreadable.append(str(e))
+        if unreadable:
+            batch.warnings.append(f"{folder}: {len(unreadable)} image(s) without boxes left out, not readable "
+                                  f"(first: {unreadable[0]})")
     if status != "none":
         batch.frames = [(vid, 0, status) for vid, _, _ in images.values()]
     if replace:

@@ -119,12 +119,12 @@ def test_an_image_folder_round_trips_into_a_fresh_project(project, tmp_path):
                {"img10": [(1, 2, 30, 40), (50, 60, 70, 80)], "img2": [(5, 5, 9, 9)]})
     [path] = export_viame(project, tmp_path / "out")
     with Project.create(tmp_path / "fresh") as fresh:
-        report = import_viame(fresh, path, images_dir=folder, status="full")
+        report = import_viame(fresh, path, images_dir=folder, status="partial")
         assert report.lines()[0] == "images: 2 (2 new, 0 without a file)" and report.boxes_added == 3
         for stem in ("img10", "img2"):
             assert [b[:6] for b in boxes_of(fresh, f"shots/{stem}")] == \
                 [b[:6] for b in boxes_of(project, f"set/{stem}")]
-            assert fresh.frame_status(f"shots/{stem}", 0) == "full"
+            assert fresh.frame_status(f"shots/{stem}", 0) == "partial"
             assert fresh.video(f"shots/{stem}")["status"] == "ok"
         assert import_viame(fresh, path, images_dir=folder).boxes_added == 0
 
@@ -301,3 +301,24 @@ def test_a_bad_csv_replaces_nothing(demo_project, tmp_path):
     with pytest.raises(LabelFormatError, match="x2 <= x1"):
         import_viame(demo_project, csv_path, video_id=video, replace=True)
     assert boxes_of(demo_project, video) == before
+
+
+def test_a_fully_labeled_image_folder_brings_its_empty_images_too(tmp_path):
+    """DIVE writes rows only for boxes. In a fully labeled (val/test) sequence an image without a row
+    holds no animal, and evaluation must see it; a partially labeled one says nothing about it."""
+    folder = image_folder(tmp_path)
+    (folder / "notes.jpg").write_bytes(b"not an image")
+    csv_path = folder / "dive.csv"
+    csv_path.write_text(HEADER + "\n0,img10.jpg,3,1,2,30,40,1,-1,urchin,1\n")
+    with Project.create(tmp_path / "partial") as project:
+        assert import_viame(project, csv_path, status="partial").images == 1
+    with Project.create(tmp_path / "full") as project:
+        report = import_viame(project, csv_path, split="test", status="full")
+        ids = ["shots/img1", "shots/img2", "shots/img3", "shots/img10"]
+        assert (report.images, report.boxes_added, report.frames) == (4, 1, 4)
+        assert sorted(v["id"] for v in project.videos("test")) == sorted(ids)
+        assert [len(boxes_of(project, v)) for v in ids] == [0, 0, 0, 1]
+        assert {project.frame_status(v, 0) for v in ids} == {"full"}
+        [warning] = report.warnings
+        assert warning.startswith(f"{folder}: 1 image(s) without boxes left out, not readable (first: "
+                                  f"{folder / 'notes.jpg'}: not a readable image")
