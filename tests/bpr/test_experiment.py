@@ -48,7 +48,6 @@ def test_whether_a_val_curve_has_flattened():
     assert plateau([0.5] * 5) is None
 
 
-
 def test_the_epochs_trained_without_mosaic_are_left_out_of_the_verdict(tmp_path):
     """ultralytics switches mosaic off for the last close_mosaic epochs, and val mAP50 steps up there
     (seen: 1.8 points at once after 30 level epochs). The verdict reads the epochs before the switch."""
@@ -69,6 +68,7 @@ def test_the_epochs_trained_without_mosaic_are_left_out_of_the_verdict(tmp_path)
     write_report(ExperimentSpec(data="x", out=tmp_path, epochs=70), [row])
     assert ("- seed 0: epochs 49–54: 40.00 points, epochs 55–60: 41.00 points: **flat**; then epochs 61–70, "
             "without mosaic: 50.00 points") in (tmp_path / "results.md").read_text()
+
 
 def test_a_sweep_loads_its_evaluation_code_before_the_first_run(tmp_path):
     """A sweep trains for hours before it first evaluates; code changed on disk meanwhile (an upgrade,
