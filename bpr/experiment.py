@@ -162,7 +162,8 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                        "mode": setting.rebalancing.mode, "epochs": len(record["metrics"]),
                        "val_curve_mAP50": [m.get("mAP50") for m in record["metrics"]],
                        "measured_obj_drop": record["metrics"][-1]["drop"]["obj_drop_fraction"],
-                       "measured_box_drop": record["metrics"][-1]["drop"]["box_drop_fraction"]}
+                       "measured_box_drop": record["metrics"][-1]["drop"]["box_drop_fraction"],
+                       "software": software()}
                 for split in ("val", "test"):
                     result = evaluate(project, weights, split=split, imgsz=spec.imgsz, device=spec.device)
                     row[f"{split}_mAP50"] = result.ultralytics["mAP50"]
@@ -178,6 +179,33 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
     rows = list(_done(results_path).values())
     write_report(spec, rows)
     return rows
+
+
+def software() -> dict[str, str]:
+    """The versions that trained and evaluated a run. A sweep spans sittings, and an upgrade between them
+    (ultralytics changes its losses and defaults between releases) would make its runs incomparable."""
+    import torch
+
+    from bpr import __version__
+    from bpr.offline import configure
+
+    configure()  # before ultralytics is imported
+    import ultralytics
+
+    return {"bpr": __version__, "ultralytics": ultralytics.__version__, "torch": torch.__version__}
+
+
+def software_line(rows: list[dict]) -> str:
+    """Which versions the rows were made with; says so when they differ, and which runs lack a record."""
+    made: dict[str, list[str]] = {}
+    for row in rows:
+        versions = row.get("software")
+        key = ", ".join(f"{k} {v}" for k, v in versions.items()) if versions else "not recorded"
+        made.setdefault(key, []).append(row["run"])
+    if len(made) == 1:
+        return f"Software: {next(iter(made))}."
+    return ("**The runs were made with different software**, so they may not compare: "
+            + "; ".join(f"{key}: {', '.join(sorted(runs))}" for key, runs in sorted(made.items())) + ".")
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float | None]:
@@ -255,6 +283,9 @@ def plateau(curve: list[float | None], mosaic_epochs: int | None = None) -> Plat
 def mosaic_epochs(spec: ExperimentSpec) -> int:
     """The epochs before ultralytics switches mosaic off for the last ``close_mosaic``; all of them
     when the switch is not within the schedule (0, or at least the schedule's length: off from the start)."""
+    from bpr.offline import configure
+
+    configure()  # before ultralytics is imported
     from ultralytics.cfg import DEFAULT_CFG
 
     close = int(spec.extra.get("close_mosaic", DEFAULT_CFG.close_mosaic))
@@ -289,6 +320,8 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
         + "".join(f", {k}={v}" for k, v in spec.extra.items()) + ". mAP50 in points (×100), mean ± sd "
         "over seeds; ultralytics' AP (101-point interpolation) of best.pt, and COCO's for test. Dropped: the "
         "fraction of negatives (obj) and of low-IoU positives (box) the loss left out in the last epoch.",
+        "",
+        software_line(rows),
         "",
         ("| setting | p_obj | p_box | mode | seeds | val mAP50 | test mAP50 | test mAP50 (COCO) "
          "| test gain vs baseline | dropped obj / box |"),

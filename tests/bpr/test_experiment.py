@@ -62,12 +62,33 @@ def test_the_epochs_trained_without_mosaic_are_left_out_of_the_verdict(tmp_path)
     assert mosaic_epochs(ExperimentSpec(data="x", out=tmp_path, epochs=70, extra={"close_mosaic": 0})) == 70
     assert mosaic_epochs(ExperimentSpec(data="x", out=tmp_path, epochs=5)) == 5   # mosaic off from the start
 
-    row = {"setting": "baseline", "seed": 0, "p_obj": 0.0, "p_box": 0.0, "mode": "random", "hide": 0.5,
+    row = {"run": "baseline-seed0", "setting": "baseline", "seed": 0, "p_obj": 0.0, "p_box": 0.0, "mode": "random", "hide": 0.5,
            "val_mAP50": 0.5, "test_mAP50": 0.5, "test_coco_mAP50": 0.5, "measured_obj_drop": None,
            "measured_box_drop": None, "val_curve_mAP50": curve}
     write_report(ExperimentSpec(data="x", out=tmp_path, epochs=70), [row])
     assert ("- seed 0: epochs 49–54: 40.00 points, epochs 55–60: 41.00 points: **flat**; then epochs 61–70, "
             "without mosaic: 50.00 points") in (tmp_path / "results.md").read_text()
+
+
+def test_the_report_says_which_software_made_the_runs(tmp_path):
+    """A sweep spans sittings; runs made under another ultralytics may not compare, and the table says so."""
+    def row(run, software):
+        return {"run": run, "setting": "baseline", "seed": int(run[-1]), "p_obj": 0.0, "p_box": 0.0,
+                "mode": "random", "hide": 0.5, "val_mAP50": 0.1, "test_mAP50": 0.1, "test_coco_mAP50": 0.1,
+                "measured_obj_drop": None, "measured_box_drop": None, "val_curve_mAP50": [0.1],
+                **({"software": software} if software else {})}
+
+    old = {"bpr": "0.1.0", "ultralytics": "8.4.1", "torch": "2.9.1"}
+    new = {"bpr": "0.1.0", "ultralytics": "8.4.2", "torch": "2.9.1"}
+    spec = ExperimentSpec(data="x", out=tmp_path, epochs=1)
+    write_report(spec, [row("baseline-seed0", old), row("baseline-seed1", old)])
+    assert "\nSoftware: bpr 0.1.0, ultralytics 8.4.1, torch 2.9.1.\n" in (tmp_path / "results.md").read_text()
+
+    write_report(spec, [row("baseline-seed0", None), row("baseline-seed1", old), row("baseline-seed2", new)])
+    assert ("**The runs were made with different software**, so they may not compare: "
+            "bpr 0.1.0, ultralytics 8.4.1, torch 2.9.1: baseline-seed1; "
+            "bpr 0.1.0, ultralytics 8.4.2, torch 2.9.1: baseline-seed2; "
+            "not recorded: baseline-seed0.") in (tmp_path / "results.md").read_text()
 
 
 def test_a_sweep_loads_its_evaluation_code_before_the_first_run(tmp_path):
@@ -136,6 +157,8 @@ def test_an_interrupted_sweep_resumes_and_reports(demo_template, tmp_path):
     obj = [r for r in rows if r["setting"] == "obj0.75"]
     assert all(0.6 < r["measured_obj_drop"] < 0.9 for r in obj)
     assert all(r["hide"] == 0 for r in rows if r["setting"] == "all-labels")
+    import ultralytics
+    assert {r["software"]["ultralytics"] for r in rows} == {ultralytics.__version__}
     table = (out / "results.md").read_text()
     assert "| baseline | 0.0 | 0.0 | random | 2 |" in table and "| obj0.75 |" in table
     obj_row = next(line for line in table.splitlines() if line.startswith("| obj0.75 |"))
