@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -58,6 +59,68 @@ def _clean_qt_environment() -> None:
             del os.environ[key]
 
 
+def _x11_error(display: str) -> str | None:
+    """Why Qt's X11 plugin cannot open a window on ``display``: a system library it lacks (the first),
+    or no X server answering there; None when it can."""
+    import ctypes
+
+    from PySide6.QtCore import QLibraryInfo
+
+    plugin = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)) / "platforms" / "libqxcb.so"
+    if not plugin.exists():
+        return None   # a build without it: Qt will say what it has
+    try:
+        ctypes.CDLL(str(plugin))
+        xcb = ctypes.CDLL("libxcb.so.1")   # loaded by the plugin already
+    except OSError as e:
+        return f"a system library it needs is not installed ({e})"
+    xcb.xcb_connect.restype = ctypes.c_void_p
+    xcb.xcb_connect.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    xcb.xcb_connection_has_error.argtypes = xcb.xcb_disconnect.argtypes = [ctypes.c_void_p]
+    connection = xcb.xcb_connect(display.encode(), None)
+    failed = xcb.xcb_connection_has_error(connection)
+    xcb.xcb_disconnect(connection)
+    return f"no X server answers on display {display!r}" if failed else None
+
+
+def _debian_package(error: str) -> str | None:
+    """Debian's package for a missing 'libNAME.so.N': libNAME + N, with a hyphen after a digit."""
+    match = re.search(r"(lib[\w.+-]+?)\.so\.(\d+)", error)
+    if match is None:
+        return None
+    name, version = match.groups()
+    return f"{name}{'-' if name[-1].isdigit() else ''}{version}"
+
+
+def display_problem(environ=os.environ, platform: str = sys.platform, x11_error=_x11_error) -> str | None:
+    """Why Qt cannot open a window here, in words a user can act on; None when nothing stands in the way.
+
+    On Linux, Qt aborts the process on either of these, advising a reinstall that does not help (and,
+    for any missing library, naming libxcb-cursor0): no display to connect to (an SSH session, a
+    server), or X11 without a system library its plugin needs, which many Linux installs lack.
+    """
+    if not platform.startswith("linux"):
+        return None
+    chosen = environ.get("QT_QPA_PLATFORM", "")
+    if chosen and not chosen.startswith(("xcb", "wayland")):
+        return None   # offscreen, vnc, eglfs ...: no desktop display needed
+    if not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY"):
+        return ("no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set). On a machine "
+                "without a desktop, `bpr-app --headless` runs the demo workflow and the `bpr` command does "
+                "everything else; over SSH, connect with `ssh -X` to see the window.")
+    if chosen.startswith("wayland") or (not chosen and environ.get("WAYLAND_DISPLAY")):
+        return None   # Qt's Wayland plugin needs none of the X11 libraries
+    error = x11_error(environ.get("DISPLAY", ""))
+    if error is None:
+        return None
+    package = _debian_package(error)
+    if package is None:
+        return (f"Qt cannot open a window: {error}. Over SSH, connect with `ssh -X`; on a machine without a "
+                "desktop, `bpr-app --headless` runs the demo workflow and the `bpr` command does everything else.")
+    return (f"Qt cannot open a window on X11: {error}. Install it (Debian/Ubuntu: `sudo apt install "
+            f"{package}`), then start bpr-app again; it names the next one if more are missing.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bpr-app", description="The bpr desktop app.")
     parser.add_argument("project", nargs="?", help="project folder (default: the last one, else the demo)")
@@ -76,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         run_pipeline(Path(args.project) if args.project else user_data_dir() / "demo")
         return 0
     _clean_qt_environment()
+    if (problem := display_problem()) is not None:
+        print(f"bpr-app: {problem}", file=sys.stderr)
+        return 1
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 

@@ -75,3 +75,41 @@ def test_exit_after_shown_for_startup_timing(qapp, monkeypatch, tmp_path):
 
     monkeypatch.setenv("BPR_EXIT_AFTER_SHOWN", "1")
     assert main([str(tmp_path / "nowhere")]) == 0
+
+
+def test_a_missing_display_or_x11_library_is_said_plainly(capsys, monkeypatch):
+    """Qt aborts on either (exit 134), advising a reinstall and naming libxcb-cursor0 whatever is missing;
+    the app names what is missing instead."""
+    from app.main import display_problem, main
+
+    missing = "a system library it needs is not installed (libxcb-icccm.so.4: cannot open shared object file)"
+    x11 = {"DISPLAY": ":0"}
+    assert display_problem(x11, "linux", lambda display: None) is None
+    message = display_problem(x11, "linux", lambda display: missing)
+    assert f"{missing}. Install it" in message and "`sudo apt install libxcb-icccm4`" in message
+    assert "`sudo apt install libxkbcommon-x11-0`" in display_problem(
+        x11, "linux", lambda display: "not installed (libxkbcommon-x11.so.0: cannot open shared object file)")
+    message = display_problem({"DISPLAY": ":5"}, "linux", lambda display: f"no X server answers on {display}")
+    assert message.startswith("Qt cannot open a window: no X server answers on :5.") and "ssh -X" in message
+    assert "bpr-app --headless" in display_problem({}, "linux", lambda display: None)
+    assert display_problem({"WAYLAND_DISPLAY": "wayland-0"}, "linux", lambda display: missing) is None
+    assert missing in display_problem({"WAYLAND_DISPLAY": "w", "QT_QPA_PLATFORM": "xcb"}, "linux",
+                                      lambda display: missing)
+    assert display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux", lambda display: missing) is None
+    assert display_problem({}, "win32", lambda display: missing) is None
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    assert main([]) == 1
+    assert capsys.readouterr().err.startswith("bpr-app: no display to open a window on")
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="X11 is Linux's")
+def test_a_display_nobody_serves_is_found_before_qt_aborts():
+    """The real check, against a display number no X server holds."""
+    from app.main import _x11_error
+
+    error = _x11_error(":97")
+    assert error == "no X server answers on display ':97'" or "not installed" in error
