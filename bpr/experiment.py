@@ -301,6 +301,8 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
     table = summary_table(spec, rows)
     if not table:
         return
+    names = {s.name for s in spec.settings()}
+    finished = [r for r in rows if r["setting"] in names and r["seed"] < spec.seeds]
     columns = ["setting", "p_obj", "p_box", "mode", "hide", "seeds", "val_mAP50", "val_mAP50_sd",
                "test_mAP50", "test_mAP50_sd", "test_coco_mAP50", "test_coco_mAP50_sd", "test_gain",
                "test_gain_sd", "measured_obj_drop", "measured_box_drop"]
@@ -321,7 +323,8 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
         "over seeds; ultralytics' AP (101-point interpolation) of best.pt, and COCO's for test. Dropped: the "
         "fraction of negatives (obj) and of low-IoU positives (box) the loss left out in the last epoch.",
         "",
-        software_line(rows),
+        f"Finished: {len(finished)} of {len(names) * spec.seeds} runs ({len(names)} settings x {spec.seeds} "
+        f"seeds). {software_line(rows)}",
         "",
         ("| setting | p_obj | p_box | mode | seeds | val mAP50 | test mAP50 | test mAP50 (COCO) "
          "| test gain vs baseline | dropped obj / box |"),

@@ -82,7 +82,8 @@ def test_the_report_says_which_software_made_the_runs(tmp_path):
     new = {"bpr": "0.1.0", "ultralytics": "8.4.2", "torch": "2.9.1"}
     spec = ExperimentSpec(data="x", out=tmp_path, epochs=1)
     write_report(spec, [row("baseline-seed0", old), row("baseline-seed1", old)])
-    assert "\nSoftware: bpr 0.1.0, ultralytics 8.4.1, torch 2.9.1.\n" in (tmp_path / "results.md").read_text()
+    assert ("\nFinished: 2 of 27 runs (9 settings x 3 seeds). Software: bpr 0.1.0, ultralytics 8.4.1, torch 2.9.1.\n"
+            in (tmp_path / "results.md").read_text())
 
     write_report(spec, [row("baseline-seed0", None), row("baseline-seed1", old), row("baseline-seed2", new)])
     assert ("**The runs were made with different software**, so they may not compare: "
