@@ -63,7 +63,7 @@ class ImportReport:
     videos_new: int = 0
     images: int = 0
     boxes_added: int = 0
-    boxes_already_there: int = 0
+    boxes_already_there: int = 0       # replacing: the boxes the file has unchanged, kept as they were
     boxes_removed: int | None = None   # None: the import added to the labels, replacing none
     frames: int = 0
     species_new: list[str] = field(default_factory=list)
@@ -74,10 +74,8 @@ class ImportReport:
         sources = ", ".join(f"{noun}: {n}" for noun, n in source_counts(self.videos, self.images))
         boxes = f"boxes: {self.boxes_added} added, {self.boxes_already_there} already in the project"
         if self.boxes_removed is not None:
-            boxes = (f"boxes: {self.boxes_removed} removed, {self.boxes_added} added: the file's boxes replace "
-                     "the labels there")
-            if self.boxes_already_there:
-                boxes += f" ({self.boxes_already_there} repeated in the file were added once)"
+            boxes = (f"boxes: {self.boxes_removed} removed, {self.boxes_added} added, {self.boxes_already_there} "
+                     "unchanged: the file's boxes are now the labels there")
         out = [
             f"{sources} ({self.videos_new} new, {len(self.missing_videos)} without a file)",
             boxes,
@@ -138,9 +136,10 @@ def write_batch(project: Project, batch: ImportBatch, progress: Progress | None 
     its source: labels exported to VIAME or COCO, completed elsewhere and imported back, add only
     the boxes that are new.
 
-    The labels of the videos in ``batch.replace`` are removed first, in the same transaction: the
-    batch is then their whole set of labels, so boxes moved or deleted in another tool are moved or
-    deleted here too.
+    The batch is the whole set of labels of the videos in ``batch.replace``: their boxes it lacks are
+    removed, in the same transaction, so boxes moved or deleted in another tool are moved or deleted
+    here too. Their boxes it has (the same box, as above) are kept as they are, with their id, source
+    and times.
     """
     report = ImportReport(warnings=list(batch.warnings))
     if probe is None:
@@ -191,21 +190,21 @@ def write_batch(project: Project, batch: ImportBatch, progress: Progress | None 
             report.frames = len(batch.frames)
 
         species_ids = {name.lower(): i for i, name in conn.execute("SELECT id, name FROM species")}
+        boxes = batch.boxes
         if batch.replace:
-            changes = conn.total_changes
-            conn.executemany("DELETE FROM boxes WHERE video_id = ?", [(v,) for v in batch.replace])
-            report.boxes_removed = conn.total_changes - changes
+            boxes, report.boxes_already_there, report.boxes_removed = _replace_labels(
+                conn, batch.replace, boxes, species_ids)
         # Only videos that had boxes before need the "same box" check, against those boxes only.
-        had_boxes = {r[0] for r in conn.execute("SELECT DISTINCT video_id FROM boxes")}
+        had_boxes = {r[0] for r in conn.execute("SELECT DISTINCT video_id FROM boxes")} - set(batch.replace)
         last_before = conn.execute("SELECT coalesce(max(id), 0) FROM boxes").fetchone()[0]
         now = time.time()
         before = conn.total_changes
         chunk = 20000
-        for start in range(0, len(batch.boxes), chunk):
+        for start in range(0, len(boxes), chunk):
             rows = [
                 (b.video_id, b.frame_index, species_ids[b.species.lower()], b.x1, b.y1, b.x2, b.y2,
                  b.track_id, b.origin_key, now)
-                for b in batch.boxes[start:start + chunk]
+                for b in boxes[start:start + chunk]
             ]
             conn.executemany(
                 "INSERT INTO boxes (video_id, frame_index, species_id, x1, y1, x2, y2, track_id, "
@@ -220,10 +219,46 @@ def write_batch(project: Project, batch: ImportBatch, progress: Progress | None 
                 f"AND abs(e.x2 - ?6) <= {SAME_BOX_PX} AND abs(e.y2 - ?7) <= {SAME_BOX_PX}) "
                 "ON CONFLICT DO NOTHING", [(*r, last_before) for r in rows if r[0] in had_boxes])
             if progress:
-                progress(min(start + chunk, len(batch.boxes)), len(batch.boxes), "writing boxes")
+                progress(min(start + chunk, len(boxes)), len(boxes), "writing boxes")
         report.boxes_added = conn.total_changes - before
-        report.boxes_already_there = len(batch.boxes) - report.boxes_added
+        if not batch.replace:
+            report.boxes_already_there = len(boxes) - report.boxes_added
     return report
+
+
+def _replace_labels(conn, videos: list[str], boxes: list[BoxRecord],
+                    species_ids: dict[str, int]) -> tuple[list[BoxRecord], int, int]:
+    """Make ``boxes`` the labels of ``videos``: each box of theirs that one of ``boxes`` matches (same frame
+    and species, each side within SAME_BOX_PX; one to one, so a box repeated in the file is added again)
+    stays as it is, taking that box's origin key and track; the others are deleted.
+
+    Returns the boxes still to write (those matching none, and any of other videos), how many were
+    kept, and how many were deleted.
+    """
+    replaced = set(videos)
+    existing: dict[tuple, list[tuple]] = {}
+    for row in conn.execute(f"SELECT id, video_id, frame_index, species_id, x1, y1, x2, y2 FROM boxes "
+                            f"WHERE video_id IN ({', '.join('?' * len(replaced))}) ORDER BY id", sorted(replaced)):
+        existing.setdefault(row[1:4], []).append(row)
+    kept: list[tuple[int, BoxRecord]] = []
+    rest = []
+    for b in boxes:
+        candidates = existing.get((b.video_id, b.frame_index, species_ids[b.species.lower()])) if (
+            b.video_id in replaced) else None
+        match = next((row for row in candidates or () if all(
+            abs(old - new) <= SAME_BOX_PX for old, new in zip(row[4:], (b.x1, b.y1, b.x2, b.y2)))), None)
+        if match is None:
+            rest.append(b)
+        else:
+            candidates.remove(match)
+            kept.append((match[0], b))
+    gone = [(row[0],) for rows in existing.values() for row in rows]
+    conn.executemany("DELETE FROM boxes WHERE id = ?", gone)
+    # Origin keys are unique in a frame, and kept boxes may trade them: clear them all, then set them.
+    conn.executemany("UPDATE boxes SET origin_key = NULL WHERE id = ?", [(i,) for i, _ in kept])
+    conn.executemany("UPDATE OR IGNORE boxes SET origin_key = ?, track_id = ? WHERE id = ?",  # a key the file
+                     [(b.origin_key, b.track_id, i) for i, b in kept])                 # repeats stays off
+    return rest, len(kept), len(gone)
 
 
 def normalise_species(name: str) -> str:

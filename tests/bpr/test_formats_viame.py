@@ -259,15 +259,40 @@ def test_a_replacing_import_makes_the_csv_the_videos_labels(demo_project, tmp_pa
         import_viame(expected, csv_path, video_id=video)
         wanted = boxes_of(expected, video)
     before = boxes_of(demo_project, video)
+    first = demo_project.conn.execute("SELECT min(id) FROM boxes WHERE video_id = ?", (video,)).fetchone()[0]
+    demo_project.conn.execute("UPDATE boxes SET source = 'accepted' WHERE id = ?", (first,))
     report = import_viame(demo_project, csv_path, video_id=video, replace=True)
     assert boxes_of(demo_project, video) == wanted
-    assert (report.boxes_removed, report.boxes_added) == (len(before), len(rows))  # one out, one in
-    assert report.lines()[1] == (f"boxes: {len(before)} removed, {len(rows)} added: the file's boxes replace "
+    # the deleted box and the moved one's old place out; its new place and the new box in; the rest kept
+    assert (report.boxes_removed, report.boxes_added, report.boxes_already_there) == (2, 2, len(before) - 2)
+    assert report.lines()[1] == (f"boxes: 2 removed, 2 added, {len(before) - 2} unchanged: the file's boxes are now "
                                  "the labels there")
+    assert demo_project.conn.execute("SELECT source FROM boxes WHERE id = ?", (first,)).fetchone() == ("accepted",)
     assert boxes_of(demo_project, other) == untouched
+    # the same file again changes nothing
+    same = import_viame(demo_project, csv_path, video_id=video, replace=True)
+    assert (same.boxes_removed, same.boxes_added, same.boxes_already_there) == (0, 0, len(rows))
+    assert boxes_of(demo_project, video) == wanted
     # a plain import of the same file adds nothing, and says so without "removed"
     again = import_viame(demo_project, csv_path, video_id=video)
     assert (again.boxes_added, again.boxes_removed) == (0, None) and "removed" not in again.lines()[1]
+
+
+def test_boxes_kept_by_a_replacing_import_may_trade_track_ids(project):
+    """Two boxes of one frame, their track ids swapped in DIVE: both are kept, each with its new track (a
+    frame's origin keys are unique, so setting them one after the other would collide)."""
+    def batch(tracks, replace):
+        boxes = [BoxRecord("v", 3, "urchin", 10, 10, 20, 20, track_id=tracks[0], origin_key=f"viame:{tracks[0]}"),
+                 BoxRecord("v", 3, "urchin", 50, 50, 60, 60, track_id=tracks[1], origin_key=f"viame:{tracks[1]}")]
+        return ImportBatch(species={"urchin": None}, videos=[VideoRecord("v")], boxes=boxes,
+                           replace=["v"] if replace else [])
+
+    write_batch(project, batch((1, 2), replace=False))
+    ids = [r[0] for r in project.conn.execute("SELECT id FROM boxes ORDER BY x1")]
+    report = write_batch(project, batch((2, 1), replace=True))
+    assert (report.boxes_removed, report.boxes_added, report.boxes_already_there) == (0, 0, 2)
+    assert project.conn.execute("SELECT id, track_id, origin_key FROM boxes ORDER BY x1").fetchall() == [
+        (ids[0], 2, "viame:2"), (ids[1], 1, "viame:1")]
 
 
 def test_a_replacing_import_of_an_image_folder_clears_the_images_whose_boxes_were_deleted(project, tmp_path):
@@ -285,7 +310,8 @@ def test_a_replacing_import_of_an_image_folder_clears_the_images_whose_boxes_wer
     csv_path = folder / "set.csv"  # from DIVE: img2's only box deleted, one of img10's moved
     csv_path.write_text(HEADER + "\n0,img10.jpg,3,1,2,30,40,1,-1,urchin,1\n1,img10.jpg,3,55,60,75,80,1,-1,urchin,1\n")
     report = import_viame(project, csv_path, split="test", replace=True)
-    assert (report.boxes_removed, report.boxes_added, report.videos_new, report.images) == (3, 2, 0, 2)
+    assert (report.boxes_removed, report.boxes_added, report.boxes_already_there) == (2, 1, 1)
+    assert (report.videos_new, report.images) == (0, 2)
     assert boxes_of(project, "set/img2") == []
     assert [project.video(v)["split"] for v in ("set/img2", "set/img10", "other/img2")] == ["test", "test", "none"]
     assert [b[2:6] for b in boxes_of(project, "set/img10")] == [(1, 2, 30, 40), (55, 60, 75, 80)]
