@@ -235,18 +235,17 @@ def _replace_labels(conn, videos: list[str], boxes: list[BoxRecord],
     Returns the boxes still to write (those matching none, and any of other videos), how many were
     kept, and how many were deleted.
     """
-    replaced = set(videos)
     existing: dict[tuple, list[tuple]] = {}
-    for row in conn.execute(f"SELECT id, video_id, frame_index, species_id, x1, y1, x2, y2 FROM boxes "
-                            f"WHERE video_id IN ({', '.join('?' * len(replaced))}) ORDER BY id", sorted(replaced)):
-        existing.setdefault(row[1:4], []).append(row)
+    for video in sorted(set(videos)):   # one query each: an image folder may hold more than SQLite's 32766 variables
+        for row in conn.execute("SELECT id, video_id, frame_index, species_id, x1, y1, x2, y2 FROM boxes "
+                                "WHERE video_id = ? ORDER BY id", (video,)):
+            existing.setdefault(row[1:4], []).append(row)
     kept: list[tuple[int, BoxRecord]] = []
     rest = []
     for b in boxes:
-        candidates = existing.get((b.video_id, b.frame_index, species_ids[b.species.lower()])) if (
-            b.video_id in replaced) else None
-        match = next((row for row in candidates or () if all(
-            abs(old - new) <= SAME_BOX_PX for old, new in zip(row[4:], (b.x1, b.y1, b.x2, b.y2)))), None)
+        candidates = existing.get((b.video_id, b.frame_index, species_ids[b.species.lower()]), [])
+        match = next((row for row in candidates if all(
+            abs(here - there) <= SAME_BOX_PX for here, there in zip(row[4:], (b.x1, b.y1, b.x2, b.y2)))), None)
         if match is None:
             rest.append(b)
         else:
