@@ -158,7 +158,8 @@ def test_detect_evaluate_counts_and_exports(trained_template, tmp_path, capsys):
     n = len(csv_file.read_text().splitlines()) - 2
     assert main(["import", "viame", str(csv_file), "--project", str(tmp_path / "q"),
                  "--video-id", csv_file.stem, "--replace"]) == 0
-    assert f"boxes: {n} removed, {n} added: the file's boxes replace the labels there" in capsys.readouterr().out
+    assert f"boxes: 0 removed, 0 added, {n} unchanged: the file's boxes are now the labels there" in (
+        capsys.readouterr().out)
     assert main(["counts", p]) == 1
     assert "give --run RUN" in capsys.readouterr().err
 
