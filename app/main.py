@@ -95,9 +95,9 @@ def _debian_package(error: str) -> str | None:
 def display_problem(environ=os.environ, platform: str = sys.platform, x11_error=_x11_error) -> str | None:
     """Why Qt cannot open a window here, in words a user can act on; None when nothing stands in the way.
 
-    On Linux, Qt aborts the process on either of these, advising a reinstall that does not help (and,
-    for any missing library, naming libxcb-cursor0): no display to connect to (an SSH session, a
-    server), or X11 without a system library its plugin needs, which many Linux installs lack.
+    On Linux, Qt aborts the process on each of these, advising a reinstall that does not help and
+    naming libxcb-cursor0 whatever is missing: no display set (an SSH session, a server), a system
+    library its X11 plugin needs (minimal installs lack some), or a DISPLAY no X server answers on.
     """
     if not platform.startswith("linux"):
         return None
