@@ -13,6 +13,7 @@ COLUMNS = ["Video", "Split", "Status", "Frames", "Labeled"]  # labeled: partial 
 # The id column's widest, in digits: DUSIA's 20-digit ids fit; longer ids (image paths) are elided at
 # the end, which keeps their folder and the start of the file name (a timecode, in exported frames).
 ID_CHARS = 30
+LABELED_ROLE = Qt.ItemDataRole.UserRole + 1   # an item's number of labeled frames
 
 
 def _labeled(counts: dict[str, int]) -> str:
@@ -50,6 +51,7 @@ class VideoList(QTreeWidget):
             c = counts.get(v["id"], {})
             item = QTreeWidgetItem([v["id"], v["split"], v["status"], str(v["frame_count"] or ""), _labeled(c)])
             item.setData(0, Qt.ItemDataRole.UserRole, v["id"])
+            item.setData(0, LABELED_ROLE, sum(c.values()))
             for col in (3, 4):
                 item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight)
             item.setToolTip(0, v["id"])
@@ -81,6 +83,7 @@ class VideoList(QTreeWidget):
                 "SELECT label_status, count(*) FROM frames WHERE video_id = ? GROUP BY 1", (vid,)).fetchall())
             for item in self.findItems(vid, Qt.MatchFlag.MatchExactly, 0):
                 item.setText(4, _labeled(c))
+                item.setData(0, LABELED_ROLE, sum(c.values()))
 
     def _select(self, *_):
         if not self.state.video:
@@ -89,6 +92,30 @@ class VideoList(QTreeWidget):
         for item in self.findItems(self.state.video["id"], Qt.MatchFlag.MatchExactly, 0):
             self.setCurrentItem(item)
         self.blockSignals(False)
+
+    def position(self) -> tuple[int, int]:
+        """The current item's place in the list as shown (0-based) and the number of items."""
+        return self.indexOfTopLevelItem(self.currentItem()), self.topLevelItemCount()
+
+    def step(self, delta: int) -> bool:
+        """Choose the item ``delta`` rows away in the list as shown (sorted as the user chose), clamped to
+        its ends; False when there is none to move to. Image sets step this way: each image is an item."""
+        row, count = self.position()
+        target = max(0, min(row + delta, count - 1))
+        if row < 0 or target == row:
+            return False
+        self.setCurrentItem(self.topLevelItem(target))
+        return True
+
+    def jump_labeled(self, direction: int) -> bool:
+        """Choose the next (+1) or previous (-1) item with a labeled frame; False when there is none."""
+        row, count = self.position()
+        rows = range(row + 1, count) if direction > 0 else range(row - 1, -1, -1)
+        target = next((r for r in rows if self.topLevelItem(r).data(0, LABELED_ROLE)), None)
+        if row < 0 or target is None:
+            return False
+        self.setCurrentItem(self.topLevelItem(target))
+        return True
 
     def _chosen(self, item, _previous):
         if item is not None:

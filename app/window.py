@@ -203,8 +203,8 @@ class MainWindow(QMainWindow):
         edit.addAction(redo)
         view = bar.addMenu("&View")
         self._action(view, "Fit frame", self.view.fit, "Ctrl+0")
-        self._action(view, "Next labeled frame", lambda: self.state.jump_labeled(+1), "PgDown")
-        self._action(view, "Previous labeled frame", lambda: self.state.jump_labeled(-1), "PgUp")
+        self._action(view, "Next labeled frame", lambda: self.jump_labeled(+1), "PgDown")
+        self._action(view, "Previous labeled frame", lambda: self.jump_labeled(-1), "PgUp")
         self._action(view, "Jump to MaxN frame of a species...", self.jump_to_maxn, "M")
 
     def _action(self, menu, text, slot, shortcut=None) -> QAction:
@@ -219,11 +219,34 @@ class MainWindow(QMainWindow):
         """DIVE/CVAT-style stepping: Left/Right and D/F one frame, Shift 10, Space play, Home/End."""
         keys = {"Right": 1, "F": 1, "Left": -1, "D": -1, "Shift+Right": 10, "Shift+Left": -10}
         for key, delta in keys.items():
-            QShortcut(QKeySequence(key), self, activated=lambda d=delta: self.state.step(d))
+            QShortcut(QKeySequence(key), self, activated=lambda d=delta: self.step(d))
         QShortcut(QKeySequence("Space"), self, activated=lambda: self.play_button.toggle())
-        QShortcut(QKeySequence("Home"), self, activated=lambda: self.state.set_frame(0))
-        QShortcut(QKeySequence("End"), self, activated=lambda: self.state.set_frame(self.state.frame_count - 1))
+        QShortcut(QKeySequence("Home"), self, activated=lambda: self.step(-self._sequence_length()))
+        QShortcut(QKeySequence("End"), self, activated=lambda: self.step(self._sequence_length()))
         QShortcut(QKeySequence("B"), self, activated=lambda: self.labels.draw.toggle())
+
+    # -- stepping: frames of a video; in an image set, its images ----------------------------------
+    def _on_image(self) -> bool:
+        """Whether the current item is a still image. An image set has one item per image, so stepping
+        moves along the video list, as DIVE steps through an image sequence."""
+        return bool(self.state.video) and self.state.video["kind"] == "image"
+
+    def _sequence_length(self) -> int:
+        return self.videos.topLevelItemCount() if self._on_image() else self.state.frame_count
+
+    def step(self, delta: int) -> bool:
+        """``delta`` frames on, or ``delta`` images in an image set; False when already at the end."""
+        if self._on_image():
+            return self.videos.step(delta)
+        before = self.state.frame
+        self.state.step(delta)
+        return self.state.frame != before
+
+    def jump_labeled(self, direction: int) -> None:
+        if self._on_image():
+            self.videos.jump_labeled(direction)
+        else:
+            self.state.jump_labeled(direction)
 
     # -- playback --------------------------------------------------------------------------------
     def set_playing(self, on: bool):
@@ -239,19 +262,21 @@ class MainWindow(QMainWindow):
             self.play_button.blockSignals(False)
 
     def _advance(self):
-        if self.state.frame >= self.state.frame_count - 1:
+        if not self.step(1):
             self.set_playing(False)
-        else:
-            self.state.step(1)
 
     def _update_frame_label(self, *_):
         s = self.state
         if not s.video:
             self.frame_label.setText("no video")
             return
+        # the id last: a long one is clipped, not the frame number
+        if self._on_image():
+            row, count = self.videos.position()
+            self.frame_label.setText(f"image {row + 1} / {count}  [{s.frame_status()}]  {s.video['id']}")
+            return
         fps = s.video["fps"]
         when = timecode(s.frame / fps) if fps else "-"
-        # the id last: a long one is clipped, not the frame number
         self.frame_label.setText(f"frame {s.frame} / {s.frame_count - 1}  {when}  [{s.frame_status()}]  "
                                  f"{s.video['id']}")
 

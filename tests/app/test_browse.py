@@ -71,6 +71,61 @@ def test_keyboard_stepping_like_dive(window, qtbot):
     assert s.frame == labeled[0]
 
 
+def test_an_image_set_steps_from_image_to_image(make_window, tmp_path, qtbot):
+    """Each image is one item of the list; Left/Right, Shift, Home/End, PgUp/PgDown and playback move
+    along the list as shown, as DIVE steps through an image sequence."""
+    from PIL import Image
+
+    from bpr.formats import write_batch
+    from bpr.formats.common import BoxRecord, ImportBatch, VideoRecord
+    from bpr.store import Project
+
+    names = [f"img{i:02d}" for i in range(12)]
+    labeled = {"img03", "img07"}
+    batch = ImportBatch(species={"urchin": None})
+    for name in names:
+        Image.new("RGB", (64, 48)).save(tmp_path / f"{name}.png")
+        batch.videos.append(VideoRecord(f"set/{name}", kind="image", path=tmp_path / f"{name}.png", frame_count=1,
+                                        width=64, height=48))
+    batch.frames = [(f"set/{n}", 0, "full") for n in sorted(labeled)]
+    batch.boxes = [BoxRecord(f"set/{n}", 0, "urchin", 2, 2, 20, 20, origin_key=n) for n in sorted(labeled)]
+    with Project.create(tmp_path / "images") as project:
+        write_batch(project, batch)
+    window = make_window(tmp_path / "images")
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    s = window.state
+    assert s.video["id"] == "set/img00"
+
+    def current():
+        return s.video["id"].removeprefix("set/")
+
+    for key, modifier, expected in ((Qt.Key.Key_Right, Qt.KeyboardModifier.NoModifier, "img01"),
+                                    (Qt.Key.Key_F, Qt.KeyboardModifier.NoModifier, "img02"),
+                                    (Qt.Key.Key_Left, Qt.KeyboardModifier.NoModifier, "img01"),
+                                    (Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier, "img11"),  # clamped
+                                    (Qt.Key.Key_Left, Qt.KeyboardModifier.ShiftModifier, "img01"),
+                                    (Qt.Key.Key_PageDown, Qt.KeyboardModifier.NoModifier, "img03"),
+                                    (Qt.Key.Key_PageDown, Qt.KeyboardModifier.NoModifier, "img07"),
+                                    (Qt.Key.Key_PageDown, Qt.KeyboardModifier.NoModifier, "img07"),  # the last
+                                    (Qt.Key.Key_PageUp, Qt.KeyboardModifier.NoModifier, "img03"),
+                                    (Qt.Key.Key_End, Qt.KeyboardModifier.NoModifier, "img11"),
+                                    (Qt.Key.Key_Home, Qt.KeyboardModifier.NoModifier, "img00")):
+        QTest.keyClick(window, key, modifier)
+        assert current() == expected, (key, modifier)
+    assert window.frame_label.text().startswith("image 1 / 12  [none]  set/img00")
+    QTest.keyClick(window, Qt.Key.Key_PageDown)
+    assert window.frame_label.text().startswith("image 4 / 12  [full]  set/img03")
+    window.videos.sortItems(0, Qt.SortOrder.DescendingOrder)   # the list as the user sorted it
+    QTest.keyClick(window, Qt.Key.Key_Right)
+    assert current() == "img02"
+
+    window.speed.setCurrentText("4x")
+    QTest.keyClick(window, Qt.Key.Key_Space)   # plays through to the end of the list, then stops
+    qtbot.waitUntil(lambda: not window.play_timer.isActive(), timeout=5000)
+    assert current() == "img00"
+
+
 def test_playback_at_speed(window, qtbot):
     s = window.state
     s.set_frame(0)
