@@ -236,7 +236,8 @@ def _replace_labels(conn, videos: list[str], boxes: list[BoxRecord],
     kept, and how many were deleted.
     """
     existing: dict[tuple, list[tuple]] = {}
-    for video in sorted(set(videos)):   # one query each: an image folder may hold more than SQLite's 32766 variables
+    # One query a video: an image folder's images may outnumber SQLite's 32766 variables.
+    for video in sorted(set(videos)):
         for row in conn.execute("SELECT id, video_id, frame_index, species_id, x1, y1, x2, y2 FROM boxes "
                                 "WHERE video_id = ? ORDER BY id", (video,)):
             existing.setdefault(row[1:4], []).append(row)

@@ -62,7 +62,8 @@ def test_the_epochs_trained_without_mosaic_are_left_out_of_the_verdict(tmp_path)
     assert mosaic_epochs(ExperimentSpec(data="x", out=tmp_path, epochs=70, extra={"close_mosaic": 0})) == 70
     assert mosaic_epochs(ExperimentSpec(data="x", out=tmp_path, epochs=5)) == 5   # mosaic off from the start
 
-    row = {"run": "baseline-seed0", "setting": "baseline", "seed": 0, "p_obj": 0.0, "p_box": 0.0, "mode": "random", "hide": 0.5,
+    row = {"run": "baseline-seed0", "setting": "baseline", "seed": 0, "p_obj": 0.0, "p_box": 0.0, "mode": "random",
+           "hide": 0.5,
            "val_mAP50": 0.5, "test_mAP50": 0.5, "test_coco_mAP50": 0.5, "measured_obj_drop": None,
            "measured_box_drop": None, "val_curve_mAP50": curve}
     write_report(ExperimentSpec(data="x", out=tmp_path, epochs=70), [row])

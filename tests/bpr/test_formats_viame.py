@@ -265,9 +265,10 @@ def test_a_replacing_import_makes_the_csv_the_videos_labels(demo_project, tmp_pa
     assert boxes_of(demo_project, video) == wanted
     # the deleted box and the moved one's old place out; its new place and the new box in; the rest kept
     assert (report.boxes_removed, report.boxes_added, report.boxes_already_there) == (2, 2, len(before) - 2)
-    assert report.lines()[1] == (f"boxes: 2 removed, 2 added, {len(before) - 2} unchanged: the file's boxes are now "
-                                 "the labels there")
-    assert demo_project.conn.execute("SELECT source FROM boxes WHERE id = ?", (first,)).fetchone() == ("accepted",)
+    assert report.lines()[1] == (f"boxes: 2 removed, 2 added, {len(before) - 2} unchanged: the file's boxes are "
+                                 "now the labels there")
+    source = demo_project.conn.execute("SELECT source FROM boxes WHERE id = ?", (first,)).fetchone()
+    assert source == ("accepted",)
     assert boxes_of(demo_project, other) == untouched
     # the same file again changes nothing
     same = import_viame(demo_project, csv_path, video_id=video, replace=True)
