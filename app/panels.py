@@ -508,6 +508,14 @@ def _detect_job(folder: str, run: str, videos: list[str] | None, stride: int, mi
                       cancel=stop.is_set)
 
 
+VIDEO_COUNTS = "This video (double-click: jump to the MaxN frame)"
+
+
+def _image_name(image_id: str) -> str:
+    """An image's id without its folder, which the panel's heading names."""
+    return image_id.rsplit("/", 1)[-1]
+
+
 class ReviewPanel(QWidget):
     """Pick a run, detect on the current video, set the confidence, read counts, find missing labels."""
 
@@ -558,11 +566,13 @@ class ReviewPanel(QWidget):
         form.addRow("Confidence", conf_row)
         layout.addLayout(form)
 
-        layout.addWidget(QLabel("This frame"))
+        self.frame_counts_label = QLabel("This frame")
+        layout.addWidget(self.frame_counts_label)
         self.frame_counts = _tree(["Species", "Count"])
         self.frame_counts.setMaximumHeight(110)
         layout.addWidget(self.frame_counts)
-        layout.addWidget(_wrapped("This video (double-click: jump to the MaxN frame)"))
+        self.video_counts_label = _wrapped(VIDEO_COUNTS)
+        layout.addWidget(self.video_counts_label)
         self.video_counts = _tree(["Species", "MaxN", "Frame", "Mean", "Frames present"])
         self.video_counts.itemDoubleClicked.connect(self._jump_maxn)
         layout.addWidget(self.video_counts)
@@ -581,8 +591,9 @@ class ReviewPanel(QWidget):
         row.addWidget(self.reject_button)
         layout.addLayout(row)
 
+        self.scope: str | None = None  # what the counts and the finder cover: a video, or an image folder
         state.projectChanged.connect(self.reload_runs)
-        state.videoChanged.connect(self.refresh_all)
+        state.videoChanged.connect(self._video_changed)
         state.detectionsChanged.connect(self.refresh_all)
         state.confChanged.connect(self.refresh_frame)
         state.confSettled.connect(self.refresh_all)
@@ -590,6 +601,7 @@ class ReviewPanel(QWidget):
         state.frameChanged.connect(self.refresh_frame)
 
     def reload_runs(self):
+        self.scope = None  # the project changed (an import may have added images): count again
         names = [r["name"] for r in self.state.project.runs() if r["weights"]]
         self.run.blockSignals(True)
         self.run.clear()
@@ -651,34 +663,60 @@ class ReviewPanel(QWidget):
         for name, n in sorted(counts.items()):
             self.frame_counts.addTopLevelItem(QTreeWidgetItem([name, str(n)]))
 
+    def _video_changed(self, video_id: str):
+        """Another image of the same folder keeps the folder's counts and suggestions (and the one
+        chosen): only this frame's counts change."""
+        sequence = self.state.project.image_sequence(video_id) if self.state.video["kind"] == "image" else None
+        if (sequence.name if sequence else video_id) == self.scope:
+            self.refresh_frame()
+        else:
+            self.refresh_all()
+
     def refresh_all(self, *_):
+        """Counts and suggestions of the current video, or of the current image's folder: in an image set
+        each image is one item, and MaxN and the unboxed animals are looked for across its folder."""
         from bpr.counts import CountSource, video_summary
         from bpr.review import missing_labels
 
         self.refresh_frame()
+        chosen = self._current_suggestion()
         self.video_counts.clear()
         self.missing.blockSignals(True)  # refilling must not select (and jump to) a suggestion
         self.missing.clear()
         self.suggestions = []
+        self.scope = None
         if not self.state.video:
+            self.missing.blockSignals(False)
             return
         vid = self.state.video["id"]
+        sequence = self.state.project.image_sequence(vid) if self.state.video["kind"] == "image" else None
+        self.scope = sequence.name if sequence else vid
+        self.frame_counts_label.setText("This image" if sequence else "This frame")
+        self.video_counts_label.setText(
+            f"This image folder: {sequence.name}, {len(sequence.images)} images (double-click: go to the "
+            "MaxN image)" if sequence else VIDEO_COUNTS)
+        self.video_counts.headerItem().setText(2, "Image" if sequence else "Frame")
+        self.missing.headerItem().setText(0, "Image" if sequence else "Frame")
         source = CountSource(run=self.state.run, conf=self.state.conf)
         for row in video_summary(self.state.project, source, video=vid):
-            item = QTreeWidgetItem([row["species"], str(row["maxn"]),
-                                    "" if row["maxn_frame"] is None else str(row["maxn_frame"]),
-                                    f"{row['mean_count']:.3f}", str(row["frames_present"])])
-            item.setData(0, Qt.ItemDataRole.UserRole, row["maxn_frame"])
+            where = (_image_name(row["maxn_image"]) if sequence else str(row["maxn_frame"])) \
+                if row["maxn_frame"] is not None else ""
+            item = QTreeWidgetItem([row["species"], str(row["maxn"]), where, f"{row['mean_count']:.3f}",
+                                    str(row["frames_present"])])
+            item.setData(0, Qt.ItemDataRole.UserRole, (row["maxn_image"], row["maxn_frame"]))
             self.video_counts.addTopLevelItem(item)
         if self.state.run:
             self.suggestions = missing_labels(self.state.project, self.state.run, self.state.conf, video=vid)
             for s in self.suggestions:
-                self.missing.addTopLevelItem(QTreeWidgetItem([str(s.frame_index), s.species,
-                                                              confidence_text(s.confidence)]))
-        self.missing.setCurrentItem(None)
+                where = _image_name(s.video_id) if sequence else str(s.frame_index)
+                self.missing.addTopLevelItem(QTreeWidgetItem([where, s.species, confidence_text(s.confidence)]))
+        # keep the suggestion being looked at chosen, if it is still one
+        index = next((i for i, s in enumerate(self.suggestions)
+                      if chosen is not None and s.detection_id == chosen.detection_id), None)
+        self.missing.setCurrentItem(None if index is None else self.missing.topLevelItem(index))
         self.missing.blockSignals(False)
-        self.accept_button.setEnabled(False)
-        self.reject_button.setEnabled(False)
+        self.accept_button.setEnabled(index is not None)
+        self.reject_button.setEnabled(index is not None)
 
     def jump_to_maxn(self, species: str) -> bool:
         for i in range(self.video_counts.topLevelItemCount()):
@@ -689,9 +727,16 @@ class ReviewPanel(QWidget):
         return False
 
     def _jump_maxn(self, item, *_):
-        frame = item.data(0, Qt.ItemDataRole.UserRole)
-        if frame is not None:
+        image, frame = item.data(0, Qt.ItemDataRole.UserRole)
+        if image is not None:
+            self.state.set_video(image)
+        elif frame is not None:
             self.state.set_frame(frame)
+
+    def _go_to(self, suggestion) -> None:
+        if suggestion.video_id != self.state.video["id"]:
+            self.state.set_video(suggestion.video_id)
+        self.state.set_frame(suggestion.frame_index)
 
     def _current_suggestion(self):
         index = self.missing.indexOfTopLevelItem(self.missing.currentItem()) if self.missing.currentItem() else -1
@@ -702,12 +747,12 @@ class ReviewPanel(QWidget):
         self.accept_button.setEnabled(s is not None)
         self.reject_button.setEnabled(s is not None)
         if s is not None:
-            self.state.set_frame(s.frame_index)
+            self._go_to(s)
 
     def accept(self):
         s = self._current_suggestion()
         if s is not None:
-            self.state.set_frame(s.frame_index)
+            self._go_to(s)
             self.state.add_box(s.species, s.box, source="accepted")
 
     def reject(self):

@@ -354,11 +354,12 @@ def cmd_counts(args) -> None:
             table = frame_counts(project, source, video=args.video)
             print(f"per-frame: {write_frame_csv(table, args.per_frame)} ({len(table['rows'])} frames)")
     if not args.csv:
-        print(f"{'video':22} {'species':28} {'MaxN':>5} {'frame':>7} {'time':>13} {'mean':>7} {'present':>8}")
+        print(f"{'video':22} {'species':28} {'MaxN':>5} {'frame':>7} {'time':>13} {'mean':>7} {'present':>8}"
+              "  image")
         for r in rows:
             frame = "" if r["maxn_frame"] is None else r["maxn_frame"]
-            print(f"{r['video']:22} {r['species']:28} {r['maxn']:5} {frame:>7} "
-                  f"{r['maxn_timecode']:>13} {r['mean_count']:7.3f} {r['frames_present']:8}")
+            print(f"{r['video']:22} {r['species']:28} {r['maxn']:5} {frame:>7} {r['maxn_timecode']:>13} "
+                  f"{r['mean_count']:7.3f} {r['frames_present']:8}  {r['maxn_image'] or ''}".rstrip())
 
 
 def cmd_export(args) -> None:
@@ -587,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-only", action="store_true", help="with --labels: only fully labeled frames")
     p.add_argument("--conf", type=_fraction, default=0.25, help="detections at or above this count")
     p.add_argument("--species-conf", nargs="+", metavar="NAME=CONF", help="per-species thresholds")
-    p.add_argument("--video", help="only this video")
+    p.add_argument("--video", help="only this video, or this folder of images (its name, or one image's id)")
     p.add_argument("--csv", help="write the per-video summary here (else print it)")
     p.add_argument("--per-frame", help="write the per-frame counts here")
     p.set_defaults(func=cmd_counts)

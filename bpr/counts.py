@@ -4,19 +4,24 @@ MaxN (the largest number of a species seen in one frame of a video) is the stand
 abundance measure of underwater video ecology: it never counts one animal twice. Mean count is over
 *every* frame that was looked at (frames where nothing was found count as 0), so detection runs record
 which frames they processed; label counts use the labeled frames.
+
+A folder of images is counted as one image sequence, the way DIVE opens it: MaxN over its images, at
+the image where it is first reached (its frame number in the folder, and its id). Per-frame tables keep
+one row per image.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpr.store import Project
+from bpr.store import ImageSequence, Project
 
-SUMMARY_COLUMNS = ["video", "species", "maxn", "maxn_frame", "maxn_time_s", "maxn_timecode",
+SUMMARY_COLUMNS = ["video", "species", "maxn", "maxn_frame", "maxn_time_s", "maxn_timecode", "maxn_image",
                    "mean_count", "frames_present", "frames_counted", "threshold", "run"]
 
 
@@ -53,26 +58,38 @@ def _threshold_sql(project: Project, source: CountSource) -> tuple[str, list]:
     return f"(CASE d.species_id {cases} ELSE ? END)", params + [source.conf]
 
 
-def _counted_cte(project: Project, source: CountSource, video: str | None) -> tuple[str, list]:
+def _video_filter(ids: list[str] | None, table: str = "") -> tuple[str, list]:
+    """SQL restricting ``video_id`` to ``ids`` (None: no restriction), and its params. A list goes in as
+    one JSON parameter: an image folder can hold more images than SQLite takes parameters."""
+    column = f"{table}.video_id" if table else "video_id"
+    if ids is None:
+        return "", []
+    if len(ids) == 1:
+        return f"AND {column} = ?", list(ids)
+    return f"AND {column} IN (SELECT value FROM json_each(?))", [json.dumps(list(ids))]
+
+
+def _counted_cte(project: Project, source: CountSource, ids: list[str] | None) -> tuple[str, list]:
     """SQL for a CTE ``counted(video_id, frame_index, species_id, n)`` with n >= 1, and its params."""
-    video_filter, video_params = ("AND {t}.video_id = ?", [video]) if video else ("", [])
     if source.run is None:
+        where, video_params = _video_filter(ids, "b")
         statuses = ",".join("?" * len(source.label_statuses))
         sql = (f"SELECT b.video_id, b.frame_index, b.species_id, count(*) AS n FROM boxes b "
                f"JOIN frames f USING (video_id, frame_index) WHERE f.label_status IN ({statuses}) "
-               f"{video_filter.format(t='b')} GROUP BY b.video_id, b.frame_index, b.species_id")
+               f"{where} GROUP BY b.video_id, b.frame_index, b.species_id")
         return sql, [*source.label_statuses, *video_params]
+    where, video_params = _video_filter(ids, "d")
     threshold, params = _threshold_sql(project, source)
     sql = (f"SELECT d.video_id, d.frame_index, d.species_id, count(*) AS n FROM detections d "
-           f"WHERE d.run_id = ? AND d.confidence >= {threshold} {video_filter.format(t='d')} "
+           f"WHERE d.run_id = ? AND d.confidence >= {threshold} {where} "
            f"GROUP BY d.video_id, d.frame_index, d.species_id")
     return sql, [_run_id(project, source), *params, *video_params]
 
 
-def _counted_frames(project: Project, source: CountSource, video: str | None) -> tuple[str, list]:
+def _counted_frames(project: Project, source: CountSource, ids: list[str] | None) -> tuple[str, list]:
     """SQL selecting (video_id, frame_index) of every frame counts are over, and its params: the
     labeled frames of the chosen statuses, or the frames the detection run processed."""
-    video_filter, video_params = ("AND video_id = ?", [video]) if video else ("", [])
+    video_filter, video_params = _video_filter(ids)
     if source.run is None:
         statuses = ",".join("?" * len(source.label_statuses))
         return (f"SELECT video_id, frame_index FROM frames WHERE label_status IN ({statuses}) {video_filter}",
@@ -81,8 +98,8 @@ def _counted_frames(project: Project, source: CountSource, video: str | None) ->
             [_run_id(project, source), *video_params])
 
 
-def _frames_counted(project: Project, source: CountSource, video: str | None) -> dict[str, int]:
-    frames, params = _counted_frames(project, source, video)
+def _frames_counted(project: Project, source: CountSource, ids: list[str] | None) -> dict[str, int]:
+    frames, params = _counted_frames(project, source, ids)
     return dict(project.conn.execute(
         f"SELECT video_id, count(*) FROM ({frames}) GROUP BY video_id", params).fetchall())
 
@@ -116,13 +133,25 @@ def timecode(seconds: float | None) -> str:
     return f"{int(hours):02d}:{int(minutes):02d}:{secs:06.3f}"
 
 
+def _scope(project: Project, video: str | None) -> tuple[list[str] | None, list[ImageSequence]]:
+    """The video ids counts are over (None: all) and the image sequences among them."""
+    if video is None:
+        return None, project.image_sequences()
+    sequence = project.image_sequence(video)
+    if sequence is None:
+        return [video], []
+    return [image["id"] for image in sequence.images], [sequence]
+
+
 def video_summary(project: Project, source: CountSource, video: str | None = None) -> list[dict]:
     """One row per (video, species): MaxN with its first frame and time, mean count, frames present.
 
-    Every species of the source (see _species_ids) gets a row in every counted video (MaxN 0 where
-    absent).
+    ``video`` (None: all) is a video's id, an image folder's name, or an image's id (its folder).
+    Every species of the source (see _species_ids) gets a row in every counted video or image folder
+    (MaxN 0 where absent).
     """
-    counted, params = _counted_cte(project, source, video)
+    ids, sequences = _scope(project, video)
+    counted, params = _counted_cte(project, source, ids)
     # Aggregate, then join back for the first frame reaching MaxN: a third of the time of ranking
     # every (frame, species) row with a window function (benchmarks/bench_counts.py).
     query = f"""
@@ -135,38 +164,58 @@ def video_summary(project: Project, source: CountSource, video: str | None = Non
     """
     found = {(v, s): (n, f, total, present)
              for v, s, n, f, total, present in project.conn.execute(query, params)}
-    frames_counted = _frames_counted(project, source, video)
+    frames_counted = _frames_counted(project, source, ids)
     names = {s["id"]: s["name"] for s in project.species()}
-    fps = {v["id"]: v["fps"] for v in project.videos()}
     species_ids = _species_ids(project, source)
+
+    def row(unit: str, sid: int, n: int, frame: int | None, seconds: float | None, image: str | None,
+            total: int, present: int, counted_frames: int) -> dict:
+        return {
+            "video": unit, "species": names[sid], "maxn": n, "maxn_frame": frame,
+            "maxn_time_s": None if seconds is None else round(seconds, 3),
+            "maxn_timecode": timecode(seconds), "maxn_image": image,
+            "mean_count": total / counted_frames if counted_frames else 0.0,
+            "frames_present": present, "frames_counted": counted_frames,
+            "threshold": source.threshold_for(names[sid]), "run": source.run or "labels",
+        }
+
     rows = []
-    for vid in sorted(frames_counted):
+    in_sequences = {image["id"] for sequence in sequences for image in sequence.images}
+    fps = {v["id"]: v["fps"] for v in project.videos()}
+    for vid in sorted(set(frames_counted) - in_sequences):
         for sid in species_ids:
             n, frame, total, present = found.get((vid, sid), (0, None, 0, 0))
             seconds = frame / fps[vid] if frame is not None and fps.get(vid) else None
-            rows.append({
-                "video": vid, "species": names[sid], "maxn": n, "maxn_frame": frame,
-                "maxn_time_s": None if seconds is None else round(seconds, 3),
-                "maxn_timecode": timecode(seconds),
-                "mean_count": total / frames_counted[vid] if frames_counted[vid] else 0.0,
-                "frames_present": present, "frames_counted": frames_counted[vid],
-                "threshold": source.threshold_for(names[sid]), "run": source.run or "labels",
-            })
+            rows.append(row(vid, sid, n, frame, seconds, None, total, present, frames_counted[vid]))
+    for sequence in sequences:
+        images = [image["id"] for image in sequence.images if image["id"] in frames_counted]  # frame order
+        if not images:
+            continue
+        for sid in species_ids:
+            per_image = [(found.get((vid, sid), (0,))[0], vid) for vid in images]
+            n = max(count for count, _ in per_image)
+            first = next(vid for count, vid in per_image if count == n) if n else None
+            rows.append(row(sequence.name, sid, n, None if first is None else sequence.frames[first], None,
+                            first, sum(count for count, _ in per_image),
+                            sum(1 for count, _ in per_image if count), len(images)))
+    rows.sort(key=lambda r: r["video"])  # stable: species stay in order within each
     return rows
 
 
 def frame_counts(project: Project, source: CountSource, video: str | None = None) -> dict:
     """Per-frame counts: {"species": [names], "rows": [(video, frame, time_s, [count per species])]}.
 
-    Every counted frame has a row, including frames where nothing was found.
+    Every counted frame has a row, including frames where nothing was found; an image's row is its own
+    (its id, frame 0). ``video`` is as for video_summary.
     """
-    counted, params = _counted_cte(project, source, video)
+    ids, _ = _scope(project, video)
+    counted, params = _counted_cte(project, source, ids)
     names = {s["id"]: s["name"] for s in project.species()}
     found: dict[tuple[str, int], dict[int, int]] = {}
     for vid, frame, sid, n in project.conn.execute(counted, params):
         found.setdefault((vid, frame), {})[sid] = n
     species_ids = _species_ids(project, source)
-    frames_sql, frame_params = _counted_frames(project, source, video)
+    frames_sql, frame_params = _counted_frames(project, source, ids)
     frames = project.conn.execute(f"{frames_sql} ORDER BY video_id, frame_index", frame_params)
     fps = {v["id"]: v["fps"] for v in project.videos()}
     rows = []

@@ -8,7 +8,9 @@ decoder would give, it is read directly (no seek); otherwise OpenCV seeks, and t
 from __future__ import annotations
 
 import os
+import re
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -31,6 +33,20 @@ def _fourcc(value: float) -> str:
 def is_image(name: str | os.PathLike) -> bool:
     """Whether a file name (or path) has a still image's extension."""
     return os.path.splitext(os.fspath(name).strip())[1].lower() in IMAGE_EXTENSIONS
+
+
+def natural_key(name: str) -> list:
+    """Sort key putting ``img2`` before ``img10``, the order DIVE numbers an image folder's frames in."""
+    return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", name))]
+
+
+def folder_images(folder: Path | None, also: Iterable[str] = ()) -> list[str]:
+    """The image file names in ``folder`` (if any; plus ``also``), in natural order: an image sequence's
+    frames."""
+    names = set(also)
+    if folder is not None and folder.is_dir():
+        names.update(p.name for p in folder.iterdir() if is_image(p) and p.is_file())
+    return sorted(names, key=natural_key)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:

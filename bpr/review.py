@@ -7,6 +7,7 @@ turns it into a label (source ``accepted``); rejecting hides it for good.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -37,12 +38,18 @@ def _iou(box: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def missing_labels(project: Project, run: str, conf: float = 0.5, video: str | None = None,
                    overlap_iou: float = OVERLAP_IOU) -> list[Suggestion]:
-    """Suggestions, most confident first, on the ``partial`` frames (of ``video``, or all)."""
+    """Suggestions, most confident first, on the ``partial`` frames (of ``video``, or all).
+
+    ``video`` is a video's id, an image folder's name, or an image's id (its folder: an annotator
+    working through an image set wants the suggestions of all its images, not one at a time).
+    """
     run_id = project.run(run)["id"]
     params: list = [run_id, conf]
     video_filter = ""
     if video is not None:
-        video_filter, params = "AND d.video_id = ?", params + [video]
+        sequence = project.image_sequence(video)
+        ids = [video] if sequence is None else list(sequence.frames)
+        video_filter, params = "AND d.video_id IN (SELECT value FROM json_each(?))", params + [json.dumps(ids)]
     detections = project.conn.execute(
         f"""SELECT d.id, d.video_id, d.frame_index, s.name, d.confidence, d.x1, d.y1, d.x2, d.y2
             FROM detections d JOIN frames f ON f.video_id = d.video_id AND f.frame_index = d.frame_index

@@ -8,8 +8,9 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 import sqlite_utils
 
@@ -145,6 +146,15 @@ class NotFoundError(ProjectError):
     """No video, run or other item of that name in the project."""
 
 
+@dataclass
+class ImageSequence:
+    """A folder of the project's images, which DIVE opens as one image sequence (a video of stills)."""
+
+    name: str                    # the folder as the images' ids name it ("train/images"), unique
+    images: list[dict]           # the project's images in it, in frame order
+    frames: dict[str, int]       # image id -> frame number: its file's place in the folder, natural order
+
+
 class Project:
     """An open project: a folder holding ``project.sqlite`` and derived data (frame cache, runs).
 
@@ -277,6 +287,48 @@ class Project:
         if not rows:
             raise NotFoundError(f"no video {video_id!r} in {self.folder}")
         return rows[0]
+
+    def image_sequences(self, ids: Iterable[str] | None = None) -> list[ImageSequence]:
+        """The images (of ``ids``, or all) grouped by folder into image sequences, as DIVE groups them.
+
+        Images whose files are recorded group by their real folder, and each is numbered by its place
+        among that folder's image files in natural order (``img2`` before ``img10``), as DIVE numbers
+        them; images without a file group by their id's folder.
+        """
+        from bpr.media import folder_images
+
+        wanted = None if ids is None else set(ids)
+        groups: dict[tuple, list[dict]] = {}
+        for image in self.db.query("SELECT * FROM videos WHERE kind = 'image' ORDER BY id"):
+            if wanted is not None and image["id"] not in wanted:
+                continue
+            key = (self.resolve_path(image["path"]).parent, "") if image["path"] else \
+                (None, PurePosixPath(image["id"]).parent)
+            groups.setdefault(key, []).append(image)
+        sequences, taken = [], set()
+        for (folder, _), images in groups.items():
+            names = {image["id"]: image_file_name(image) for image in images}
+            order = {name: i for i, name in enumerate(folder_images(folder, names.values()))}
+            frames = {vid: order[name] for vid, name in names.items()}
+            images.sort(key=lambda image: frames[image["id"]])
+            parent = PurePosixPath(images[0]["id"]).parent.as_posix()
+            name, n = (parent if parent != "." else "images"), 1
+            while name in taken:  # two real folders whose images' ids name the same folder
+                n += 1
+                name = f"{parent}-{n}"
+            taken.add(name)
+            sequences.append(ImageSequence(name, images, frames))
+        return sequences
+
+    def image_sequence(self, video: str) -> ImageSequence | None:
+        """The image sequence named ``video``, or the one holding the image ``video``; None when ``video``
+        is a video. NotFoundError when it is neither."""
+        for sequence in self.image_sequences():
+            if sequence.name == video or video in sequence.frames:
+                return sequence
+        if not self.conn.execute("SELECT 1 FROM videos WHERE id = ?", (video,)).fetchone():
+            raise NotFoundError(f"no video, image or image folder {video!r} in {self.folder}")
+        return None
 
     def set_video_file(self, video_id: str, path: str | os.PathLike | None, info: dict | None,
                        status: str, reason: str | None = None) -> None:
@@ -429,6 +481,12 @@ class Project:
             "unreadable_videos": q(
                 "SELECT count(*) FROM videos WHERE status = 'unreadable'").fetchone()[0],
         }
+
+
+def image_file_name(image: dict) -> str:
+    """An image's file name (its id's last part, as a .jpg, if no file is recorded): how DIVE and VIAME
+    name it."""
+    return Path(image["path"]).name if image["path"] else PurePosixPath(image["id"]).name + ".jpg"
 
 
 def this_process() -> str:

@@ -13,31 +13,16 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bpr.formats.common import BoxChecker, BoxRecord, ImportBatch, LabelFormatError, VideoRecord, normalise_species
-from bpr.media import VideoError, image_size, is_image
-from bpr.store import Project
+from bpr.media import VideoError, folder_images, image_size, is_image
+from bpr.store import Project, image_file_name
 
 HEADER = ("# 1: Detection or Track-id,2: Video or Image Identifier,3: Unique Frame Identifier,"
           "4-7: Img-bbox(TL_x,TL_y,BR_x,BR_y),8: Detection or Length Confidence,"
           "9: Target Length (0 or -1 if invalid),10-11+: Repeated Species,Confidence Pairs or Attributes")
-
-
-def natural_key(name: str) -> list:
-    """Sort key putting ``img2`` before ``img10``, the order DIVE numbers an image folder's frames in."""
-    return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", name))]
-
-
-def folder_images(folder: Path | None, also: Iterable[str] = ()) -> list[str]:
-    """The image file names in ``folder`` (if any; plus ``also``), in natural order: an image sequence's
-    frames."""
-    names = set(also)
-    if folder is not None and folder.is_dir():
-        names.update(p.name for p in folder.iterdir() if is_image(p) and p.is_file())
-    return sorted(names, key=natural_key)
 
 
 # -- export ----------------------------------------------------------------------------------------
@@ -115,36 +100,23 @@ def export_viame(project: Project, out_dir: str | os.PathLike, run: str | None =
             out_dir / f"{_unique(_safe(video['id']), taken)}.csv", f"fps: {video['fps'] or 1:g},",
             [_csv_row(tracks(r[0]), identifier, r[1], r[2:6], r[6], r[7]) for r in rows]))
 
-    folders: dict[tuple, list[dict]] = {}  # (the folder, or None and the id's folder if no file is recorded)
-    for image in (v for v in chosen if v["kind"] == "image"):
-        key = (project.resolve_path(image["path"]).parent, "") if image["path"] else \
-            (None, PurePosixPath(image["id"]).parent)
-        folders.setdefault(key, []).append(image)
-    for (folder, _), images in folders.items():
-        names = {image["id"]: _image_name(image) for image in images}
-        frames = {name: i for i, name in enumerate(folder_images(folder, names.values()))}
+    for sequence in project.image_sequences(v["id"] for v in chosen):
         rows = []
-        for image in images:
-            name = names[image["id"]]
-            rows += [(r[0], name, frames[name], r[2:6], r[6], r[7])
+        for image in sequence.images:
+            name, frame = image_file_name(image), sequence.frames[image["id"]]
+            rows += [(r[0], name, frame, r[2:6], r[6], r[7])
                      for r in _box_rows(project, image["id"], run_id, min_conf)]
         if not rows:
             continue
         rows.sort(key=lambda r: r[2])
         tracks = _Tracks(rows)
-        parent = PurePosixPath(images[0]["id"]).parent.as_posix()  # the ids name the folder as imported
-        path = out_dir / f"{_unique(_safe(parent) if parent != '.' else 'images', taken)}.csv"
+        path = out_dir / f"{_unique(_safe(sequence.name), taken)}.csv"
         written.append(_write_csv(path, "", [_csv_row(tracks(r[0]), *r[1:]) for r in rows]))
     return written
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^\w.-]", "_", name)
-
-
-def _image_name(image: dict) -> str:
-    """Column 2 of an image's rows: its file's name (its id's last part, as a .jpg, if no file is recorded)."""
-    return Path(image["path"]).name if image["path"] else PurePosixPath(image["id"]).name + ".jpg"
 
 
 # -- import ----------------------------------------------------------------------------------------

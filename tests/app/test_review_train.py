@@ -282,3 +282,49 @@ def test_a_record_of_outside_weights_lists_no_training_settings(window, tmp_path
     window.train.reload_runs()
     row = window.train.runs.topLevelItem(0)
     assert [row.text(i) for i in range(7)] == ["weights:other", "finished", "-", "-", "-", "-", "-"]
+
+
+def test_an_image_folder_is_reviewed_as_one_sequence(make_window, tmp_path, qtbot):
+    """In an image set the counts are the folder's (MaxN at an image, which double-click opens) and
+    the finder lists the unboxed animals of every image in it; choosing one opens its image, keeps it
+    chosen, and accepting labels that image."""
+    from PIL import Image
+
+    from bpr.formats import write_batch
+    from bpr.formats.common import ImportBatch, VideoRecord
+    from bpr.store import Project
+
+    batch = ImportBatch(species={"urchin": None})
+    for i in range(4):
+        Image.new("RGB", (64, 48)).save(tmp_path / f"img{i}.png")
+        batch.videos.append(VideoRecord(f"set/img{i}", kind="image", path=tmp_path / f"img{i}.png",
+                                        frame_count=1, width=64, height=48))
+    batch.frames = [(f"set/img{i}", 0, "partial") for i in range(4)]
+    with Project.create(tmp_path / "images") as p:
+        write_batch(p, batch)
+        run = p.create_run("known", {})
+        p.update_run("known", status="finished", weights="none.pt")
+        urchin = p.species_id("urchin")
+        for image, conf, x in (("img1", 0.9, 2), ("img2", 0.8, 2), ("img2", 0.7, 30)):
+            p.conn.execute("INSERT INTO detections (run_id, video_id, frame_index, species_id, x1, y1, x2, y2, "
+                           "confidence) VALUES (?, ?, 0, ?, ?, 2, ?, 20, ?)", (run, f"set/{image}", urchin, x,
+                                                                              x + 18, conf))
+        p.conn.executemany("INSERT INTO detected_frames VALUES (?, ?, 0)", [(run, f"set/img{i}") for i in range(4)])
+    window = make_window(tmp_path / "images")
+    s, review = window.state, window.review
+    review.run.setCurrentText("known")
+    settle(window, qtbot, lambda: review.conf.setValue(50))
+    assert s.video["id"] == "set/img0"
+    assert review.video_counts_label.text().startswith("This image folder: set, 4 images")
+    row = review.video_counts.topLevelItem(0)
+    assert [row.text(c) for c in range(5)] == ["urchin", "2", "img2", "0.750", "2"]
+    assert [(x.video_id, x.confidence) for x in review.suggestions] == \
+        [("set/img1", 0.9), ("set/img2", 0.8), ("set/img2", 0.7)]
+    assert review.jump_to_maxn("urchin") and s.video["id"] == "set/img2"
+
+    review.missing.setCurrentItem(review.missing.topLevelItem(0))
+    assert s.video["id"] == "set/img1" and window.videos.currentItem().text(0) == "set/img1"
+    assert review.missing.currentItem() is review.missing.topLevelItem(0) and review.accept_button.isEnabled()
+    review.accept()
+    assert [(b["x1"], b["source"]) for b in s.project.boxes("set/img1", 0)] == [(2, "accepted")]
+    assert [x.video_id for x in review.suggestions] == ["set/img2", "set/img2"]

@@ -5,6 +5,7 @@ import csv
 import pytest
 
 from bpr.counts import CountSource, frame_counts, timecode, video_summary, write_frame_csv, write_summary_csv
+from bpr.store import NotFoundError
 
 
 @pytest.fixture
@@ -97,3 +98,51 @@ def test_species_the_model_looks_for_get_rows_even_when_never_found(counted):
     rows = video_summary(counted, CountSource(run="r"))
     lobster = row(rows, "v", "squat lobster")
     assert (lobster["maxn"], lobster["mean_count"], lobster["frames_present"]) == (0, 0.0, 0)
+
+
+@pytest.fixture
+def image_folder(counted, tmp_path):
+    """Folder dive/ holds img1, img2, img3 and img10 (DIVE's frames 0-3, natural order); the project
+    has all but img3. Urchins detected: img1 1, img2 3, img10 3; star: img10 1."""
+    p = counted
+    folder = tmp_path / "dive"
+    folder.mkdir()
+    for name in ("img1", "img2", "img3", "img10"):
+        (folder / f"{name}.jpg").write_bytes(b"")
+    run = p.run("r")["id"]
+    urchin, star = p.species_id("urchin"), p.species_id("sea star")
+    for name, urchins, stars in (("img10", 3, 1), ("img1", 1, 0), ("img2", 3, 0)):
+        p.conn.execute("INSERT INTO videos (id, kind, path, frame_count) VALUES (?, 'image', ?, 1)",
+                       (f"dive/{name}", str(folder / f"{name}.jpg")))
+        p.conn.executemany("INSERT INTO detections (run_id, video_id, frame_index, species_id, x1, y1, x2, y2, "
+                           "confidence) VALUES (?, ?, 0, ?, 0, 0, 1, 1, 0.9)",
+                           [(run, f"dive/{name}", urchin)] * urchins + [(run, f"dive/{name}", star)] * stars)
+        p.conn.execute("INSERT INTO detected_frames VALUES (?, ?, 0)", (run, f"dive/{name}"))
+    return p
+
+
+def test_an_image_folder_is_counted_as_one_sequence(image_folder):
+    rows = video_summary(image_folder, CountSource(run="r"))
+    assert sorted({r["video"] for r in rows}) == ["dive", "v", "w"]  # no row per image
+    u = row(rows, "dive", "urchin")
+    # MaxN 3 is first reached on img2: DIVE's frame 1 (img10 is frame 3, after img3 on disk)
+    assert (u["maxn"], u["maxn_frame"], u["maxn_image"], u["maxn_time_s"], u["maxn_timecode"]) == \
+        (3, 1, "dive/img2", None, "")
+    assert (u["mean_count"], u["frames_present"], u["frames_counted"]) == (pytest.approx(7 / 3), 3, 3)
+    s = row(rows, "dive", "sea star")
+    assert (s["maxn"], s["maxn_frame"], s["maxn_image"], s["frames_present"]) == (1, 3, "dive/img10", 1)
+    assert row(rows, "v", "urchin")["maxn_image"] is None
+    # one image, or the folder's name, gives the folder's rows alone
+    for video in ("dive/img10", "dive"):
+        assert video_summary(image_folder, CountSource(run="r"), video=video) == [r for r in rows if r["video"] == "dive"]
+
+
+def test_an_image_folders_per_frame_rows_are_its_images(image_folder):
+    table = frame_counts(image_folder, CountSource(run="r"), video="dive/img1")
+    assert table["rows"] == [("dive/img1", 0, None, [0, 1]), ("dive/img10", 0, None, [1, 3]),
+                             ("dive/img2", 0, None, [0, 3])]
+
+
+def test_counts_of_an_unknown_video_name_it(counted):
+    with pytest.raises(NotFoundError, match="no video, image or image folder 'nope'"):
+        video_summary(counted, CountSource(run="r"), video="nope")

@@ -29,3 +29,22 @@ def test_suggests_confident_unlabeled_detections_on_partial_frames(project):
     assert [x.confidence for x in low] == [0.2]
     reject(p, low[0])
     assert missing_labels(p, "r", conf=0.1) == []
+
+
+def test_an_images_suggestions_cover_its_folder(project):
+    """An image set is reviewed folder by folder: asking for one image's suggestions gives those of
+    every image in its folder, and a video's stay its own."""
+    p = project
+    for vid, kind in (("train/a", "image"), ("train/b", "image"), ("val/c", "image"), ("v", "video")):
+        p.conn.execute("INSERT INTO videos (id, kind) VALUES (?, ?)", (vid, kind))
+        p.set_frame_status(vid, 0, "partial")
+    run = p.create_run("r", {})
+    sid = p.species_id("urchin")
+    p.conn.executemany("INSERT INTO detections (run_id, video_id, frame_index, species_id, x1, y1, x2, y2, "
+                       "confidence) VALUES (?, ?, 0, ?, 0, 0, 10, 10, ?)",
+                       [(run, "train/a", sid, 0.6), (run, "train/b", sid, 0.9), (run, "val/c", sid, 0.7),
+                        (run, "v", sid, 0.8)])
+    assert [s.video_id for s in missing_labels(p, "r", video="train/a")] == ["train/b", "train/a"]
+    assert [s.video_id for s in missing_labels(p, "r", video="train")] == ["train/b", "train/a"]
+    assert [s.video_id for s in missing_labels(p, "r", video="v")] == ["v"]
+    assert len(missing_labels(p, "r")) == 4

@@ -137,3 +137,23 @@ def test_a_run_whose_process_died_reads_as_interrupted(project, other_process):
     assert status == {"mine": "running", "killed": "cancelled", "reused pid": "cancelled",
                       "older version": "running", "other machine": "running"}
     assert project.run("killed")["error"].startswith("interrupted")
+
+
+def test_image_sequences_group_images_by_their_real_folder(project, tmp_path):
+    """Two real folders whose images' ids name the same folder stay two sequences, with distinct
+    names; an image without a file groups by its id's folder, numbered among that folder's images."""
+    for parent in ("a", "b"):
+        (tmp_path / parent / "images").mkdir(parents=True)
+        for name in ("f2", "f10"):
+            (tmp_path / parent / "images" / f"{name}.png").write_bytes(b"")
+            project.conn.execute("INSERT INTO videos (id, kind, path) VALUES (?, 'image', ?)",
+                                 (f"images/{parent}{name}", str(tmp_path / parent / "images" / f"{name}.png")))
+    project.conn.execute("INSERT INTO videos (id, kind) VALUES ('loose/x', 'image')")
+    project.conn.execute("INSERT INTO videos (id, kind) VALUES ('clip', 'video')")
+    sequences = project.image_sequences()
+    assert [s.name for s in sequences] == ["images", "images-2", "loose"]
+    first = sequences[0]
+    assert [i["id"] for i in first.images] == ["images/af2", "images/af10"]  # natural order of file names
+    assert first.frames == {"images/af2": 0, "images/af10": 1}
+    assert sequences[2].frames == {"loose/x": 0}
+    assert [s.name for s in project.image_sequences(["images/bf10", "clip"])] == ["images"]
