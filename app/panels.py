@@ -592,6 +592,7 @@ class ReviewPanel(QWidget):
         layout.addLayout(row)
 
         self.scope: str | None = None  # what the counts and the finder cover: a video, or an image folder
+        self.folder_images: list[str] | None = None  # that folder's images, which detection covers too
         state.projectChanged.connect(self.reload_runs)
         state.videoChanged.connect(self._video_changed)
         state.detectionsChanged.connect(self.refresh_all)
@@ -627,10 +628,11 @@ class ReviewPanel(QWidget):
         self.state.set_conf(value)
 
     def detect(self, everything: bool = False):
-        """On the current video, or with ``everything`` on all of the project's."""
+        """On the current video (or the current image's folder), or with ``everything`` on all of the
+        project's."""
         if not self.state.run or not (everything or self.state.video) or self.detecting:
             return
-        videos = None if everything else [self.state.video["id"]]
+        videos = None if everything else (self.folder_images or [self.state.video["id"]])
         self.worker = Worker(_detect_job, str(self.state.project.folder), self.state.run, videos,
                              self.stride.value(), self.keep.value())
         self.worker.progress.connect(lambda done, total, _: (self.progress.setMaximum(max(total, 1)),
@@ -684,13 +686,15 @@ class ReviewPanel(QWidget):
         self.missing.blockSignals(True)  # refilling must not select (and jump to) a suggestion
         self.missing.clear()
         self.suggestions = []
-        self.scope = None
+        self.scope, self.folder_images = None, None
         if not self.state.video:
             self.missing.blockSignals(False)
             return
         vid = self.state.video["id"]
         sequence = self.state.project.image_sequence(vid) if self.state.video["kind"] == "image" else None
         self.scope = sequence.name if sequence else vid
+        self.folder_images = list(sequence.frames) if sequence else None
+        self.detect_button.setText("Detect on this folder" if sequence else "Detect on this video")
         self.frame_counts_label.setText("This image" if sequence else "This frame")
         self.video_counts_label.setText(
             f"This image folder: {sequence.name}, {len(sequence.images)} images (double-click: go to the "

@@ -1,5 +1,7 @@
 """Review (detect, confidence, counts, missing labels) and Train (start, stop, resume, failure)."""
 
+from unittest.mock import MagicMock
+
 import pytest
 
 
@@ -284,7 +286,7 @@ def test_a_record_of_outside_weights_lists_no_training_settings(window, tmp_path
     assert [row.text(i) for i in range(7)] == ["weights:other", "finished", "-", "-", "-", "-", "-"]
 
 
-def test_an_image_folder_is_reviewed_as_one_sequence(make_window, tmp_path, qtbot):
+def test_an_image_folder_is_reviewed_as_one_sequence(make_window, tmp_path, qtbot, monkeypatch):
     """In an image set the counts are the folder's (MaxN at an image, which double-click opens) and
     the finder lists the unboxed animals of every image in it; choosing one opens its image, keeps it
     chosen, and accepting labels that image."""
@@ -328,3 +330,9 @@ def test_an_image_folder_is_reviewed_as_one_sequence(make_window, tmp_path, qtbo
     review.accept()
     assert [(b["x1"], b["source"]) for b in s.project.boxes("set/img1", 0)] == [(2, "accepted")]
     assert [x.video_id for x in review.suggestions] == ["set/img2", "set/img2"]
+
+    started = []  # detection covers the folder too
+    monkeypatch.setattr("app.panels.Worker", lambda *args: started.append(args) or MagicMock())
+    assert review.detect_button.text() == "Detect on this folder"
+    review.detect_button.click()
+    assert started[0][3] == [f"set/img{i}" for i in range(4)]
