@@ -40,12 +40,13 @@ def natural_key(name: str) -> list:
     return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", name))]
 
 
-def folder_images(folder: Path | None, also: Iterable[str] = ()) -> list[str]:
+def folder_images(folder: str | os.PathLike | None, also: Iterable[str] = ()) -> list[str]:
     """The image file names in ``folder`` (if any; plus ``also``), in natural order: an image sequence's
     frames."""
     names = set(also)
-    if folder is not None and folder.is_dir():
-        names.update(p.name for p in folder.iterdir() if is_image(p) and p.is_file())
+    if folder is not None and os.path.isdir(folder):
+        with os.scandir(folder) as entries:
+            names.update(e.name for e in entries if is_image(e.name) and e.is_file())
     return sorted(names, key=natural_key)
 
 

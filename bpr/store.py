@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import posixpath
 import socket
 import sqlite3
 import time
@@ -302,8 +303,9 @@ class Project:
         for image in self.db.query("SELECT * FROM videos WHERE kind = 'image' ORDER BY id"):
             if wanted is not None and image["id"] not in wanted:
                 continue
-            key = (self.resolve_path(image["path"]).parent, "") if image["path"] else \
-                (None, PurePosixPath(image["id"]).parent)
+            # os.path, not pathlib: this runs on every image of a project (0.6 s for 20,000 with pathlib)
+            key = (os.path.dirname(os.path.join(self.folder, image["path"])), "") if image["path"] else \
+                (None, posixpath.dirname(image["id"]))
             groups.setdefault(key, []).append(image)
         sequences, taken = [], set()
         for (folder, _), images in groups.items():
@@ -486,7 +488,7 @@ class Project:
 def image_file_name(image: dict) -> str:
     """An image's file name (its id's last part, as a .jpg, if no file is recorded): how DIVE and VIAME
     name it."""
-    return Path(image["path"]).name if image["path"] else PurePosixPath(image["id"]).name + ".jpg"
+    return os.path.basename(image["path"]) if image["path"] else posixpath.basename(image["id"]) + ".jpg"
 
 
 def this_process() -> str:
