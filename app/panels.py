@@ -593,7 +593,6 @@ class ReviewPanel(QWidget):
 
         self.scope: str | None = None  # what the counts and the finder cover: a video, or an image folder
         self.folder_images: list[str] | None = None  # that folder's images, which detection covers too
-        self._sequences: dict | None = None  # image id -> its ImageSequence, until the project changes
         state.projectChanged.connect(self.reload_runs)
         state.videoChanged.connect(self._video_changed)
         state.detectionsChanged.connect(self.refresh_all)
@@ -603,7 +602,7 @@ class ReviewPanel(QWidget):
         state.frameChanged.connect(self.refresh_frame)
 
     def reload_runs(self):
-        self.scope, self._sequences = None, None  # the project changed (an import may add images)
+        self.scope = None  # the project changed (an import may have added images): count again
         names = [r["name"] for r in self.state.project.runs() if r["weights"]]
         self.run.blockSignals(True)
         self.run.clear()
@@ -669,20 +668,11 @@ class ReviewPanel(QWidget):
     def _video_changed(self, video_id: str):
         """Another image of the same folder keeps the folder's counts and suggestions (and the one
         chosen): only this frame's counts change."""
-        sequence = self._sequence()
+        sequence = self.state.image_sequence()
         if (sequence.name if sequence else video_id) == self.scope:
             self.refresh_frame()
         else:
             self.refresh_all()
-
-    def _sequence(self):
-        """The current image's folder (None on a video), looked up once per project: stepping through
-        an image set must not list its folders at every image."""
-        if self.state.video["kind"] != "image":
-            return None
-        if self._sequences is None:
-            self._sequences = {vid: seq for seq in self.state.project.image_sequences() for vid in seq.frames}
-        return self._sequences.get(self.state.video["id"])
 
     def refresh_all(self, *_):
         """Counts and suggestions of the current video, or of the current image's folder: in an image set
@@ -701,7 +691,7 @@ class ReviewPanel(QWidget):
             self.missing.blockSignals(False)
             return
         vid = self.state.video["id"]
-        sequence = self._sequence()
+        sequence = self.state.image_sequence()
         self.scope = sequence.name if sequence else vid
         self.folder_images = list(sequence.frames) if sequence else None
         self.detect_button.setText("Detect on this folder" if sequence else "Detect on this video")

@@ -36,6 +36,7 @@ class ProjectState(QObject):
         self.run: str | None = None
         self.conf = 0.25
         self.undo = QUndoStack(self)
+        self._sequences: dict | None = None  # image id -> its ImageSequence, until the project changes
         # A slider drag sets the threshold many times a second; counting a whole video each time
         # froze the window (0.18 s a step over 100,000 detections), so that waits for a pause.
         self._conf_rest = QTimer(self, singleShot=True, interval=CONF_REST_MS)
@@ -48,6 +49,7 @@ class ProjectState(QObject):
             self.project.close()
         self.project = project
         self.video, self.frame, self.run = None, 0, None
+        self._sequences = None
         self.undo.clear()
         runs = [r["name"] for r in project.runs() if r["weights"]]
         self.run = runs[-1] if runs else None
@@ -59,6 +61,7 @@ class ProjectState(QObject):
     def reload(self) -> None:
         """Something outside the GUI thread changed the store (an import, a training run)."""
         vid = self.video["id"] if self.video else None
+        self._sequences = None  # an import may have added images
         self.projectChanged.emit()
         if vid:
             self.set_video(vid, keep_frame=True)
@@ -71,6 +74,16 @@ class ProjectState(QObject):
         self.frame = min(self.frame, max(0, (self.video["frame_count"] or 1) - 1))
         self.videoChanged.emit(video_id)
         self.frameChanged.emit(self.frame)
+
+    def image_sequence(self):
+        """The current image's folder as one image sequence (bpr.store.ImageSequence); None on a video.
+        Looked up once per project change: stepping through an image set must not list its folders at
+        every image."""
+        if not self.video or self.video["kind"] != "image":
+            return None
+        if self._sequences is None:
+            self._sequences = {vid: seq for seq in self.project.image_sequences() for vid in seq.frames}
+        return self._sequences.get(self.video["id"])
 
     @property
     def frame_count(self) -> int:

@@ -1,6 +1,12 @@
-"""The timeline: a per-frame count strip, marks on labeled frames, the current frame; click to seek."""
+"""The timeline: a per-frame count strip, marks on labeled frames, the current frame; click to seek.
+
+On an image it spans the image's folder, one image sequence as DIVE shows it: a bar per image in the
+folder's order, and a click opens that image.
+"""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt
@@ -18,18 +24,32 @@ class Timeline(QWidget):
         self.state = state
         self.counts = np.zeros(0)
         self.marks: list[tuple[int, str]] = []
+        self.images: list[str] = []         # on an image: its folder's images, in order; else empty
+        self.places: dict[str, int] = {}    # image id -> its place in ``images``
         self.setMinimumHeight(46)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setToolTip("Counts per frame (detections at the confidence threshold, else labels); "
-                        "orange marks: partial frames, green: full frames. Click or drag to seek.")
-        state.videoChanged.connect(self.reload)
+        self.setToolTip("Counts per frame, or per image of an image's folder (detections at the confidence "
+                        "threshold, else labels); orange marks: partial frames, green: full frames. Click or "
+                        "drag to seek.")
+        state.videoChanged.connect(self._video_changed)
         state.labelsChanged.connect(self.reload)
         state.detectionsChanged.connect(self.reload)
         state.confSettled.connect(self.reload)
         state.frameChanged.connect(self.update)
 
+    def _video_changed(self, video_id: str):
+        if video_id not in self.places:  # another image of the same folder only moves the marker
+            self.reload()
+        self.update()
+
     def reload(self, *_):
         s = self.state
+        sequence = s.image_sequence()
+        self.images = [image["id"] for image in sequence.images] if sequence else []
+        self.places = {vid: i for i, vid in enumerate(self.images)}
+        if sequence:
+            self._load_images()
+            return
         n = s.frame_count
         self.counts = np.zeros(n)
         self.marks = []
@@ -54,8 +74,38 @@ class Timeline(QWidget):
         self.marks = [(f["frame_index"], f["label_status"]) for f in s.labeled_frames()]
         self.update()
 
+    def _load_images(self):
+        """Counts (detections at the threshold, else labels) and label marks of the folder's images."""
+        s = self.state
+        ids = json.dumps(self.images)
+        rows = []
+        if s.run:
+            rows = s.project.conn.execute(
+                "SELECT d.video_id, count(*) FROM detections d JOIN runs r ON r.id = d.run_id WHERE r.name = ? "
+                "AND d.video_id IN (SELECT value FROM json_each(?)) AND d.confidence >= ? GROUP BY d.video_id",
+                (s.run, ids, s.conf)).fetchall()
+        if not rows:
+            rows = s.project.conn.execute(
+                "SELECT video_id, count(*) FROM boxes WHERE video_id IN (SELECT value FROM json_each(?)) "
+                "GROUP BY video_id", (ids,)).fetchall()
+        self.counts = np.zeros(len(self.images))
+        for vid, count in rows:
+            self.counts[self.places[vid]] = count
+        self.marks = [(self.places[vid], status) for vid, status in s.project.conn.execute(
+            "SELECT video_id, label_status FROM frames WHERE video_id IN (SELECT value FROM json_each(?))",
+            (ids,))]
+        self.update()
+
+    def _length(self) -> int:
+        return len(self.images) or self.state.frame_count
+
+    def _position(self) -> int:
+        if self.images:
+            return self.places.get(self.state.video["id"], 0)
+        return self.state.frame
+
     def _x(self, frame: float) -> float:
-        n = max(self.state.frame_count, 1)
+        n = max(self._length(), 1)
         return frame / n * self.width()
 
     def paintEvent(self, event):
@@ -81,14 +131,19 @@ class Timeline(QWidget):
                     x = self._x(frame)
                     p.drawLine(int(x), 0, int(x), 7)
             p.setPen(QPen(QColor("#ffffff"), 2))
-            x = self._x(self.state.frame + 0.5)
+            x = self._x(self._position() + 0.5)
             p.drawLine(int(x), 0, int(x), h)
         p.end()
 
     def _seek(self, x: float):
-        n = self.state.frame_count
-        if n:
-            self.state.set_frame(int(x / max(self.width(), 1) * n))
+        n = self._length()
+        if not n:
+            return
+        place = max(0, min(int(x / max(self.width(), 1) * n), n - 1))
+        if not self.images:
+            self.state.set_frame(place)
+        elif self.images[place] != self.state.video["id"]:
+            self.state.set_video(self.images[place])
 
     def mousePressEvent(self, event):
         self._seek(event.position().x())

@@ -2,7 +2,7 @@
 
 import shutil
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
@@ -71,27 +71,32 @@ def test_keyboard_stepping_like_dive(window, qtbot):
     assert s.frame == labeled[0]
 
 
-def test_an_image_set_steps_from_image_to_image(make_window, tmp_path, qtbot):
-    """Each image is one item of the list; Left/Right, Shift, Home/End, PgUp/PgDown and playback move
-    along the list as shown, as DIVE steps through an image sequence."""
+def make_image_set(tmp_path, boxes: dict[str, int]):
+    """A project of 12 images set/img00..img11 (one folder); ``boxes``: image name -> urchins boxed,
+    on a fully labeled frame."""
     from PIL import Image
 
     from bpr.formats import write_batch
     from bpr.formats.common import BoxRecord, ImportBatch, VideoRecord
     from bpr.store import Project
 
-    names = [f"img{i:02d}" for i in range(12)]
-    labeled = {"img03", "img07"}
     batch = ImportBatch(species={"urchin": None})
-    for name in names:
+    for name in (f"img{i:02d}" for i in range(12)):
         Image.new("RGB", (64, 48)).save(tmp_path / f"{name}.png")
         batch.videos.append(VideoRecord(f"set/{name}", kind="image", path=tmp_path / f"{name}.png", frame_count=1,
                                         width=64, height=48))
-    batch.frames = [(f"set/{n}", 0, "full") for n in sorted(labeled)]
-    batch.boxes = [BoxRecord(f"set/{n}", 0, "urchin", 2, 2, 20, 20, origin_key=n) for n in sorted(labeled)]
+    batch.frames = [(f"set/{n}", 0, "full") for n in sorted(boxes)]
+    batch.boxes = [BoxRecord(f"set/{n}", 0, "urchin", 2 + i, 2, 20 + i, 20, origin_key=f"{n}-{i}")
+                   for n, count in sorted(boxes.items()) for i in range(count)]
     with Project.create(tmp_path / "images") as project:
         write_batch(project, batch)
-    window = make_window(tmp_path / "images")
+    return tmp_path / "images"
+
+
+def test_an_image_set_steps_from_image_to_image(make_window, tmp_path, qtbot):
+    """Each image is one item of the list; Left/Right, Shift, Home/End, PgUp/PgDown and playback move
+    along the list as shown, as DIVE steps through an image sequence."""
+    window = make_window(make_image_set(tmp_path, {"img03": 1, "img07": 1}))
     window.activateWindow()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
     s = window.state
@@ -124,6 +129,23 @@ def test_an_image_set_steps_from_image_to_image(make_window, tmp_path, qtbot):
     QTest.keyClick(window, Qt.Key.Key_Space)   # plays through to the end of the list, then stops
     qtbot.waitUntil(lambda: not window.play_timer.isActive(), timeout=5000)
     assert current() == "img00"
+
+
+def test_the_timeline_of_an_image_spans_its_folder(make_window, tmp_path, qtbot):
+    """On an image the strip has a bar per image of its folder and marks its labeled images; a click
+    opens the image under it."""
+    window = make_window(make_image_set(tmp_path, {"img03": 2, "img07": 1}))
+    timeline, s = window.timeline, window.state
+    assert list(timeline.counts) == [0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0]
+    assert sorted(timeline.marks) == [(3, "full"), (7, "full")]
+    assert timeline._position() == 0
+    width = timeline.width()
+    QTest.mouseClick(timeline, Qt.MouseButton.LeftButton, pos=QPoint(int(width * 7.5 / 12), 20))
+    assert s.video["id"] == "set/img07" and timeline._position() == 7
+    window.step(1)
+    assert timeline._position() == 8
+    s.add_box("urchin", (30, 30, 40, 40))   # a label edit recounts the folder
+    assert timeline.counts[8] == 1
 
 
 def test_playback_at_speed(window, qtbot):
