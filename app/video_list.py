@@ -7,7 +7,7 @@ from PySide6.QtGui import QAction, QBrush, QColor
 from PySide6.QtWidgets import QFileDialog, QMenu, QTreeWidget, QTreeWidgetItem
 
 from app.state import ProjectState
-from bpr.media import VIDEO_EXTENSIONS, probe_status
+from bpr.media import VIDEO_EXTENSIONS, natural_key, probe_status
 
 COLUMNS = ["Video", "Split", "Status", "Frames", "Labeled"]  # labeled: partial / full frames
 # The id column's widest, in digits: DUSIA's 20-digit ids fit; longer ids (image paths) are elided at
@@ -21,6 +21,28 @@ def _labeled(counts: dict[str, int]) -> str:
     return f"{counts.get('partial', 0)} / {counts.get('full', 0)}"
 
 
+class _Row(QTreeWidgetItem):
+    """A row that sorts ids in natural order (``img2`` before ``img10``: the order DIVE numbers an
+    image folder in, so stepping through images agrees with the timeline), frame counts as numbers and
+    the Labeled column by labeled frames."""
+
+    def __init__(self, tree: VideoList, texts: list[str], labeled: int):
+        super().__init__(texts)
+        self.tree = tree
+        self.key = natural_key(texts[0])
+        self.setData(0, LABELED_ROLE, labeled)
+
+    def __lt__(self, other: _Row) -> bool:
+        column = self.tree.sort_column  # a Python attribute: asking Qt doubled the time to sort 20,000 rows
+        if column == 3:
+            return (int(self.text(3) or -1), self.key) < (int(other.text(3) or -1), other.key)
+        if column == 4:
+            return (self.data(0, LABELED_ROLE), self.key) < (other.data(0, LABELED_ROLE), other.key)
+        if column in (1, 2):
+            return (self.text(column), self.key) < (other.text(column), other.key)
+        return self.key < other.key
+
+
 class VideoList(QTreeWidget):
     linkRequested = Signal(str)
 
@@ -31,6 +53,9 @@ class VideoList(QTreeWidget):
         self.headerItem().setToolTip(4, "labeled frames: partial / full")
         self.setRootIsDecorated(False)
         self.setAlternatingRowColors(True)
+        self.sort_column = 0
+        # connected before sorting is enabled, so that it runs before Qt's own sort on the same signal
+        self.header().sortIndicatorChanged.connect(lambda column, _order: setattr(self, "sort_column", column))
         self.setSortingEnabled(True)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._menu)
@@ -49,9 +74,9 @@ class VideoList(QTreeWidget):
             counts.setdefault(vid, {})[status] = n
         for v in p.videos():
             c = counts.get(v["id"], {})
-            item = QTreeWidgetItem([v["id"], v["split"], v["status"], str(v["frame_count"] or ""), _labeled(c)])
+            item = _Row(self, [v["id"], v["split"], v["status"], str(v["frame_count"] or ""), _labeled(c)],
+                        sum(c.values()))
             item.setData(0, Qt.ItemDataRole.UserRole, v["id"])
-            item.setData(0, LABELED_ROLE, sum(c.values()))
             for col in (3, 4):
                 item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight)
             item.setToolTip(0, v["id"])

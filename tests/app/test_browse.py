@@ -71,9 +71,9 @@ def test_keyboard_stepping_like_dive(window, qtbot):
     assert s.frame == labeled[0]
 
 
-def make_image_set(tmp_path, boxes: dict[str, int]):
-    """A project of 12 images set/img00..img11 (one folder); ``boxes``: image name -> urchins boxed,
-    on a fully labeled frame."""
+def make_image_set(tmp_path, boxes: dict[str, int], names=tuple(f"img{i:02d}" for i in range(12))):
+    """A project of images (by default 12, set/img00..img11, one folder); ``boxes``: image name ->
+    urchins boxed, on a fully labeled frame."""
     from PIL import Image
 
     from bpr.formats import write_batch
@@ -81,7 +81,7 @@ def make_image_set(tmp_path, boxes: dict[str, int]):
     from bpr.store import Project
 
     batch = ImportBatch(species={"urchin": None})
-    for name in (f"img{i:02d}" for i in range(12)):
+    for name in names:
         Image.new("RGB", (64, 48)).save(tmp_path / f"{name}.png")
         batch.videos.append(VideoRecord(f"set/{name}", kind="image", path=tmp_path / f"{name}.png", frame_count=1,
                                         width=64, height=48))
@@ -146,6 +146,33 @@ def test_the_timeline_of_an_image_spans_its_folder(make_window, tmp_path, qtbot)
     assert timeline._position() == 8
     s.add_box("urchin", (30, 30, 40, 40))   # a label edit recounts the folder
     assert timeline.counts[8] == 1
+
+
+def test_the_list_sorts_ids_in_natural_order_and_numbers_as_numbers(make_window, tmp_path):
+    """img2 before img10, as DIVE numbers an image folder, so stepping and the timeline agree; the
+    Labeled column sorts by labeled frames."""
+    window = make_window(make_image_set(tmp_path, {"img10": 1}, names=("img1", "img2", "img10", "img9")))
+    videos = window.videos
+
+    def order():
+        return [videos.topLevelItem(i).text(0) for i in range(videos.topLevelItemCount())]
+
+    assert order() == ["set/img1", "set/img2", "set/img9", "set/img10"]
+    window.step(1)
+    assert window.state.video["id"] == "set/img2" and window.timeline._position() == 1
+    videos.sortItems(4, Qt.SortOrder.DescendingOrder)
+    assert order()[0] == "set/img10"
+
+
+def test_the_frames_column_sorts_as_numbers(make_window, tmp_path):
+    from bpr.store import Project
+
+    with Project.create(tmp_path / "p") as project:
+        for vid, frames in (("a", 100), ("b", 9), ("c", 10)):
+            project.conn.execute("INSERT INTO videos (id, frame_count) VALUES (?, ?)", (vid, frames))
+    videos = make_window(tmp_path / "p").videos
+    videos.sortItems(3, Qt.SortOrder.AscendingOrder)
+    assert [videos.topLevelItem(i).text(3) for i in range(3)] == ["9", "10", "100"]
 
 
 def test_playback_at_speed(window, qtbot):
