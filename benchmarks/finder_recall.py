@@ -9,9 +9,11 @@ IoU >= 0.5, one to one, most confident first):
 - precision: the share of suggestions that are a hidden animal. A lower bound: a suggestion may be an
   animal the original annotators never boxed either;
 - recall: the share of hidden animals suggested.
+Models differ in calibration (one trained with BPR scores higher), so the same is also given for each
+model's N most confident suggestions, whatever their confidence.
 The project itself is never changed.
 
-Run: python benchmarks/finder_recall.py PROJECT --run RUN [--weights W] [--conf 0.1 0.25 0.5] [--device cpu]
+Run: python benchmarks/finder_recall.py PROJECT --run RUN [--weights W] [--conf 0.1 0.25 0.5] [--top 100 400]
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def main() -> int:
     parser.add_argument("--run", required=True, help="a run trained with hidden boxes")
     parser.add_argument("--weights", help="weights to detect with (default: the run's own)")
     parser.add_argument("--conf", type=float, nargs="+", default=[0.1, 0.25, 0.5])
+    parser.add_argument("--top", type=int, nargs="+", default=[100, 400], help="the N most confident")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--imgsz", type=int, help="inference size (default: the size the weights were trained at)")
     args = parser.parse_args()
@@ -106,18 +109,21 @@ def main() -> int:
             for conf in args.conf:
                 suggestions = [s for s in missing_labels(copy, summary.run, conf=conf) if s.video_id in in_train]
                 found = match(suggestions, hidden_boxes)
-                rows.append((conf, len(suggestions), found))
+                rows.append((f"{conf:g}", len(suggestions), found))
+            ranked = [s for s in missing_labels(copy, summary.run, conf=0.0) if s.video_id in in_train]
+            for n in args.top:
+                rows.append((f"top {n}", len(ranked[:n]), match(ranked[:n], hidden_boxes)))
 
     total = len(hidden_ids)
     print(f"command: python benchmarks/finder_recall.py {args.project} --run {args.run}"
           + (f" --weights {args.weights}" if args.weights else "")
-          + f" --conf {' '.join(f'{c:g}' for c in args.conf)}")
+          + f" --conf {' '.join(f'{c:g}' for c in args.conf)} --top {' '.join(map(str, args.top))}")
     print(f"hidden training boxes: {total} on {len(hidden_boxes)} images (hide fraction "
           f"{manifest['hide_fraction']:g}, seed {manifest['seed']}); a match is IoU >= {MATCH_IOU}")
     print(f"{'confidence':>10} {'suggestions':>11} {'hidden found':>12} {'precision':>9} {'recall':>7}")
-    for conf, n, found in rows:
+    for which, n, found in rows:
         precision = f"{found / n:.1%}" if n else "-"
-        print(f"{conf:>10g} {n:>11} {found:>12} {precision:>9} {found / total:>7.1%}")
+        print(f"{which:>10} {n:>11} {found:>12} {precision:>9} {found / total:>7.1%}")
     return 0
 
 
