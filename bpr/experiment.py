@@ -202,10 +202,15 @@ def software_line(rows: list[dict]) -> str:
         versions = row.get("software")
         key = ", ".join(f"{k} {v}" for k, v in versions.items()) if versions else "not recorded"
         made.setdefault(key, []).append(row["run"])
-    if len(made) == 1:
-        return f"Software: {next(iter(made))}."
-    return ("**The runs were made with different software**, so they may not compare: "
-            + "; ".join(f"{key}: {', '.join(sorted(runs))}" for key, runs in sorted(made.items())) + ".")
+    unrecorded = sorted(made.pop("not recorded", []))
+    if len(made) > 1:
+        return ("**The runs were made with different software**, so they may not compare: "
+                + "; ".join(f"{key}: {', '.join(sorted(runs))}" for key, runs in sorted(made.items()))
+                + (f"; not recorded: {', '.join(unrecorded)}" if unrecorded else "") + ".")
+    line = f"Software: {next(iter(made))}." if made else "Software: not recorded."
+    if made and unrecorded:  # a record missing is not a difference shown
+        line += f" Not recorded for {', '.join(unrecorded)}."
+    return line
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float | None]:

@@ -86,6 +86,10 @@ def test_the_report_says_which_software_made_the_runs(tmp_path):
     assert ("\nFinished: 2 of 27 runs (9 settings x 3 seeds). Software: bpr 0.1.0, ultralytics 8.4.1, torch 2.9.1.\n"
             in (tmp_path / "results.md").read_text())
 
+    write_report(spec, [row("baseline-seed0", None), row("baseline-seed1", old)])
+    assert ("Software: bpr 0.1.0, ultralytics 8.4.1, torch 2.9.1. Not recorded for baseline-seed0.\n"
+            in (tmp_path / "results.md").read_text())
+
     write_report(spec, [row("baseline-seed0", None), row("baseline-seed1", old), row("baseline-seed2", new)])
     assert ("**The runs were made with different software**, so they may not compare: "
             "bpr 0.1.0, ultralytics 8.4.1, torch 2.9.1: baseline-seed1; "
