@@ -271,9 +271,11 @@ class MainWindow(QMainWindow):
             self.frame_label.setText("no video")
             return
         # the id last: a long one is clipped, not the frame number
-        if self._on_image():
-            row, count = self.videos.position()
-            self.frame_label.setText(f"image {row + 1} / {count}  [{s.frame_status()}]  {s.video['id']}")
+        sequence = s.image_sequence()
+        if sequence:  # its place in its folder, as DIVE numbers an image sequence and the timeline shows it
+            place = next(i for i, image in enumerate(sequence.images) if image["id"] == s.video["id"])
+            self.frame_label.setText(f"image {place + 1} / {len(sequence.images)} of {sequence.name}  "
+                                     f"[{s.frame_status()}]  {s.video['id']}")
             return
         fps = s.video["fps"]
         when = timecode(s.frame / fps) if fps else "-"

@@ -118,9 +118,9 @@ def test_an_image_set_steps_from_image_to_image(make_window, tmp_path, qtbot):
                                     (Qt.Key.Key_Home, Qt.KeyboardModifier.NoModifier, "img00")):
         QTest.keyClick(window, key, modifier)
         assert current() == expected, (key, modifier)
-    assert window.frame_label.text().startswith("image 1 / 12  [none]  set/img00")
+    assert window.frame_label.text().startswith("image 1 / 12 of set  [none]  set/img00")
     QTest.keyClick(window, Qt.Key.Key_PageDown)
-    assert window.frame_label.text().startswith("image 4 / 12  [full]  set/img03")
+    assert window.frame_label.text().startswith("image 4 / 12 of set  [full]  set/img03")
     window.videos.sortItems(0, Qt.SortOrder.DescendingOrder)   # the list as the user sorted it
     QTest.keyClick(window, Qt.Key.Key_Right)
     assert current() == "img02"
