@@ -32,27 +32,22 @@ ROOT = Path(__file__).resolve().parent.parent
 MATCH_IOU = 0.5
 
 
-def iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    lt = np.maximum(box[:2], others[:, :2])
-    rb = np.minimum(box[2:], others[:, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    union = (box[2:] - box[:2]).prod() + (others[:, 2:] - others[:, :2]).prod(-1) - inter
-    return inter / np.maximum(union, 1e-9)
-
-
 def match(suggestions, hidden: dict[tuple[str, int], np.ndarray]) -> int:
-    """How many suggestions (most confident first) are a hidden box, each box matched once."""
-    taken = {key: np.zeros(len(boxes), bool) for key, boxes in hidden.items()}
+    """How many suggestions are a hidden box: matched greedily, most confident first, each box once,
+    as evaluation matches detections to ground truth."""
+    from bpr.evaluate import ImageResult, greedy_hits
+
+    by_image: dict[tuple[str, int], list] = {}
+    for s in suggestions:
+        by_image.setdefault((s.video_id, s.frame_index), []).append(s)
     found = 0
-    for s in sorted(suggestions, key=lambda s: -s.confidence):
-        key = (s.video_id, s.frame_index)
+    for key, here in by_image.items():
         if key not in hidden:
             continue
-        overlaps = np.where(taken[key], -1.0, iou(np.array(s.box, float), hidden[key]))
-        best = int(overlaps.argmax())
-        if overlaps[best] >= MATCH_IOU:
-            taken[key][best] = True
-            found += 1
+        image = ImageResult(gt_boxes=hidden[key], gt_classes=np.zeros(len(hidden[key]), int),
+                            boxes=np.array([s.box for s in here], float),
+                            scores=np.array([s.confidence for s in here]), classes=np.zeros(len(here), int))
+        found += int(greedy_hits(image, MATCH_IOU)[2].sum())
     return found
 
 
