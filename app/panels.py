@@ -592,7 +592,6 @@ class ReviewPanel(QWidget):
         layout.addLayout(row)
 
         self.scope: str | None = None  # what the counts and the finder cover: a video, or an image folder
-        self.folder_images: list[str] | None = None  # that folder's images, which detection covers too
         state.projectChanged.connect(self.reload_runs)
         state.videoChanged.connect(self._video_changed)
         state.detectionsChanged.connect(self.refresh_all)
@@ -632,7 +631,8 @@ class ReviewPanel(QWidget):
         project's."""
         if not self.state.run or not (everything or self.state.video) or self.detecting:
             return
-        videos = None if everything else (self.folder_images or [self.state.video["id"]])
+        sequence = self.state.image_sequence()
+        videos = None if everything else (list(sequence.frames) if sequence else [self.state.video["id"]])
         self.worker = Worker(_detect_job, str(self.state.project.folder), self.state.run, videos,
                              self.stride.value(), self.keep.value())
         self.worker.progress.connect(lambda done, total, _: (self.progress.setMaximum(max(total, 1)),
@@ -686,14 +686,13 @@ class ReviewPanel(QWidget):
         self.missing.blockSignals(True)  # refilling must not select (and jump to) a suggestion
         self.missing.clear()
         self.suggestions = []
-        self.scope, self.folder_images = None, None
+        self.scope = None
         if not self.state.video:
             self.missing.blockSignals(False)
             return
         vid = self.state.video["id"]
         sequence = self.state.image_sequence()
         self.scope = sequence.name if sequence else vid
-        self.folder_images = list(sequence.frames) if sequence else None
         self.detect_button.setText("Detect on this folder" if sequence else "Detect on this video")
         self.frame_counts_label.setText("This image" if sequence else "This frame")
         self.video_counts_label.setText(
@@ -702,7 +701,8 @@ class ReviewPanel(QWidget):
         self.video_counts.headerItem().setText(2, "Image" if sequence else "Frame")
         self.missing.headerItem().setText(0, "Image" if sequence else "Frame")
         source = CountSource(run=self.state.run, conf=self.state.conf)
-        for row in video_summary(self.state.project, source, video=vid):
+        target = sequence or vid  # the folder already looked up: the library need not list it again
+        for row in video_summary(self.state.project, source, video=target):
             where = (_image_name(row["maxn_image"]) if sequence else str(row["maxn_frame"])) \
                 if row["maxn_frame"] is not None else ""
             item = QTreeWidgetItem([row["species"], str(row["maxn"]), where, f"{row['mean_count']:.3f}",
@@ -710,7 +710,7 @@ class ReviewPanel(QWidget):
             item.setData(0, Qt.ItemDataRole.UserRole, (row["maxn_image"], row["maxn_frame"]))
             self.video_counts.addTopLevelItem(item)
         if self.state.run:
-            self.suggestions = missing_labels(self.state.project, self.state.run, self.state.conf, video=vid)
+            self.suggestions = missing_labels(self.state.project, self.state.run, self.state.conf, video=target)
             for s in self.suggestions:
                 where = _image_name(s.video_id) if sequence else str(s.frame_index)
                 self.missing.addTopLevelItem(QTreeWidgetItem([where, s.species, confidence_text(s.confidence)]))

@@ -133,20 +133,19 @@ def timecode(seconds: float | None) -> str:
     return f"{int(hours):02d}:{int(minutes):02d}:{secs:06.3f}"
 
 
-def _scope(project: Project, video: str | None) -> tuple[list[str] | None, list[ImageSequence]]:
+def _scope(project: Project, video: str | ImageSequence | None) -> tuple[list[str] | None, list[ImageSequence]]:
     """The video ids counts are over (None: all) and the image sequences among them."""
     if video is None:
         return None, project.image_sequences()
-    sequence = project.image_sequence(video)
-    if sequence is None:
-        return [video], []
-    return [image["id"] for image in sequence.images], [sequence]
+    ids, sequence = project.resolve_scope(video)
+    return ids, [sequence] if sequence else []
 
 
-def video_summary(project: Project, source: CountSource, video: str | None = None) -> list[dict]:
+def video_summary(project: Project, source: CountSource, video: str | ImageSequence | None = None) -> list[dict]:
     """One row per (video, species): MaxN with its first frame and time, mean count, frames present.
 
-    ``video`` (None: all) is a video's id, an image folder's name, or an image's id (its folder).
+    ``video`` (None: all) is a video's id, an image folder's name or ImageSequence, or an image's id
+    (its folder).
     Every species of the source (see _species_ids) gets a row in every counted video or image folder
     (MaxN 0 where absent).
     """
@@ -202,7 +201,7 @@ def video_summary(project: Project, source: CountSource, video: str | None = Non
     return rows
 
 
-def frame_counts(project: Project, source: CountSource, video: str | None = None) -> dict:
+def frame_counts(project: Project, source: CountSource, video: str | ImageSequence | None = None) -> dict:
     """Per-frame counts: {"species": [names], "rows": [(video, frame, time_s, [count per species])]}.
 
     Every counted frame has a row, including frames where nothing was found; an image's row is its own

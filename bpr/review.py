@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bpr.store import Project
+from bpr.store import ImageSequence, Project
 
 OVERLAP_IOU = 0.3  # a detection overlapping a label at this IoU or more is that label, not a new animal
 
@@ -36,19 +36,19 @@ def _iou(box: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return inter / np.maximum(union, 1e-9)
 
 
-def missing_labels(project: Project, run: str, conf: float = 0.5, video: str | None = None,
+def missing_labels(project: Project, run: str, conf: float = 0.5, video: str | ImageSequence | None = None,
                    overlap_iou: float = OVERLAP_IOU) -> list[Suggestion]:
     """Suggestions, most confident first, on the ``partial`` frames (of ``video``, or all).
 
-    ``video`` is a video's id, an image folder's name, or an image's id (its folder: an annotator
-    working through an image set wants the suggestions of all its images, not one at a time).
+    ``video`` is a video's id, an image folder's name or ImageSequence, or an image's id (its folder:
+    an annotator working through an image set wants the suggestions of all its images, not one at a
+    time).
     """
     run_id = project.run(run)["id"]
     params: list = [run_id, conf]
     video_filter = ""
     if video is not None:
-        sequence = project.image_sequence(video)
-        ids = [video] if sequence is None else list(sequence.frames)
+        ids, _ = project.resolve_scope(video)
         video_filter, params = "AND d.video_id IN (SELECT value FROM json_each(?))", params + [json.dumps(ids)]
     detections = project.conn.execute(
         f"""SELECT d.id, d.video_id, d.frame_index, s.name, d.confidence, d.x1, d.y1, d.x2, d.y2

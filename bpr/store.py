@@ -332,6 +332,13 @@ class Project:
             raise NotFoundError(f"no video, image or image folder {video!r} in {self.folder}")
         return None
 
+    def resolve_scope(self, video: str | ImageSequence) -> tuple[list[str], ImageSequence | None]:
+        """The video ids ``video`` covers, and its image sequence (None for a video). A video's id covers
+        that video; an image folder's name, one of its images' ids, or an ImageSequence already looked
+        up, the folder's images."""
+        sequence = video if isinstance(video, ImageSequence) else self.image_sequence(video)
+        return ([video], None) if sequence is None else (list(sequence.frames), sequence)
+
     def set_video_file(self, video_id: str, path: str | os.PathLike | None, info: dict | None,
                        status: str, reason: str | None = None) -> None:
         """Record where a video's file is and what probing it found (status ok/missing/unreadable)."""
