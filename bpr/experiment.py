@@ -11,7 +11,9 @@ repeated over seeds and reported as mean ± standard deviation.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,8 +84,32 @@ def _project(spec: ExperimentSpec) -> Project:
 def _done(results_path: Path) -> dict[str, dict]:
     if not results_path.exists():
         return {}
-    rows = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
+    lines = [line for line in results_path.read_text().split("\n") if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise ValueError(f"{results_path}, line {number}, is not a result row; remove or mend it") from None
+            # The last line can be one another process sharing the sweep is still appending.
     return {row["run"]: row for row in rows}
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write a file that another process sharing the sweep may read at the same moment.
+
+    The text goes to a temporary file beside it that then replaces it in one step, so a reader sees
+    the old file or the new one, never a half-written one (two streams started together did: the
+    second read spec.json as the first rewrote it, and stopped on a JSON error).
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")  # one per process: each writes its own
+    try:
+        temporary.write_text(text, newline="")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 # What every run of a sweep shares: results trained under different values must not meet in one table.
@@ -124,7 +150,7 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
         settings = [s for s in settings if s.name in only]
     spec.out.mkdir(parents=True, exist_ok=True)
     _check_same_experiment(spec)
-    (spec.out / "spec.json").write_text(json.dumps(
+    _write_whole(spec.out / "spec.json", json.dumps(
         {k: (str(v) if isinstance(v, Path) else v) for k, v in spec.__dict__.items()}, indent=1))
     results_path = spec.out / "results.jsonl"
     done = _done(results_path)
@@ -311,10 +337,11 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
     columns = ["setting", "p_obj", "p_box", "mode", "hide", "seeds", "val_mAP50", "val_mAP50_sd",
                "test_mAP50", "test_mAP50_sd", "test_coco_mAP50", "test_coco_mAP50_sd", "test_gain",
                "test_gain_sd", "measured_obj_drop", "measured_box_drop"]
-    with open(spec.out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows(table)
+    csv_text = io.StringIO(newline="")
+    writer = csv.DictWriter(csv_text, columns)
+    writer.writeheader()
+    writer.writerows(table)
+    _write_whole(spec.out / "results.csv", csv_text.getvalue())
 
     def pm(mean, sd, scale=100):
         if mean is None:
@@ -359,7 +386,7 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
             if v.unmixed is not None:
                 line += f"; then epochs {v.epochs_unmixed}, without mosaic: {v.unmixed * 100:.2f} points"
             lines.append(line)
-    (spec.out / "results.md").write_text("\n".join(lines) + "\n")
+    _write_whole(spec.out / "results.md", "\n".join(lines) + "\n")
     _plot(spec, table)
     _plot_curves(spec, rows)
 

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from bpr.experiment import ExperimentSpec, mosaic_epochs, plateau, run_experiment, write_report
+from bpr.experiment import ExperimentSpec, _done, mosaic_epochs, plateau, run_experiment, write_report
 from bpr.training import TrainingCancelled
 
 
@@ -33,6 +33,34 @@ def test_a_sweep_refuses_other_hyperparameters_and_unknown_settings(tmp_path):
     with pytest.raises(ValueError, match="no setting named obj0.3 in this experiment; its settings: baseline, obj0.1"):
         run_experiment(ExperimentSpec(data="x", out=out, epochs=60), on_message=lambda m: None,
                        only=["baseline", "obj0.3"])
+
+
+def test_spec_json_is_replaced_whole_never_rewritten_in_place(tmp_path, monkeypatch):
+    """Two streams of one sweep start together; one read spec.json while the other rewrote it and
+    stopped on a JSON error. The new text is written beside it and swapped in: if the swap fails,
+    the old file is still whole and no temporary file is left."""
+    out = tmp_path / "exp"
+    out.mkdir()
+    saved = json.dumps({"epochs": 60, "p_obj": [0.5]})
+    (out / "spec.json").write_text(saved)
+
+    def swap_fails(source, target):
+        raise OSError("disk full")
+    monkeypatch.setattr("bpr.experiment.os.replace", swap_fails)
+    with pytest.raises(OSError, match="disk full"):
+        run_experiment(ExperimentSpec(data="x", out=out, epochs=60, p_obj=[0.75]), on_message=lambda m: None)
+    assert (out / "spec.json").read_text() == saved
+    assert [p.name for p in out.iterdir()] == ["spec.json"]
+
+
+def test_a_result_row_still_being_appended_is_left_for_later(tmp_path):
+    """Another stream may be halfway through appending its row; a broken row before the last is an error."""
+    rows = tmp_path / "results.jsonl"
+    rows.write_text(json.dumps({"run": "baseline-seed0"}) + "\n" + '{"run": "obj0.75-se')
+    assert list(_done(rows)) == ["baseline-seed0"]
+    rows.write_text('{"run": "obj0.75-se\n' + json.dumps({"run": "baseline-seed0"}) + "\n")
+    with pytest.raises(ValueError, match="results.jsonl, line 1, is not a result row"):
+        _done(rows)
 
 
 def test_whether_a_val_curve_has_flattened():
