@@ -81,9 +81,14 @@ class ProjectState(QObject):
         every image."""
         if not self.video or self.video["kind"] != "image":
             return None
+        self.image_sequences()
+        return self._sequences.get(self.video["id"])
+
+    def image_sequences(self) -> list:
+        """Every image folder of the project, as image sequences; looked up once per project change."""
         if self._sequences is None:
             self._sequences = {vid: seq for seq in self.project.image_sequences() for vid in seq.frames}
-        return self._sequences.get(self.video["id"])
+        return list({id(seq): seq for seq in self._sequences.values()}.values())
 
     @property
     def frame_count(self) -> int:

@@ -1,10 +1,17 @@
-"""The video list: split, status, frame count, labeled frames; missing videos can be linked."""
+"""The video list: split, status, frame count, labeled frames; missing videos can be linked.
+
+Images are grouped under their folder, as DIVE lists an image folder as one sequence: the folder's row
+sums its images, and stepping through images stays within the folder, which is what the counts, the
+missing-label finder and the timeline cover on an image.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QAction, QBrush, QColor
-from PySide6.QtWidgets import QFileDialog, QMenu, QTreeWidget, QTreeWidgetItem
+from PySide6.QtWidgets import QFileDialog, QMenu, QStyle, QTreeWidget, QTreeWidgetItem
 
 from app.state import ProjectState
 from bpr.media import VIDEO_EXTENSIONS, natural_key, probe_status
@@ -21,16 +28,30 @@ def _labeled(counts: dict[str, int]) -> str:
     return f"{counts.get('partial', 0)} / {counts.get('full', 0)}"
 
 
+def _splits(values) -> str:
+    """The split of a folder's images: theirs when they share one, else the splits it mixes."""
+    return "/".join(sorted(set(v or "" for v in values)))
+
+
 class _Row(QTreeWidgetItem):
     """A row that sorts ids in natural order (``img2`` before ``img10``: the order DIVE numbers an
     image folder in, so stepping through images agrees with the timeline), frame counts as numbers and
-    the Labeled column by labeled frames."""
+    the Labeled column by labeled frames. A video's or an image's row has its id; a folder's has none."""
 
-    def __init__(self, tree: VideoList, texts: list[str], labeled: int):
+    def __init__(self, tree: VideoList, texts: list[str], video_id: str | None = None):
         super().__init__(texts)
         self.tree = tree
         self.key = natural_key(texts[0])
-        self.setData(0, LABELED_ROLE, labeled)
+        self.setData(0, Qt.ItemDataRole.UserRole, video_id)
+        for col in (3, 4):
+            self.setTextAlignment(col, Qt.AlignmentFlag.AlignRight)
+        self.set_counts({})
+
+    def set_counts(self, counts: dict[str, int]) -> None:
+        """Labeled frames by status ('partial', 'full')."""
+        self.counts = counts
+        self.setText(4, _labeled(counts))
+        self.setData(0, LABELED_ROLE, sum(counts.values()))
 
     def __lt__(self, other: _Row) -> bool:
         column = self.tree.sort_column  # a Python attribute: asking Qt doubled the time to sort 20,000 rows
@@ -51,7 +72,7 @@ class VideoList(QTreeWidget):
         self.state = state
         self.setHeaderLabels(COLUMNS)
         self.headerItem().setToolTip(4, "labeled frames: partial / full")
-        self.setRootIsDecorated(False)
+        self._items: dict[str, _Row] = {}   # video or image id -> its row
         self.setAlternatingRowColors(True)
         self.sort_column = 0
         # connected before sorting is enabled, so that it runs before Qt's own sort on the same signal
@@ -67,32 +88,64 @@ class VideoList(QTreeWidget):
     def reload(self):
         self.blockSignals(True)
         self.clear()
+        self._items = {}
         p = self.state.project
         counts = {}
         for vid, status, n in p.conn.execute(
                 "SELECT video_id, label_status, count(*) FROM frames GROUP BY video_id, label_status"):
             counts.setdefault(vid, {})[status] = n
+        folders = {}
+        for sequence in self.state.image_sequences():
+            folder = _Row(self, [sequence.name, _splits(i["split"] for i in sequence.images), "",
+                                 str(len(sequence.images)), ""])
+            folder.setToolTip(0, f"{sequence.name}: a folder of {len(sequence.images)} images")
+            folders.update((vid, folder) for vid in sequence.frames)
+            self.addTopLevelItem(folder)
         for v in p.videos():
-            c = counts.get(v["id"], {})
-            item = _Row(self, [v["id"], v["split"], v["status"], str(v["frame_count"] or ""), _labeled(c)],
-                        sum(c.values()))
-            item.setData(0, Qt.ItemDataRole.UserRole, v["id"])
-            for col in (3, 4):
-                item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight)
+            folder = folders.get(v["id"])
+            shown = v["id"].removeprefix(folder.text(0) + "/") if folder else v["id"]
+            item = _Row(self, [shown, v["split"], v["status"], str(v["frame_count"] or ""), ""], v["id"])
+            item.set_counts(counts.get(v["id"], {}))
             item.setToolTip(0, v["id"])
             if v["status"] != "ok":
                 for col in range(len(COLUMNS)):
                     item.setForeground(col, QBrush(QColor("#999999")))
                 item.setToolTip(0, f"{v['id']}\n{v['status']}: {v['status_reason'] or 'no file linked'} "
                                    "(right-click: link video...)")
-            self.addTopLevelItem(item)
+            self._items[v["id"]] = item
+            if folder:
+                folder.addChild(item)
+            else:
+                self.addTopLevelItem(item)
+        for folder in set(folders.values()):
+            self._sum(folder)
+        self.setRootIsDecorated(bool(folders))
         self.header().setStretchLastSection(False)
-        for col in range(len(COLUMNS)):
+        for col in range(1, len(COLUMNS)):
             self.resizeColumnToContents(col)
-        self.setColumnWidth(0, min(self.columnWidth(0), self.fontMetrics().horizontalAdvance("0" * ID_CHARS)))
+        # Worked out, not asked of Qt: it measures only the rows in view, and a folder's are collapsed.
+        metrics, indent = self.fontMetrics(), self.indentation()
+        widest = max([metrics.horizontalAdvance(f.text(0)) for f in set(folders.values())]
+                     + [metrics.horizontalAdvance(i.text(0)) + (indent if i.parent() else 0)
+                        for i in self._items.values()], default=0)
+        margin = 2 * (self.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin) + 1) + 4
+        self.setColumnWidth(0, (indent if folders else 0) + margin
+                            + min(widest, metrics.horizontalAdvance("0" * ID_CHARS)))
         self.sortItems(0, Qt.SortOrder.AscendingOrder)
         self.blockSignals(False)
         self._select()
+
+    def item(self, video_id: str) -> _Row | None:
+        """The row of a video or an image."""
+        return self._items.get(video_id)
+
+    @staticmethod
+    def _sum(folder: _Row) -> None:
+        total: dict[str, int] = {}
+        for i in range(folder.childCount()):
+            for status, n in folder.child(i).counts.items():
+                total[status] = total.get(status, 0) + n
+        folder.set_counts(total)
 
     def sizeHint(self) -> QSize:
         """Wide enough for every column, so the window opens with the labeled counts in view. (Not a
@@ -102,53 +155,71 @@ class VideoList(QTreeWidget):
         return QSize(width, super().sizeHint().height())
 
     def _update_counts(self):
-        if self.state.video:
-            vid = self.state.video["id"]
-            c = dict(self.state.project.conn.execute(
-                "SELECT label_status, count(*) FROM frames WHERE video_id = ? GROUP BY 1", (vid,)).fetchall())
-            for item in self.findItems(vid, Qt.MatchFlag.MatchExactly, 0):
-                item.setText(4, _labeled(c))
-                item.setData(0, LABELED_ROLE, sum(c.values()))
+        item = self.item(self.state.video["id"]) if self.state.video else None
+        if item is None:
+            return
+        item.set_counts(dict(self.state.project.conn.execute(
+            "SELECT label_status, count(*) FROM frames WHERE video_id = ? GROUP BY 1",
+            (item.data(0, Qt.ItemDataRole.UserRole),)).fetchall()))
+        if item.parent():
+            self._sum(item.parent())
 
     def _select(self, *_):
-        if not self.state.video:
+        item = self.item(self.state.video["id"]) if self.state.video else None
+        if item is None or self.currentItem() in (item, item.parent()):  # a folder's row may stay chosen
             return
         self.blockSignals(True)
-        for item in self.findItems(self.state.video["id"], Qt.MatchFlag.MatchExactly, 0):
-            self.setCurrentItem(item)
+        self.setCurrentItem(item)
         self.blockSignals(False)
 
+    def _siblings(self) -> tuple[int, int, Callable[[int], _Row]]:
+        """The current video's or image's place among the rows it steps through (0-based; -1 when none),
+        their number, and the row at a place, as shown: an image's folder, or the list's top rows."""
+        item = self.item(self.state.video["id"]) if self.state.video else None
+        parent = item.parent() if item else None
+        if parent:
+            return parent.indexOfChild(item), parent.childCount(), parent.child
+        return self.indexOfTopLevelItem(item) if item else -1, self.topLevelItemCount(), self.topLevelItem
+
     def position(self) -> tuple[int, int]:
-        """The current item's place in the list as shown (0-based) and the number of items."""
-        return self.indexOfTopLevelItem(self.currentItem()), self.topLevelItemCount()
+        """The current video's or image's place (0-based) and the number of rows it steps through."""
+        row, count, _ = self._siblings()
+        return row, count
 
     def step(self, delta: int) -> bool:
-        """Choose the item ``delta`` rows away in the list as shown (sorted as the user chose), clamped to
-        its ends; False when there is none to move to. Image sets step this way: each image is an item."""
-        row, count = self.position()
+        """Choose the row ``delta`` rows away in the list as shown (sorted as the user chose), clamped to
+        the ends of the image's folder; False when there is none to move to. Images step this way."""
+        row, count, at = self._siblings()
         target = max(0, min(row + delta, count - 1))
         if row < 0 or target == row:
             return False
-        self.setCurrentItem(self.topLevelItem(target))
+        self.setCurrentItem(at(target))
         return True
 
     def jump_labeled(self, direction: int) -> bool:
-        """Choose the next (+1) or previous (-1) item with a labeled frame; False when there is none."""
-        row, count = self.position()
+        """Choose the next (+1) or previous (-1) image of the folder with a labeled frame; False when none."""
+        row, count, at = self._siblings()
         rows = range(row + 1, count) if direction > 0 else range(row - 1, -1, -1)
-        target = next((r for r in rows if self.topLevelItem(r).data(0, LABELED_ROLE)), None)
+        target = next((r for r in rows if at(r).data(0, LABELED_ROLE)), None)
         if row < 0 or target is None:
             return False
-        self.setCurrentItem(self.topLevelItem(target))
+        self.setCurrentItem(at(target))
         return True
 
     def _chosen(self, item, _previous):
-        if item is not None:
-            self.state.set_video(item.data(0, Qt.ItemDataRole.UserRole))
+        """A video or an image opens; a folder opens its first image, unless the image open is in it."""
+        if item is None:
+            return
+        if item.data(0, Qt.ItemDataRole.UserRole) is None:
+            current = self.item(self.state.video["id"]) if self.state.video else None
+            if item.childCount() == 0 or (current is not None and current.parent() is item):
+                return
+            item = item.child(0)
+        self.state.set_video(item.data(0, Qt.ItemDataRole.UserRole))
 
     def _menu(self, pos):
         item = self.itemAt(pos)
-        if item is None:
+        if item is None or item.data(0, Qt.ItemDataRole.UserRole) is None:
             return
         vid = item.data(0, Qt.ItemDataRole.UserRole)
         menu = QMenu(self)

@@ -227,12 +227,12 @@ class MainWindow(QMainWindow):
 
     # -- stepping: frames of a video; in an image set, its images ----------------------------------
     def _on_image(self) -> bool:
-        """Whether the current item is a still image. An image set has one item per image, so stepping
-        moves along the video list, as DIVE steps through an image sequence."""
+        """Whether the current item is a still image. Each image is a row of the list under its folder,
+        so stepping moves along the folder's rows, as DIVE steps through an image sequence."""
         return bool(self.state.video) and self.state.video["kind"] == "image"
 
     def _sequence_length(self) -> int:
-        return self.videos.topLevelItemCount() if self._on_image() else self.state.frame_count
+        return self.videos.position()[1] if self._on_image() else self.state.frame_count
 
     def step(self, delta: int) -> bool:
         """``delta`` frames on, or ``delta`` images in an image set; False when already at the end."""

@@ -39,11 +39,12 @@ def test_long_ids_are_elided_and_do_not_widen_the_window(window):
     window.state.project.conn.execute("INSERT INTO videos (id, kind, split) VALUES (?, 'image', 'test')",
                                       (long_id,))
     window.resize(1366, 768)
-    window.state.projectChanged.emit()  # as when the project is opened: the list reloads
+    window.state.reload()  # as after an import: the list reloads
     QApplication.processEvents()
     videos = window.videos
     assert window.width() == 1366
-    item = videos.findItems(long_id, Qt.MatchFlag.MatchExactly, 0)[0]
+    item = videos.item(long_id)
+    assert item.parent().text(0) == "test/images" and item.text(0) == long_id.removeprefix("test/images/")
     assert item.toolTip(0).splitlines()[0] == long_id  # (then why it has no file)
     assert videos.columnWidth(0) < videos.fontMetrics().horizontalAdvance(long_id)
     assert sum(videos.columnWidth(c) for c in range(videos.columnCount())) <= videos.viewport().width()
@@ -71,9 +72,10 @@ def test_keyboard_stepping_like_dive(window, qtbot):
     assert s.frame == labeled[0]
 
 
-def make_image_set(tmp_path, boxes: dict[str, int], names=tuple(f"img{i:02d}" for i in range(12))):
-    """A project of images (by default 12, set/img00..img11, one folder); ``boxes``: image name ->
-    urchins boxed, on a fully labeled frame."""
+def make_image_set(tmp_path, boxes: dict[str, int], names=tuple(f"img{i:02d}" for i in range(12)),
+                   folders=("set",)):
+    """A project of images (by default 12, set/img00..img11, in one folder; the same names in each of
+    ``folders``); ``boxes``: image name -> urchins boxed, on a fully labeled frame, in every folder."""
     from PIL import Image
 
     from bpr.formats import write_batch
@@ -81,13 +83,15 @@ def make_image_set(tmp_path, boxes: dict[str, int], names=tuple(f"img{i:02d}" fo
     from bpr.store import Project
 
     batch = ImportBatch(species={"urchin": None})
-    for name in names:
-        Image.new("RGB", (64, 48)).save(tmp_path / f"{name}.png")
-        batch.videos.append(VideoRecord(f"set/{name}", kind="image", path=tmp_path / f"{name}.png", frame_count=1,
-                                        width=64, height=48))
-    batch.frames = [(f"set/{n}", 0, "full") for n in sorted(boxes)]
-    batch.boxes = [BoxRecord(f"set/{n}", 0, "urchin", 2 + i, 2, 20 + i, 20, origin_key=f"{n}-{i}")
-                   for n, count in sorted(boxes.items()) for i in range(count)]
+    for folder in folders:
+        (tmp_path / folder).mkdir()
+        for name in names:
+            Image.new("RGB", (64, 48)).save(tmp_path / folder / f"{name}.png")
+            batch.videos.append(VideoRecord(f"{folder}/{name}", kind="image", path=tmp_path / folder / f"{name}.png",
+                                            frame_count=1, width=64, height=48))
+        batch.frames += [(f"{folder}/{n}", 0, "full") for n in sorted(boxes)]
+        batch.boxes += [BoxRecord(f"{folder}/{n}", 0, "urchin", 2 + i, 2, 20 + i, 20, origin_key=f"{folder}/{n}-{i}")
+                        for n, count in sorted(boxes.items()) for i in range(count)]
     with Project.create(tmp_path / "images") as project:
         write_batch(project, batch)
     return tmp_path / "images"
@@ -148,6 +152,40 @@ def test_the_timeline_of_an_image_spans_its_folder(make_window, tmp_path, qtbot)
     assert timeline.counts[8] == 1
 
 
+def test_images_are_listed_and_stepped_through_by_folder(make_window, tmp_path, qtbot):
+    """The list groups images under their folder, as DIVE lists an image sequence: the folder's row
+    sums its images; stepping, Home/End and PgUp/PgDown stay within the folder, which the counts,
+    finder and timeline cover; choosing a folder opens its first image."""
+    window = make_window(make_image_set(tmp_path, {"img1": 2}, names=("img0", "img1", "img2"),
+                                        folders=("left", "right")))
+    videos, s = window.videos, window.state
+    assert videos.topLevelItemCount() == 2
+    left, right = videos.topLevelItem(0), videos.topLevelItem(1)
+    assert [left.text(c) for c in range(5)] == ["left", "none", "", "3", "0 / 1"]
+    assert [left.child(i).text(0) for i in range(3)] == ["img0", "img1", "img2"]
+    assert s.video["id"] == "left/img0" and videos.currentItem() is videos.item("left/img0")
+
+    assert window.step(5) and s.video["id"] == "left/img2"     # clamped to the folder's last image
+    assert not window.step(1) and s.video["id"] == "left/img2"
+    assert window.step(-window._sequence_length()) and s.video["id"] == "left/img0"   # Home
+    window.jump_labeled(+1)
+    assert s.video["id"] == "left/img1"
+    window.jump_labeled(+1)
+    assert s.video["id"] == "left/img1"                       # none after it in this folder
+
+    s.set_frame_status("partial")   # a label edit recounts the image's row and its folder's
+    assert videos.item("left/img1").text(4) == "1 / 0" and left.text(4) == "1 / 0"
+    assert right.text(4) == "0 / 1"
+
+    videos.setCurrentItem(right)    # a folder opens its first image and stays chosen
+    assert s.video["id"] == "right/img0" and videos.currentItem() is right
+    assert list(window.timeline.counts) == [0, 2, 0]           # the timeline spans that folder
+    window.step(1)
+    assert s.video["id"] == "right/img1" and videos.currentItem() is videos.item("right/img1")
+    videos.setCurrentItem(right)    # the image open is in it: it stays open
+    assert s.video["id"] == "right/img1"
+
+
 def test_the_list_sorts_ids_in_natural_order_and_numbers_as_numbers(make_window, tmp_path):
     """img2 before img10, as DIVE numbers an image folder, so stepping and the timeline agree; the
     Labeled column sorts by labeled frames."""
@@ -155,13 +193,14 @@ def test_the_list_sorts_ids_in_natural_order_and_numbers_as_numbers(make_window,
     videos = window.videos
 
     def order():
-        return [videos.topLevelItem(i).text(0) for i in range(videos.topLevelItemCount())]
+        folder = videos.topLevelItem(0)
+        return [folder.child(i).text(0) for i in range(folder.childCount())]
 
-    assert order() == ["set/img1", "set/img2", "set/img9", "set/img10"]
+    assert order() == ["img1", "img2", "img9", "img10"]
     window.step(1)
     assert window.state.video["id"] == "set/img2" and window.timeline._position() == 1
     videos.sortItems(4, Qt.SortOrder.DescendingOrder)
-    assert order()[0] == "set/img10"
+    assert order()[0] == "img10"
 
 
 def test_the_frames_column_sorts_as_numbers(make_window, tmp_path):
@@ -241,7 +280,7 @@ def test_importing_a_dive_image_csv_asks_for_the_images_folder(window, qtbot, tm
     assert asked == [(title, str(tmp_path))]
     [box] = window.state.project.boxes("shots/img7", 0)
     assert (box["species"], box["x1"], box["y2"]) == ("urchin", 2, 30)
-    assert window.videos.findItems("shots/img7", Qt.MatchFlag.MatchExactly, 0)
+    assert window.videos.item("shots/img7").parent().text(0) == "shots"
 
 
 def test_importing_a_viame_csv_asks_whether_it_replaces_the_labels(window, qtbot, tmp_path, monkeypatch):

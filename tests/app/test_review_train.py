@@ -325,7 +325,7 @@ def test_an_image_folder_is_reviewed_as_one_sequence(make_window, tmp_path, qtbo
     assert review.jump_to_maxn("urchin") and s.video["id"] == "set/img2"
 
     review.missing.setCurrentItem(review.missing.topLevelItem(0))
-    assert s.video["id"] == "set/img1" and window.videos.currentItem().text(0) == "set/img1"
+    assert s.video["id"] == "set/img1" and window.videos.currentItem() is window.videos.item("set/img1")
     assert review.missing.currentItem() is review.missing.topLevelItem(0) and review.accept_button.isEnabled()
     review.accept()
     assert [(b["x1"], b["source"]) for b in s.project.boxes("set/img1", 0)] == [(2, "accepted")]
