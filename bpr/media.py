@@ -7,6 +7,7 @@ decoder would give, it is read directly (no seek); otherwise OpenCV seeks, and t
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections import OrderedDict
@@ -55,10 +56,13 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
 
     Raises FileNotFoundError, or VideoError for a file that is not a readable image. Once ultralytics
     is imported, PIL.Image.open retries an unidentified file through the optional pi-heif plugin, and
-    then raises ModuleNotFoundError instead: it means the same here.
+    then raises ModuleNotFoundError instead: it means the same here. (Under ultralytics 8.4.144 it did
+    so for a missing file too, hence the check first.)
     """
     from PIL import Image
 
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
     try:
         with Image.open(path) as im:
             return im.size
