@@ -158,3 +158,18 @@ def test_a_corrupt_image_is_named_even_once_ultralytics_has_patched_pil(tmp_path
     with Project.create(tmp_path / "p") as project, \
             pytest.raises(LabelFormatError, match=r"a\.jpg: not a readable image"):
         import_yolo(project, data)
+
+
+def test_a_missing_image_is_missing_even_where_pil_is_patched_to_say_otherwise(tmp_path, monkeypatch):
+    """ultralytics 8.4.144's patched PIL.Image.open raises ModuleNotFoundError ('pi_heif') for a file
+    that does not exist, as for one it cannot identify; a missing image must still read as missing (the
+    VIAME importer then says which folder it looked in)."""
+    from PIL import Image
+
+    from bpr.media import image_size
+
+    def patched_open(path, *args, **kwargs):
+        raise ModuleNotFoundError("No module named 'pi_heif'")
+    monkeypatch.setattr(Image, "open", patched_open)
+    with pytest.raises(FileNotFoundError, match="img99.jpg"):
+        image_size(tmp_path / "img99.jpg")
