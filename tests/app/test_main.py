@@ -25,7 +25,8 @@ def test_first_run_builds_the_demo_then_the_last_project_reopens(qtbot, tmp_path
     window = MainWindow()
     qtbot.addWidget(window)
     open_initial_project(window, None)
-    qtbot.waitUntil(lambda: window.state.project is not None, timeout=30000)
+    # a limit, not a target: it builds the demo in seconds, and took over 30 s on 2 busy cores
+    qtbot.waitUntil(lambda: window.state.project is not None, timeout=120000)
     assert window.state.project.folder == tmp_path / "data" / "demo"
     assert last_project() == tmp_path / "data" / "demo"
     other = MainWindow()
