@@ -36,7 +36,8 @@ class ProjectState(QObject):
         self.run: str | None = None
         self.conf = 0.25
         self.undo = QUndoStack(self)
-        self._sequences: dict | None = None  # image id -> its ImageSequence, until the project changes
+        self._sequences: list | None = None  # the project's ImageSequences, until the project changes
+        self._sequence_of: dict = {}         # image id -> its ImageSequence
         # A slider drag sets the threshold many times a second; counting a whole video each time
         # froze the window (0.18 s a step over 100,000 detections), so that waits for a pause.
         self._conf_rest = QTimer(self, singleShot=True, interval=CONF_REST_MS)
@@ -82,13 +83,14 @@ class ProjectState(QObject):
         if not self.video or self.video["kind"] != "image":
             return None
         self.image_sequences()
-        return self._sequences.get(self.video["id"])
+        return self._sequence_of.get(self.video["id"])
 
     def image_sequences(self) -> list:
         """Every image folder of the project, as image sequences; looked up once per project change."""
         if self._sequences is None:
-            self._sequences = {vid: seq for seq in self.project.image_sequences() for vid in seq.frames}
-        return list({id(seq): seq for seq in self._sequences.values()}.values())
+            self._sequences = self.project.image_sequences()
+            self._sequence_of = {vid: seq for seq in self._sequences for vid in seq.frames}
+        return list(self._sequences)
 
     @property
     def frame_count(self) -> int:

@@ -94,12 +94,13 @@ class VideoList(QTreeWidget):
         for vid, status, n in p.conn.execute(
                 "SELECT video_id, label_status, count(*) FROM frames GROUP BY video_id, label_status"):
             counts.setdefault(vid, {})[status] = n
-        folders = {}
+        folders, folder_rows = {}, []
         for sequence in self.state.image_sequences():
             folder = _Row(self, [sequence.name, _splits(i["split"] for i in sequence.images), "",
                                  str(len(sequence.images)), ""])
             folder.setToolTip(0, f"{sequence.name}: a folder of {len(sequence.images)} images")
             folders.update((vid, folder) for vid in sequence.frames)
+            folder_rows.append(folder)
             self.addTopLevelItem(folder)
         for v in p.videos():
             folder = folders.get(v["id"])
@@ -117,19 +118,19 @@ class VideoList(QTreeWidget):
                 folder.addChild(item)
             else:
                 self.addTopLevelItem(item)
-        for folder in set(folders.values()):
+        for folder in folder_rows:
             self._sum(folder)
-        self.setRootIsDecorated(bool(folders))
+        self.setRootIsDecorated(bool(folder_rows))
         self.header().setStretchLastSection(False)
         for col in range(1, len(COLUMNS)):
             self.resizeColumnToContents(col)
         # Worked out, not asked of Qt: it measures only the rows in view, and a folder's are collapsed.
         metrics, indent = self.fontMetrics(), self.indentation()
-        widest = max([metrics.horizontalAdvance(f.text(0)) for f in set(folders.values())]
+        widest = max([metrics.horizontalAdvance(f.text(0)) for f in folder_rows]
                      + [metrics.horizontalAdvance(i.text(0)) + (indent if i.parent() else 0)
                         for i in self._items.values()], default=0)
         margin = 2 * (self.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin) + 1) + 4
-        self.setColumnWidth(0, (indent if folders else 0) + margin
+        self.setColumnWidth(0, (indent if folder_rows else 0) + margin
                             + min(widest, metrics.horizontalAdvance("0" * ID_CHARS)))
         self.sortItems(0, Qt.SortOrder.AscendingOrder)
         self.blockSignals(False)
