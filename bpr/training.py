@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import threading
 import time
 import traceback
@@ -156,6 +157,42 @@ def _new_run_name(project: Project) -> str:
     return f"run{n}"
 
 
+def _follow_move(folder: Path, last: Path) -> None:
+    """Point a run's files back at its own folder before resuming it, if its project has moved.
+
+    ultralytics records absolute paths: the dataset root in data.yaml, and the dataset, the output
+    folder and the project in the checkpoint. After a move (another disk, a GPU machine) they name the
+    folder the project left: resuming there fails, or, beside a copy left behind, trains on the copy's
+    files and writes into its run. Rewritten in place, each through a temporary file.
+    """
+    import torch
+    import yaml
+
+    dataset = folder / "dataset"
+    data_yaml = dataset / "data.yaml"
+    data = yaml.safe_load(data_yaml.read_text())
+    if data.get("path") != str(dataset):
+        data["path"] = str(dataset)
+        _replace(data_yaml, lambda f: f.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode()))
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)  # our own file: it holds the model
+    here = {"data": str(data_yaml), "project": str(folder), "save_dir": str(folder / "train")}
+    args = checkpoint.get("train_args") or {}
+    if any(args.get(key) != value for key, value in here.items()):
+        checkpoint["train_args"] = {**args, **here}
+        _replace(last, lambda f: torch.save(checkpoint, f))
+
+
+def _replace(path: Path, write: Callable) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        with open(temporary, "wb") as f:
+            write(f)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def train(project: Project, config: TrainConfig | None = None, name: str | None = None,
           resume: str | None = None, on_event: Callable[[TrainEvent], None] | None = None,
           stop: threading.Event | None = None) -> dict:
@@ -207,6 +244,7 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
 
         session = _Session(project, name, config, partial, on_event, stop)
         if resume is not None and last.exists():
+            _follow_move(folder, last)
             model = YOLO(str(last))
             session.attach(model)
             model.train(resume=str(last), device=device, workers=config.workers)

@@ -110,6 +110,37 @@ def test_cancel_then_resume_from_last_epoch(demo_project):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("how", ["moved", "copied"])
+def test_a_run_resumes_in_a_project_moved_or_copied_between_sittings(demo_template, tmp_path, how):
+    """ultralytics keeps absolute paths in last.pt and data.yaml. A project moved or copied (to another
+    disk, a GPU machine) must resume from its own files, and not look for, read or write the folder it
+    left: a resume there failed (moved), or trained on the original's dataset and wrote into its run."""
+    from bpr.store import Project
+
+    before, after = tmp_path / "before", tmp_path / "after"
+    shutil.copytree(demo_template, before)
+    stop = threading.Event()
+
+    def cancel_in_second_epoch(event):
+        if event.kind == "batch" and event.epoch == 2 and event.batch == 1:
+            stop.set()
+
+    with Project.open(before) as project, pytest.raises(TrainingCancelled):
+        train(project, tiny_config(epochs=2), name="m", on_event=cancel_in_second_epoch, stop=stop)
+    (shutil.move if how == "moved" else shutil.copytree)(before, after)
+    left = {p: p.read_bytes() for p in before.rglob("*") if p.is_file()} if how == "copied" else {}
+
+    with Project.open(after) as project:
+        run = train(project, resume="m")
+        assert run["status"] == "finished" and [m["epoch"] for m in run["metrics"]] == [1, 2]
+        assert project.resolve_path(run["weights"]).is_relative_to(after / "runs" / "m" / "train" / "weights")
+    if how == "moved":
+        assert not before.exists()
+    else:
+        assert {p: p.read_bytes() for p in before.rglob("*") if p.is_file()} == left
+
+
+@pytest.mark.slow
 def test_a_crash_mid_epoch_marks_the_run_failed_and_a_new_run_can_start(demo_project):
     def crash(event):
         if event.kind == "batch" and event.batch == 2:
