@@ -194,6 +194,9 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
                     progress(done, total, f"exporting {split}")
             result.images[split] = len(frames)
             result.boxes[split] = n_boxes
+    except BaseException:  # cancelled, or a file gone: no half export to block the next one
+        shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         for reader in readers.values():
             reader.close()
@@ -213,7 +216,8 @@ def _frame_image(project: Project, video: dict, frame: int, readers: dict[str, V
     source = project.resolve_path(video["path"])
     if video["kind"] == "image":
         if not source.exists():
-            raise ExportError(f"{source}: image of {video['id']} is gone (relink it)")
+            raise ExportError(f"{source}: image of {video['id']} is gone "
+                              "(find it with `bpr link-videos PROJECT FOLDER`)")
         return source
     cached = frame_cache_path(project, video["id"], frame)
     if not cached.exists():

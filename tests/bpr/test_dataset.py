@@ -113,6 +113,16 @@ def test_species_selection_and_errors(demo_project, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
+def test_a_cancelled_export_leaves_nothing_half_written(demo_project, tmp_path):
+    """A half-written folder, without the manifest of a finished export, would refuse the next try."""
+    export_yolo(demo_project, tmp_path / "e")
+    calls = []
+    with pytest.raises(ExportError, match="export cancelled"):
+        export_yolo(demo_project, tmp_path / "e", cancel=lambda: calls.append(1) or len(calls) > 5)
+    assert not (tmp_path / "e").exists()
+    assert export_yolo(demo_project, tmp_path / "e").images["train"] > 0
+
+
 def test_frames_of_missing_videos_are_left_out_with_a_warning(demo_project, tmp_path):
     vid = demo_project.videos("train")[0]["id"]
     demo_project.set_video_file(vid, None, None, "missing", "moved away")
