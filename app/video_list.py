@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QAction, QBrush, QColor
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QFileDialog, QMenu, QStyle, QTreeWidget, QTreeWidgetItem
 
 from app.state import ProjectState
+from bpr.formats import describe_links, link_videos
 from bpr.media import VIDEO_EXTENSIONS, natural_key, probe_status
 
 COLUMNS = ["Video", "Split", "Status", "Frames", "Labeled"]  # labeled: partial / full frames
@@ -111,8 +112,9 @@ class VideoList(QTreeWidget):
             if v["status"] != "ok":
                 for col in range(len(COLUMNS)):
                     item.setForeground(col, QBrush(QColor("#999999")))
+                action = "link video file" if v["kind"] == "video" else "find missing files in a folder"
                 item.setToolTip(0, f"{v['id']}\n{v['status']}: {v['status_reason'] or 'no file linked'} "
-                                   "(right-click: link video...)")
+                                   f"(right-click: {action}...)")
             self._items[v["id"]] = item
             if folder:
                 folder.addChild(item)
@@ -220,14 +222,26 @@ class VideoList(QTreeWidget):
 
     def _menu(self, pos):
         item = self.itemAt(pos)
-        if item is None or item.data(0, Qt.ItemDataRole.UserRole) is None:
+        if item is None:
             return
         vid = item.data(0, Qt.ItemDataRole.UserRole)
         menu = QMenu(self)
-        action = QAction("Link video file...", menu)
-        action.triggered.connect(lambda: self.link(vid))
-        menu.addAction(action)
+        if vid is not None and self.state.project.video(vid)["kind"] == "video":
+            menu.addAction("Link video file...", lambda: self.link(vid))
+        menu.addAction("Find missing files in a folder...", self.find_files)
         menu.exec(self.viewport().mapToGlobal(pos))
+
+    def find_files(self, folder: str | None = None) -> dict[str, list[str]]:
+        """Link the videos and images that have no file, or whose file is gone, to the files found in a
+        folder (bpr.formats.link_videos): for a moved image set, its new root folder."""
+        if folder is None:
+            folder = QFileDialog.getExistingDirectory(self, "Folder holding the missing videos or images")
+            if not folder:
+                return {}
+        result = link_videos(self.state.project, folder)
+        self.state.statusMessage.emit(describe_links(result))
+        self.state.reload()
+        return result
 
     def link(self, video_id: str, path: str | None = None) -> str:
         """Link a file to a video; returns the resulting status ('ok', 'unreadable' or 'missing')."""

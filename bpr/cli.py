@@ -124,11 +124,11 @@ def cmd_import(args) -> None:
 
 
 def cmd_link_videos(args) -> None:
-    from bpr.formats import link_videos
+    from bpr.formats import describe_links, link_videos
 
     with _open(args.project) as project:
         result = link_videos(project, args.folder)
-    print(f"linked {len(result['linked'])} video(s); {len(result['still_missing'])} still missing")
+    print(describe_links(result))
     for line in result["unreadable"]:
         print(f"unreadable: {line}")
     for line in result["frame_count_mismatch"]:
@@ -523,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label status of the images (default: partial for train, else full)")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("link-videos", help="find missing videos' files in a folder and link them")
+    p = sub.add_parser("link-videos", help="find in a folder the files of videos and images without one")
     p.add_argument("project")
     p.add_argument("folder")
     p.set_defaults(func=cmd_link_videos)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import posixpath
 from pathlib import Path
 
 from bpr.formats.coco import export_coco, read_coco
@@ -11,11 +13,11 @@ from bpr.formats.dusia import find_video, read_dusia
 from bpr.formats.viame import export_viame, names_images, read_viame, read_viame_images
 from bpr.formats.yolo import read_yolo
 from bpr.media import probe_status
-from bpr.store import Project
+from bpr.store import Project, image_file_name
 
 __all__ = [
     "ImportReport", "LabelFormatError", "import_coco", "import_cvat", "import_dusia", "import_yolo",
-    "export_coco", "export_viame", "import_viame", "link_videos", "read_coco", "read_cvat",
+    "export_coco", "export_viame", "import_viame", "describe_links", "link_videos", "read_coco", "read_cvat",
     "read_dusia", "read_viame", "read_viame_images", "read_yolo", "write_batch",
 ]
 
@@ -71,30 +73,50 @@ def import_viame(project: Project, csv_path: str | Path, video_id: str | None = 
 
 
 def link_videos(project: Project, folder: str | Path) -> dict[str, list[str]]:
-    """Find the files of videos not yet linked in ``folder`` (by id) and record them.
+    """Find in ``folder`` the files of the videos and images that have none, or whose file is gone
+    (the data moved: another drive, another machine), and record them.
 
-    Returns {"linked": ids, "unreadable": ["id: reason"], "still_missing": ids,
-    "frame_count_mismatch": ["id: ..."]}.
+    A video is looked for as <id>.<ext> in ``folder``. An image is looked for under its id's folder,
+    then in ``folder`` itself, by its file name: for a YOLO set, ``folder`` is the set's new root.
+    Returns {"linked": video ids, "linked_images": image ids, "unreadable": ["id: reason"],
+    "still_missing": ids, "frame_count_mismatch": ["id: ..."]}.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
-    result: dict[str, list[str]] = {"linked": [], "unreadable": [], "still_missing": [],
+    result: dict[str, list[str]] = {"linked": [], "linked_images": [], "unreadable": [], "still_missing": [],
                                     "frame_count_mismatch": []}
-    for video in project.videos():
-        if video["kind"] != "video" or video["status"] == "ok":
-            continue
-        path = find_video(folder, video["id"])
-        if path is None:
-            result["still_missing"].append(video["id"])
-            continue
-        info, status, reason = probe_status(path)
-        expected = video["frame_count"]
-        if status == "ok" and expected and info["frame_count"] != expected:
-            result["frame_count_mismatch"].append(
-                f"{video['id']}: the file has {info['frame_count']} frames, the annotations {expected}")
-            info = {k: v for k, v in info.items() if k != "frame_count"}  # keep the annotation's
-        project.set_video_file(video["id"], path, info, status, reason)
-        (result["linked"] if status == "ok" else result["unreadable"]).append(
-            video["id"] if status == "ok" else f"{video['id']}: {reason}")
+    with project.transaction():  # one commit, not one per image of a set of thousands
+        for video in project.videos():
+            if video["status"] == "ok" and video["path"] and os.path.exists(project.resolve_path(video["path"])):
+                continue
+            if video["kind"] == "image":
+                name = image_file_name(video)
+                path = next((c for c in (folder / posixpath.dirname(video["id"]) / name, folder / name)
+                             if c.is_file()), None)
+                if path is None:
+                    result["still_missing"].append(video["id"])
+                else:
+                    project.set_video_file(video["id"], path, None, "ok")
+                    result["linked_images"].append(video["id"])
+                continue
+            path = find_video(folder, video["id"])
+            if path is None:
+                result["still_missing"].append(video["id"])
+                continue
+            info, status, reason = probe_status(path)
+            expected = video["frame_count"]
+            if status == "ok" and expected and info["frame_count"] != expected:
+                result["frame_count_mismatch"].append(
+                    f"{video['id']}: the file has {info['frame_count']} frames, the annotations {expected}")
+                info = {k: v for k, v in info.items() if k != "frame_count"}  # keep the annotation's
+            project.set_video_file(video["id"], path, info, status, reason)
+            (result["linked"] if status == "ok" else result["unreadable"]).append(
+                video["id"] if status == "ok" else f"{video['id']}: {reason}")
     return result
+
+
+def describe_links(result: dict[str, list[str]]) -> str:
+    """One line on what link_videos found."""
+    return (f"linked {len(result['linked'])} video(s) and {len(result['linked_images'])} image(s); "
+            f"{len(result['still_missing'])} still missing")

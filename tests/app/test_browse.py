@@ -252,6 +252,21 @@ def test_missing_video_is_shown_and_can_be_linked(window, tmp_path):
     assert window.videos.findItems(vid, Qt.MatchFlag.MatchExactly, 0)[0].text(2) == "ok"
 
 
+def test_a_moved_image_folder_is_found_again(make_window, tmp_path):
+    """The images went to another drive: the list's menu finds them under the folder chosen."""
+    window = make_window(make_image_set(tmp_path, {"img1": 1}, names=("img0", "img1", "img2")))
+    (tmp_path / "drive").mkdir()
+    shutil.move(tmp_path / "set", tmp_path / "drive" / "set")
+    messages = []
+    window.state.statusMessage.connect(messages.append)
+    result = window.videos.find_files(str(tmp_path / "drive"))
+    assert sorted(result["linked_images"]) == ["set/img0", "set/img1", "set/img2"]
+    assert messages[-1] == "linked 0 video(s) and 3 image(s); 0 still missing"
+    project = window.state.project
+    assert project.resolve_path(project.video("set/img1")["path"]) == tmp_path / "drive" / "set" / "img1.png"
+    assert window.videos.item("set/img1").text(2) == "ok"
+
+
 def test_zoom_survives_a_resize_and_fit_restores(window, qtbot):
     window.view.fit()
     fitted = window.view.transform().m11()

@@ -5,8 +5,11 @@ import shutil
 import pytest
 from PIL import Image
 
-from bpr.formats import LabelFormatError, import_yolo
+from bpr.cli import main
+from bpr.dataset import ExportError, export_yolo
+from bpr.formats import LabelFormatError, import_yolo, link_videos
 from bpr.formats.yolo import read_yolo
+from bpr.store import Project
 from tests.conftest import shared
 
 
@@ -100,3 +103,21 @@ def test_a_bad_file_late_in_the_set_imports_nothing(tmp_path, project):
     with pytest.raises(LabelFormatError, match=last.name):
         import_yolo(project, root / "data.yaml")
     assert project.summary()["boxes"] == 0 and project.videos() == []
+
+
+def test_a_moved_image_set_is_found_again(tmp_path, project, capsys):
+    """The images' folder moved (another drive, another machine): export says how to find it, and
+    link-videos given the set's new root finds each image under its id's folder."""
+    import_yolo(project, make_dataset(tmp_path / "data", "0 0.5 0.5 0.5 0.5\n"))
+    shutil.move(tmp_path / "data", tmp_path / "moved")
+    with pytest.raises(ExportError, match="image of train/images/a is gone .*bpr link-videos"):
+        export_yolo(project, tmp_path / "export")
+    assert not (tmp_path / "export").exists()  # no half export left to refuse the next one
+    assert link_videos(project, tmp_path)["still_missing"] == ["train/images/a"]  # not under this folder
+    project.close()
+    assert main(["link-videos", str(project.folder), str(tmp_path / "moved")]) == 0
+    assert "linked 0 video(s) and 1 image(s); 0 still missing" in capsys.readouterr().out
+    with Project.open(project.folder) as reopened:
+        assert reopened.resolve_path(reopened.video("train/images/a")["path"]) == tmp_path / "moved/train/images/a.jpg"
+        assert export_yolo(reopened, tmp_path / "export").boxes["train"] == 1
+        assert link_videos(reopened, tmp_path / "moved")["linked_images"] == []  # found already
