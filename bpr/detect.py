@@ -62,7 +62,9 @@ def _read_frames(project: Project, frames: Iterable[tuple[dict, int]]) -> Iterat
             if video["kind"] == "image":
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR)
                 if image is None:
-                    raise FileNotFoundError(f"{path}: image of {video['id']} cannot be read")
+                    raise FileNotFoundError(
+                        f"{path}: image of {video['id']} cannot be read" if path.exists() else
+                        f"{path}: image of {video['id']} is gone (find it with `bpr link-videos PROJECT FOLDER`)")
                 yield image
                 continue
             if current != video["id"]:

@@ -72,11 +72,14 @@ def _project(spec: ExperimentSpec) -> Project:
     if (data / "project.sqlite").exists():
         return Project.open(data)
     if data.suffix in (".yaml", ".yml") and data.is_file():
-        from bpr.formats import import_yolo
+        from bpr.formats import import_yolo, link_videos
+        from bpr.formats.yolo import read_data_yaml
 
         project = Project.open(spec.out / "project", create=True)
         if not project.videos():
             import_yolo(project, data)
+        else:  # the sweep may have been carried to another machine, and the data be elsewhere there
+            link_videos(project, read_data_yaml(data)[0])
         return project
     raise FileNotFoundError(f"{data} is neither a project folder nor a YOLO data.yaml")
 

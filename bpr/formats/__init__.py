@@ -86,33 +86,37 @@ def link_videos(project: Project, folder: str | Path) -> dict[str, list[str]]:
         raise FileNotFoundError(f"{folder}: no such folder")
     result: dict[str, list[str]] = {"linked": [], "linked_images": [], "unreadable": [], "still_missing": [],
                                     "frame_count_mismatch": []}
-    with project.transaction():  # one commit, not one per image of a set of thousands
-        for video in project.videos():
-            if video["status"] == "ok" and video["path"] and os.path.exists(project.resolve_path(video["path"])):
-                continue
-            if video["kind"] == "image":
-                name = image_file_name(video)
-                path = next((c for c in (folder / posixpath.dirname(video["id"]) / name, folder / name)
-                             if c.is_file()), None)
-                if path is None:
-                    result["still_missing"].append(video["id"])
-                else:
-                    project.set_video_file(video["id"], path, None, "ok")
-                    result["linked_images"].append(video["id"])
-                continue
-            path = find_video(folder, video["id"])
+    found = []  # (id, path, info, status, reason), written at the end in one commit
+    for video in project.videos():
+        if video["status"] == "ok" and video["path"] and os.path.exists(project.resolve_path(video["path"])):
+            continue
+        if video["kind"] == "image":
+            name = image_file_name(video)
+            path = next((c for c in (folder / posixpath.dirname(video["id"]) / name, folder / name)
+                         if c.is_file()), None)
             if path is None:
                 result["still_missing"].append(video["id"])
-                continue
-            info, status, reason = probe_status(path)
-            expected = video["frame_count"]
-            if status == "ok" and expected and info["frame_count"] != expected:
-                result["frame_count_mismatch"].append(
-                    f"{video['id']}: the file has {info['frame_count']} frames, the annotations {expected}")
-                info = {k: v for k, v in info.items() if k != "frame_count"}  # keep the annotation's
-            project.set_video_file(video["id"], path, info, status, reason)
-            (result["linked"] if status == "ok" else result["unreadable"]).append(
-                video["id"] if status == "ok" else f"{video['id']}: {reason}")
+            else:
+                found.append((video["id"], path, None, "ok", None))
+                result["linked_images"].append(video["id"])
+            continue
+        path = find_video(folder, video["id"])
+        if path is None:
+            result["still_missing"].append(video["id"])
+            continue
+        info, status, reason = probe_status(path)
+        expected = video["frame_count"]
+        if status == "ok" and expected and info["frame_count"] != expected:
+            result["frame_count_mismatch"].append(
+                f"{video['id']}: the file has {info['frame_count']} frames, the annotations {expected}")
+            info = {k: v for k, v in info.items() if k != "frame_count"}  # keep the annotation's
+        found.append((video["id"], path, info, status, reason))
+        (result["linked"] if status == "ok" else result["unreadable"]).append(
+            video["id"] if status == "ok" else f"{video['id']}: {reason}")
+    if found:
+        with project.transaction():
+            for row in found:
+                project.set_video_file(*row)
     return result
 
 

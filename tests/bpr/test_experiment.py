@@ -142,6 +142,23 @@ def test_a_sweep_loads_its_evaluation_code_before_the_first_run(tmp_path):
     assert "detect loaded: True" in result.stderr, result.stderr
 
 
+def test_a_sweep_carried_elsewhere_finds_its_images_under_the_data_yaml_given(tmp_path):
+    """The sweep folder and the data moved (another machine): the rerun, given the data.yaml's new
+    place, links the project's images there, since evaluation and new runs read them."""
+    import shutil
+
+    from bpr.experiment import _project
+    from tests.bpr.test_formats_yolo import make_dataset
+
+    make_dataset(tmp_path / "first" / "data", "0 0.5 0.5 0.5 0.5\n")
+    with _project(tiny_spec(tmp_path / "first/data/data.yaml", tmp_path / "first/sweep")) as project:
+        assert project.resolve_path(project.video("train/images/a")["path"]).is_relative_to(tmp_path / "first")
+    shutil.move(tmp_path / "first", tmp_path / "second")
+    with _project(tiny_spec(tmp_path / "second/data/data.yaml", tmp_path / "second/sweep")) as project:
+        assert project.resolve_path(project.video("train/images/a")["path"]) == \
+            tmp_path / "second/data/train/images/a.jpg"
+
+
 def test_a_run_another_process_trains_is_left_to_it(demo_template, tmp_path, other_process):
     """Two processes sharing a sweep whose settings overlap: the second skips the run the first trains."""
     import shutil
