@@ -49,8 +49,9 @@ def resolve_device(device: str) -> str:
 
     device = str(device).strip().lower()
     if device in ("", "auto"):
-        return "0" if torch.cuda.is_available() else "cpu"
+        device = "cpu" if not torch.cuda.is_available() else "cuda"
     if device == "cpu":
+        _take_two_cores()
         return "cpu"
     index = device.removeprefix("cuda").lstrip(":") or "0"
     if not index.isdigit():
@@ -59,6 +60,22 @@ def resolve_device(device: str) -> str:
         raise ValueError(f"device {device!r} is not available here (CUDA devices: "
                          f"{torch.cuda.device_count() if torch.cuda.is_available() else 0})")
     return index
+
+
+def _take_two_cores() -> None:
+    """Compute on two threads where ultralytics would take one.
+
+    On the CPU ultralytics computes with one thread fewer than the cores (its NUM_THREADS, min(8,
+    cores - 1)), to leave one to its data loader. On 2 cores that is one thread: an epoch on the
+    brittlestar frames took 61 s, and 40 s with two (benchmarks/bench_cpu_threads.py). More cores keep
+    ultralytics' choice.
+    """
+    from bpr.offline import configure
+
+    configure()  # before ultralytics is imported
+    from ultralytics.utils import torch_utils
+
+    torch_utils.NUM_THREADS = max(torch_utils.NUM_THREADS, min(2, os.cpu_count() or 1))
 
 
 def _metrics(trainer) -> dict[str, float]:

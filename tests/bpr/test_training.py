@@ -45,9 +45,14 @@ def no_network(monkeypatch):
 
 @pytest.mark.slow
 def test_train_validate_predict_offline_and_plain_checkpoint(demo_project, no_network, tmp_path):
-    events = []
-    run = train(demo_project, tiny_config(), name="tiny", on_event=events.append)
+    import torch
+
+    events, threads = [], []
+    run = train(demo_project, tiny_config(), name="tiny",
+                on_event=lambda e: (events.append(e), threads.append(torch.get_num_threads())))
     assert run["status"] == "finished" and run["error"] is None
+    # ultralytics' own choice, cores - 1, would compute on one thread of two cores
+    assert set(threads) == {max(1, min(8, os.cpu_count() - 1), min(2, os.cpu_count()))}
     kinds = [e.kind for e in events]
     assert kinds[0] == "start" and kinds[-1] == "end" and "epoch" in kinds
     batches = [e for e in events if e.kind == "batch"]
