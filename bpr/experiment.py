@@ -13,13 +13,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bpr.config import Rebalancing
+from bpr.paths import replace_whole
 from bpr.store import NotFoundError, Project, trained_elsewhere
 from bpr.training import TrainConfig, train
 
@@ -99,22 +99,6 @@ def _done(results_path: Path) -> dict[str, dict]:
     return {row["run"]: row for row in rows}
 
 
-def _write_whole(path: Path, text: str) -> None:
-    """Write a file that another process sharing the sweep may read at the same moment.
-
-    The text goes to a temporary file beside it that then replaces it in one step, so a reader sees
-    the old file or the new one, never a half-written one (two streams started together did: the
-    second read spec.json as the first rewrote it, and stopped on a JSON error).
-    """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")  # one per process: each writes its own
-    try:
-        temporary.write_text(text, newline="")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 # What every run of a sweep shares: results trained under different values must not meet in one table.
 # The lists of settings and the number of seeds may grow between sittings; device and workers may change.
 SHARED_HYPERPARAMETERS = ("hide", "model", "epochs", "imgsz", "batch", "patience", "extra")
@@ -153,8 +137,8 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
         settings = [s for s in settings if s.name in only]
     spec.out.mkdir(parents=True, exist_ok=True)
     _check_same_experiment(spec)
-    _write_whole(spec.out / "spec.json", json.dumps(
-        {k: (str(v) if isinstance(v, Path) else v) for k, v in spec.__dict__.items()}, indent=1))
+    replace_whole(spec.out / "spec.json", json.dumps(
+        {k: (str(v) if isinstance(v, Path) else v) for k, v in spec.__dict__.items()}, indent=1).encode())
     results_path = spec.out / "results.jsonl"
     done = _done(results_path)
     project = _project(spec)
@@ -344,7 +328,7 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
     writer = csv.DictWriter(csv_text, columns)
     writer.writeheader()
     writer.writerows(table)
-    _write_whole(spec.out / "results.csv", csv_text.getvalue())
+    replace_whole(spec.out / "results.csv", csv_text.getvalue().encode())
 
     def pm(mean, sd, scale=100):
         if mean is None:
@@ -389,7 +373,7 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
             if v.unmixed is not None:
                 line += f"; then epochs {v.epochs_unmixed}, without mosaic: {v.unmixed * 100:.2f} points"
             lines.append(line)
-    _write_whole(spec.out / "results.md", "\n".join(lines) + "\n")
+    replace_whole(spec.out / "results.md", ("\n".join(lines) + "\n").encode())
     _plot(spec, table)
     _plot_curves(spec, rows)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bpr.config import Rebalancing, TrainConfig  # noqa: F401  (re-exported)
+from bpr.paths import replace_whole
 from bpr.store import Project, this_process, trained_elsewhere
 
 
@@ -67,7 +68,7 @@ def _take_two_cores() -> None:
 
     On the CPU ultralytics computes with one thread fewer than the cores (its NUM_THREADS, min(8,
     cores - 1)), to leave one to its data loader. On 2 cores that is one thread: an epoch on the
-    brittlestar frames took 61 s, and 40 s with two (benchmarks/bench_cpu_threads.py). More cores keep
+    brittlestar frames took 59 s, and 38 s with two (benchmarks/bench_cpu_threads.py). More cores keep
     ultralytics' choice.
     """
     from bpr.offline import configure
@@ -180,7 +181,7 @@ def _follow_move(folder: Path, last: Path) -> None:
     ultralytics records absolute paths: the dataset root in data.yaml, and the dataset, the output
     folder and the project in the checkpoint. After a move (another disk, a GPU machine) they name the
     folder the project left: resuming there fails, or, beside a copy left behind, trains on the copy's
-    files and writes into its run. Rewritten in place, each through a temporary file.
+    files and writes into its run.
     """
     import torch
     import yaml
@@ -190,24 +191,13 @@ def _follow_move(folder: Path, last: Path) -> None:
     data = yaml.safe_load(data_yaml.read_text())
     if data.get("path") != str(dataset):
         data["path"] = str(dataset)
-        _replace(data_yaml, lambda f: f.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode()))
+        replace_whole(data_yaml, yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode())
     checkpoint = torch.load(last, map_location="cpu", weights_only=False)  # our own file: it holds the model
     here = {"data": str(data_yaml), "project": str(folder), "save_dir": str(folder / "train")}
     args = checkpoint.get("train_args") or {}
     if any(args.get(key) != value for key, value in here.items()):
         checkpoint["train_args"] = {**args, **here}
-        _replace(last, lambda f: torch.save(checkpoint, f))
-
-
-def _replace(path: Path, write: Callable) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    try:
-        with open(temporary, "wb") as f:
-            write(f)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+        replace_whole(last, lambda f: torch.save(checkpoint, f))
 
 
 def train(project: Project, config: TrainConfig | None = None, name: str | None = None,

@@ -46,7 +46,7 @@ def test_spec_json_is_replaced_whole_never_rewritten_in_place(tmp_path, monkeypa
 
     def swap_fails(source, target):
         raise OSError("disk full")
-    monkeypatch.setattr("bpr.experiment.os.replace", swap_fails)
+    monkeypatch.setattr("bpr.paths.os.replace", swap_fails)
     with pytest.raises(OSError, match="disk full"):
         run_experiment(ExperimentSpec(data="x", out=out, epochs=60, p_obj=[0.75]), on_message=lambda m: None)
     assert (out / "spec.json").read_text() == saved
