@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from app.frame_view import confidence_text
 from app.state import ProjectState
-from app.workers import Worker
+from app.workers import ChildCrashed, Worker, in_child_process
 from bpr.config import KEEP_CONF, Rebalancing, TrainConfig
 from bpr.store import Project
 
@@ -201,22 +201,18 @@ class Curves(QWidget):
         p.end()
 
 
-def _train_child(folder: str, config: TrainConfig | None, name: str | None, resume: str | None, queue,
-                 stop) -> None:
-    """In the training process: train, sending events and the outcome back through ``queue``."""
-    import traceback
-
+def _train_child(folder: str, config: TrainConfig | None, name: str | None, resume: str | None, send,
+                 stop):
+    """In the training process: train, sending each event back, and a cancel as ("cancelled", message)."""
     from bpr.training import TrainingCancelled, train
 
     try:
         with Project.open(folder) as project:
-            run = train(project, config, name=name, resume=resume, on_event=lambda e: queue.put(("event", e)),
-                        stop=stop)
-        queue.put(("done", run))
+            return train(project, config, name=name, resume=resume, on_event=lambda e: send(("event", e)),
+                         stop=stop)
     except TrainingCancelled as e:
-        queue.put(("cancelled", str(e)))
-    except BaseException as e:
-        queue.put(("failed", f"{type(e).__name__}: {e}", traceback.format_exc()))
+        send(("cancelled", str(e)))
+        return None
 
 
 class TrainingCrashed(Exception):
@@ -225,50 +221,32 @@ class TrainingCrashed(Exception):
 
 def _train_job(folder: str, config: TrainConfig | None, name: str | None, resume: str | None,
                progress, stop, on_event, on_process=None):
-    """Supervise training in a child process (spawned, never forked from Qt), so the GUI's event loop
-    never waits on the training's GIL and a hard crash cannot take the app down. Stop is cooperative:
-    the child stops at the end of its batch, resumable from last.pt."""
-    import multiprocessing
-    import queue as queue_module
-
+    """Supervise training in a child process, so the GUI's event loop never waits on the training's GIL
+    and a hard crash cannot take the app down. Stop is cooperative: the child stops at the end of its
+    batch, resumable from last.pt."""
     from bpr.training import TrainingCancelled
 
-    ctx = multiprocessing.get_context("spawn")
-    messages = ctx.Queue()
-    child_stop = ctx.Event()
-    process = ctx.Process(target=_train_child, args=(folder, config, name, resume, messages, child_stop),
-                          name="bpr-training", daemon=True)
-    process.start()
-    if on_process is not None:
-        on_process(process)
-    run_name = resume
+    run_name, cancelled = [resume], []
+
+    def on_message(message):
+        if message[0] == "event":
+            run_name[0] = message[1].run
+            on_event(message[1])
+        elif message[0] == "cancelled":
+            cancelled.append(message[1])
+
     try:
-        while True:
-            if stop.is_set():
-                child_stop.set()
-            try:
-                message = messages.get(timeout=0.1)
-            except queue_module.Empty:
-                if not process.is_alive():
-                    reason = (f"the training process ended unexpectedly (exit code {process.exitcode}); "
-                              "the run can be resumed from its last epoch")
-                    if run_name:  # the child could not record its end: do it for it
-                        with Project.open(folder) as project:
-                            project.update_run(run_name, status="failed", error=reason, finished=time.time())
-                    raise TrainingCrashed(reason)
-                continue
-            kind = message[0]
-            if kind == "event":
-                run_name = message[1].run
-                on_event(message[1])
-            elif kind == "done":
-                return message[1]
-            elif kind == "cancelled":
-                raise TrainingCancelled(message[1])
-            else:
-                raise RuntimeError(message[1] + "\n\n" + message[2])
-    finally:
-        process.join(timeout=30)
+        run = in_child_process(_train_child, (folder, config, name, resume), stop, on_message,
+                               name="bpr-training", on_process=on_process)
+    except ChildCrashed as e:
+        reason = f"the training process ended unexpectedly ({e}); the run can be resumed from its last epoch"
+        if run_name[0]:  # the child could not record its end: do it for it
+            with Project.open(folder) as project:
+                project.update_run(run_name[0], status="failed", error=reason, finished=time.time())
+        raise TrainingCrashed(reason) from None
+    if cancelled:
+        raise TrainingCancelled(cancelled[0])
+    return run
 
 
 def _find_devices(progress, stop):
@@ -499,13 +477,26 @@ class TrainPanel(QWidget):
 
 
 # ---------------------------------------------------------------------------------------------------
-def _detect_job(folder: str, run: str, videos: list[str] | None, stride: int, min_conf: float, progress,
-                stop):
+def _detect_child(folder: str, run: str, videos: list[str] | None, stride: int, min_conf: float, send,
+                  stop):
+    """In the detection process: detect, sending progress back as ("progress", done, total, message)."""
     from bpr.detect import detect
 
     with Project.open(folder) as project:
-        return detect(project, run=run, videos=videos, stride=stride, min_conf=min_conf, progress=progress,
-                      cancel=stop.is_set)
+        return detect(project, run=run, videos=videos, stride=stride, min_conf=min_conf, cancel=stop.is_set,
+                      progress=lambda done, total, message: send(("progress", done, total, message)))
+
+
+def _detect_job(folder: str, run: str, videos: list[str] | None, stride: int, min_conf: float, progress,
+                stop):
+    """Detection in a child process: loading the model held the GIL for up to 640 ms at a time, and the
+    window froze while it did."""
+    try:
+        return in_child_process(_detect_child, (folder, run, videos, stride, min_conf), stop,
+                                lambda message: progress(*message[1:]), name="bpr-detection")
+    except ChildCrashed as e:
+        raise RuntimeError(f"the detection process ended unexpectedly ({e}); detecting again resumes "
+                           "where it stopped") from None
 
 
 VIDEO_COUNTS = "This video (double-click: jump to the MaxN frame)"

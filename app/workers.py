@@ -8,6 +8,10 @@ A ``Worker`` lives on the GUI thread; its ``_Runner`` runs on a QThread. The run
 worker's slots queued, and the worker re-emits them on the GUI thread, so any callable connected to a
 worker's signal (a lambda too, which PySide6 would otherwise call on the emitting thread) runs on the
 GUI thread.
+
+Work that loads a model runs in a child process under :func:`in_child_process`: loading holds the GIL
+in long stretches (unpickling the weights: stalls of 150 to 640 ms on the GUI thread when detection
+ran on a worker thread), and a hard crash there cannot take the app down.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import threading
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -104,3 +109,56 @@ class Worker(QObject):
     @Slot(str)
     def _relay_stopped(self, message):
         self.cancelled.emit(message)
+
+
+class ChildCrashed(Exception):
+    """A child process ended without reporting an outcome (killed, out of memory, segfault)."""
+
+    def __init__(self, exit_code: int | None):
+        super().__init__(f"exit code {exit_code}")
+        self.exit_code = exit_code
+
+
+def child_main(fn: Callable[..., Any], args: tuple, messages, stop) -> None:
+    """In the child: ``fn(*args, send=..., stop=...)``; its value comes back through ``messages`` as
+    ("done", value), an error as ("failed", message, traceback). ``send(message)`` passes anything else
+    back as it comes."""
+    try:
+        messages.put(("done", fn(*args, send=messages.put, stop=stop)))
+    except BaseException as e:
+        messages.put(("failed", f"{type(e).__name__}: {e}", traceback.format_exc()))
+
+
+def in_child_process(fn: Callable[..., Any], args: tuple, stop: threading.Event,
+                     on_message: Callable[[tuple], None], name: str, on_process=None) -> Any:
+    """Run ``fn(*args, send=..., stop=...)`` (a module-level function: it is pickled) in a spawned child
+    process, never forked from Qt, and return its value; each message it sends goes to ``on_message``.
+    ``stop`` is passed on to the child. An error there comes back as RuntimeError with the child's
+    traceback; a crash, as ChildCrashed."""
+    import multiprocessing
+    import queue as queue_module
+
+    ctx = multiprocessing.get_context("spawn")
+    messages = ctx.Queue()
+    child_stop = ctx.Event()
+    process = ctx.Process(target=child_main, args=(fn, args, messages, child_stop), name=name, daemon=True)
+    process.start()
+    if on_process is not None:
+        on_process(process)
+    try:
+        while True:
+            if stop.is_set():
+                child_stop.set()
+            try:
+                message = messages.get(timeout=0.1)
+            except queue_module.Empty:
+                if not process.is_alive():
+                    raise ChildCrashed(process.exitcode) from None
+                continue
+            if message[0] == "done":
+                return message[1]
+            if message[0] == "failed":
+                raise RuntimeError(message[1] + "\n\n" + message[2])
+            on_message(message)
+    finally:
+        process.join(timeout=30)

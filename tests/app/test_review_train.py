@@ -155,6 +155,33 @@ def test_detect_from_the_panel(make_window, trained_template, qtbot):
 
 
 @pytest.mark.slow
+def test_detection_runs_in_its_own_process_and_stops_when_asked(make_window, trained_template, qtbot):
+    """Loading the model on a thread of the app held the GIL for up to 640 ms at a time, freezing the
+    window; in a process of its own it cannot. Cancel stops it there; detecting again goes on."""
+    import multiprocessing
+
+    window = make_window(trained_template)
+    review, project = window.review, window.state.project
+    total = sum(v["frame_count"] for v in project.videos() if v["status"] == "ok")
+    children, progress = [], []
+    review.stride.setValue(1)
+    review.detect_all_button.click()
+    review.worker.progress.connect(lambda done, _total, _message: (
+        progress.append(done), children.extend(p.name for p in multiprocessing.active_children())))
+    qtbot.waitUntil(lambda: bool(progress), timeout=120000)
+    review.cancel_button.click()
+    with qtbot.waitSignal(review.worker.finished, timeout=60000) as stopped:
+        pass
+    assert "bpr-detection" in children and stopped.args[0].cancelled
+    done = project.conn.execute("SELECT count(*) FROM detected_frames").fetchone()[0]
+    assert 0 < done < total
+    review.detect_all_button.click()
+    with qtbot.waitSignal(review.worker.finished, timeout=120000) as finished:
+        pass
+    assert (finished.args[0].skipped, finished.args[0].frames) == (done, total - done)
+
+
+@pytest.mark.slow
 def test_train_stop_resume_from_the_panel(window, qtbot):
     panel = window.train
     panel.model.setCurrentText("yolov5n.yaml")
