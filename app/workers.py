@@ -10,8 +10,8 @@ worker's signal (a lambda too, which PySide6 would otherwise call on the emittin
 GUI thread.
 
 Work that loads a model runs in a child process under :func:`in_child_process`: loading holds the GIL
-in long stretches (unpickling the weights: stalls of 150 to 640 ms on the GUI thread when detection
-ran on a worker thread), and a hard crash there cannot take the app down.
+in long stretches (importing torch, unpickling the weights: the window froze for up to 640 ms when
+detection ran on a worker thread), and a hard crash there cannot take the app down.
 """
 
 from __future__ import annotations
@@ -152,9 +152,12 @@ def in_child_process(fn: Callable[..., Any], args: tuple, stop: threading.Event,
             try:
                 message = messages.get(timeout=0.1)
             except queue_module.Empty:
-                if not process.is_alive():
+                if process.is_alive():
+                    continue
+                try:  # what it sent as it ended may still be on its way
+                    message = messages.get(timeout=1)
+                except queue_module.Empty:
                     raise ChildCrashed(process.exitcode) from None
-                continue
             if message[0] == "done":
                 return message[1]
             if message[0] == "failed":
