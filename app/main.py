@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -161,6 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     return app.exec()
 
 
+def _self_test_detection(folder: str, weights: str, video: str, send, stop):
+    """The self-test's detection step, in a child process (app.workers.in_child_process)."""
+    from bpr.detect import detect
+    from bpr.store import Project
+
+    with Project.open(folder) as project:
+        return detect(project, weights=weights, videos=[video], stop=1, imgsz=160, device="cpu", min_conf=0.0001)
+
+
 def self_test() -> int:
     """Exercise the pieces a broken install or bundle would lose: Qt platform plugins, OpenCV's video
     decoding, the store, torch and ultralytics (their model files too). Prints each step."""
@@ -190,7 +200,7 @@ def self_test() -> int:
             if pixmap.isNull() or window.view.error or not boxes:
                 raise RuntimeError(f"frame not rendered with labels ({window.view.error or len(boxes)})")
             print(f"self-test: rendered frame 5 ({pixmap.width()}x{pixmap.height()}) with {len(boxes)} labels")
-            from bpr.detect import detect
+            from app.workers import in_child_process
             from bpr.offline import configure
 
             configure()
@@ -198,11 +208,13 @@ def self_test() -> int:
 
             weights = Path(tmp) / "selftest-model.pt"
             YOLO("yolov5n.yaml").save(str(weights))
-            summary = detect(window.state.project, weights=weights, videos=[window.state.video["id"]],
-                             stop=1, imgsz=160, device="cpu", min_conf=0.0001)
+            # in a child process, as the app detects and trains: a frozen bundle must be able to start one
+            summary = in_child_process(_self_test_detection, (str(demo), str(weights), window.state.video["id"]),
+                                       threading.Event(), lambda message: None, name="bpr-self-test")
             if summary.frames != 1:
                 raise RuntimeError(f"detection processed {summary.frames} frames, expected 1")
-            print(f"self-test: one detection step ({summary.detections} boxes from an untrained model)")
+            print(f"self-test: one detection step in a child process ({summary.detections} boxes from an "
+                  "untrained model)")
             window.close()
         except Exception as e:
             print(f"self-test failed: {type(e).__name__}: {e}", file=sys.stderr)
