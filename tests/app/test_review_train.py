@@ -182,6 +182,33 @@ def test_detection_runs_in_its_own_process_and_stops_when_asked(make_window, tra
 
 
 @pytest.mark.slow
+def test_a_detection_process_that_dies_is_reported_and_the_app_goes_on(make_window, trained_template, qtbot):
+    import multiprocessing
+    import os
+    import signal
+
+    window = make_window(trained_template)
+    review, errors = window.review, []
+    review.show_error = lambda title, message, details: errors.append(message)
+    review.stride.setValue(1)
+    review.detect_all_button.click()
+    killed = []
+
+    def kill_the_child(*_):
+        for child in multiprocessing.active_children():
+            if child.name == "bpr-detection" and not killed:
+                os.kill(child.pid, signal.SIGKILL)
+                killed.append(child.pid)
+
+    review.worker.progress.connect(kill_the_child)
+    with qtbot.waitSignal(review.worker.failed, timeout=120000):
+        pass
+    assert killed and errors == ["RuntimeError: the detection process ended unexpectedly (exit code -9); "
+                                 "detecting again resumes where it stopped"]
+    assert review.detect_all_button.isEnabled() and not review.cancel_button.isEnabled()
+
+
+@pytest.mark.slow
 def test_train_stop_resume_from_the_panel(window, qtbot):
     panel = window.train
     panel.model.setCurrentText("yolov5n.yaml")
