@@ -14,7 +14,6 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QFileDialog, QMenu, QStyle, QTreeWidget, QTreeWidgetItem
 
 from app.state import ProjectState
-from bpr.formats import describe_links, link_videos
 from bpr.media import VIDEO_EXTENSIONS, natural_key, probe_status
 
 COLUMNS = ["Video", "Split", "Status", "Frames", "Labeled"]  # labeled: partial / full frames
@@ -238,6 +237,8 @@ class VideoList(QTreeWidget):
             folder = QFileDialog.getExistingDirectory(self, "Folder holding the missing videos or images")
             if not folder:
                 return {}
+        from bpr.formats import describe_links, link_videos  # not needed to show the window
+
         result = link_videos(self.state.project, folder)
         self.state.statusMessage.emit(describe_links(result))
         self.state.reload()
