@@ -63,8 +63,11 @@ def main() -> int:
     info = probe(args.video)
     print(f"command: python benchmarks/bench_detect.py --video {args.video} --imgsz {args.imgsz} "
           f"--device {args.device} --batch {args.batch} --rounds {args.rounds}")
+    import torch
+
+    threads = f", {torch.get_num_threads()} torch threads for both" if device == "cpu" else ""
     print(f"video: {args.video.name}, {info['width']}x{info['height']}, {info['frame_count']} frames; "
-          f"yolov5n at {args.imgsz} px on {args.device}")
+          f"yolov5n at {args.imgsz} px on {args.device}{threads}")
     for name, fps in ((f"bpr detect (batch {args.batch}, stored):", ours), ("yolo predict (stream):", theirs)):
         print(f"  {name:32} median {statistics.median(fps):.1f} frames/s  {[round(v, 1) for v in fps]}")
     print(f"  ratio: {statistics.median(ours) / statistics.median(theirs):.2f}x (target >= 1.0)")
