@@ -162,15 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     return app.exec()
 
 
-def _self_test_detection(folder: str, weights: str, video: str, send, stop):
-    """The self-test's detection step, in a child process (app.workers.in_child_process)."""
-    from bpr.detect import detect
-    from bpr.store import Project
-
-    with Project.open(folder) as project:
-        return detect(project, weights=weights, videos=[video], stop=1, imgsz=160, device="cpu", min_conf=0.0001)
-
-
 def self_test() -> int:
     """Exercise the pieces a broken install or bundle would lose: Qt platform plugins, OpenCV's video
     decoding, the store, torch and ultralytics (their model files too). Prints each step."""
@@ -200,7 +191,7 @@ def self_test() -> int:
             if pixmap.isNull() or window.view.error or not boxes:
                 raise RuntimeError(f"frame not rendered with labels ({window.view.error or len(boxes)})")
             print(f"self-test: rendered frame 5 ({pixmap.width()}x{pixmap.height()}) with {len(boxes)} labels")
-            from app.workers import in_child_process
+            from app.panels import detect_job
             from bpr.offline import configure
 
             configure()
@@ -208,9 +199,10 @@ def self_test() -> int:
 
             weights = Path(tmp) / "selftest-model.pt"
             YOLO("yolov5n.yaml").save(str(weights))
-            # in a child process, as the app detects and trains: a frozen bundle must be able to start one
-            summary = in_child_process(_self_test_detection, (str(demo), str(weights), window.state.video["id"]),
-                                       threading.Event(), lambda message: None, name="bpr-self-test")
+            # as the app's Detect button does, in a child process: a frozen bundle must be able to start one
+            summary = detect_job(str(demo), dict(weights=str(weights), videos=[window.state.video["id"]], stop=1,
+                                                 imgsz=160, device="cpu", min_conf=0.0001),
+                                 progress=lambda done, total, message: None, stop=threading.Event())
             if summary.frames != 1:
                 raise RuntimeError(f"detection processed {summary.frames} frames, expected 1")
             print(f"self-test: one detection step in a child process ({summary.detections} boxes from an "

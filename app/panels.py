@@ -477,23 +477,22 @@ class TrainPanel(QWidget):
 
 
 # ---------------------------------------------------------------------------------------------------
-def _detect_child(folder: str, run: str, videos: list[str] | None, stride: int, min_conf: float, send,
-                  stop):
-    """In the detection process: detect, sending progress back as ("progress", done, total, message)."""
+def _detect_child(folder: str, options: dict, send, stop):
+    """In the detection process: ``bpr.detect.detect(project, **options)``, sending progress back as
+    ("progress", done, total, message)."""
     from bpr.detect import detect
 
     with Project.open(folder) as project:
-        return detect(project, run=run, videos=videos, stride=stride, min_conf=min_conf, cancel=stop.is_set,
+        return detect(project, cancel=stop.is_set, **options,
                       progress=lambda done, total, message: send(("progress", done, total, message)))
 
 
-def _detect_job(folder: str, run: str, videos: list[str] | None, stride: int, min_conf: float, progress,
-                stop):
+def detect_job(folder: str, options: dict, progress, stop):
     """Detection in a child process: loading the model held the GIL for up to 640 ms at a time, and the
-    window froze while it did."""
+    window froze while it did. ``options`` are bpr.detect.detect's (run or weights, videos, ...)."""
     try:
-        return in_child_process(_detect_child, (folder, run, videos, stride, min_conf), stop,
-                                lambda message: progress(*message[1:]), name="bpr-detection")
+        return in_child_process(_detect_child, (folder, options), stop, lambda message: progress(*message[1:]),
+                                name="bpr-detection")
     except ChildCrashed as e:
         raise RuntimeError(f"the detection process ended unexpectedly ({e}); detecting again resumes "
                            "where it stopped") from None
@@ -624,8 +623,9 @@ class ReviewPanel(QWidget):
             return
         sequence = self.state.image_sequence()
         videos = None if everything else (list(sequence.frames) if sequence else [self.state.video["id"]])
-        self.worker = Worker(_detect_job, str(self.state.project.folder), self.state.run, videos,
-                             self.stride.value(), self.keep.value())
+        self.worker = Worker(detect_job, str(self.state.project.folder),
+                             dict(run=self.state.run, videos=videos, stride=self.stride.value(),
+                                  min_conf=self.keep.value()))
         self.worker.progress.connect(lambda done, total, _: (self.progress.setMaximum(max(total, 1)),
                                                               self.progress.setValue(done)))
         self.worker.finished.connect(self._detected)

@@ -390,4 +390,4 @@ def test_an_image_folder_is_reviewed_as_one_sequence(make_window, tmp_path, qtbo
     monkeypatch.setattr("app.panels.Worker", lambda *args: started.append(args) or MagicMock())
     assert review.detect_button.text() == "Detect on this folder"
     review.detect_button.click()
-    assert started[0][3] == [f"set/img{i}" for i in range(4)]
+    assert started[0][2]["videos"] == [f"set/img{i}" for i in range(4)]
