@@ -45,7 +45,8 @@ class TrainEvent:
 
 
 def resolve_device(device: str) -> str:
-    """ultralytics' device string for ours: 'cpu' or a CUDA index; 'auto' picks CUDA when present."""
+    """ultralytics' device string for ours: 'cpu' or a CUDA index; 'auto' picks CUDA when present.
+    For the CPU it also sets the threads ultralytics will compute on (_take_two_cores)."""
     import torch
 
     device = str(device).strip().lower()
