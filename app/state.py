@@ -46,6 +46,7 @@ class ProjectState(QObject):
     # -- opening ---------------------------------------------------------------------------------
     def open(self, folder: str | Path) -> None:
         project = Project.open(folder)
+        files = project.check_files()  # the list would say "ok" for a file deleted since
         if self.project is not None:
             self.project.close()
         self.project = project
@@ -58,6 +59,9 @@ class ProjectState(QObject):
         videos = [v for v in project.videos() if v["status"] == "ok"] or project.videos()
         if videos:
             self.set_video(videos[0]["id"])
+        if files["gone"]:
+            self.statusMessage.emit(f"{len(files['gone'])} file(s) are gone since the project was last open; "
+                                    "right-click the list to find them in a folder")
 
     def reload(self) -> None:
         """Something outside the GUI thread changed the store (an import, a training run)."""

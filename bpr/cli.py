@@ -414,6 +414,7 @@ def cmd_info(args) -> None:
     from bpr.store import source_counts
 
     with _open(args.project) as project:
+        project.check_files()
         summary = project.summary()
     if args.json:
         print(json.dumps(summary, indent=1))

@@ -20,7 +20,7 @@ import yaml
 
 from bpr.formats.common import Progress
 from bpr.media import VideoError, VideoReader
-from bpr.store import Project
+from bpr.store import LINK_HINT, Project
 
 # Which labeled frames each split contributes. "dusia" (the default): training keyframes (partial,
 # and any full ones) for train, and only fully labeled frames for val and test, so that evaluation is
@@ -115,6 +115,7 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     names = [s["name"] for s in chosen]
 
     # Select frames and their boxes.
+    project.check_files()  # a file deleted since it was recorded is left out like a missing one
     videos = {v["id"]: v for v in project.videos()}
     plan: dict[str, list[tuple[str, int]]] = {}
     partial: set[tuple[str, int]] = set()
@@ -136,12 +137,13 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
                 result.skipped_frames[vid] = result.skipped_frames.get(vid, 0) + 1
         plan[split] = usable
     if result.skipped_frames:
+        images = sum(videos[vid]["kind"] == "image" for vid in result.skipped_frames)
         result.warnings.append(
-            f"{sum(result.skipped_frames.values())} labeled frame(s) of "
-            f"{len(result.skipped_frames)} video(s) without a readable file were left out "
-            "(link the videos with `bpr link-videos`)")
+            f"{sum(result.skipped_frames.values())} labeled frame(s) of {len(result.skipped_frames) - images} "
+            f"video(s) and {images} image(s) without a readable file were left out ({LINK_HINT})")
     if not any(plan.values()):
-        raise ExportError("no labeled frames with a readable image or video to export")
+        raise ExportError("no labeled frames with a readable image or video to export"
+                          + (f": {result.warnings[-1]}" if result.skipped_frames else ""))
 
     boxes: dict[tuple[str, int], list[tuple]] = {}
     wanted = {key for frames in plan.values() for key in frames}
@@ -216,8 +218,7 @@ def _frame_image(project: Project, video: dict, frame: int, readers: dict[str, V
     source = project.resolve_path(video["path"])
     if video["kind"] == "image":
         if not source.exists():
-            raise ExportError(f"{source}: image of {video['id']} is gone "
-                              "(find it with `bpr link-videos PROJECT FOLDER`)")
+            raise ExportError(f"{source}: image of {video['id']} is gone ({LINK_HINT})")
         return source
     cached = frame_cache_path(project, video["id"], frame)
     if not cached.exists():

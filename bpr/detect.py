@@ -18,7 +18,7 @@ import numpy as np
 
 from bpr.config import KEEP_CONF
 from bpr.media import VideoReader
-from bpr.store import NotFoundError, Project
+from bpr.store import LINK_HINT, NotFoundError, Project
 
 
 @dataclass
@@ -64,7 +64,7 @@ def _read_frames(project: Project, frames: Iterable[tuple[dict, int]]) -> Iterat
                 if image is None:
                     raise FileNotFoundError(
                         f"{path}: image of {video['id']} cannot be read" if path.exists() else
-                        f"{path}: image of {video['id']} is gone (find it with `bpr link-videos PROJECT FOLDER`)")
+                        f"{path}: image of {video['id']} is gone ({LINK_HINT})")
                 yield image
                 continue
             if current != video["id"]:

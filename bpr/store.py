@@ -21,6 +21,7 @@ SPLITS = ("train", "val", "test", "none")
 LABEL_STATUSES = ("partial", "full", "none")
 VIDEO_STATUSES = ("ok", "missing", "unreadable")
 BOX_SOURCES = ("imported", "drawn", "accepted")
+LINK_HINT = "find the files with `bpr link-videos PROJECT FOLDER`"  # for messages about missing files
 
 # Each entry upgrades the schema by one version (PRAGMA user_version). Never edit a released entry:
 # append a new one, so that projects made by older versions open and upgrade in place.
@@ -353,6 +354,33 @@ class Project:
                  info.get("fps"), info.get("frame_count"), info.get("width"), info.get("height"),
                  video_id),
             )
+
+    def check_files(self) -> dict[str, list[str]]:
+        """Look again at the recorded files: mark 'missing' those gone since, and take back those that
+        are at their recorded place again (a drive plugged back in). Returns {"gone": ids, "back": ids}.
+
+        Only existence is checked (see benchmarks/bench_import.py); a video that is back is probed again.
+        """
+        gone, back = [], []
+        for vid, kind, stored, status in self.conn.execute(
+                "SELECT id, kind, path, status FROM videos WHERE path IS NOT NULL AND status != 'unreadable'"):
+            path = os.path.join(self.folder, stored)  # os.path: this runs on every image of a project
+            exists = os.path.isfile(path)
+            if status == "ok" and not exists:
+                gone.append((f"{path}: no such file", vid))
+            elif status == "missing" and exists:
+                if kind == "image":  # the importer read its size; decoding every image would be slow
+                    back.append((vid, path, {}, "ok", None))
+                else:
+                    from bpr.media import probe_status  # OpenCV: not needed unless a video is back
+
+                    back.append((vid, path, *probe_status(Path(path))))
+        if gone or back:
+            with self.transaction():
+                self.conn.executemany("UPDATE videos SET status = 'missing', status_reason = ? WHERE id = ?", gone)
+                for row in back:
+                    self.set_video_file(*row)
+        return {"gone": [vid for _, vid in gone], "back": [row[0] for row in back]}
 
     # -- frames and boxes --------------------------------------------------------------------
     def set_frame_status(self, video_id: str, frame_index: int, status: str) -> None:

@@ -253,10 +253,14 @@ def test_missing_video_is_shown_and_can_be_linked(window, tmp_path):
 
 
 def test_a_moved_image_folder_is_found_again(make_window, tmp_path):
-    """The images went to another drive: the list's menu finds them under the folder chosen."""
+    """The images went to another drive: opening the project shows them missing, and the list's menu
+    finds them under the folder chosen."""
     window = make_window(make_image_set(tmp_path, {"img1": 1}, names=("img0", "img1", "img2")))
     (tmp_path / "drive").mkdir()
     shutil.move(tmp_path / "set", tmp_path / "drive" / "set")
+    window.open_project(window.state.project.folder)
+    assert window.videos.item("set/img1").text(2) == "missing"
+    assert window.statusBar().currentMessage().startswith("3 file(s) are gone since the project was last open")
     messages = []
     window.state.statusMessage.connect(messages.append)
     result = window.videos.find_files(str(tmp_path / "drive"))

@@ -110,7 +110,9 @@ def test_a_moved_image_set_is_found_again(tmp_path, project, capsys):
     link-videos given the set's new root finds each image under its id's folder."""
     import_yolo(project, make_dataset(tmp_path / "data", "0 0.5 0.5 0.5 0.5\n"))
     shutil.move(tmp_path / "data", tmp_path / "moved")
-    with pytest.raises(ExportError, match="image of train/images/a is gone .*bpr link-videos"):
+    assert main(["info", str(project.folder)]) == 0
+    assert "images: 1 (1 missing, 0 unreadable)" in capsys.readouterr().out
+    with pytest.raises(ExportError, match="1 labeled frame.* without a readable file .*bpr link-videos"):
         export_yolo(project, tmp_path / "export")
     assert not (tmp_path / "export").exists()  # no half export left to refuse the next one
     assert link_videos(project, tmp_path)["still_missing"] == ["train/images/a"]  # not under this folder

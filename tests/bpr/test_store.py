@@ -157,3 +157,33 @@ def test_image_sequences_group_images_by_their_real_folder(project, tmp_path):
     assert first.frames == {"images/af2": 0, "images/af10": 1}
     assert sequences[2].frames == {"loose/x": 0}
     assert [s.name for s in project.image_sequences(["images/bf10", "clip"])] == ["images"]
+
+
+def test_check_files_notices_files_gone_and_back(project, tmp_path):
+    """A file deleted after it was recorded reads 'missing' once looked at again, and 'ok' when it is
+    back at its place; a video that is back is probed again (here: it is not a video)."""
+    image = tmp_path / "a.png"
+    image.write_bytes(b"png")
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not a video")
+    project.conn.execute("INSERT INTO videos (id, kind) VALUES ('a', 'image'), ('clip', 'video'), ('never', 'image')")
+    project.set_video_file("a", image, None, "ok")
+    project.set_video_file("clip", video, {"frame_count": 5}, "ok")
+    assert project.check_files() == {"gone": [], "back": []}
+
+    image.unlink()
+    moved = video.rename(tmp_path / "elsewhere.mp4")
+    assert sorted(project.check_files()["gone"]) == ["a", "clip"]
+    a = project.video("a")
+    assert (a["status"], a["path"], a["status_reason"]) == ("missing", str(image), f"{image}: no such file")
+    assert project.summary()["missing_videos"] == 3  # with "never", which has no file at all
+    assert project.check_files() == {"gone": [], "back": []}  # nothing changed since
+
+    image.write_bytes(b"png")
+    moved.rename(video)
+    assert sorted(project.check_files()["back"]) == ["a", "clip"]
+    assert project.video("a")["status"] == "ok"
+    clip = project.video("clip")
+    assert clip["status"] == "unreadable" and "cannot open it as a video" in clip["status_reason"]
+    assert clip["frame_count"] == 5
+    assert project.video("never")["status"] == "missing"
