@@ -127,7 +127,7 @@ def cmd_link_videos(args) -> None:
     from bpr.formats import describe_links, link_videos
 
     with _open(args.project) as project:
-        result = link_videos(project, args.folder)
+        result = link_videos(project, args.folders)
     print(describe_links(result))
     for line in result["unreadable"]:
         print(f"unreadable: {line}")
@@ -524,9 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label status of the images (default: partial for train, else full)")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("link-videos", help="find in a folder the files of videos and images without one")
+    p = sub.add_parser("link-videos", help="find in folders the files of videos and images without one")
     p.add_argument("project")
-    p.add_argument("folder")
+    p.add_argument("folders", nargs="+", metavar="folder", help="where to look, in this order")
     p.set_defaults(func=cmd_link_videos)
 
     def yolo_export_options(p):

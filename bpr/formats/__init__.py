@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Iterable
 from pathlib import Path
 
 from bpr.formats.coco import export_coco, read_coco
@@ -72,18 +73,20 @@ def import_viame(project: Project, csv_path: str | Path, video_id: str | None = 
     return write_batch(project, batch, progress)
 
 
-def link_videos(project: Project, folder: str | Path) -> dict[str, list[str]]:
-    """Find in ``folder`` the files of the videos and images that have none, or whose file is gone
-    (the data moved: another drive, another machine), and record them.
+def link_videos(project: Project, folder: str | Path | Iterable[str | Path]) -> dict[str, list[str]]:
+    """Find in ``folder`` (or in each of several folders, first match wins) the files of the videos and
+    images that have none, or whose file is gone (the data moved: another drive, another machine), and
+    record them.
 
-    A video is looked for as <id>.<ext> in ``folder``. An image is looked for under its id's folder,
-    then in ``folder`` itself, by its file name: for a YOLO set, ``folder`` is the set's new root.
+    A video is looked for as <id>.<ext> in a folder. An image is looked for under its id's folder,
+    then in the folder itself, by its file name: for a YOLO set, the folder is the set's new root.
     Returns {"linked": video ids, "linked_images": image ids, "unreadable": ["id: reason"],
     "still_missing": ids, "frame_count_mismatch": ["id: ..."]}.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder")
+    folders = [Path(folder)] if isinstance(folder, (str, os.PathLike)) else [Path(f) for f in folder]
+    for f in folders:
+        if not f.is_dir():
+            raise FileNotFoundError(f"{f}: no such folder")
     result: dict[str, list[str]] = {"linked": [], "linked_images": [], "unreadable": [], "still_missing": [],
                                     "frame_count_mismatch": []}
     found = []  # (id, path, info, status, reason), written at the end in one commit
@@ -92,7 +95,7 @@ def link_videos(project: Project, folder: str | Path) -> dict[str, list[str]]:
             continue
         if video["kind"] == "image":
             name = image_file_name(video)
-            path = next((c for c in (folder / posixpath.dirname(video["id"]) / name, folder / name)
+            path = next((c for f in folders for c in (f / posixpath.dirname(video["id"]) / name, f / name)
                          if c.is_file()), None)
             if path is None:
                 result["still_missing"].append(video["id"])
@@ -100,7 +103,7 @@ def link_videos(project: Project, folder: str | Path) -> dict[str, list[str]]:
                 found.append((video["id"], path, None, "ok", None))
                 result["linked_images"].append(video["id"])
             continue
-        path = find_video(folder, video["id"])
+        path = next((p for p in (find_video(f, video["id"]) for f in folders) if p is not None), None)
         if path is None:
             result["still_missing"].append(video["id"])
             continue

@@ -126,6 +126,16 @@ def test_linking_a_video_later(tmp_path):
         assert project.video("00002016080721161600")["status"] == "unreadable"
         assert project.summary()["missing_videos"] == 20
 
+        # Videos spread over two folders (two drives): one call, looking in each in turn.
+        second = tmp_path / "second drive"
+        second.mkdir()
+        shutil.copy(shared("videos", "coral_trimmed.mp4"), second / "00002016080721161600.mp4")
+        shutil.copy(shared("videos", "coral_trimmed.mp4"), second / "00002016080721421900.mp4")
+        result = link_videos(project, [videos, second])
+        assert result["linked"] == ["00002016080721421900"]  # the unreadable one is taken from the first
+        with pytest.raises(FileNotFoundError, match="third: no such folder"):
+            link_videos(project, [second, tmp_path / "third"])
+
 
 def test_not_a_dusia_folder(tmp_path):
     with pytest.raises(LabelFormatError, match="not a DUSIA folder"):
