@@ -270,6 +270,7 @@ def _time_left(metrics: list[dict], epochs: int) -> str:
 
 def cmd_evaluate(args) -> None:
     from bpr.evaluate import evaluate
+    from bpr.store import LINK_HINT
 
     with _open(args.project) as project:
         weights = _weights(project, args)
@@ -284,6 +285,8 @@ def cmd_evaluate(args) -> None:
         return
     print(f"{result.split}: {result.images} fully labeled frames, {result.boxes} boxes; "
           f"weights {result.weights} at {result.imgsz} px")
+    if result.left_out:
+        print(f"  warning: {result.left_out} fully labeled frame(s) left out, without their file ({LINK_HINT})")
     print(f"  mAP50    COCO {result.coco['mAP50']:.4f}   ultralytics {result.ultralytics['mAP50']:.4f}")
     print(f"  mAP50-95 COCO {result.coco['mAP50-95']:.4f}   ultralytics {result.ultralytics['mAP50-95']:.4f}")
     print(f"  at conf {result.conf}: precision {result.precision:.3f}, recall {result.recall:.3f}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bpr.store import Project
+from bpr.store import LINK_HINT, Project
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -175,6 +175,7 @@ class Evaluation:
     precision: float = 0.0
     recall: float = 0.0
     pr_curve: str | None = None
+    left_out: int = 0  # fully labeled frames of the split not scored: their video or image has no file
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -237,13 +238,15 @@ def pr_curve_image(images: list[ImageResult], names: dict[int, str], path: str |
     return path
 
 
-def _split_frames(project: Project, split: str) -> list[tuple[dict, int]]:
-    """The fully labeled frames of a split whose video or image is readable."""
+def _split_frames(project: Project, split: str) -> tuple[list[tuple[dict, int]], int]:
+    """The fully labeled frames of a split whose video or image is readable, and how many are not."""
+    project.check_files()
     videos = {v["id"]: v for v in project.videos(split)}
     rows = project.conn.execute(
         "SELECT f.video_id, f.frame_index FROM frames f JOIN videos v ON v.id = f.video_id "
-        "WHERE v.split = ? AND f.label_status = 'full' ORDER BY f.video_id, f.frame_index", (split,))
-    return [(videos[v], f) for v, f in rows if videos[v]["status"] == "ok"]
+        "WHERE v.split = ? AND f.label_status = 'full' ORDER BY f.video_id, f.frame_index", (split,)).fetchall()
+    frames = [(videos[v], f) for v, f in rows if videos[v]["status"] == "ok"]
+    return frames, len(rows) - len(frames)
 
 
 def evaluate(project: Project, weights: str | os.PathLike, split: str = "test", conf: float = 0.25,
@@ -257,9 +260,10 @@ def evaluate(project: Project, weights: str | os.PathLike, split: str = "test", 
     """
     from bpr.detect import inference_size, load_model, predict_frames
 
-    frames = _split_frames(project, split)
+    frames, left_out = _split_frames(project, split)
     if not frames:
-        raise ValueError(f"the {split} split has no fully labeled frames with a readable video or image")
+        raise ValueError(f"the {split} split has no fully labeled frames with a readable video or image"
+                         + (f" ({left_out} without their file: {LINK_HINT})" if left_out else ""))
     model, device = load_model(weights, device)
     imgsz = inference_size(model, imgsz)
     names = {int(k): v for k, v in model.names.items()}
@@ -276,7 +280,7 @@ def evaluate(project: Project, weights: str | os.PathLike, split: str = "test", 
             name=f"{video['id']}:{frame}"))
     result = summarise(images, names, conf)
     evaluation = Evaluation(split=split, images=len(images), boxes=int(sum(len(i.gt_boxes) for i in images)),
-                            weights=str(weights), imgsz=imgsz, conf=conf, **result)
+                            weights=str(weights), imgsz=imgsz, conf=conf, left_out=left_out, **result)
     if pr_curve is not None:
         evaluation.pr_curve = str(pr_curve_image(images, names, pr_curve))
     return evaluation

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bpr.config import Rebalancing
 from bpr.paths import replace_whole
-from bpr.store import NotFoundError, Project, trained_elsewhere
+from bpr.store import LINK_HINT, NotFoundError, Project, trained_elsewhere
 from bpr.training import TrainConfig, train
 
 
@@ -179,6 +179,9 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                        "software": software()}
                 for split in ("val", "test"):
                     result = evaluate(project, weights, split=split, imgsz=spec.imgsz, device=spec.device)
+                    if result.left_out:  # the runs of a sweep must be scored on the same frames
+                        raise ValueError(f"{name}: {result.left_out} fully labeled {split} frame(s) have no "
+                                         f"file ({LINK_HINT}); then rerun the sweep")
                     row[f"{split}_mAP50"] = result.ultralytics["mAP50"]
                     row[f"{split}_mAP50-95"] = result.ultralytics["mAP50-95"]
                     row[f"{split}_coco_mAP50"] = result.coco["mAP50"]

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from bpr.cli import main
 from bpr.dataset import export_yolo
 from bpr.detect import detect, inference_size, load_model, predict_frames
 from bpr.evaluate import evaluate
@@ -88,3 +89,23 @@ def test_evaluate_a_run_on_full_frames(trained_project, tmp_path):
         assert set(result.__dict__[way]) == {"mAP50", "mAP50-95"}
         assert 0 <= result.__dict__[way]["mAP50"] <= 1
     assert len(result.per_class) == 5 and (tmp_path / "pr.png").stat().st_size > 1000
+
+
+def test_evaluation_says_how_many_frames_it_left_out(trained_project, capsys):
+    """Frames whose file is gone are not scored, and the evaluation says how many: a figure over fewer
+    frames than the split holds must not pass for the split's."""
+    p = trained_project
+    weights = p.resolve_path(p.run("tiny")["weights"])
+    full = evaluate(p, weights, split="val", imgsz=96)
+    assert full.left_out == 0
+    p.conn.execute("INSERT INTO videos (id, kind, split, path, status, frame_count) "
+                   "VALUES ('gone', 'video', 'val', 'nowhere.mp4', 'ok', 10)")
+    for frame in (0, 5):
+        p.set_frame_status("gone", frame, "full")
+    result = evaluate(p, weights, split="val", imgsz=96)
+    assert (result.images, result.left_out) == (full.images, 2)
+    assert p.video("gone")["status"] == "missing"
+    assert result.coco == full.coco
+    assert main(["evaluate", str(p.folder), "--run", "tiny", "--split", "val"]) == 0
+    assert "warning: 2 fully labeled frame(s) left out, without their file (find the files with `bpr link-" \
+        in capsys.readouterr().out
