@@ -313,6 +313,27 @@ def mosaic_epochs(spec: ExperimentSpec) -> int:
     return spec.epochs - close if 0 < close < spec.epochs else spec.epochs
 
 
+def late_curves(spec: ExperimentSpec, rows: list[dict], windows: int = 5) -> list[str]:
+    """Markdown: each run's mean val mAP50 (points) over the last ``windows`` spans of a twentieth of the
+    epochs trained with mosaic, and over the epochs without it, to see whether and when curves level."""
+    mixed = mosaic_epochs(spec)
+    width = max(1, spec.epochs // 20)
+    spans = [(end - width + 1, end) for end in range(mixed - (windows - 1) * width, mixed + 1, width) if end >= width]
+    if mixed < spec.epochs:
+        spans.append((mixed + 1, spec.epochs))
+    if not spans:
+        return []
+    names = [s.name for s in spec.settings()]
+    lines = ["| run | " + " | ".join(f"{a}–{b}" + (", no mosaic" if a > mixed else "") for a, b in spans) + " |",
+             "|---" * (len(spans) + 1) + "|"]
+    for row in sorted((r for r in rows if r["setting"] in names),
+                      key=lambda r: (names.index(r["setting"]), r["seed"])):
+        curve = [v or 0.0 for v in row["val_curve_mAP50"]]
+        cells = [f"{statistics.fmean(curve[a - 1:b]) * 100:.2f}" if len(curve) >= b else "–" for a, b in spans]
+        lines.append(f"| {row['setting']}, seed {row['seed']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _fraction(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
@@ -376,6 +397,9 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
             if v.unmixed is not None:
                 line += f"; then epochs {v.epochs_unmixed}, without mosaic: {v.unmixed * 100:.2f} points"
             lines.append(line)
+    curves = late_curves(spec, finished)
+    if curves:
+        lines += ["", "Val mAP50 during training, mean over each span of epochs (points):", "", *curves]
     replace_whole(spec.out / "results.md", ("\n".join(lines) + "\n").encode())
     _plot(spec, table)
     _plot_curves(spec, rows)

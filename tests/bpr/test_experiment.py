@@ -99,6 +99,24 @@ def test_the_epochs_trained_without_mosaic_are_left_out_of_the_verdict(tmp_path)
             "without mosaic: 50.00 points") in (tmp_path / "results.md").read_text()
 
 
+def test_the_report_shows_the_late_val_curves_in_spans(tmp_path):
+    """40 epochs, the last 10 without mosaic: spans of 2 epochs up to epoch 30, then 31–40 apart. With
+    val mAP50 equal to the epoch's number in points, each span's mean is its middle epoch."""
+    def row(setting, seed, p_obj):
+        return {"run": f"{setting}-seed{seed}", "setting": setting, "seed": seed, "p_obj": p_obj, "p_box": 0.0,
+                "mode": "random", "hide": 0.5, "val_mAP50": 0.3, "test_mAP50": 0.3, "test_coco_mAP50": 0.3,
+                "measured_obj_drop": None, "measured_box_drop": None,
+                "val_curve_mAP50": [e / 100 for e in range(1, 41)]}
+
+    write_report(ExperimentSpec(data="x", out=tmp_path, epochs=40),
+                 [row("obj0.75", 0, 0.75), row("baseline", 1, 0.0), row("baseline", 0, 0.0)])
+    text = (tmp_path / "results.md").read_text()
+    assert ("| run | 21–22 | 23–24 | 25–26 | 27–28 | 29–30 | 31–40, no mosaic |\n|---|---|---|---|---|---|---|\n"
+            "| baseline, seed 0 | 21.50 | 23.50 | 25.50 | 27.50 | 29.50 | 35.50 |\n"
+            "| baseline, seed 1 | 21.50 | 23.50 | 25.50 | 27.50 | 29.50 | 35.50 |\n"
+            "| obj0.75, seed 0 | 21.50 | 23.50 | 25.50 | 27.50 | 29.50 | 35.50 |\n") in text
+
+
 def test_the_report_says_which_software_made_the_runs(tmp_path):
     """A sweep spans sittings; runs made under another ultralytics may not compare, and the table says so."""
     def row(run, software):
