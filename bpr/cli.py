@@ -312,7 +312,7 @@ def _weights(project, args) -> Path:
 
 def cmd_detect(args) -> None:
     from bpr.detect import detect
-    from bpr.store import source_counts
+    from bpr.store import counted, source_counts
 
     bar = _Bar("frame")
     try:
@@ -325,7 +325,7 @@ def cmd_detect(args) -> None:
     finally:
         bar.close()
     state = "stopped early (run again to continue)" if summary.cancelled else "done"
-    sources = _counted(source_counts(summary.videos, summary.images))
+    sources = counted(source_counts(summary.videos, summary.images))
     print(f"detection run {summary.run}: {state}; {summary.frames} frames of {sources} "
           f"in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s), {summary.detections} detections; "
           f"{summary.skipped} frames were already done")
@@ -414,7 +414,7 @@ def cmd_experiment(args) -> None:
 
 
 def cmd_info(args) -> None:
-    from bpr.store import source_counts
+    from bpr.store import counted, source_counts
 
     with _open(args.project) as project:
         project.check_files()
@@ -429,16 +429,11 @@ def cmd_info(args) -> None:
     print(f"boxes: {summary['boxes']}")
     print(f"labeled frames: {summary['frames']['partial']} partial, {summary['frames']['full']} full")
     for split, s in summary["splits"].items():
-        sources = _counted(source_counts(s["videos"], s["images"], empty=project_sources[0][0]))
+        sources = counted(source_counts(s["videos"], s["images"], empty=project_sources[0][0]))
         print(f"  {split:5}: {sources}, {s['frames']} labeled frames, {s['boxes']} boxes")
     print("species (boxes):")
     for name, n in summary["species"].items():
         print(f"  {name}: {n}")
-
-
-def _counted(sources: list[tuple[str, int]]) -> str:
-    """'1 video, 30 images'."""
-    return ", ".join(f"{n} {noun.removesuffix('s') if n == 1 else noun}" for noun, n in sources)
 
 
 def _fraction(text: str) -> float:

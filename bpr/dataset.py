@@ -20,7 +20,7 @@ import yaml
 
 from bpr.formats.common import Progress
 from bpr.media import VideoError, VideoReader
-from bpr.store import LINK_HINT, Project
+from bpr.store import LINK_HINT, Project, counted, source_counts
 
 # Which labeled frames each split contributes. "dusia" (the default): training keyframes (partial,
 # and any full ones) for train, and only fully labeled frames for val and test, so that evaluation is
@@ -138,9 +138,9 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
         plan[split] = usable
     if result.skipped_frames:
         images = sum(videos[vid]["kind"] == "image" for vid in result.skipped_frames)
-        result.warnings.append(
-            f"{sum(result.skipped_frames.values())} labeled frame(s) of {len(result.skipped_frames) - images} "
-            f"video(s) and {images} image(s) without a readable file were left out ({LINK_HINT})")
+        sources = counted(source_counts(len(result.skipped_frames), images))
+        result.warnings.append(f"{sum(result.skipped_frames.values())} labeled frame(s) of {sources} "
+                               f"without a readable file were left out ({LINK_HINT})")
     if not any(plan.values()):
         raise ExportError("no labeled frames with a readable image or video to export"
                           + (f": {result.warnings[-1]}" if result.skipped_frames else ""))

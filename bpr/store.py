@@ -566,6 +566,11 @@ def source_counts(videos: int, images: int, empty: str = "videos") -> list[tuple
     return out + ([("images", images)] if images else []) or [(empty, 0)]
 
 
+def counted(sources: list[tuple[str, int]]) -> str:
+    """'1 video, 30 images' from :func:`source_counts`."""
+    return ", ".join(f"{n} {noun.removesuffix('s') if n == 1 else noun}" for noun, n in sources)
+
+
 def _decode_run(row: dict) -> dict:
     row = dict(row)
     row["config"] = json.loads(row["config"])

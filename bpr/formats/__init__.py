@@ -14,7 +14,7 @@ from bpr.formats.dusia import find_video, read_dusia
 from bpr.formats.viame import export_viame, names_images, read_viame, read_viame_images
 from bpr.formats.yolo import read_yolo
 from bpr.media import probe_status
-from bpr.store import Project, image_file_name
+from bpr.store import Project, counted, image_file_name, source_counts
 
 __all__ = [
     "ImportReport", "LabelFormatError", "import_coco", "import_cvat", "import_dusia", "import_yolo",
@@ -125,5 +125,6 @@ def link_videos(project: Project, folder: str | Path | Iterable[str | Path]) -> 
 
 def describe_links(result: dict[str, list[str]]) -> str:
     """One line on what link_videos found."""
-    return (f"linked {len(result['linked'])} video(s) and {len(result['linked_images'])} image(s); "
+    images = len(result["linked_images"])
+    return (f"linked {counted(source_counts(len(result['linked']) + images, images))}; "
             f"{len(result['still_missing'])} still missing")

@@ -265,7 +265,7 @@ def test_a_moved_image_folder_is_found_again(make_window, tmp_path):
     window.state.statusMessage.connect(messages.append)
     result = window.videos.find_files(str(tmp_path / "drive"))
     assert sorted(result["linked_images"]) == ["set/img0", "set/img1", "set/img2"]
-    assert messages[-1] == "linked 0 video(s) and 3 image(s); 0 still missing"
+    assert messages[-1] == "linked 3 images; 0 still missing"
     project = window.state.project
     assert project.resolve_path(project.video("set/img1")["path"]) == tmp_path / "drive" / "set" / "img1.png"
     assert window.videos.item("set/img1").text(2) == "ok"

@@ -128,7 +128,7 @@ def test_frames_of_missing_videos_are_left_out_with_a_warning(demo_project, tmp_
     demo_project.set_video_file(vid, None, None, "missing", "moved away")
     result = export_yolo(demo_project, tmp_path / "e")
     assert result.skipped_frames == {vid: 29}
-    assert "29 labeled frame(s) of 1 video(s) and 0 image(s) without a readable file" in result.warnings[0]
+    assert "29 labeled frame(s) of 1 video without a readable file" in result.warnings[0]
 
 
 def test_protocols_choose_the_frames_of_each_split(demo_project, tmp_path):

@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from bpr.store import SCHEMA_VERSION, Project, ProjectError
+from bpr.store import SCHEMA_VERSION, Project, ProjectError, counted, source_counts
 
 
 def test_new_project_has_current_schema_and_wal(project):
@@ -187,3 +187,12 @@ def test_check_files_notices_files_gone_and_back(project, tmp_path):
     assert clip["status"] == "unreadable" and "cannot open it as a video" in clip["status_reason"]
     assert clip["frame_count"] == 5
     assert project.video("never")["status"] == "missing"
+
+
+def test_counted_names_videos_and_images_apart():
+    # an image is stored as a one-frame video, so `videos` counts both
+    assert counted(source_counts(3, 1)) == "2 videos, 1 image"
+    assert counted(source_counts(1, 0)) == "1 video"
+    assert counted(source_counts(4, 4)) == "4 images"
+    assert counted(source_counts(0, 0)) == "0 videos"
+    assert counted(source_counts(0, 0, empty="images")) == "0 images"
