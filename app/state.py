@@ -46,7 +46,6 @@ class ProjectState(QObject):
     # -- opening ---------------------------------------------------------------------------------
     def open(self, folder: str | Path) -> None:
         project = Project.open(folder)
-        files = project.check_files()  # the list would say "ok" for a file deleted since
         if self.project is not None:
             self.project.close()
         self.project = project
@@ -59,6 +58,17 @@ class ProjectState(QObject):
         videos = [v for v in project.videos() if v["status"] == "ok"] or project.videos()
         if videos:
             self.set_video(videos[0]["id"])
+
+    def files_checked(self, folder: Path, files: dict[str, list[str]]) -> None:
+        """What :meth:`bpr.store.Project.check_files` found and recorded in the project in ``folder``,
+        looked at off the GUI thread after :meth:`open`."""
+        if self.project is None or self.project.folder != folder or not (files["gone"] or files["back"]):
+            return  # another project was opened meanwhile, or nothing changed
+        self.reload()
+        if self.video and self.video["status"] != "ok":
+            videos = [v for v in self.project.videos() if v["status"] == "ok"]
+            if videos:
+                self.set_video(videos[0]["id"])
         if files["gone"]:
             self.statusMessage.emit(f"{len(files['gone'])} file(s) are gone since the project was last open; "
                                     "right-click the list to find them in a folder")

@@ -57,6 +57,11 @@ def _import_job(kind: str, folder: str, paths: dict, progress, stop):
                                     replace=paths.get("replace", False))
 
 
+def _check_files_job(folder: str, progress, stop) -> dict[str, list[str]]:
+    with Project.open(folder) as project:
+        return project.check_files(cancel=stop.is_set)
+
+
 def _export_yolo_job(folder: str, out: str, progress, stop):
     from bpr.dataset import export_yolo
 
@@ -288,6 +293,14 @@ class MainWindow(QMainWindow):
         from app.main import remember_project
 
         remember_project(folder)
+        # A file deleted or moved since would read "ok" until something tried it. Looked at off the GUI
+        # thread: on a network share, thousands of images take seconds.
+        opened = self.state.project.folder
+        worker = Worker(_check_files_job, str(opened))
+        worker.finished.connect(lambda files: self.state.files_checked(opened, files))
+        worker.failed.connect(lambda message, details: self.statusBar().showMessage(
+            f"Could not look at the project's files: {message}", 15000))
+        self._start(worker)
 
     def open_project_dialog(self):
         folder = QFileDialog.getExistingDirectory(self, "Open project folder")
@@ -314,8 +327,22 @@ class MainWindow(QMainWindow):
                                                           dialog.setLabelText(f"{title}\n{msg}")))
         worker.finished.connect(lambda result: (dialog.reset(), on_done(result)))
         worker.failed.connect(lambda message, details: (dialog.reset(), self.show_error(title, message, details)))
+        return self._start(worker)
+
+    def _start(self, worker: Worker) -> Worker:
+        """Start a worker the window holds, and waits for when it closes, until its outcome is handled.
+
+        Let go of on its outcome, not on its thread's end: that comes on the worker's thread, maybe
+        before the outcome reaches the GUI thread, and a worker nothing else holds would be gone by then.
+        """
+        def let_go(*_):
+            worker.wait()  # its thread quits right after the outcome
+            if worker in self.workers:
+                self.workers.remove(worker)
+
         self.workers.append(worker)
-        worker.thread.finished.connect(lambda: self.workers.remove(worker) if worker in self.workers else None)
+        for outcome in (worker.finished, worker.failed, worker.cancelled):
+            outcome.connect(let_go)
         worker.start()
         return worker
 

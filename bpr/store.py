@@ -9,7 +9,7 @@ import posixpath
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -355,15 +355,19 @@ class Project:
                  video_id),
             )
 
-    def check_files(self) -> dict[str, list[str]]:
+    def check_files(self, cancel: Callable[[], bool] | None = None) -> dict[str, list[str]]:
         """Look again at the recorded files: mark 'missing' those gone since, and take back those that
         are at their recorded place again (a drive plugged back in). Returns {"gone": ids, "back": ids}.
 
         Only existence is checked (see benchmarks/bench_import.py); a video that is back is probed again.
+        Once ``cancel()`` is true it stops looking, and records what it found until then.
         """
         gone, back = [], []
-        for vid, kind, stored, status in self.conn.execute(
-                "SELECT id, kind, path, status FROM videos WHERE path IS NOT NULL AND status != 'unreadable'"):
+        rows = self.conn.execute(  # read whole: the loop may stop early, and then it writes
+            "SELECT id, kind, path, status FROM videos WHERE path IS NOT NULL AND status != 'unreadable'").fetchall()
+        for vid, kind, stored, status in rows:
+            if cancel is not None and cancel():
+                break
             path = os.path.join(self.folder, stored)  # os.path: this runs on every image of a project
             exists = os.path.isfile(path)
             if status == "ok" and not exists:

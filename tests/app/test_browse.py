@@ -252,15 +252,16 @@ def test_missing_video_is_shown_and_can_be_linked(window, tmp_path):
     assert window.videos.findItems(vid, Qt.MatchFlag.MatchExactly, 0)[0].text(2) == "ok"
 
 
-def test_a_moved_image_folder_is_found_again(make_window, tmp_path):
-    """The images went to another drive: opening the project shows them missing, and the list's menu
-    finds them under the folder chosen."""
+def test_a_moved_image_folder_is_found_again(make_window, tmp_path, qtbot):
+    """The images went to another drive: opening the project shows them missing (once the files are
+    looked at, off the GUI thread), and the list's menu finds them under the folder chosen."""
     window = make_window(make_image_set(tmp_path, {"img1": 1}, names=("img0", "img1", "img2")))
     (tmp_path / "drive").mkdir()
     shutil.move(tmp_path / "set", tmp_path / "drive" / "set")
     window.open_project(window.state.project.folder)
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith(
+        "3 file(s) are gone since the project was last open"))
     assert window.videos.item("set/img1").text(2) == "missing"
-    assert window.statusBar().currentMessage().startswith("3 file(s) are gone since the project was last open")
     messages = []
     window.state.statusMessage.connect(messages.append)
     result = window.videos.find_files(str(tmp_path / "drive"))
@@ -269,6 +270,19 @@ def test_a_moved_image_folder_is_found_again(make_window, tmp_path):
     project = window.state.project
     assert project.resolve_path(project.video("set/img1")["path"]) == tmp_path / "drive" / "set" / "img1.png"
     assert window.videos.item("set/img1").text(2) == "ok"
+
+
+def test_a_file_check_of_a_project_no_longer_open_changes_nothing(make_window, tmp_path, demo_template):
+    window = make_window(make_image_set(tmp_path, {"img1": 1}, names=("img0", "img1")))
+    earlier = window.state.project.folder
+    shutil.copytree(demo_template, tmp_path / "other")
+    window.open_project(tmp_path / "other")
+    messages = []
+    window.state.statusMessage.connect(messages.append)
+    window.state.files_checked(earlier, {"gone": ["set/img1"], "back": []})  # it came after the other opened
+    assert messages == []
+    window.state.files_checked(window.state.project.folder, {"gone": ["set/img1"], "back": []})
+    assert messages[0].startswith("1 file(s) are gone")
 
 
 def test_zoom_survives_a_resize_and_fit_restores(window, qtbot):

@@ -189,6 +189,17 @@ def test_check_files_notices_files_gone_and_back(project, tmp_path):
     assert project.video("never")["status"] == "missing"
 
 
+def test_check_files_stops_when_asked_and_keeps_what_it_found(project, tmp_path):
+    project.conn.execute("INSERT INTO videos (id, kind) VALUES ('a', 'image'), ('b', 'image')")
+    for vid in ("a", "b"):
+        (tmp_path / f"{vid}.png").write_bytes(b"png")
+        project.set_video_file(vid, tmp_path / f"{vid}.png", None, "ok")
+        (tmp_path / f"{vid}.png").unlink()
+    asked = iter([False, True])  # go on at the first file, stop at the second
+    assert project.check_files(cancel=lambda: next(asked))["gone"] == ["a"]
+    assert [project.video(v)["status"] for v in ("a", "b")] == ["missing", "ok"]
+
+
 def test_counted_names_videos_and_images_apart():
     # an image is stored as a one-frame video, so `videos` counts both
     assert counted(source_counts(3, 1)) == "2 videos, 1 image"
