@@ -357,28 +357,37 @@ class Project:
 
     def check_files(self, cancel: Callable[[], bool] | None = None) -> dict[str, list[str]]:
         """Look again at the recorded files: mark 'missing' those gone since, and take back those that
-        are at their recorded place again (a drive plugged back in). Returns {"gone": ids, "back": ids}.
+        are at their recorded place again (a drive plugged back in; an unreadable video replaced by one
+        that reads). Returns {"gone": ids, "back": ids}.
 
-        Only existence is checked (see benchmarks/bench_import.py); a video that is back is probed again.
-        Once ``cancel()`` is true it stops looking, and records what it found until then.
+        Only existence is checked (see benchmarks/bench_import.py), except for videos: one that is back,
+        or still recorded as unreadable, is probed again; an unreadable one is taken back only with the
+        frame count its labels were made on. Once ``cancel()`` is true it stops looking, and
+        records what it found until then.
         """
         gone, back = [], []
         rows = self.conn.execute(  # read whole: the loop may stop early, and then it writes
-            "SELECT id, kind, path, status FROM videos WHERE path IS NOT NULL AND status != 'unreadable'").fetchall()
-        for vid, kind, stored, status in rows:
+            "SELECT id, kind, path, status, frame_count FROM videos WHERE path IS NOT NULL").fetchall()
+        for vid, kind, stored, status, frames in rows:
             if cancel is not None and cancel():
                 break
             path = os.path.join(self.folder, stored)  # os.path: this runs on every image of a project
             exists = os.path.isfile(path)
-            if status == "ok" and not exists:
+            if status != "missing" and not exists:
                 gone.append((f"{path}: no such file", vid))
             elif status == "missing" and exists:
                 if kind == "image":  # the importer read its size; decoding every image would be slow
                     back.append((vid, path, {}, "ok", None))
                 else:
-                    from bpr.media import probe_status  # OpenCV: not needed unless a video is back
+                    from bpr.media import probe_status  # OpenCV: imported only when a video needs it
 
                     back.append((vid, path, *probe_status(Path(path))))
+            elif status == "unreadable" and kind == "video":  # few, and each may have been re-encoded
+                from bpr.media import probe_status
+
+                info, probed, reason = probe_status(Path(path))
+                if probed == "ok" and frames in (None, info["frame_count"]):  # else link_videos says why
+                    back.append((vid, path, info, probed, reason))
         if gone or back:
             with self.transaction():
                 self.conn.executemany("UPDATE videos SET status = 'missing', status_reason = ? WHERE id = ?", gone)

@@ -189,6 +189,35 @@ def test_check_files_notices_files_gone_and_back(project, tmp_path):
     assert project.video("never")["status"] == "missing"
 
 
+def test_check_files_follows_an_unreadable_video_gone_or_replaced(project, tmp_path):
+    import cv2
+    import numpy as np
+
+    clip = tmp_path / "clip.avi"
+    clip.write_bytes(b"not a video")
+    project.conn.execute("INSERT INTO videos (id, kind) VALUES ('clip', 'video')")
+    project.set_video_file("clip", clip, {"frame_count": 5}, "unreadable", "cannot open it as a video")
+    assert project.check_files() == {"gone": [], "back": []}  # looked at again, still unreadable
+
+    clip.unlink()
+    assert project.check_files()["gone"] == ["clip"]
+    assert project.video("clip")["status"] == "missing"
+
+    def write(frames):
+        writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+        for _ in range(frames):
+            writer.write(np.zeros((48, 64, 3), np.uint8))
+        writer.release()
+
+    clip.write_bytes(b"still not a video")
+    assert project.check_files()["back"] == ["clip"] and project.video("clip")["status"] == "unreadable"
+    write(7)  # re-encoded, but not the frames the labels were made on: link-videos says so
+    assert project.check_files() == {"gone": [], "back": []}
+    write(5)
+    assert project.check_files()["back"] == ["clip"]
+    assert (project.video("clip")["status"], project.video("clip")["frame_count"]) == ("ok", 5)
+
+
 def test_check_files_stops_when_asked_and_keeps_what_it_found(project, tmp_path):
     project.conn.execute("INSERT INTO videos (id, kind) VALUES ('a', 'image'), ('b', 'image')")
     for vid in ("a", "b"):
