@@ -73,6 +73,20 @@ def import_viame(project: Project, csv_path: str | Path, video_id: str | None = 
     return write_batch(project, batch, progress)
 
 
+def probe_video_file(video: dict, path: str | os.PathLike) -> tuple[dict, str, str | None, str | None]:
+    """Probe ``path`` as the file of ``video`` (a row of the store): (info, status, reason, mismatch).
+
+    ``mismatch`` says when the file's frame count differs from the one the labels were made on; the
+    labels' count is kept then (left out of ``info``): the file may be another video, or re-encoded.
+    """
+    info, status, reason = probe_status(Path(path))
+    expected = video["frame_count"]
+    if status == "ok" and expected and info["frame_count"] != expected:
+        mismatch = f"{video['id']}: the file has {info['frame_count']} frames, the annotations {expected}"
+        return {k: v for k, v in info.items() if k != "frame_count"}, status, reason, mismatch
+    return info, status, reason, None
+
+
 def link_videos(project: Project, folder: str | Path | Iterable[str | Path]) -> dict[str, list[str]]:
     """Find in ``folder`` (or in each of several folders, first match wins) the files of the videos and
     images that have none, or whose file is gone (the data moved: another drive, another machine), and
@@ -107,12 +121,9 @@ def link_videos(project: Project, folder: str | Path | Iterable[str | Path]) -> 
         if path is None:
             result["still_missing"].append(video["id"])
             continue
-        info, status, reason = probe_status(path)
-        expected = video["frame_count"]
-        if status == "ok" and expected and info["frame_count"] != expected:
-            result["frame_count_mismatch"].append(
-                f"{video['id']}: the file has {info['frame_count']} frames, the annotations {expected}")
-            info = {k: v for k, v in info.items() if k != "frame_count"}  # keep the annotation's
+        info, status, reason, mismatch = probe_video_file(video, path)
+        if mismatch:
+            result["frame_count_mismatch"].append(mismatch)
         found.append((video["id"], path, info, status, reason))
         (result["linked"] if status == "ok" else result["unreadable"]).append(
             video["id"] if status == "ok" else f"{video['id']}: {reason}")

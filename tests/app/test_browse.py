@@ -252,6 +252,19 @@ def test_missing_video_is_shown_and_can_be_linked(window, tmp_path):
     assert window.videos.findItems(vid, Qt.MatchFlag.MatchExactly, 0)[0].text(2) == "ok"
 
 
+def test_linking_a_file_with_other_frames_keeps_the_labels_count_and_says_so(window):
+    s = window.state
+    vid = s.project.videos("test")[0]["id"]
+    frames = s.project.video(vid)["frame_count"]
+    other = s.project.videos("train")[0]  # another video, of another length
+    assert other["frame_count"] != frames
+    messages = []
+    s.statusMessage.connect(messages.append)
+    assert window.videos.link(vid, str(s.project.resolve_path(other["path"]))) == "ok"
+    assert messages == [f"{vid}: the file has {other['frame_count']} frames, the annotations {frames}"]
+    assert s.project.video(vid)["frame_count"] == frames
+
+
 def test_a_moved_image_folder_is_found_again(make_window, tmp_path, qtbot):
     """The images went to another drive: opening the project shows them missing (once the files are
     looked at, off the GUI thread), and the list's menu finds them under the folder chosen."""
