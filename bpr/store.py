@@ -361,9 +361,9 @@ class Project:
         that reads). Returns {"gone": ids, "back": ids}.
 
         Only existence is checked (see benchmarks/bench_import.py), except for videos: one that is back,
-        or still recorded as unreadable, is probed again; an unreadable one is taken back only with the
-        frame count its labels were made on. Once ``cancel()`` is true it stops looking, and
-        records what it found until then.
+        or still recorded as unreadable, is probed again, and taken back only with the frame count its
+        labels were made on. Once ``cancel()`` is true it stops looking, and records what it found until
+        then.
         """
         gone, back = [], []
         rows = self.conn.execute(  # read whole: the loop may stop early, and then it writes
@@ -375,18 +375,15 @@ class Project:
             exists = os.path.isfile(path)
             if status != "missing" and not exists:
                 gone.append((f"{path}: no such file", vid))
-            elif status == "missing" and exists:
-                if kind == "image":  # the importer read its size; decoding every image would be slow
-                    back.append((vid, path, {}, "ok", None))
-                else:
-                    from bpr.media import probe_status  # OpenCV: imported only when a video needs it
-
-                    back.append((vid, path, *probe_status(Path(path))))
-            elif status == "unreadable" and kind == "video":  # few, and each may have been re-encoded
-                from bpr.media import probe_status
+            elif status == "missing" and exists and kind == "image":
+                back.append((vid, path, {}, "ok", None))  # the importer read its size; decoding all is slow
+            elif status != "ok" and exists and kind == "video":  # back, or unreadable and maybe re-encoded
+                from bpr.media import probe_status  # OpenCV: imported only when a video needs it
 
                 info, probed, reason = probe_status(Path(path))
-                if probed == "ok" and frames in (None, info["frame_count"]):  # else link_videos says why
+                if probed == "ok" and frames not in (None, info["frame_count"]):
+                    continue  # another video, or re-encoded: link_videos says so, and keeps the labels' count
+                if probed == "ok" or status == "missing":
                     back.append((vid, path, info, probed, reason))
         if gone or back:
             with self.transaction():

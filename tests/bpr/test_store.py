@@ -209,10 +209,14 @@ def test_check_files_follows_an_unreadable_video_gone_or_replaced(project, tmp_p
             writer.write(np.zeros((48, 64, 3), np.uint8))
         writer.release()
 
+    write(7)  # a video at its place, but not of the frames the labels were made on: link-videos says so
+    assert project.check_files() == {"gone": [], "back": []}
+    assert project.video("clip")["status"] == "missing"
     clip.write_bytes(b"still not a video")
     assert project.check_files()["back"] == ["clip"] and project.video("clip")["status"] == "unreadable"
-    write(7)  # re-encoded, but not the frames the labels were made on: link-videos says so
+    write(7)
     assert project.check_files() == {"gone": [], "back": []}
+    assert project.video("clip")["status"] == "unreadable"
     write(5)
     assert project.check_files()["back"] == ["clip"]
     assert (project.video("clip")["status"], project.video("clip")["frame_count"]) == ("ok", 5)
