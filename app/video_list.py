@@ -14,7 +14,7 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QFileDialog, QMenu, QStyle, QTreeWidget, QTreeWidgetItem
 
 from app.state import ProjectState
-from bpr.media import VIDEO_EXTENSIONS, natural_key
+from bpr.media import VIDEO_EXTENSIONS, natural_key, probe_video_file
 
 COLUMNS = ["Video", "Split", "Status", "Frames", "Labeled"]  # labeled: partial / full frames
 # The id column's widest, in digits: DUSIA's 20-digit ids fit; longer ids (image paths) are elided at
@@ -252,8 +252,6 @@ class VideoList(QTreeWidget):
                                                   f"Videos ({patterns});;All files (*)")
             if not path:
                 return "missing"
-        from bpr.formats import probe_video_file  # not needed to show the window
-
         info, status, reason, mismatch = probe_video_file(self.state.project.video(video_id), path)
         self.state.project.set_video_file(video_id, path, info, status, reason)
         if status != "ok" or mismatch:

@@ -116,6 +116,20 @@ def probe_status(path: Path) -> tuple[dict, str, str | None]:
         return {}, "unreadable", str(e)
 
 
+def probe_video_file(video: dict, path: str | os.PathLike) -> tuple[dict, str, str | None, str | None]:
+    """Probe ``path`` as the file of ``video`` (a row of the store): (info, status, reason, mismatch).
+
+    ``mismatch`` says when the file's frame count differs from the one the labels were made on; the
+    labels' count is kept then (left out of ``info``): the file may be another video, or re-encoded.
+    """
+    info, status, reason = probe_status(path)
+    expected = video["frame_count"]
+    if status == "ok" and expected and info["frame_count"] != expected:
+        mismatch = f"{video['id']}: the file has {info['frame_count']} frames, the annotations {expected}"
+        return {k: v for k, v in info.items() if k != "frame_count"}, status, reason, mismatch
+    return info, status, reason, None
+
+
 class FrameCache:
     """Least-recently-used decoded frames, bounded by their total size in bytes."""
 

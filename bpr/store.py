@@ -378,10 +378,10 @@ class Project:
             elif status == "missing" and exists and kind == "image":
                 back.append((vid, path, {}, "ok", None))  # the importer read its size; decoding all is slow
             elif status != "ok" and exists and kind == "video":  # back, or unreadable and maybe re-encoded
-                from bpr.media import probe_status  # OpenCV: imported only when a video needs it
+                from bpr.media import probe_video_file  # OpenCV: imported only when a video needs it
 
-                info, probed, reason = probe_status(Path(path))
-                if probed == "ok" and frames not in (None, info["frame_count"]):
+                info, probed, reason, mismatch = probe_video_file({"id": vid, "frame_count": frames}, path)
+                if mismatch:
                     continue  # another video, or re-encoded: link_videos says so, and keeps the labels' count
                 if probed == "ok" or status == "missing":
                     back.append((vid, path, info, probed, reason))

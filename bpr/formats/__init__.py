@@ -13,7 +13,7 @@ from bpr.formats.cvat import read_cvat
 from bpr.formats.dusia import find_video, read_dusia
 from bpr.formats.viame import export_viame, names_images, read_viame, read_viame_images
 from bpr.formats.yolo import read_yolo
-from bpr.media import probe_status
+from bpr.media import probe_video_file
 from bpr.store import Project, counted, image_file_name, source_counts
 
 __all__ = [
@@ -71,20 +71,6 @@ def import_viame(project: Project, csv_path: str | Path, video_id: str | None = 
     width, height = known if known else (None, None)
     batch = read_viame(csv_path, vid, split, status, width, height, replace)
     return write_batch(project, batch, progress)
-
-
-def probe_video_file(video: dict, path: str | os.PathLike) -> tuple[dict, str, str | None, str | None]:
-    """Probe ``path`` as the file of ``video`` (a row of the store): (info, status, reason, mismatch).
-
-    ``mismatch`` says when the file's frame count differs from the one the labels were made on; the
-    labels' count is kept then (left out of ``info``): the file may be another video, or re-encoded.
-    """
-    info, status, reason = probe_status(Path(path))
-    expected = video["frame_count"]
-    if status == "ok" and expected and info["frame_count"] != expected:
-        mismatch = f"{video['id']}: the file has {info['frame_count']} frames, the annotations {expected}"
-        return {k: v for k, v in info.items() if k != "frame_count"}, status, reason, mismatch
-    return info, status, reason, None
 
 
 def link_videos(project: Project, folder: str | Path | Iterable[str | Path]) -> dict[str, list[str]]:
