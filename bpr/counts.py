@@ -128,9 +128,10 @@ def _species_ids(project: Project, source: CountSource) -> list[int]:
 def timecode(seconds: float | None) -> str:
     if seconds is None:
         return ""
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{int(hours):02d}:{int(minutes):02d}:{secs:06.3f}"
+    ms = round(seconds * 1000)  # rounded before splitting: 59.9996 s is 00:01:00.000, not 00:00:60.000
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
 
 
 def _scope(project: Project, video: str | ImageSequence | None) -> tuple[list[str] | None, list[ImageSequence]]:

@@ -90,6 +90,9 @@ def test_csv_files(counted, tmp_path):
 
 def test_timecode():
     assert timecode(3725.5) == "01:02:05.500" and timecode(None) == ""
+    # a time that rounds up carries into the minutes and hours, as a clock does
+    assert timecode(59.9996) == "00:01:00.000" and timecode(3599.9999) == "01:00:00.000"
+    assert timecode(1799 / 29.97) == "00:01:00.027"
 
 
 def test_species_the_model_looks_for_get_rows_even_when_never_found(counted):
