@@ -239,10 +239,13 @@ def _write_csv(path: str | os.PathLike, header: list[str], rows: Iterable[list])
 
 
 def write_summary_csv(rows: list[dict], path: str | os.PathLike) -> Path:
-    def fmt(v):
-        return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
+    def fmt(column, v):
+        if v is None:
+            return ""
+        # Only the mean is shortened: a time keeps its milliseconds in a dive of hours (12333.367 s)
+        return f"{v:.6g}" if column == "mean_count" else v
 
-    return _write_csv(path, SUMMARY_COLUMNS, ([fmt(r[c]) for c in SUMMARY_COLUMNS] for r in rows))
+    return _write_csv(path, SUMMARY_COLUMNS, ([fmt(c, r[c]) for c in SUMMARY_COLUMNS] for r in rows))
 
 
 def write_frame_csv(table: dict, path: str | os.PathLike) -> Path:

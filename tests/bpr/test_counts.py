@@ -88,6 +88,20 @@ def test_csv_files(counted, tmp_path):
     assert len(lines) == 1 + 9 and not list(tmp_path.glob("*.part"))
 
 
+def test_csv_keeps_the_milliseconds_of_a_long_dive(project, tmp_path):
+    project.conn.execute("INSERT INTO videos (id, fps) VALUES ('dive', 30.0)")
+    run = project.create_run("r", {})
+    frame = 370_001  # 3 h 25 min 33.367 s into the dive
+    project.conn.execute("INSERT INTO detections (run_id, video_id, frame_index, species_id, x1, y1, x2, y2, "
+                         "confidence) VALUES (?, 'dive', ?, ?, 0, 0, 1, 1, 0.9)",
+                         (run, frame, project.species_id("urchin")))
+    project.conn.execute("INSERT INTO detected_frames VALUES (?, 'dive', ?)", (run, frame))
+    summary = write_summary_csv(video_summary(project, CountSource(run="r")), tmp_path / "s.csv")
+    with open(summary) as f:
+        [u] = list(csv.DictReader(f))
+    assert (u["maxn_frame"], u["maxn_time_s"], u["maxn_timecode"]) == ("370001", "12333.367", "03:25:33.367")
+
+
 def test_timecode():
     assert timecode(3725.5) == "01:02:05.500" and timecode(None) == ""
     # a time that rounds up carries into the minutes and hours, as a clock does
