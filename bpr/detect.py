@@ -163,13 +163,36 @@ def detection_run(project: Project, run: str | None = None, weights: str | os.Pa
 
     path = Path(weights).absolute()
     local_weights(path)  # a missing file is refused before a record of it is made
-    name = f"weights:{path.stem}"
-    try:
-        return project.run(name)
-    except NotFoundError:
-        project.create_run(name, {"external_weights": str(path)})
-        project.update_run(name, status="finished", finished=time.time(), weights=project.stored_path(path))
-        return project.run(name)
+    digest = _file_digest(path)
+    taken = set()
+    for record in project.runs():
+        config = record["config"] or {}
+        if "external_weights" not in config:
+            taken.add(record["name"])
+            continue
+        same = (config.get("sha256") == digest if "sha256" in config  # records made before bpr kept it lack it
+                else Path(config["external_weights"]) == path)
+        if same:  # the same model: its detections go on (a resume), wherever the file now is
+            project.update_run(record["name"], weights=project.stored_path(path),
+                               config={**config, "external_weights": str(path), "sha256": digest})
+            return project.run(record["name"])
+        taken.add(record["name"])
+    # Another model's file of the same name (every run's is best.pt) gets a record of its own: adding
+    # to the first one's would mix two models' detections, and skip the frames the first one did.
+    name, n = f"weights:{path.stem}", 1
+    while name in taken:
+        n += 1
+        name = f"weights:{path.stem}-{n}"
+    project.create_run(name, {"external_weights": str(path), "sha256": digest})
+    project.update_run(name, status="finished", finished=time.time(), weights=project.stored_path(path))
+    return project.run(name)
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def detect(project: Project, run: str | None = None, weights: str | os.PathLike | None = None,

@@ -6,7 +6,7 @@ import pytest
 
 from bpr.cli import main
 from bpr.dataset import export_yolo
-from bpr.detect import detect, inference_size, load_model, predict_frames
+from bpr.detect import detect, detection_run, inference_size, load_model, predict_frames
 from bpr.evaluate import evaluate
 from bpr.formats import import_yolo
 
@@ -72,6 +72,23 @@ def test_detect_with_outside_weights_over_an_image_set(trained_project, tmp_path
     with pytest.raises(FileNotFoundError, match="model weights .*nowhere.pt not found"):
         detect(p, weights=tmp_path / "nowhere.pt")
     assert "weights:nowhere" not in [r["name"] for r in p.runs()]
+
+
+def test_each_outside_model_gets_its_own_record_though_every_run_names_its_file_best_pt(project, tmp_path):
+    """Only recorded here, never loaded: the record is chosen by the file's content, not its name."""
+    first, second = tmp_path / "a" / "best.pt", tmp_path / "b" / "best.pt"
+    for path, content in ((first, b"model a"), (second, b"model b")):
+        path.parent.mkdir()
+        path.write_bytes(content)
+    assert detection_run(project, weights=first)["name"] == "weights:best"
+    assert detection_run(project, weights=second)["name"] == "weights:best-2"
+    assert detection_run(project, weights=first)["name"] == "weights:best"  # the same model again: resumes
+    moved = tmp_path / "kept" / "best.pt"
+    moved.parent.mkdir()
+    second.rename(moved)
+    record = detection_run(project, weights=moved)  # the same model, elsewhere: still its record
+    assert record["name"] == "weights:best-2" and project.resolve_path(record["weights"]) == moved
+    assert len(project.runs()) == 2
 
 
 def test_the_inference_size_defaults_to_the_size_the_weights_were_trained_at(trained_project):
