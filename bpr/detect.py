@@ -18,7 +18,7 @@ import numpy as np
 
 from bpr.config import KEEP_CONF
 from bpr.media import VideoReader
-from bpr.store import LINK_HINT, NotFoundError, Project
+from bpr.store import LINK_HINT, NotFoundError, Project, unique_name
 
 
 @dataclass
@@ -179,10 +179,7 @@ def detection_run(project: Project, run: str | None = None, weights: str | os.Pa
         taken.add(record["name"])
     # Another model's file of the same name (every run's is best.pt) gets a record of its own: adding
     # to the first one's would mix two models' detections, and skip the frames the first one did.
-    name, n = f"weights:{path.stem}", 1
-    while name in taken:
-        n += 1
-        name = f"weights:{path.stem}-{n}"
+    name = unique_name(f"weights:{path.stem}", taken)
     project.create_run(name, {"external_weights": str(path), "sha256": digest})
     project.update_run(name, status="finished", finished=time.time(), weights=project.stored_path(path))
     return project.run(name)

@@ -315,11 +315,8 @@ class Project:
             frames = {vid: order[name] for vid, name in names.items()}
             images.sort(key=lambda image: frames[image["id"]])
             parent = PurePosixPath(images[0]["id"]).parent.as_posix()
-            name, n = (parent if parent != "." else "images"), 1
-            while name in taken:  # two real folders whose images' ids name the same folder
-                n += 1
-                name = f"{parent}-{n}"
-            taken.add(name)
+            # two real folders whose images' ids name the same folder get two names
+            name = unique_name(parent if parent != "." else "images", taken)
             sequences.append(ImageSequence(name, images, frames))
         return sequences
 
@@ -528,6 +525,16 @@ class Project:
             "unreadable_videos": q(
                 "SELECT count(*) FROM videos WHERE status = 'unreadable'").fetchone()[0],
         }
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``... if taken; the result is added to ``taken``."""
+    unique, n = name, 1
+    while unique in taken:
+        n += 1
+        unique = f"{name}-{n}"
+    taken.add(unique)
+    return unique
 
 
 def image_file_name(image: dict) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from bpr.formats.common import BoxChecker, BoxRecord, ImportBatch, LabelFormatError, VideoRecord, normalise_species
 from bpr.media import VideoError, folder_images, image_size, is_image
-from bpr.store import Project, image_file_name
+from bpr.store import Project, image_file_name, unique_name
 
 HEADER = ("# 1: Detection or Track-id,2: Video or Image Identifier,3: Unique Frame Identifier,"
           "4-7: Img-bbox(TL_x,TL_y,BR_x,BR_y),8: Detection or Length Confidence,"
@@ -68,16 +68,6 @@ def _csv_row(track: int, identifier: str, frame: int, box: tuple, conf: float, s
             species, f"{conf:.6g}"]
 
 
-def _unique(name: str, taken: set[str]) -> str:
-    """``name``, or ``name-2``, ``name-3``... if taken; the result is added to ``taken``."""
-    unique, n = name, 1
-    while unique in taken:
-        n += 1
-        unique = f"{name}-{n}"
-    taken.add(unique)
-    return unique
-
-
 def export_viame(project: Project, out_dir: str | os.PathLike, run: str | None = None,
                  min_conf: float = 0.0, videos: list[str] | None = None) -> list[Path]:
     """Write VIAME CSVs of the labels (run None) or of a run's detections at >= min_conf.
@@ -97,7 +87,7 @@ def export_viame(project: Project, out_dir: str | os.PathLike, run: str | None =
         identifier = Path(video["path"]).name if video["path"] else f"{video['id']}.mp4"
         tracks = _Tracks(rows)
         written.append(_write_csv(
-            out_dir / f"{_unique(_safe(video['id']), taken)}.csv", f"fps: {video['fps'] or 1:g},",
+            out_dir / f"{unique_name(_safe(video['id']), taken)}.csv", f"fps: {video['fps'] or 1:g},",
             [_csv_row(tracks(r[0]), identifier, r[1], r[2:6], r[6], r[7]) for r in rows]))
 
     for sequence in project.image_sequences(v["id"] for v in chosen):
@@ -110,7 +100,7 @@ def export_viame(project: Project, out_dir: str | os.PathLike, run: str | None =
             continue
         rows.sort(key=lambda r: r[2])
         tracks = _Tracks(rows)
-        path = out_dir / f"{_unique(_safe(sequence.name), taken)}.csv"
+        path = out_dir / f"{unique_name(_safe(sequence.name), taken)}.csv"
         written.append(_write_csv(path, "", [_csv_row(tracks(r[0]), *r[1:]) for r in rows]))
     return written
 
@@ -251,7 +241,7 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
         file = folder / name
         vid = known.get(file.resolve())
         if vid is None:
-            vid = _unique(f"{folder.resolve().name}/{file.stem}", taken)
+            vid = unique_name(f"{folder.resolve().name}/{file.stem}", taken)
             batch.videos.append(VideoRecord(vid, kind="image", path=file, frame_count=1, width=width,
                                             height=height, split=split, source=path.name))
         else:  # the project's own image: its file and source stay as they are
