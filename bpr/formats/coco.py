@@ -61,10 +61,13 @@ def read_coco(path: str | Path, images_dir: str | Path | None = None, split: str
     for i, cat in enumerate(sections["categories"]):
         where = f"{path}: categories[{i}]"
         cid = _require(cat, "id", int, where)
+        if cid in categories:  # the later name would silently relabel the earlier one's boxes
+            raise LabelFormatError(f"{where}: category id {cid} appears twice")
         categories[cid] = normalise_species(_require(cat, "name", str, where))
     batch = ImportBatch(species={name: None for name in categories.values()})
 
     images: dict[int, tuple[str, int, int]] = {}
+    named: dict[str, tuple[int, str]] = {}  # image id in the project -> (index, file_name) that gave it
     for i, image in enumerate(sections["images"]):
         where = f"{path}: images[{i}]"
         iid = _require(image, "id", int, where)
@@ -73,6 +76,11 @@ def read_coco(path: str | Path, images_dir: str | Path | None = None, split: str
         if iid in images:
             raise LabelFormatError(f"{where}: image id {iid} appears twice")
         vid = Path(file_name).with_suffix("").as_posix()
+        if vid in named:  # one image in the project would take both entries' boxes, and one size
+            j, other = named[vid]
+            raise LabelFormatError(f"{where}: file_name {file_name!r} names the same image as "
+                                   f"images[{j}] ({other!r})")
+        named[vid] = (i, file_name)
         images[iid] = (vid, width, height)
         batch.videos.append(VideoRecord(vid, kind="image", path=images_dir / file_name, frame_count=1,
                                         width=width, height=height, split=split, source=path.name))

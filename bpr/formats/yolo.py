@@ -127,6 +127,7 @@ def read_yolo(data_yaml: str | Path, train_status: str = "partial",
     batch = ImportBatch(species={name: None for name in names})
     total = sum(len(images) for images in splits.values())
     done = 0
+    listed: dict[str, tuple[str, Path]] = {}  # image id -> (split, file) that gave it
     for split, images in splits.items():
         status = train_status if split == "train" else default_status(split)
         for image in images:
@@ -135,6 +136,16 @@ def read_yolo(data_yaml: str | Path, train_status: str = "partial",
                 vid = image.relative_to(root).with_suffix("").as_posix()
             except ValueError:
                 vid = image.with_suffix("").as_posix().lstrip("/")
+            if vid in listed:
+                # One image is in one split of a project; taken twice, its boxes would be added twice
+                # and a training image would become a test image (a `val: train/images` set).
+                other_split, other = listed[vid]
+                if (other_split, other) == (split, image):
+                    continue  # listed twice in the same split: once is enough
+                where = "again" if other == image else f"as {other.name}, the same image id {vid}"
+                raise LabelFormatError(f"{data_yaml}: {split} lists {image}, which {other_split} lists "
+                                       f"{where}; give each split its own images")
+            listed[vid] = (split, image)
             try:
                 width, height = image_size(image)
             except FileNotFoundError:

@@ -51,6 +51,11 @@ def test_boxes_are_converted_and_clipped(tmp_path, project):
     ({"images": [{"id": 1, "file_name": "a.jpg", "width": 100}]}, r"images\[0\]: missing 'height'"),
     ({"images": {"id": 1}}, "'images' must be a list"),
     ({"categories": [{"id": "3", "name": "urchin"}]}, r"categories\[0\]: 'id' must be int"),
+    ({"categories": [{"id": 3, "name": "urchin"}, {"id": 3, "name": "sea star"}]},
+     r"categories\[1\]: category id 3 appears twice"),
+    ({"images": [{"id": 1, "file_name": "dive/a.jpg", "width": 100, "height": 80},
+                 {"id": 2, "file_name": "dive/a.png", "width": 50, "height": 40}]},
+     r"images\[1\]: file_name 'dive/a.png' names the same image as images\[0\] \('dive/a.jpg'\)"),
 ])
 def test_bad_coco(tmp_path, change, message):
     with pytest.raises(LabelFormatError, match=message):

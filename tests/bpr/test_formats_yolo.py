@@ -95,6 +95,23 @@ def test_bad_data_yaml(tmp_path, yaml_text, message):
         read_yolo(tmp_path / "data.yaml")
 
 
+def test_an_image_in_two_splits_is_refused_and_one_listed_twice_counts_once(tmp_path):
+    data = make_dataset(tmp_path, "0 0.5 0.5 0.2 0.2\n")
+    data.write_text("path: .\ntrain: train/images\nval: train/images\nnames: [urchin, star]\n")
+    with pytest.raises(LabelFormatError, match=r"val lists .*a.jpg, which train lists again; give each split"):
+        read_yolo(data)
+    Image.new("RGB", (200, 100)).save(tmp_path / "train" / "images" / "a.png")  # same id, train/images/a
+    data.write_text("path: .\ntrain: train/images\nnames: [urchin, star]\n")
+    with pytest.raises(LabelFormatError, match=r"train lists .*a.png, which train lists as a.jpg, the same "
+                                               r"image id train/images/a"):
+        read_yolo(data)
+    (tmp_path / "train" / "images" / "a.png").unlink()
+    (tmp_path / "list.txt").write_text("train/images/a.jpg\ntrain/images/a.jpg\n")
+    data.write_text("path: .\ntrain: list.txt\nnames: [urchin, star]\n")
+    batch = read_yolo(data)
+    assert len(batch.videos) == len(batch.boxes) == 1
+
+
 def test_a_bad_file_late_in_the_set_imports_nothing(tmp_path, project):
     root = tmp_path / "bs"
     shutil.copytree(shared("brittlestar"), root)
