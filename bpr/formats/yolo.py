@@ -137,8 +137,8 @@ def read_yolo(data_yaml: str | Path, train_status: str = "partial",
             except ValueError:
                 vid = image.with_suffix("").as_posix().lstrip("/")
             if vid in listed:
-                # One image is in one split of a project; taken twice, its boxes would be added twice
-                # and a training image would become a test image (a `val: train/images` set).
+                # An image is in one split of a project: a `val: train/images` set would move every
+                # training image to val, and leave nothing to train on.
                 other_split, other = listed[vid]
                 if (other_split, other) == (split, image):
                     continue  # listed twice in the same split: once is enough
