@@ -82,11 +82,19 @@ def parse_cvat_video(path: str | Path, video_id: str = "") -> CvatVideo:
         labels=labels,
     )
     checker = BoxChecker(path)
+    # A box is known by its track and frame (its origin key), so that importing again adds nothing: a
+    # track's second box on a frame would be dropped without a word, and two tracks of one id would
+    # become one animal (in counts by track, in VIAME exports).
+    track_ids: set[int] = set()
     for track in root.iterfind("track"):
         track_id, label = track.get("id"), track.get("label")
         where = f'<track id="{track_id}">'
         if track_id is None or _int(track_id) is None:
             raise LabelFormatError(f"{path}: {where}: a track needs an integer id")
+        if _int(track_id) in track_ids:
+            raise LabelFormatError(f"{path}: {where}: a second track with this id")
+        track_ids.add(_int(track_id))
+        frames: set[int] = set()
         if label is None:
             raise LabelFormatError(f"{path}: {where}: a track needs a label")
         species = lookup.get(normalise_species(label).lower())
@@ -98,6 +106,9 @@ def parse_cvat_video(path: str | Path, video_id: str = "") -> CvatVideo:
             where = f'<track id="{track_id}"> <box frame="{box.get("frame")}">'
             if frame is None or frame < 0:
                 raise LabelFormatError(f"{path}: {where}: frame must be a non-negative integer")
+            if frame in frames:
+                raise LabelFormatError(f"{path}: {where}: a second box of this track on this frame")
+            frames.add(frame)
             if box.get("outside") == "1":
                 continue
             if video.frame_count is not None and frame >= video.frame_count:

@@ -78,6 +78,10 @@ def test_box_wholly_outside_is_rejected(tmp_path):
      "must be numbers"),
     ('<track id="1" label="urchin">' + box(100) + "</track>", "past the task's 100 frames"),
     ('<track label="urchin">' + box(1) + "</track>", "a track needs an integer id"),
+    ('<track id="1" label="urchin">' + box(1) + '</track><track id="1" label="urchin">' + box(2) + "</track>",
+     '<track id="1">: a second track with this id'),
+    ('<track id="1" label="urchin">' + box(1) + box(1, x2=60) + "</track>",
+     '<track id="1"> <box frame="1">: a second box of this track on this frame'),
 ])
 def test_bad_elements(tmp_path, body, message):
     with pytest.raises(LabelFormatError, match=message):
