@@ -84,7 +84,7 @@ def parse_cvat_video(path: str | Path, video_id: str = "") -> CvatVideo:
     checker = BoxChecker(path)
     # A box is known by its track and frame (its origin key), so that importing again adds nothing: a
     # track's second box on a frame would be dropped without a word, and two tracks of one id would
-    # become one animal (in counts by track, in VIAME exports).
+    # become one animal in VIAME and DIVE, whose tracks are these ids.
     track_ids: set[int] = set()
     for track in root.iterfind("track"):
         track_id, label = track.get("id"), track.get("label")
