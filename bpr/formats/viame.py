@@ -119,10 +119,20 @@ class _Row:
     frame: int
     box: tuple[float, float, float, float]
     species: str
+    repeat: int = 0        # earlier rows of this track on this frame (a track has one box a frame)
+
+    def record(self, video_id: str, frame: int, box: tuple[float, float, float, float]) -> BoxRecord:
+        """The row's box. A track's box on a frame is known by its track id, so that importing again
+        adds nothing; a further row of the track on that frame is another box, kept without the id."""
+        if self.repeat:
+            return BoxRecord(video_id, frame, self.species, *box,
+                             origin_key=f"viame:{self.track}#{self.repeat}", track_id=None)
+        return BoxRecord(video_id, frame, self.species, *box, origin_key=f"viame:{self.track}",
+                         track_id=self.track)
 
 
-def _read_rows(path: Path) -> tuple[list[_Row], float | None]:
-    """Every box row of a VIAME CSV, checked, and the fps its metadata gives."""
+def _read_rows(path: Path) -> tuple[list[_Row], float | None, list[str]]:
+    """Every box row of a VIAME CSV, checked, the fps its metadata gives, and warnings."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -130,6 +140,7 @@ def _read_rows(path: Path) -> tuple[list[_Row], float | None]:
     except OSError as e:
         raise LabelFormatError(f"{path}: cannot be read ({e.strerror})") from None
     rows, fps = [], None
+    seen: dict[tuple[int, str, int], int] = {}  # (track, column 2, frame) -> rows so far
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -162,8 +173,13 @@ def _read_rows(path: Path) -> tuple[list[_Row], float | None]:
             raise LabelFormatError(f"{path}:{number}: empty species name")
         if frame < 0:
             raise LabelFormatError(f"{path}:{number}: frame must not be negative")
-        rows.append(_Row(number, track, columns[1].strip(), frame, (x1, y1, x2, y2), species))
-    return rows, fps
+        key = (track, columns[1].strip(), frame)
+        seen[key] = seen.get(key, -1) + 1
+        rows.append(_Row(number, track, columns[1].strip(), frame, (x1, y1, x2, y2), species, seen[key]))
+    repeated = [r for r in rows if r.repeat]
+    warnings = [f"{path}: {len(repeated)} row(s) repeat a track id on a frame (first: line {repeated[0].line}, "
+                f"track {repeated[0].track}); kept as boxes of their own, without a track"] if repeated else []
+    return rows, fps, warnings
 
 
 def names_images(csv_path: str | os.PathLike) -> bool:
@@ -188,14 +204,12 @@ def read_viame(path: str | os.PathLike, video_id: str | None = None, split: str 
     """
     path = Path(path)
     vid = video_id or path.stem
-    rows, fps = _read_rows(path)
+    rows, fps, warnings = _read_rows(path)
     checker = BoxChecker(path)
-    batch = ImportBatch()
+    batch = ImportBatch(warnings=warnings)
     for row in rows:
         batch.species.setdefault(row.species, None)
-        batch.boxes.append(BoxRecord(vid, row.frame, row.species, *checker.check(f"line {row.line}", *row.box,
-                                                                               width, height),
-                                     origin_key=f"viame:{row.track}", track_id=row.track))
+        batch.boxes.append(row.record(vid, row.frame, checker.check(f"line {row.line}", *row.box, width, height)))
     batch.videos.append(VideoRecord(vid, fps=fps, split=split, source=path.name, width=width, height=height))
     batch.replace = [vid] if replace else []
     if status != "none":
@@ -227,14 +241,14 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
     (their boxes were deleted); those are part of the import, and take ``split`` like the rest.
     """
     path = Path(path)
-    rows, _ = _read_rows(path)
+    rows, _, warnings = _read_rows(path)
     known, taken = known or {}, set(taken)
     folder = Path(images_dir) if images_dir else _images_folder(path, rows, known)
     if not folder.is_dir():
         raise LabelFormatError(f"{path}: the images folder {folder} does not exist")
     listing = None
     checker = BoxChecker(path)
-    batch = ImportBatch()
+    batch = ImportBatch(warnings=warnings)
     images: dict[str, tuple[str, int, int]] = {}  # file name -> id, width, height
 
     def add_image(name: str, width: int, height: int) -> None:
@@ -268,9 +282,7 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
                 raise LabelFormatError(str(e)) from None
         vid, width, height = images[name]
         batch.species.setdefault(row.species, None)
-        batch.boxes.append(BoxRecord(vid, 0, row.species, *checker.check(f"line {row.line}", *row.box,
-                                                                        width, height),
-                                     origin_key=f"viame:{row.track}", track_id=row.track))
+        batch.boxes.append(row.record(vid, 0, checker.check(f"line {row.line}", *row.box, width, height)))
     if status == "full":  # a fully labeled sequence: its images without a row hold no animal
         unreadable = []
         for name in folder_images(folder):

@@ -58,6 +58,20 @@ def test_species_is_the_highest_confidence_pair_and_attributes_are_skipped(tmp_p
     assert [(b.frame_index, b.species, b.track_id) for b in batch.boxes] == [(3, "rock", 1)]
 
 
+def test_a_tracks_second_box_on_a_frame_is_kept_as_a_box_of_its_own(project, tmp_path):
+    """Keyed by track alone, the second box was taken for the first and dropped ("1 already in the
+    project"). It is kept, without the track id two boxes of one frame cannot share."""
+    path = tmp_path / "v.csv"
+    path.write_text("0,v.mp4,1,10,10,50,50,1,-1,urchin,1\n0,v.mp4,1,100,100,150,150,1,-1,urchin,1\n"
+                    "1,v.mp4,1,200,10,250,50,1,-1,urchin,1\n0,v.mp4,2,12,10,52,50,1,-1,urchin,1\n")
+    report = import_viame(project, path, video_id="v")
+    assert report.boxes_added == 4 and report.boxes_already_there == 0
+    assert "1 row(s) repeat a track id on a frame (first: line 2, track 0)" in report.warnings[0]
+    assert boxes_of(project, "v") == [(1, "urchin", 10, 10, 50, 50, 0), (1, "urchin", 100, 100, 150, 150, None),
+                                      (1, "urchin", 200, 10, 250, 50, 1), (2, "urchin", 12, 10, 52, 50, 0)]
+    assert import_viame(project, path, video_id="v").boxes_added == 0  # importing again adds nothing
+
+
 @pytest.mark.parametrize("row, message", [
     ("1,img.png,3,10,10,50", r"a.csv:2: expected at least 9 columns"),
     ("x,img.png,3,10,10,50,50,1,-1,fish,1", r"a.csv:2: track, frame and box must be numbers"),
