@@ -87,12 +87,16 @@ def read_coco(path: str | Path, images_dir: str | Path | None = None, split: str
         batch.frames.append((vid, 0, status))
 
     checker = BoxChecker(path)
+    annotation_ids: set[int] = set()
     for i, ann in enumerate(sections["annotations"]):
         where = f"annotations[{i}]"
         aid = _require(ann, "id", int, f"{path}: {where}")
         iid = _require(ann, "image_id", int, f"{path}: {where}")
         cid = _require(ann, "category_id", int, f"{path}: {where}")
         where = f"annotation id {aid}"
+        if aid in annotation_ids:  # a box is known by its id: the second would be dropped unseen
+            raise LabelFormatError(f"{path}: {where} appears twice")
+        annotation_ids.add(aid)
         if iid not in images:
             raise LabelFormatError(f"{path}: {where}: image_id {iid} is not among the images")
         if cid not in categories:
