@@ -164,11 +164,10 @@ def detection_run(project: Project, run: str | None = None, weights: str | os.Pa
     path = Path(weights).absolute()
     local_weights(path)  # a missing file is refused before a record of it is made
     digest = _file_digest(path)
-    taken = set()
-    for record in project.runs():
+    runs = project.runs()
+    for record in runs:
         config = record["config"] or {}
         if "external_weights" not in config:
-            taken.add(record["name"])
             continue
         same = (config.get("sha256") == digest if "sha256" in config  # records made before bpr kept it lack it
                 else Path(config["external_weights"]) == path)
@@ -176,10 +175,9 @@ def detection_run(project: Project, run: str | None = None, weights: str | os.Pa
             project.update_run(record["name"], weights=project.stored_path(path),
                                config={**config, "external_weights": str(path), "sha256": digest})
             return project.run(record["name"])
-        taken.add(record["name"])
     # Another model's file of the same name (every run's is best.pt) gets a record of its own: adding
     # to the first one's would mix two models' detections, and skip the frames the first one did.
-    name = unique_name(f"weights:{path.stem}", taken)
+    name = unique_name(f"weights:{path.stem}", {r["name"] for r in runs})
     project.create_run(name, {"external_weights": str(path), "sha256": digest})
     project.update_run(name, status="finished", finished=time.time(), weights=project.stored_path(path))
     return project.run(name)

@@ -89,11 +89,12 @@ def parse_cvat_video(path: str | Path, video_id: str = "") -> CvatVideo:
     for track in root.iterfind("track"):
         track_id, label = track.get("id"), track.get("label")
         where = f'<track id="{track_id}">'
-        if track_id is None or _int(track_id) is None:
+        number = _int(track_id)
+        if number is None:
             raise LabelFormatError(f"{path}: {where}: a track needs an integer id")
-        if _int(track_id) in track_ids:
+        if number in track_ids:
             raise LabelFormatError(f"{path}: {where}: a second track with this id")
-        track_ids.add(_int(track_id))
+        track_ids.add(number)
         frames: set[int] = set()
         if label is None:
             raise LabelFormatError(f"{path}: {where}: a track needs a label")
@@ -120,7 +121,7 @@ def parse_cvat_video(path: str | Path, video_id: str = "") -> CvatVideo:
                 raise LabelFormatError(f"{path}: {where}: xtl, ytl, xbr, ybr must be numbers") from None
             x1, y1, x2, y2 = checker.check(where, x1, y1, x2, y2, video.width, video.height)
             video.boxes.append(BoxRecord(video_id, frame, species, x1, y1, x2, y2,
-                                         origin_key=f"cvat:{track_id}", track_id=int(track_id)))
+                                         origin_key=f"cvat:{track_id}", track_id=number))
             if box.get("keyframe") == "1":
                 video.keyframes.add(frame)
     if root.find("image") is not None:

@@ -173,9 +173,9 @@ def _read_rows(path: Path) -> tuple[list[_Row], float | None, list[str]]:
             raise LabelFormatError(f"{path}:{number}: empty species name")
         if frame < 0:
             raise LabelFormatError(f"{path}:{number}: frame must not be negative")
-        key = (track, columns[1].strip(), frame)
-        seen[key] = seen.get(key, -1) + 1
-        rows.append(_Row(number, track, columns[1].strip(), frame, (x1, y1, x2, y2), species, seen[key]))
+        name = columns[1].strip()
+        seen[track, name, frame] = repeat = seen.get((track, name, frame), -1) + 1
+        rows.append(_Row(number, track, name, frame, (x1, y1, x2, y2), species, repeat))
     repeated = [r for r in rows if r.repeat]
     warnings = [f"{path}: {len(repeated)} row(s) repeat a track id on a frame (first: line {repeated[0].line}, "
                 f"track {repeated[0].track}); kept as boxes of their own, without a track"] if repeated else []
