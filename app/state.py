@@ -55,9 +55,9 @@ class ProjectState(QObject):
         runs = [r["name"] for r in project.runs() if r["weights"]]
         self.run = runs[-1] if runs else None
         self.projectChanged.emit()
-        videos = [v for v in project.videos() if v["status"] == "ok"] or project.videos()
-        if videos:
-            self.set_video(videos[0]["id"])
+        video = self._first_readable_video() or next(iter(project.videos()), None)
+        if video:
+            self.set_video(video["id"])
 
     def files_checked(self, folder: Path, files: dict[str, list[str]]) -> None:
         """What :meth:`bpr.store.Project.check_files` found and recorded in the project in ``folder``,
@@ -66,12 +66,15 @@ class ProjectState(QObject):
             return  # another project was opened meanwhile, or nothing changed
         self.reload()
         if self.video and self.video["status"] != "ok":
-            videos = [v for v in self.project.videos() if v["status"] == "ok"]
-            if videos:
-                self.set_video(videos[0]["id"])
+            video = self._first_readable_video()  # else stay on this one: there is nothing better
+            if video:
+                self.set_video(video["id"])
         if files["gone"]:
             self.statusMessage.emit(f"{len(files['gone'])} file(s) are gone since the project was last open; "
                                     "right-click the list to find them in a folder")
+
+    def _first_readable_video(self) -> dict | None:
+        return next((v for v in self.project.videos() if v["status"] == "ok"), None)
 
     def reload(self) -> None:
         """Something outside the GUI thread changed the store (an import, a training run)."""

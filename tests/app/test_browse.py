@@ -285,6 +285,15 @@ def test_a_moved_image_folder_is_found_again(make_window, tmp_path, qtbot):
     assert window.videos.item("set/img1").text(2) == "ok"
 
 
+def test_when_the_shown_file_turns_out_gone_the_first_readable_one_is_shown(make_window, tmp_path, qtbot):
+    window = make_window(make_image_set(tmp_path, {"img1": 1}, names=("img0", "img1")))
+    (tmp_path / "set" / "img0.png").unlink()  # the store still says ok until the files are looked at
+    window.open_project(window.state.project.folder)
+    assert window.state.video["id"] == "set/img0"
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("1 file(s) are gone"))
+    assert window.state.video["id"] == "set/img1"
+
+
 def test_a_file_check_of_a_project_no_longer_open_changes_nothing(make_window, tmp_path, demo_template):
     window = make_window(make_image_set(tmp_path, {"img1": 1}, names=("img0", "img1")))
     earlier = window.state.project.folder
