@@ -168,8 +168,9 @@ class VideoList(QTreeWidget):
 
     def _select(self, *_):
         item = self.item(self.state.video["id"]) if self.state.video else None
-        if item is None or self.currentItem() in (item, item.parent()):  # a folder's row may stay chosen
-            return
+        current = self.currentItem()
+        if item is None or (current is not None and current in (item, item.parent())):
+            return  # shown already (a folder's row may stay chosen for its images)
         self.blockSignals(True)
         self.setCurrentItem(item)
         self.blockSignals(False)

@@ -32,6 +32,16 @@ def test_video_list_and_frame_view(window):
     assert all(not i.childItems() for i in label_items(window))
 
 
+def test_the_shown_video_is_the_current_row_on_opening_and_after_a_reload(window):
+    videos, s = window.videos, window.state
+    assert videos.currentItem() is videos.item(s.video["id"])
+    other = s.project.videos("test")[0]["id"]
+    s.set_video(other)  # from elsewhere: the review's MaxN table, a jump to a detection
+    assert videos.currentItem() is videos.item(other)
+    s.reload()  # the list is rebuilt (an import, a finished run)
+    assert videos.currentItem() is videos.item(other)
+
+
 def test_long_ids_are_elided_and_do_not_widen_the_window(window):
     """Image datasets have long ids (a roboflow path is over 80 characters): the list elides them, the
     full id in the tooltip, and the window keeps its size on a 1366-pixel laptop screen."""
