@@ -297,6 +297,7 @@ def test_a_moved_image_folder_is_found_again(make_window, tmp_path, qtbot):
 
 def test_when_the_shown_file_turns_out_gone_the_first_readable_one_is_shown(make_window, tmp_path, qtbot):
     window = make_window(make_image_set(tmp_path, {"img1": 1}, names=("img0", "img1")))
+    qtbot.waitUntil(lambda: not window.workers)  # the check on opening, lest it see the file go
     (tmp_path / "set" / "img0.png").unlink()  # the store still says ok until the files are looked at
     window.open_project(window.state.project.folder)
     assert window.state.video["id"] == "set/img0"
