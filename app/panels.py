@@ -168,7 +168,10 @@ class LabelPanel(QWidget):
 
 # ---------------------------------------------------------------------------------------------------
 class Curves(QWidget):
-    """Loss per batch and val mAP50 per epoch, drawn as two polylines (no plotting library needed)."""
+    """Training loss and val mAP50, drawn as two polylines (no plotting library needed): per batch
+    while a run trains, per epoch for a finished run picked in the list."""
+
+    PLACEHOLDER = "loss and val mAP50 show here: start training, or pick a run below"
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -180,10 +183,19 @@ class Curves(QWidget):
         self.loss, self.map50 = [], []
         self.update()
 
+    def show_epochs(self, metrics: list[dict]):
+        """A stored run's per-epoch records: the summed training losses and the val mAP50."""
+        self.loss = [sum(v for k, v in m.items() if k.endswith("_loss")) for m in metrics]
+        self.map50 = [m["mAP50"] for m in metrics if "mAP50" in m]
+        self.update()
+
     def paintEvent(self, event):
         p = QPainter(self)
         p.fillRect(self.rect(), QColor("#1b2026"))
         w, h = self.width(), self.height()
+        if len(self.loss) < 2 and len(self.map50) < 2:
+            p.setPen(QColor("#8a939c"))
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.PLACEHOLDER)
 
         def line(values, color, top):
             if len(values) < 2:
@@ -266,6 +278,7 @@ class TrainPanel(QWidget):
         self.worker: Worker | None = None
         self.process = None  # the training process while one runs
         self._device_worker: Worker | None = None
+        self._listed_folder = None  # the project whose runs are listed
         layout = QVBoxLayout(self)
         form = QFormLayout()
         model_row = QHBoxLayout()
@@ -331,6 +344,7 @@ class TrainPanel(QWidget):
             layout.addWidget(w)
         self.runs = _tree(["Run", "Status", "Epochs", "Obj drop", "Box drop", "Mode", "Best val mAP50"])
         self.runs.itemSelectionChanged.connect(self._update_buttons)
+        self.runs.currentItemChanged.connect(self._show_run_curves)
         layout.addWidget(self.runs, 1)
         state.projectChanged.connect(self.reload_runs)
         self._update_buttons()
@@ -455,6 +469,13 @@ class TrainPanel(QWidget):
         self._update_buttons()
 
     def reload_runs(self):
+        current = self.runs.currentItem()
+        keep = None if current is None else current.text(0)
+        if self.state.project.folder != self._listed_folder:  # another project: nothing of the last one
+            self._listed_folder, keep = self.state.project.folder, None
+            if not self.running():
+                self.curves.clear()
+        self.runs.blockSignals(True)  # a reload keeps the picked run and leaves the curves as they are
         self.runs.clear()
         for r in self.state.project.runs():
             rb = r["config"].get("rebalancing")
@@ -465,7 +486,17 @@ class TrainPanel(QWidget):
                 cells = [f"{len(r['metrics'])}/{r['config']['epochs']}", f"{rb['p_obj']:.0%}",
                          f"{rb['p_box']:.0%}", rb["mode"], "-" if best is None else f"{best:.4f}"]
             self.runs.addTopLevelItem(QTreeWidgetItem([r["name"], r["status"], *cells]))
+        found = self.runs.findItems(keep, Qt.MatchFlag.MatchExactly, 0) if keep is not None else []
+        if found:
+            self.runs.setCurrentItem(found[0])
+        self.runs.blockSignals(False)
         self._update_buttons()
+
+    def _show_run_curves(self, item, _previous=None):
+        """Draw a picked run's stored curves; the live curves of a training run are left alone."""
+        if item is None or self.running():
+            return
+        self.curves.show_epochs(self.state.project.run(item.text(0))["metrics"])
 
     def _update_buttons(self):
         running = self.running()

@@ -3,6 +3,7 @@
 from unittest.mock import MagicMock
 
 import pytest
+from PySide6.QtCore import Qt
 
 
 def set_tiny_training(panel, epochs, p_obj=None, p_box=None):
@@ -391,3 +392,31 @@ def test_an_image_folder_is_reviewed_as_one_sequence(make_window, tmp_path, qtbo
     assert review.detect_button.text() == "Detect on this folder"
     review.detect_button.click()
     assert started[0][2]["videos"] == [f"set/img{i}" for i in range(4)]
+
+
+def add_finished_run(project, name, map50s):
+    project.create_run(name, {"epochs": 3, "rebalancing": {"p_obj": 0.5, "p_box": 0, "mode": "random"}})
+    project.update_run(name, status="finished", metrics=[
+        {"epoch": i + 1, "box_loss": 1.0 + i, "cls_loss": 2.0, "mAP50": m, "drop": {}, "time": 0}
+        for i, m in enumerate(map50s)])
+
+
+def test_picking_a_run_draws_its_stored_curves_and_a_reload_keeps_them(window, tmp_path):
+    from bpr.store import Project
+
+    p = window.state.project
+    add_finished_run(p, "a", [0.1, 0.3, 0.2])
+    add_finished_run(p, "b", [0.5, 0.6])
+    panel = window.train
+    panel.reload_runs()
+    assert panel.curves.loss == [] and panel.curves.map50 == []
+    panel.runs.setCurrentItem(panel.runs.findItems("a", Qt.MatchFlag.MatchExactly, 0)[0])
+    assert panel.curves.loss == [3.0, 4.0, 5.0] and panel.curves.map50 == [0.1, 0.3, 0.2]
+    panel.runs.setCurrentItem(panel.runs.findItems("b", Qt.MatchFlag.MatchExactly, 0)[0])
+    assert panel.curves.map50 == [0.5, 0.6]
+    window.state.reload()  # as after an import: the same run stays picked and drawn
+    assert panel.runs.currentItem().text(0) == "b" and panel.curves.map50 == [0.5, 0.6]
+    with Project.create(tmp_path / "other") as other:
+        add_finished_run(other, "b", [0.9, 0.8])
+    window.open_project(tmp_path / "other")  # another project, even one with the same run names, starts blank
+    assert panel.runs.currentItem() is None and panel.curves.map50 == []
