@@ -195,7 +195,8 @@ class Curves(QWidget):
         w, h = self.width(), self.height()
         if len(self.loss) < 2 and len(self.map50) < 2:
             p.setPen(QColor("#8a939c"))
-            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.PLACEHOLDER)
+            p.drawText(self.rect().adjusted(8, 0, -8, 0), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                       self.PLACEHOLDER)
 
         def line(values, color, top):
             if len(values) < 2:
@@ -335,7 +336,7 @@ class TrainPanel(QWidget):
         for b in (self.start_button, self.stop_button, self.resume_button):
             buttons.addWidget(b)
         layout.addLayout(buttons)
-        self.progress = QProgressBar()
+        self.progress = QProgressBar(visible=False)  # shown while training: idle, it is an empty box
         self.status = QLabel("idle")
         self.status.setWordWrap(True)
         self.drop = QLabel("")
@@ -405,6 +406,7 @@ class TrainPanel(QWidget):
             return
         self.curves.clear()
         self.progress.setValue(0)
+        self.progress.show()
         self.status.setText("starting (loading PyTorch and ultralytics)...")
         self.worker = Worker(_train_job, str(self.state.project.folder), config, None, resume,
                              cancel_exceptions=(TrainingCancelled,))
@@ -464,6 +466,7 @@ class TrainPanel(QWidget):
         self.show_error("Training failed", message, details)
 
     def _done(self):
+        self.progress.hide()
         self.reload_runs()
         self.state.reload()
         self._update_buttons()
@@ -573,7 +576,7 @@ class ReviewPanel(QWidget):
         self.keep.setToolTip("detection stores boxes at or above this confidence; the slider below "
                              "then filters what is shown and counted")
         form.addRow("Keep detections ≥", self.keep)
-        self.progress = QProgressBar()
+        self.progress = QProgressBar(visible=False)  # shown while detecting
         form.addRow(self.progress)
         self.conf = QSlider(Qt.Orientation.Horizontal, minimum=1, maximum=99, value=round(state.conf * 100))
         self.conf_spin = QDoubleSpinBox(decimals=4, minimum=0.0001, maximum=0.99, singleStep=0.01,
@@ -636,6 +639,8 @@ class ReviewPanel(QWidget):
     def _detect_buttons(self, detecting: bool | None = None) -> None:
         if detecting is not None:
             self.detecting = detecting
+            self.progress.setValue(0)
+            self.progress.setVisible(detecting)
         can_start = self.run.count() > 0 and not self.detecting
         self.detect_button.setEnabled(can_start)
         self.detect_all_button.setEnabled(can_start)

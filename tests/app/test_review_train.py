@@ -145,10 +145,13 @@ def test_detect_from_the_panel(make_window, trained_template, qtbot):
     assert len(dashed(window)) == 0
     # Then on every video, every 10th frame: the first video's are done already (every 5th).
     review.stride.setValue(10)
+    assert review.progress.isHidden()  # idle, the bar would be an empty box
     review.detect_all_button.click()
     assert not review.detect_button.isEnabled() and review.cancel_button.isEnabled()
+    assert not review.progress.isHidden()
     with qtbot.waitSignal(review.worker.finished, timeout=60000) as done:
         pass
+    assert review.progress.isHidden()
     summary = done.args[0]
     assert (summary.videos, summary.frames, summary.skipped) == (4, 15 + 12 + 12, 15)
     assert s.project.conn.execute("SELECT count(*) FROM detected_frames").fetchone()[0] == 30 + 39
@@ -223,11 +226,14 @@ def test_train_stop_resume_from_the_panel(window, qtbot):
             stopped.append(1)
             panel.stop_button.click()
 
+    assert panel.progress.isHidden()  # idle, the bar would be an empty box
     panel.start_button.click()
+    assert not panel.progress.isHidden()
     panel.worker.event.connect(stop_in_epoch_two)
     # limits, not targets: each wait took over a minute on 2 cores shared with two training runs
     with qtbot.waitSignal(panel.worker.cancelled, timeout=300000):
         pass
+    assert panel.progress.isHidden()
     assert "Resume" in panel.status.text()
     assert panel.runs.topLevelItem(0).text(1) == "cancelled"
     assert "measured drop: objectness" in panel.drop.text()
