@@ -7,7 +7,10 @@ message, and from there the one error dialog of the main window.
 A ``Worker`` lives on the GUI thread; its ``_Runner`` runs on a QThread. The runner's signals reach the
 worker's slots queued, and the worker re-emits them on the GUI thread, so any callable connected to a
 worker's signal (a lambda too, which PySide6 would otherwise call on the emitting thread) runs on the
-GUI thread.
+GUI thread. The outcome (``finished``, ``failed`` or ``cancelled``) is held back until the thread has
+ended, so that a handler asking ``thread.isRunning()`` gets False: relayed as it came, about one in
+five outcomes arrived while the thread was still winding down, and the Train panel then left Stop
+enabled and Start disabled after its run had ended.
 
 Work that loads a model runs in a child process under :func:`in_child_process`: loading holds the GIL
 in long stretches (importing torch, unpickling the weights: the window froze for up to 640 ms when
@@ -74,9 +77,11 @@ class Worker(QObject):
         self.thread.started.connect(self._runner.run)
         self._runner.progress.connect(self._relay_progress)
         self._runner.event.connect(self._relay_event)
-        self._runner.done.connect(self._relay_done)
-        self._runner.error.connect(self._relay_error)
-        self._runner.stopped.connect(self._relay_stopped)
+        self._outcome: tuple[Signal, tuple] | None = None
+        self._runner.done.connect(self._hold_done)
+        self._runner.error.connect(self._hold_error)
+        self._runner.stopped.connect(self._hold_stopped)
+        self.thread.finished.connect(self._deliver)
 
     def start(self) -> None:
         self.thread.start()
@@ -99,16 +104,25 @@ class Worker(QObject):
         self.event.emit(event)
 
     @Slot(object)
-    def _relay_done(self, result):
-        self.finished.emit(result)
+    def _hold_done(self, result):
+        self._outcome = (self.finished, (result,))
 
     @Slot(str, str)
-    def _relay_error(self, message, details):
-        self.failed.emit(message, details)
+    def _hold_error(self, message, details):
+        self._outcome = (self.failed, (message, details))
 
     @Slot(str)
-    def _relay_stopped(self, message):
-        self.cancelled.emit(message)
+    def _hold_stopped(self, message):
+        self._outcome = (self.cancelled, (message,))
+
+    @Slot()
+    def _deliver(self) -> None:
+        """On the GUI thread once the thread has ended. The runner's outcome was queued before the
+        thread's ``finished``, so it is held by then."""
+        if self._outcome is not None:
+            signal, args = self._outcome
+            self._outcome = None
+            signal.emit(*args)
 
 
 class ChildCrashed(Exception):
