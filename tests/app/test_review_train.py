@@ -234,6 +234,7 @@ def test_train_stop_resume_from_the_panel(window, qtbot):
     with qtbot.waitSignal(panel.worker.cancelled, timeout=300000):
         pass
     assert panel.progress.isHidden()
+    assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
     assert "Resume" in panel.status.text()
     assert panel.runs.topLevelItem(0).text(1) == "cancelled"
     assert "measured drop: objectness" in panel.drop.text()
@@ -243,6 +244,7 @@ def test_train_stop_resume_from_the_panel(window, qtbot):
     panel.resume_button.click()
     with qtbot.waitSignal(panel.worker.finished, timeout=300000):
         pass
+    assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
     assert panel.runs.topLevelItem(0).text(1) == "finished"
     assert panel.runs.topLevelItem(0).text(2) == "2/2"
     assert window.review.run.findText("run1") >= 0
