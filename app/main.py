@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def self_test() -> int:
     """Exercise the pieces a broken install or bundle would lose: Qt platform plugins, OpenCV's video
-    decoding, the store, torch and ultralytics (their model files too). Prints each step."""
+    decoding, the store, torch and ultralytics (their model files and trainer too), child processes.
+    Prints each step."""
     import tempfile
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -191,22 +192,27 @@ def self_test() -> int:
             if pixmap.isNull() or window.view.error or not boxes:
                 raise RuntimeError(f"frame not rendered with labels ({window.view.error or len(boxes)})")
             print(f"self-test: rendered frame 5 ({pixmap.width()}x{pixmap.height()}) with {len(boxes)} labels")
-            from app.panels import detect_job
-            from bpr.offline import configure
+            from app.panels import detect_job, train_job
+            from bpr.config import Rebalancing, TrainConfig
 
-            configure()
-            from ultralytics import YOLO
-
-            weights = Path(tmp) / "selftest-model.pt"
-            YOLO("yolov5n.yaml").save(str(weights))
-            # as the app's Detect button does, in a child process: a frozen bundle must be able to start one
-            summary = detect_job(str(demo), dict(weights=str(weights), videos=[window.state.video["id"]], stop=1,
-                                                 imgsz=160, device="cpu", min_conf=0.0001),
+            # as the app's Start and Detect buttons do, each in a child process: a frozen bundle must be
+            # able to start one, and its training must find what ultralytics' trainer imports
+            config = TrainConfig(epochs=1, imgsz=160, batch=16, workers=0, device="cpu",
+                                 rebalancing=Rebalancing(p_obj=0.75, p_box=0.25))
+            run = train_job(str(demo), config, "selftest", None, progress=None, stop=threading.Event(),
+                            on_event=lambda event: None)
+            drop = run["metrics"][-1]["drop"] if run["status"] == "finished" and run["metrics"] else {}
+            if not drop.get("obj_drop_fraction"):
+                raise RuntimeError(f"training did not finish an epoch with objectness drop on ({run['status']})")
+            print(f"self-test: trained one epoch in a child process, {drop['obj_drop_fraction']:.0%} of "
+                  "negatives dropped from objectness")
+            summary = detect_job(str(demo), dict(run="selftest", videos=[window.state.video["id"]], stop=1,
+                                                 device="cpu", min_conf=0.0001),
                                  progress=lambda done, total, message: None, stop=threading.Event())
             if summary.frames != 1:
                 raise RuntimeError(f"detection processed {summary.frames} frames, expected 1")
-            print(f"self-test: one detection step in a child process ({summary.detections} boxes from an "
-                  "untrained model)")
+            print(f"self-test: one detection step in a child process ({summary.detections} boxes from a "
+                  "one-epoch model)")
             window.close()
         except Exception as e:
             print(f"self-test failed: {type(e).__name__}: {e}", file=sys.stderr)

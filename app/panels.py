@@ -232,7 +232,7 @@ class TrainingCrashed(Exception):
     """The training process ended without reporting an outcome (killed, out of memory, segfault)."""
 
 
-def _train_job(folder: str, config: TrainConfig | None, name: str | None, resume: str | None,
+def train_job(folder: str, config: TrainConfig | None, name: str | None, resume: str | None,
                progress, stop, on_event, on_process=None):
     """Supervise training in a child process, so the GUI's event loop never waits on the training's GIL
     and a hard crash cannot take the app down. Stop is cooperative: the child stops at the end of its
@@ -408,7 +408,7 @@ class TrainPanel(QWidget):
         self.progress.setValue(0)
         self.progress.show()
         self.status.setText("starting (loading PyTorch and ultralytics)...")
-        self.worker = Worker(_train_job, str(self.state.project.folder), config, None, resume,
+        self.worker = Worker(train_job, str(self.state.project.folder), config, None, resume,
                              cancel_exceptions=(TrainingCancelled,))
         self.worker.kwargs["on_event"] = self.worker.emitter()
         self.worker.kwargs["on_process"] = lambda process: setattr(self, "process", process)

@@ -1,6 +1,7 @@
 """Start-up paths of the app: headless pipeline, first run builds the demo, the last project reopens."""
 
 import csv
+import re
 
 import pytest
 
@@ -69,6 +70,8 @@ def test_self_test(qapp, capsys):
     assert main(["--self-test"]) == 0
     out = capsys.readouterr().out
     assert "rendered frame 5" in out and "one detection step in a child process" in out
+    dropped = re.search(r"trained one epoch in a child process, (\d+)% of negatives dropped from objectness", out)
+    assert dropped and 70 <= int(dropped.group(1)) <= 80  # asked for 75 %, drawn at random per step
     assert out.rstrip().endswith("self-test: ok")
 
 
