@@ -233,7 +233,7 @@ class TrainingCrashed(Exception):
 
 
 def train_job(folder: str, config: TrainConfig | None, name: str | None, resume: str | None,
-               progress, stop, on_event, on_process=None):
+              progress, stop, on_event, on_process=None):
     """Supervise training in a child process, so the GUI's event loop never waits on the training's GIL
     and a hard crash cannot take the app down. Stop is cooperative: the child stops at the end of its
     batch, resumable from last.pt."""
