@@ -174,7 +174,7 @@ def self_test() -> int:
 
     from app.frame_view import BoxItem
     from app.window import MainWindow
-    from bpr.demo import build_demo
+    from bpr.demo import build_demo, demo_training
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,14 +193,11 @@ def self_test() -> int:
                 raise RuntimeError(f"frame not rendered with labels ({window.view.error or len(boxes)})")
             print(f"self-test: rendered frame 5 ({pixmap.width()}x{pixmap.height()}) with {len(boxes)} labels")
             from app.panels import detect_job, train_job
-            from bpr.config import Rebalancing, TrainConfig
 
             # as the app's Start and Detect buttons do, each in a child process: a frozen bundle must be
             # able to start one, and its training must find what ultralytics' trainer imports
-            config = TrainConfig(epochs=1, imgsz=160, batch=16, workers=0, device="cpu",
-                                 rebalancing=Rebalancing(p_obj=0.75, p_box=0.25))
-            run = train_job(str(demo), config, "selftest", None, progress=None, stop=threading.Event(),
-                            on_event=lambda event: None)
+            run = train_job(str(demo), demo_training(device="cpu"), "selftest", None, progress=None,
+                            stop=threading.Event(), on_event=lambda event: None)
             drop = run["metrics"][-1]["drop"] if run["status"] == "finished" and run["metrics"] else {}
             if not drop.get("obj_drop_fraction"):
                 raise RuntimeError(f"training did not finish an epoch with objectness drop on ({run['status']})")

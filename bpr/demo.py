@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bpr.config import Rebalancing, TrainConfig
 from bpr.formats import import_dusia
 from bpr.formats.common import ImportReport, Progress
 from bpr.store import Project
@@ -251,13 +252,19 @@ def build_demo(folder: str | Path, seed: int = 0, progress: Progress | None = No
         return import_dusia(project, source, videos_dir=source / "videos", progress=progress)
 
 
+def demo_training(epochs: int = 1, imgsz: int = 160, device: str = "auto") -> TrainConfig:
+    """The short training of the demo workflow and of the app's self-test: yolov5n from scratch, both
+    drops on (objectness 75 %, box 25 %)."""
+    return TrainConfig(epochs=epochs, imgsz=imgsz, batch=16, workers=0, device=device,
+                       rebalancing=Rebalancing(p_obj=0.75, p_box=0.25))
+
+
 def run_pipeline(folder: str | Path, say=print, epochs: int = 1, imgsz: int = 160) -> dict[str, Path]:
     """The whole workflow on the demo project, without a display: build (if needed), train briefly with
     both drops on, detect on the test video, write the counts CSVs. Returns the outputs' paths.
 
     One short epoch teaches a model from scratch almost nothing: this shows the path, not a result.
     """
-    from bpr.config import Rebalancing, TrainConfig
     from bpr.counts import CountSource, frame_counts, video_summary, write_frame_csv, write_summary_csv
     from bpr.detect import detect
     from bpr.training import train
@@ -270,8 +277,7 @@ def run_pipeline(folder: str | Path, say=print, epochs: int = 1, imgsz: int = 16
         taken = {r["name"] for r in project.runs()}
         name = next(f"pipeline{n}" for n in range(1, len(taken) + 2) if f"pipeline{n}" not in taken)
         say(f"training {name}: yolov5n, {epochs} epoch(s) at {imgsz} px, objectness drop 75 %, box drop 25 %")
-        run = train(project, TrainConfig(epochs=epochs, imgsz=imgsz, batch=16, workers=0,
-                                         rebalancing=Rebalancing(p_obj=0.75, p_box=0.25)), name=name)
+        run = train(project, demo_training(epochs, imgsz), name=name)
         video = project.videos("test")[0]["id"]
         say(f"detecting on test video {video}")
         summary = detect(project, run=name, videos=[video], min_conf=0.0001)
