@@ -486,25 +486,27 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--project", required=True, help="project folder (created if new)")
     q.add_argument("--videos", help="folder with the <video id>.mp4 files, if you have them")
     q = fmt.add_parser("cvat", help="one CVAT for video 1.1 XML file")
-    q.add_argument("xml")
+    q.add_argument("xml", help="the CVAT XML file")
     q.add_argument("--project", required=True, help="project folder (created if new)")
     q.add_argument("--video", help="the video file the annotations belong to")
     q.add_argument("--video-id", help="id for the video (default: the task name)")
-    q.add_argument("--split", choices=["train", "val", "test", "none"])
+    q.add_argument("--split", choices=["train", "val", "test", "none"],
+                   help="the video's split (default: as the project has it; none if new)")
     q.add_argument("--status", choices=["partial", "full", "none"], default="partial",
                    help="label status for frames holding a keyframe box (default: partial)")
     q = fmt.add_parser("yolo", help="a YOLO dataset described by a data.yaml")
-    q.add_argument("data_yaml")
+    q.add_argument("data_yaml", help="the dataset's data.yaml")
     q.add_argument("--project", required=True, help="project folder (created if new)")
     q.add_argument("--train-status", choices=["partial", "full"], default="partial",
                    help="label status of training images (val/test are full); default partial")
     q = fmt.add_parser("viame", help="a VIAME CSV (from VIAME or DIVE) for one video or one image folder")
-    q.add_argument("csv")
+    q.add_argument("csv", help="the VIAME CSV file")
     q.add_argument("--project", required=True, help="project folder (created if new)")
     q.add_argument("--video-id", help="the video the rows belong to (default: the CSV's name)")
     q.add_argument("--images", help="the folder of images the rows belong to (default, when the rows name "
                                     "image files: the CSV's folder, or the project's folder of those images)")
-    q.add_argument("--split", choices=["train", "val", "test", "none"])
+    q.add_argument("--split", choices=["train", "val", "test", "none"],
+                   help="the split of the video or image folder (default: as the project has it; none if new)")
     q.add_argument("--status", choices=["partial", "full", "none"], default="none",
                    help="label status for frames or images holding boxes (default: none); for an image folder, "
                         "full also brings its images without a box, as images with no animal")
@@ -513,22 +515,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "boxes there that it lacks are removed, so boxes moved or deleted in DIVE are moved or "
                         "deleted here. Default: add the CSV's boxes that are new")
     q = fmt.add_parser("coco", help="a COCO detection JSON file")
-    q.add_argument("json")
+    q.add_argument("json", help="the COCO JSON file")
     q.add_argument("--images", help="folder the file names are relative to (default: the info.images_root "
                                     "bpr's exports give, else the JSON's folder)")
     q.add_argument("--project", required=True, help="project folder (created if new)")
-    q.add_argument("--split", choices=["train", "val", "test", "none"])
+    q.add_argument("--split", choices=["train", "val", "test", "none"],
+                   help="the images' split (default: as the project has it; none if new)")
     q.add_argument("--status", choices=["partial", "full"],
                    help="label status of the images (default: partial for train, else full)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("link-videos", help="find in folders the files of videos and images without one")
-    p.add_argument("project")
+    p.add_argument("project", help="the project folder")
     p.add_argument("folders", nargs="+", metavar="folder", help="where to look, in this order")
     p.set_defaults(func=cmd_link_videos)
 
     def yolo_export_options(p):
-        p.add_argument("project")
+        p.add_argument("project", help="the project folder")
         p.add_argument("out", help="output folder (new, empty, or an earlier export to replace)")
         _add_dataset_options(p)
         p.add_argument("--seed", type=int, default=0, help="seed for choosing the hidden boxes")
@@ -545,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
              "output folder"),
             ("coco", "COCO JSON of the labeled frames", "output .json file")):
         q = fmt.add_parser(name, help=help_text)
-        q.add_argument("project")
+        q.add_argument("project", help="the project folder")
         q.add_argument("out", help=out_help)
         q.add_argument("--run", help="export this run's detections instead of the labels")
         q.add_argument("--min-conf", type=_fraction, default=0.0, help="detections at or above this")
@@ -554,19 +557,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("evaluate", help="mAP of a run (or weights) on a split's fully labeled frames")
-    p.add_argument("project")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--run", help="a training run")
     p.add_argument("--weights", help="or a local .pt file")
-    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test",
+                   help="score on this split's fully labeled frames (default: test)")
     p.add_argument("--conf", type=_fraction, default=0.25, help="confidence for precision/recall")
     p.add_argument("--imgsz", type=int, help="inference size (default: the size the weights were trained at)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--pr-curve", help="write the precision-recall curves to this PNG")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("detect", help="run a detector over videos; stores detections (resumable)")
-    p.add_argument("project")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--run", help="a training run")
     p.add_argument("--weights", help="or a local .pt file")
     p.add_argument("--video", nargs="+", help="only these videos (default: every readable one)")
@@ -577,11 +581,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-conf", type=_fraction, default=KEEP_CONF,
                    help="store detections at or above this (default %(default)s; counts and review filter later)")
     p.add_argument("--imgsz", type=int, help="inference size (default: the size the weights were trained at)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("counts", help="species counts (MaxN, mean count, frames present) as CSV")
-    p.add_argument("project")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--run", help="count this run's detections")
     p.add_argument("--labels", action="store_true", help="count the labeled boxes instead")
     p.add_argument("--full-only", action="store_true", help="with --labels: only fully labeled frames")
@@ -593,12 +597,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_counts)
 
     p = sub.add_parser("train", help="train a detector with Box Prediction Rebalancing")
-    p.add_argument("project")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--model", default="yolov5n.yaml",
                    help="ultralytics model YAML (trained from scratch) or a local .pt (default: yolov5n.yaml)")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--imgsz", type=int, default=640, help="training image size in pixels")
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=50, help="epochs to train (default 50)")
+    p.add_argument("--imgsz", type=int, default=640, help="training image size in pixels (default 640)")
+    p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
     p.add_argument("--p-obj", type=_fraction, default=0.0,
                    help="fraction of negatives dropped from the objectness/classification loss")
     p.add_argument("--p-box", type=_fraction, default=0.0,
@@ -611,8 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop in fully labeled training frames too (default: partial frames only)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     _add_dataset_options(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initial weights, the data order, the hidden boxes and the drops (default 0)")
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes (default 2)")
     _add_train_arg_option(p)
     p.add_argument("--name", help="run name (default: run1, run2, ...)")
     p.add_argument("--resume", metavar="RUN", help="resume a cancelled or failed run from its last epoch")
@@ -635,23 +640,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
                    metavar="NAMES", help="train only these settings (names as in the table, e.g. "
                    "baseline,obj0.75), to split one sweep between processes sharing --out")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--model", default="yolov5n.yaml")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--imgsz", type=int, default=320)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seeds", type=int, default=3, help="train every setting with seeds 0 to SEEDS-1 (default 3)")
+    p.add_argument("--model", default="yolov5n.yaml",
+                   help="ultralytics model YAML (trained from scratch) or a local .pt (default: yolov5n.yaml)")
+    p.add_argument("--epochs", type=int, default=100, help="epochs per run (default 100)")
+    p.add_argument("--imgsz", type=int, default=320, help="training image size in pixels (default 320)")
+    p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes (default 2)")
     _add_train_arg_option(p)
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("runs", help="list training runs and their results")
-    p.add_argument("project")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("info", help="what a project holds")
-    p.add_argument("project")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=cmd_info)
     return parser

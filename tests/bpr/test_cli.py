@@ -1,10 +1,11 @@
 """The bpr command: each subcommand end to end, and clear errors with exit code 1."""
 
+import argparse
 import json
 
 import pytest
 
-from bpr.cli import main
+from bpr.cli import build_parser, main
 from tests.bpr.test_formats_yolo import make_dataset
 from tests.conftest import shared
 
@@ -79,6 +80,21 @@ def test_help_everywhere(capsys):
             main(argv)
         assert exit_.value.code == 0
     assert "--hide-fraction" in capsys.readouterr().out
+
+
+def test_every_argument_of_every_command_says_what_it_is():
+    undocumented = []
+
+    def walk(parser, command):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{command} {name}")
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                undocumented.append(f"{command} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "bpr")
+    assert undocumented == []
 
 
 def test_hide_fraction_must_be_a_fraction(tmp_path, capsys):
