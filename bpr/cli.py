@@ -462,6 +462,15 @@ def _add_dataset_options(p: argparse.ArgumentParser) -> None:
                         "labeled frame")
 
 
+def _add_device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+
+
+def _add_model_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="yolov5n.yaml",
+                   help="ultralytics model YAML (trained from scratch) or a local .pt (default: yolov5n.yaml)")
+
+
 def _add_train_arg_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-arg", type=_train_arg, action="append", default=[], metavar="KEY=VALUE",
                    help="a further ultralytics train() argument, e.g. nbs=16 or lr0=0.005 (repeatable)")
@@ -564,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score on this split's fully labeled frames (default: test)")
     p.add_argument("--conf", type=_fraction, default=0.25, help="confidence for precision/recall")
     p.add_argument("--imgsz", type=int, help="inference size (default: the size the weights were trained at)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    _add_device_option(p)
     p.add_argument("--pr-curve", help="write the precision-recall curves to this PNG")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=cmd_evaluate)
@@ -581,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-conf", type=_fraction, default=KEEP_CONF,
                    help="store detections at or above this (default %(default)s; counts and review filter later)")
     p.add_argument("--imgsz", type=int, help="inference size (default: the size the weights were trained at)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    _add_device_option(p)
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("counts", help="species counts (MaxN, mean count, frames present) as CSV")
@@ -598,8 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a detector with Box Prediction Rebalancing")
     p.add_argument("project", help="the project folder")
-    p.add_argument("--model", default="yolov5n.yaml",
-                   help="ultralytics model YAML (trained from scratch) or a local .pt (default: yolov5n.yaml)")
+    _add_model_option(p)
     p.add_argument("--epochs", type=int, default=50, help="epochs to train (default 50)")
     p.add_argument("--imgsz", type=int, default=640, help="training image size in pixels (default 640)")
     p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
@@ -613,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="IoU below which a prediction is a negative (default 0.3)")
     p.add_argument("--all-frames", action="store_true",
                    help="drop in fully labeled training frames too (default: partial frames only)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    _add_device_option(p)
     _add_dataset_options(p)
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the initial weights, the data order, the hidden boxes and the drops (default 0)")
@@ -641,12 +649,11 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="NAMES", help="train only these settings (names as in the table, e.g. "
                    "baseline,obj0.75), to split one sweep between processes sharing --out")
     p.add_argument("--seeds", type=int, default=3, help="train every setting with seeds 0 to SEEDS-1 (default 3)")
-    p.add_argument("--model", default="yolov5n.yaml",
-                   help="ultralytics model YAML (trained from scratch) or a local .pt (default: yolov5n.yaml)")
+    _add_model_option(p)
     p.add_argument("--epochs", type=int, default=100, help="epochs per run (default 100)")
     p.add_argument("--imgsz", type=int, default=320, help="training image size in pixels (default 320)")
     p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    _add_device_option(p)
     p.add_argument("--workers", type=int, default=2, help="data-loading processes (default 2)")
     _add_train_arg_option(p)
     p.set_defaults(func=cmd_experiment)
