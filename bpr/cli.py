@@ -169,7 +169,7 @@ def cmd_train(args) -> None:
         config = TrainConfig(
             model=args.model, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
             seed=args.seed, workers=args.workers, species=args.species, hide_fraction=args.hide_fraction,
-            protocol=args.protocol, extra=dict(args.train_arg),
+            protocol=args.protocol, precision=args.precision, extra=dict(args.train_arg),
             rebalancing=Rebalancing(p_obj=args.p_obj, p_box=args.p_box, neg_iou=args.neg_iou,
                                     mode=args.mode, partial_only=not args.all_frames, seed=args.seed))
     bar = None
@@ -404,9 +404,11 @@ def cmd_experiment(args) -> None:
         data=args.data, out=Path(args.out), hide=args.hide, p_obj=args.p_obj, p_box=args.p_box,
         both=args.both, confident=args.confident, upper_bound=not args.no_upper_bound, seeds=args.seeds,
         model=args.model, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
-        workers=args.workers, extra=dict(args.train_arg))
+        workers=args.workers, precision=args.precision, extra=dict(args.train_arg))
     names = [s.name for s in spec.settings() if args.only is None or s.name in args.only]
-    print(f"{len(names)} settings x {spec.seeds} seed(s): {', '.join(names)}")
+    runs = [name for name in args.only or [] if name not in names]
+    parts = [f"{len(names)} settings x {spec.seeds} seed(s): {', '.join(names)}"] if names or not runs else []
+    print("; ".join(parts + ([f"{len(runs)} run(s): {', '.join(runs)}"] if runs else [])))
     run_experiment(spec, only=args.only)
     print((spec.out / "results.md").read_text())
     outputs = ("results.md", "results.csv", "mAP50_vs_drop.png", "val_curves.png")
@@ -464,6 +466,14 @@ def _add_dataset_options(p: argparse.ArgumentParser) -> None:
 
 def _add_device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+
+
+def _add_precision_option(p: argparse.ArgumentParser) -> None:
+    from bpr.config import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: bf16 mixed precision on a GPU that has it; full: fp32 everywhere, as on the CPU, "
+                   "so that GPU and CPU runs compare (default: auto)")
 
 
 def _add_model_option(p: argparse.ArgumentParser) -> None:
@@ -626,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the initial weights, the data order, the hidden boxes and the drops (default 0)")
     p.add_argument("--workers", type=int, default=2, help="data-loading processes (default 2)")
+    _add_precision_option(p)
     _add_train_arg_option(p)
     p.add_argument("--name", help="run name (default: run1, run2, ...)")
     p.add_argument("--resume", metavar="RUN", help="resume a cancelled or failed run from its last epoch")
@@ -647,7 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-upper-bound", action="store_true", help="skip the run with all labels")
     p.add_argument("--only", type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
                    metavar="NAMES", help="train only these settings (names as in the table, e.g. "
-                   "baseline,obj0.75), to split one sweep between processes sharing --out")
+                   "baseline,obj0.75) or runs (e.g. box0.25-seed1), to split one sweep between processes "
+                   "sharing --out")
     p.add_argument("--seeds", type=int, default=3, help="train every setting with seeds 0 to SEEDS-1 (default 3)")
     _add_model_option(p)
     p.add_argument("--epochs", type=int, default=100, help="epochs per run (default 100)")
@@ -655,6 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
     _add_device_option(p)
     p.add_argument("--workers", type=int, default=2, help="data-loading processes (default 2)")
+    _add_precision_option(p)
     _add_train_arg_option(p)
     p.set_defaults(func=cmd_experiment)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MODES = ("random", "confident")
+PRECISIONS = ("auto", "full")
 
 # Detection stores boxes at or above this confidence, for the CLI and the app alike: low, because
 # counts and review choose their own threshold later, and the app's slider starts at 0.01.
@@ -64,9 +65,14 @@ class TrainConfig:
     workers: int = 2              # data-loading processes
     patience: int = 100           # epochs without improvement before early stopping
     val: bool = True              # validate after each epoch (the final epoch always validates)
+    # "auto": bf16 mixed precision on a GPU that has it; "full": fp32 everywhere (TF32 off), the arithmetic
+    # the CPU always uses, so that runs trained on a GPU and on CPUs compare
+    precision: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)  # further ultralytics train() arguments
 
     def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: use {' or '.join(PRECISIONS)}")
         managed = sorted(MANAGED_TRAIN_ARGS & set(self.extra))
         if managed:
             raise ValueError(f"{', '.join(managed)}: set by the trainer (or by its own option), "

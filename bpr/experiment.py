@@ -49,10 +49,12 @@ class ExperimentSpec:
     device: str = "auto"
     workers: int = 2
     patience: int = 100
+    precision: str = "auto"                     # TrainConfig.precision: "full" for runs on GPUs and CPUs alike
     extra: dict = field(default_factory=dict)   # further ultralytics train() arguments, e.g. {"nbs": 16}
 
     def __post_init__(self):
-        TrainConfig(extra=self.extra)  # refuses arguments the trainer sets itself, before any run starts
+        # refuses arguments the trainer sets itself, and unknown precisions, before any run starts
+        TrainConfig(extra=self.extra, precision=self.precision)
 
     def settings(self) -> list[Setting]:
         out = [Setting("baseline", Rebalancing(), self.hide)]
@@ -101,7 +103,8 @@ def _done(results_path: Path) -> dict[str, dict]:
 
 # What every run of a sweep shares: results trained under different values must not meet in one table.
 # The lists of settings and the number of seeds may grow between sittings; device and workers may change.
-SHARED_HYPERPARAMETERS = ("hide", "model", "epochs", "imgsz", "batch", "patience", "extra")
+# A spec.json written before one of these was an option lacks it, and is not held to it.
+SHARED_HYPERPARAMETERS = ("hide", "model", "epochs", "imgsz", "batch", "patience", "precision", "extra")
 
 
 def _check_same_experiment(spec: ExperimentSpec) -> None:
@@ -120,8 +123,9 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                    on_event=None, stop=None, only: list[str] | None = None) -> list[dict]:
     """Train and evaluate every (setting, seed) not yet in results.jsonl; returns all result rows.
 
-    ``only`` restricts this call to the named settings, so that several processes (or machines sharing
-    the folder) can split one sweep: each appends to the same results.jsonl and project.
+    ``only`` restricts this call to the named settings, or runs (``box0.25-seed1``), so that several
+    processes (or machines sharing the folder) can split one sweep: each appends to the same
+    results.jsonl and project.
     """
     # Everything the evaluation imports, loaded now: it first runs an hour or more into the sweep, and
     # code changed on disk by then (an upgrade, an edit) must not meet the modules already loaded.
@@ -130,11 +134,11 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
 
     settings = spec.settings()
     if only is not None:
-        unknown = sorted(set(only) - {s.name for s in settings})
+        runs = {f"{s.name}-seed{seed}" for s in settings for seed in range(spec.seeds)}
+        unknown = sorted(set(only) - {s.name for s in settings} - runs)
         if unknown:
-            raise ValueError(f"no setting named {', '.join(unknown)} in this experiment; "
-                             f"its settings: {', '.join(s.name for s in settings)}")
-        settings = [s for s in settings if s.name in only]
+            raise ValueError(f"no setting or run named {', '.join(unknown)} in this experiment; its settings: "
+                             f"{', '.join(s.name for s in settings)} (runs: SETTING-seedN, N below {spec.seeds})")
     spec.out.mkdir(parents=True, exist_ok=True)
     _check_same_experiment(spec)
     replace_whole(spec.out / "spec.json", json.dumps(
@@ -146,12 +150,13 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
         for seed in range(spec.seeds):  # seed-major: a partial sweep still compares every setting
             for setting in settings:
                 name = f"{setting.name}-seed{seed}"
-                if name in done:
+                if name in done or (only is not None and setting.name not in only and name not in only):
                     continue
                 config = TrainConfig(
                     model=spec.model, epochs=spec.epochs, imgsz=spec.imgsz, batch=spec.batch,
                     device=spec.device, seed=seed, hide_fraction=setting.hide, workers=spec.workers,
-                    patience=spec.patience, extra={"cache": "ram", **spec.extra},  # disk if RAM is short
+                    patience=spec.patience, precision=spec.precision,
+                    extra={"cache": "ram", **spec.extra},  # disk if RAM is short
                     rebalancing=Rebalancing(**{**setting.rebalancing.__dict__, "seed": seed}))
                 try:
                     record = project.run(name)

@@ -7,6 +7,7 @@ bpr. The training set is exported from the store into the run's own folder.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -62,6 +63,30 @@ def resolve_device(device: str) -> str:
         raise ValueError(f"device {device!r} is not available here (CUDA devices: "
                          f"{torch.cuda.device_count() if torch.cuda.is_available() else 0})")
     return index
+
+
+@contextlib.contextmanager
+def _arithmetic(device: str, precision: str):
+    """Yields ultralytics' ``amp`` argument for ``precision`` on ``device`` (bpr.config.TrainConfig).
+
+    On a GPU, "auto" is bf16 mixed precision where the GPU has it (ultralytics' float16 AMP check
+    downloads a model, so it is never asked for); "full" is fp32 with TF32 off for the duration, the
+    arithmetic of the CPU, which never uses reduced precision.
+    """
+    if device == "cpu":
+        yield False
+        return
+    import torch
+
+    if precision == "auto":
+        yield "bf16" if torch.cuda.is_bf16_supported() else False
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield False
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _take_two_cores() -> None:
@@ -251,25 +276,21 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
         from ultralytics import YOLO
 
         session = _Session(project, name, config, partial, on_event, stop)
-        if resume is not None and last.exists():
-            _follow_move(folder, last)
-            model = YOLO(str(last))
-            session.attach(model)
-            model.train(resume=str(last), device=device, workers=config.workers)
-        else:
-            model = YOLO(model)
-            session.attach(model)
-            import torch
-
-            amp = False
-            if device != "cpu":  # ultralytics' AMP check downloads a model; bf16 needs no check
-                amp = "bf16" if torch.cuda.is_bf16_supported() else False
-            model.train(data=str(folder / "dataset" / "data.yaml"), epochs=config.epochs,
-                        imgsz=config.imgsz, batch=config.batch, device=device, seed=config.seed,
-                        deterministic=True, workers=config.workers, patience=config.patience,
-                        val=config.val, plots=False, amp=amp, pretrained=config.model.endswith(".pt"),
-                        project=str(folder), name="train", exist_ok=True, verbose=False,
-                        **config.extra)
+        with _arithmetic(device, config.precision) as amp:
+            if resume is not None and last.exists():
+                _follow_move(folder, last)
+                model = YOLO(str(last))
+                session.attach(model)
+                model.train(resume=str(last), device=device, workers=config.workers)
+            else:
+                model = YOLO(model)
+                session.attach(model)
+                model.train(data=str(folder / "dataset" / "data.yaml"), epochs=config.epochs,
+                            imgsz=config.imgsz, batch=config.batch, device=device, seed=config.seed,
+                            deterministic=True, workers=config.workers, patience=config.patience,
+                            val=config.val, plots=False, amp=amp, pretrained=config.model.endswith(".pt"),
+                            project=str(folder), name="train", exist_ok=True, verbose=False,
+                            **config.extra)
     except TrainingCancelled as e:
         project.update_run(name, status="cancelled", error=str(e), finished=time.time())
         raise

@@ -30,9 +30,17 @@ def test_a_sweep_refuses_other_hyperparameters_and_unknown_settings(tmp_path):
     (out / "spec.json").write_text(json.dumps({"epochs": 60, "imgsz": 320, "p_obj": [0.5]}))
     with pytest.raises(ValueError, match="epochs 60 there, 100 now"):
         run_experiment(ExperimentSpec(data="x", out=out, epochs=100), on_message=lambda m: None)
-    with pytest.raises(ValueError, match="no setting named obj0.3 in this experiment; its settings: baseline, obj0.1"):
+    (out / "spec.json").write_text(json.dumps({"epochs": 60, "precision": "full"}))
+    with pytest.raises(ValueError, match="precision 'full' there, 'auto' now"):
+        run_experiment(ExperimentSpec(data="x", out=out, epochs=60), on_message=lambda m: None)
+    (out / "spec.json").write_text(json.dumps({"epochs": 60, "imgsz": 320, "p_obj": [0.5]}))
+    with pytest.raises(ValueError, match="no setting or run named obj0.3 in this experiment; its settings: "
+                       "baseline, obj0.1"):
         run_experiment(ExperimentSpec(data="x", out=out, epochs=60), on_message=lambda m: None,
                        only=["baseline", "obj0.3"])
+    with pytest.raises(ValueError, match=r"named obj0.5-seed3 in .* \(runs: SETTING-seedN, N below 3\)"):
+        run_experiment(ExperimentSpec(data="x", out=out, epochs=60), on_message=lambda m: None,
+                       only=["obj0.5-seed2", "obj0.5-seed3"])
 
 
 def test_spec_json_is_replaced_whole_never_rewritten_in_place(tmp_path, monkeypatch):
@@ -192,6 +200,15 @@ def test_a_run_another_process_trains_is_left_to_it(demo_template, tmp_path, oth
     messages = []
     rows = run_experiment(tiny_spec(data, tmp_path / "exp", seeds=1), on_message=messages.append, only=["baseline"])
     assert rows == [] and messages == [f"skipping baseline-seed0: process {child.pid} is training it"]
+
+    # one run named alone: the other seeds of its setting are left to other processes
+    with Project.open(data) as p:
+        p.create_run("baseline-seed1", {})
+        p.update_run("baseline-seed1", owner=owner)
+    messages = []
+    rows = run_experiment(tiny_spec(data, tmp_path / "exp", seeds=2), on_message=messages.append,
+                          only=["baseline-seed1"])
+    assert rows == [] and messages == [f"skipping baseline-seed1: process {child.pid} is training it"]
 
 
 @pytest.mark.slow

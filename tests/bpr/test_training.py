@@ -173,6 +173,38 @@ def test_bad_settings_are_refused_before_a_run_is_recorded(demo_project):
     assert resolve_device("cpu") == "cpu"
 
 
+def test_precision_chooses_ultralytics_amp_and_full_turns_tf32_off():
+    import torch
+
+    from bpr.training import _arithmetic
+
+    with pytest.raises(ValueError, match="precision 'half': use auto or full"):
+        tiny_config(precision="half")
+    for precision in ("auto", "full"):
+        with _arithmetic("cpu", precision) as amp:
+            assert amp is False  # the CPU trains in fp32 whatever is asked
+    if not torch.cuda.is_available():
+        return
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    with _arithmetic("0", "auto") as amp:
+        assert amp == ("bf16" if torch.cuda.is_bf16_supported() else False)
+    with _arithmetic("0", "full") as amp:
+        assert amp is False
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["auto", "full"])
+def test_train_on_a_gpu_offline(demo_project, no_network, precision):
+    """The GPU path: ultralytics' AMP check (which downloads a model) is never reached, BPR drops on CUDA."""
+    run = train(demo_project, tiny_config(device="cuda", epochs=2, precision=precision), name="gpu")
+    assert run["status"] == "finished" and run["error"] is None
+    assert 0.4 < run["metrics"][-1]["drop"]["obj_drop_fraction"] < 0.6
+    assert no_network == []
+
+
 def test_config_round_trips_through_the_store():
     config = tiny_config(species=["Basket star"], rebalancing=Rebalancing(p_obj=0.75, mode="confident"))
     assert TrainConfig.from_dict(config.to_dict()) == config
