@@ -195,7 +195,7 @@ def test_precision_chooses_ultralytics_amp_and_full_turns_tf32_off():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA GPU")
+@pytest.mark.cuda
 @pytest.mark.parametrize("precision", ["auto", "full"])
 def test_train_on_a_gpu_offline(demo_project, no_network, precision):
     """The GPU path: ultralytics' AMP check (which downloads a model) is never reached, BPR drops on CUDA."""
