@@ -123,6 +123,9 @@ def test_the_report_shows_the_late_val_curves_in_spans(tmp_path):
             "| baseline, seed 0 | 21.50 | 23.50 | 25.50 | 27.50 | 29.50 | 35.50 |\n"
             "| baseline, seed 1 | 21.50 | 23.50 | 25.50 | 27.50 | 29.50 | 35.50 |\n"
             "| obj0.75, seed 0 | 21.50 | 23.50 | 25.50 | 27.50 | 29.50 | 35.50 |\n") in text
+    # the baseline's gain over itself is no result; obj0.75's is paired with baseline seed 0
+    assert "| baseline | 0.0 | 0.0 | random | 2 | 30.0 ± 0.0 | 30.0 ± 0.0 | 30.0 ± 0.0 | – | – / – |" in text
+    assert "| obj0.75 | 0.75 | 0.0 | random | 1 | 30.0 | 30.0 | 30.0 | 0.0 | – / – |" in text
 
 
 def test_the_report_says_which_software_made_the_runs(tmp_path):
