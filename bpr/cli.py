@@ -468,6 +468,10 @@ def _add_device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
 
 
+def _add_inference_size_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--imgsz", type=int, help="inference size (default: the size the weights were trained at)")
+
+
 def _add_precision_option(p: argparse.ArgumentParser) -> None:
     from bpr.config import PRECISIONS
 
@@ -582,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "val", "test"], default="test",
                    help="score on this split's fully labeled frames (default: test)")
     p.add_argument("--conf", type=_fraction, default=0.25, help="confidence for precision/recall")
-    p.add_argument("--imgsz", type=int, help="inference size (default: the size the weights were trained at)")
+    _add_inference_size_option(p)
     _add_device_option(p)
     p.add_argument("--pr-curve", help="write the precision-recall curves to this PNG")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -599,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8, help="frames per inference batch (default 8)")
     p.add_argument("--min-conf", type=_fraction, default=KEEP_CONF,
                    help="store detections at or above this (default %(default)s; counts and review filter later)")
-    p.add_argument("--imgsz", type=int, help="inference size (default: the size the weights were trained at)")
+    _add_inference_size_option(p)
     _add_device_option(p)
     p.set_defaults(func=cmd_detect)
 
