@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bpr import __version__
-from bpr.config import KEEP_CONF
+from bpr.config import KEEP_CONF, PRECISIONS
 
 
 class _Bar:
@@ -473,8 +473,6 @@ def _add_inference_size_option(p: argparse.ArgumentParser) -> None:
 
 
 def _add_precision_option(p: argparse.ArgumentParser) -> None:
-    from bpr.config import PRECISIONS
-
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: bf16 mixed precision on a GPU that has it; full: fp32 everywhere, as on the CPU, "
                    "so that GPU and CPU runs compare (default: auto)")

@@ -252,7 +252,8 @@ def summary_table(spec: ExperimentSpec, rows: list[dict]) -> list[dict]:
         if not runs:
             continue
         # the baseline's gain over itself is no result: shown as "–", not as 0.0 ± 0.0
-        gains = [r["test_mAP50"] - baseline[r["seed"]] for r in runs if r["seed"] in baseline and name != "baseline"]
+        gains = [] if name == "baseline" else \
+            [r["test_mAP50"] - baseline[r["seed"]] for r in runs if r["seed"] in baseline]
         out = {"setting": name, "p_obj": runs[0]["p_obj"], "p_box": runs[0]["p_box"], "mode": runs[0]["mode"],
                "hide": runs[0]["hide"], "seeds": len(runs)}
         for key in ("val_mAP50", "test_mAP50", "test_coco_mAP50"):
