@@ -405,10 +405,12 @@ def cmd_experiment(args) -> None:
         both=args.both, confident=args.confident, upper_bound=not args.no_upper_bound, seeds=args.seeds,
         model=args.model, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
         workers=args.workers, precision=args.precision, extra=dict(args.train_arg))
-    names = [s.name for s in spec.settings() if args.only is None or s.name in args.only]
-    runs = [name for name in args.only or [] if name not in names]
-    parts = [f"{len(names)} settings x {spec.seeds} seed(s): {', '.join(names)}"] if names or not runs else []
-    print("; ".join(parts + ([f"{len(runs)} run(s): {', '.join(runs)}"] if runs else [])))
+    runs = spec.runs(args.only)  # an unknown --only name is refused before anything is printed
+    if args.only is None:
+        names = [s.name for s in spec.settings()]
+        print(f"{len(names)} settings x {spec.seeds} seed(s): {', '.join(names)}")
+    else:
+        print(f"{len(runs)} run(s): {', '.join(name for name, _, _ in runs)}")
     run_experiment(spec, only=args.only)
     print((spec.out / "results.md").read_text())
     outputs = ("results.md", "results.csv", "mAP50_vs_drop.png", "val_curves.png")

@@ -68,6 +68,19 @@ class ExperimentSpec:
             out.append(Setting("all-labels", Rebalancing(), 0.0))
         return out
 
+    def runs(self, only: list[str] | None = None) -> list[tuple[str, Setting, int]]:
+        """The (run name, setting, seed) triples to train, seed-major, so that a partial sweep still
+        compares every setting; ``only`` keeps the named settings and runs (``box0.25-seed1``)."""
+        settings = self.settings()
+        runs = [(f"{s.name}-seed{seed}", s, seed) for seed in range(self.seeds) for s in settings]
+        if only is None:
+            return runs
+        unknown = sorted(set(only) - {s.name for s in settings} - {name for name, _, _ in runs})
+        if unknown:
+            raise ValueError(f"no setting or run named {', '.join(unknown)} in this experiment; its settings: "
+                             f"{', '.join(s.name for s in settings)} (runs: SETTING-seedN, N below {self.seeds})")
+        return [(name, s, seed) for name, s, seed in runs if name in only or s.name in only]
+
 
 def _project(spec: ExperimentSpec) -> Project:
     data = Path(spec.data)
@@ -132,13 +145,7 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
     import bpr.detect  # noqa: F401  (bpr.evaluate imports it only when it evaluates)
     from bpr.evaluate import evaluate
 
-    settings = spec.settings()
-    if only is not None:
-        runs = {f"{s.name}-seed{seed}" for s in settings for seed in range(spec.seeds)}
-        unknown = sorted(set(only) - {s.name for s in settings} - runs)
-        if unknown:
-            raise ValueError(f"no setting or run named {', '.join(unknown)} in this experiment; its settings: "
-                             f"{', '.join(s.name for s in settings)} (runs: SETTING-seedN, N below {spec.seeds})")
+    runs = spec.runs(only)
     spec.out.mkdir(parents=True, exist_ok=True)
     _check_same_experiment(spec)
     replace_whole(spec.out / "spec.json", json.dumps(
@@ -147,54 +154,52 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
     done = _done(results_path)
     project = _project(spec)
     try:
-        for seed in range(spec.seeds):  # seed-major: a partial sweep still compares every setting
-            for setting in settings:
-                name = f"{setting.name}-seed{seed}"
-                if name in done or (only is not None and setting.name not in only and name not in only):
-                    continue
-                config = TrainConfig(
-                    model=spec.model, epochs=spec.epochs, imgsz=spec.imgsz, batch=spec.batch,
-                    device=spec.device, seed=seed, hide_fraction=setting.hide, workers=spec.workers,
-                    patience=spec.patience, precision=spec.precision,
-                    extra={"cache": "ram", **spec.extra},  # disk if RAM is short
-                    rebalancing=Rebalancing(**{**setting.rebalancing.__dict__, "seed": seed}))
-                try:
-                    record = project.run(name)
-                    status = record["status"]
-                except NotFoundError:
-                    status = None
-                if status is not None and (pid := trained_elsewhere(record)) is not None:
-                    on_message(f"skipping {name}: process {pid} is training it")  # a process sharing the sweep
-                    continue
-                if status is None:
-                    on_message(f"training {name}")
-                    record = train(project, config, name=name, on_event=on_event, stop=stop)
-                elif status != "finished":
-                    on_message(f"resuming {name} ({status})")
-                    record = train(project, resume=name, on_event=on_event, stop=stop)
-                else:
-                    record = project.run(name)
-                weights = project.resolve_path(record["weights"])
-                row = {"run": name, "setting": setting.name, "seed": seed, "hide": setting.hide,
-                       "p_obj": setting.rebalancing.p_obj, "p_box": setting.rebalancing.p_box,
-                       "mode": setting.rebalancing.mode, "epochs": len(record["metrics"]),
-                       "val_curve_mAP50": [m.get("mAP50") for m in record["metrics"]],
-                       "measured_obj_drop": record["metrics"][-1]["drop"]["obj_drop_fraction"],
-                       "measured_box_drop": record["metrics"][-1]["drop"]["box_drop_fraction"],
-                       "software": software()}
-                for split in ("val", "test"):
-                    result = evaluate(project, weights, split=split, imgsz=spec.imgsz, device=spec.device)
-                    if result.left_out:  # the runs of a sweep must be scored on the same frames
-                        raise ValueError(f"{name}: {result.left_out} fully labeled {split} frame(s) have no "
-                                         f"file ({LINK_HINT}); then rerun the sweep")
-                    row[f"{split}_mAP50"] = result.ultralytics["mAP50"]
-                    row[f"{split}_mAP50-95"] = result.ultralytics["mAP50-95"]
-                    row[f"{split}_coco_mAP50"] = result.coco["mAP50"]
-                with open(results_path, "a") as f:  # written at once: the sweep can stop any time
-                    f.write(json.dumps(row) + "\n")
-                done = _done(results_path)  # with what other processes sharing the sweep have written
-                on_message(f"{name}: val mAP50 {row['val_mAP50']:.4f}, test mAP50 {row['test_mAP50']:.4f}")
-                write_report(spec, list(done.values()))
+        for name, setting, seed in runs:
+            if name in done:
+                continue
+            config = TrainConfig(
+                model=spec.model, epochs=spec.epochs, imgsz=spec.imgsz, batch=spec.batch,
+                device=spec.device, seed=seed, hide_fraction=setting.hide, workers=spec.workers,
+                patience=spec.patience, precision=spec.precision,
+                extra={"cache": "ram", **spec.extra},  # disk if RAM is short
+                rebalancing=Rebalancing(**{**setting.rebalancing.__dict__, "seed": seed}))
+            try:
+                record = project.run(name)
+                status = record["status"]
+            except NotFoundError:
+                status = None
+            if status is not None and (pid := trained_elsewhere(record)) is not None:
+                on_message(f"skipping {name}: process {pid} is training it")  # a process sharing the sweep
+                continue
+            if status is None:
+                on_message(f"training {name}")
+                record = train(project, config, name=name, on_event=on_event, stop=stop)
+            elif status != "finished":
+                on_message(f"resuming {name} ({status})")
+                record = train(project, resume=name, on_event=on_event, stop=stop)
+            else:
+                record = project.run(name)
+            weights = project.resolve_path(record["weights"])
+            row = {"run": name, "setting": setting.name, "seed": seed, "hide": setting.hide,
+                   "p_obj": setting.rebalancing.p_obj, "p_box": setting.rebalancing.p_box,
+                   "mode": setting.rebalancing.mode, "epochs": len(record["metrics"]),
+                   "val_curve_mAP50": [m.get("mAP50") for m in record["metrics"]],
+                   "measured_obj_drop": record["metrics"][-1]["drop"]["obj_drop_fraction"],
+                   "measured_box_drop": record["metrics"][-1]["drop"]["box_drop_fraction"],
+                   "software": software()}
+            for split in ("val", "test"):
+                result = evaluate(project, weights, split=split, imgsz=spec.imgsz, device=spec.device)
+                if result.left_out:  # the runs of a sweep must be scored on the same frames
+                    raise ValueError(f"{name}: {result.left_out} fully labeled {split} frame(s) have no "
+                                     f"file ({LINK_HINT}); then rerun the sweep")
+                row[f"{split}_mAP50"] = result.ultralytics["mAP50"]
+                row[f"{split}_mAP50-95"] = result.ultralytics["mAP50-95"]
+                row[f"{split}_coco_mAP50"] = result.coco["mAP50"]
+            with open(results_path, "a") as f:  # written at once: the sweep can stop any time
+                f.write(json.dumps(row) + "\n")
+            done = _done(results_path)  # with what other processes sharing the sweep have written
+            on_message(f"{name}: val mAP50 {row['val_mAP50']:.4f}, test mAP50 {row['test_mAP50']:.4f}")
+            write_report(spec, list(done.values()))
     finally:
         project.close()
     rows = list(_done(results_path).values())
