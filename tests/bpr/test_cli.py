@@ -121,16 +121,6 @@ def test_an_unknown_only_name_is_refused_before_the_plan_is_printed(tmp_path, ca
     assert not (tmp_path / "exp").exists()
 
 
-def test_experiment_runs_in_seed_major_order(tmp_path):
-    from bpr.experiment import ExperimentSpec
-
-    spec = ExperimentSpec(data="x", out=tmp_path, p_obj=[0.5], p_box=[], both=[], confident=[], seeds=2)
-    assert [name for name, _, _ in spec.runs()] == [
-        "baseline-seed0", "obj0.5-seed0", "all-labels-seed0", "baseline-seed1", "obj0.5-seed1", "all-labels-seed1"]
-    assert [name for name, _, _ in spec.runs(["all-labels", "obj0.5-seed1"])] == [
-        "all-labels-seed0", "obj0.5-seed1", "all-labels-seed1"]
-
-
 @pytest.mark.slow
 def test_train_and_runs(demo_template, tmp_path, capsys):
     import shutil

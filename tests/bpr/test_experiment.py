@@ -43,6 +43,14 @@ def test_a_sweep_refuses_other_hyperparameters_and_unknown_settings(tmp_path):
                        only=["obj0.5-seed2", "obj0.5-seed3"])
 
 
+def test_experiment_runs_in_seed_major_order(tmp_path):
+    spec = ExperimentSpec(data="x", out=tmp_path, p_obj=[0.5], p_box=[], both=[], confident=[], seeds=2)
+    assert [name for name, _, _ in spec.runs()] == [
+        "baseline-seed0", "obj0.5-seed0", "all-labels-seed0", "baseline-seed1", "obj0.5-seed1", "all-labels-seed1"]
+    assert [name for name, _, _ in spec.runs(["all-labels", "obj0.5-seed1"])] == [
+        "all-labels-seed0", "obj0.5-seed1", "all-labels-seed1"]
+
+
 def test_spec_json_is_replaced_whole_never_rewritten_in_place(tmp_path, monkeypatch):
     """Two streams of one sweep start together; one read spec.json while the other rewrote it and
     stopped on a JSON error. The new text is written beside it and swapped in: if the swap fails,
