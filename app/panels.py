@@ -317,7 +317,8 @@ class TrainPanel(QWidget):
         bpr_form.addRow("Box drop", self._with_label(self.p_box, self.p_box_label))
         self.mode = QComboBox()
         self.mode.addItems(["random", "confident"])
-        self.mode.setToolTip("random: the paper; confident: drop the negatives the model is surest of first")
+        self.mode.setToolTip("random: the paper; confident: drop the negatives the model is surest of first "
+                             "(keep the fraction small: at 75 % it never learned to reject its false detections)")
         self.neg_iou = QDoubleSpinBox(minimum=0.05, maximum=0.95, singleStep=0.05, value=0.3)
         self.partial_only = QCheckBox("Partially labeled frames only")
         self.partial_only.setChecked(True)
