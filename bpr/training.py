@@ -105,6 +105,27 @@ def _take_two_cores() -> None:
     torch_utils.NUM_THREADS = max(torch_utils.NUM_THREADS, min(2, os.cpu_count() or 1))
 
 
+def match_optimizer_state_layout(optimizer) -> int:
+    """Give each optimizer state tensor its parameter's memory layout; returns how many it changed.
+
+    ultralytics trains channels_last on CUDA only, so a run checkpointed on the CPU and resumed on a GPU
+    (device "auto" on two machines) brings NCHW moments to NHWC parameters, and CUDA's fused AdamW
+    stops at the first step: "params, grads, exp_avgs, and exp_avg_sqs must have same dtype, device,
+    and layout". The values are kept.
+    """
+    import torch
+
+    changed = 0
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+                    changed += 1
+    return changed
+
+
 def _metrics(trainer) -> dict[str, float]:
     keys = {"metrics/mAP50(B)": "mAP50", "metrics/mAP50-95(B)": "mAP50-95",
             "metrics/precision(B)": "precision", "metrics/recall(B)": "recall"}
@@ -161,6 +182,8 @@ class _Session:
         if criterion_stats(getattr(unwrap_model(trainer.model), "criterion", None)) is not self.stats:
             self.install(trainer)
         self.stats.reset()
+        # Before the first step of a resumed run (or after ultralytics reloads last.pt to recover from NaN).
+        match_optimizer_state_layout(trainer.optimizer)
 
     def batch_end(self, trainer) -> None:
         self.batches_done += 1

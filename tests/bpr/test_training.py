@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from bpr.loss import Rebalancing
-from bpr.training import TrainConfig, TrainingCancelled, resolve_device, train
+from bpr.training import TrainConfig, TrainingCancelled, match_optimizer_state_layout, resolve_device, train
 
 
 def tiny_config(**overrides):
@@ -203,6 +203,42 @@ def test_train_on_a_gpu_offline(demo_project, no_network, precision):
     assert run["status"] == "finished" and run["error"] is None
     assert 0.4 < run["metrics"][-1]["drop"]["obj_drop_fraction"] < 0.6
     assert no_network == []
+
+
+@pytest.mark.slow
+@pytest.mark.cuda
+def test_a_run_checkpointed_on_the_cpu_resumes_on_a_gpu(demo_project):
+    """Device "auto" on a laptop, then on a GPU machine: ultralytics trains channels_last on CUDA alone."""
+    stop = threading.Event()
+
+    def cancel_in_second_epoch(event):
+        if event.kind == "batch" and event.epoch == 2 and event.batch == 1:
+            stop.set()
+
+    with pytest.raises(TrainingCancelled):
+        train(demo_project, tiny_config(epochs=2), name="c", on_event=cancel_in_second_epoch, stop=stop)
+    demo_project.update_run("c", config={**demo_project.run("c")["config"], "device": "cuda"})
+    run = train(demo_project, resume="c")
+    assert run["status"] == "finished" and run["error"] is None
+    assert [m["epoch"] for m in run["metrics"]] == [1, 2]
+
+
+def test_optimizer_state_takes_its_parameters_layout():
+    """What the test above needs, on the CPU: NCHW moments (a CPU checkpoint) for an NHWC parameter."""
+    import torch
+
+    weight = torch.nn.Parameter(torch.randn(4, 3, 2, 2).contiguous(memory_format=torch.channels_last))
+    bias = torch.nn.Parameter(torch.randn(4))
+    optimizer = torch.optim.AdamW([weight, bias])
+    moments = torch.randn(4, 3, 2, 2), torch.rand(4, 3, 2, 2)
+    optimizer.state[weight] = {"step": torch.tensor(3.0), "exp_avg": moments[0].clone(),
+                               "exp_avg_sq": moments[1].clone()}
+    optimizer.state[bias] = {"step": torch.tensor(3.0), "exp_avg": torch.ones(4), "exp_avg_sq": torch.ones(4)}
+    assert match_optimizer_state_layout(optimizer) == 2
+    state = optimizer.state[weight]
+    assert state["exp_avg"].stride() == state["exp_avg_sq"].stride() == weight.stride() != moments[0].stride()
+    assert torch.equal(state["exp_avg"], moments[0]) and torch.equal(state["exp_avg_sq"], moments[1])
+    assert match_optimizer_state_layout(optimizer) == 0
 
 
 def test_config_round_trips_through_the_store():
