@@ -20,6 +20,18 @@ def tiny_config(**overrides):
     return TrainConfig(**settings)
 
 
+def cancel_in_second_epoch(project, name):
+    """Train a 2-epoch run on the CPU and cancel it at the first batch of epoch 2, leaving epoch 1's last.pt."""
+    stop = threading.Event()
+
+    def on_event(event):
+        if event.kind == "batch" and event.epoch == 2 and event.batch == 1:
+            stop.set()
+
+    with pytest.raises(TrainingCancelled, match="epoch 2, batch 1/"):
+        train(project, tiny_config(epochs=2), name=name, on_event=on_event, stop=stop)
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     """Fail on any attempt to reach the network (DNS included)."""
@@ -93,14 +105,7 @@ def test_train_validate_predict_offline_and_plain_checkpoint(demo_project, no_ne
 
 @pytest.mark.slow
 def test_cancel_then_resume_from_last_epoch(demo_project):
-    stop = threading.Event()
-
-    def cancel_in_second_epoch(event):
-        if event.kind == "batch" and event.epoch == 2 and event.batch == 1:
-            stop.set()
-
-    with pytest.raises(TrainingCancelled, match="epoch 2, batch 1/"):
-        train(demo_project, tiny_config(epochs=2), name="c", on_event=cancel_in_second_epoch, stop=stop)
+    cancel_in_second_epoch(demo_project, "c")
     run = demo_project.run("c")
     assert run["status"] == "cancelled" and [m["epoch"] for m in run["metrics"]] == [1]
     assert (demo_project.folder / "runs" / "c" / "train" / "weights" / "last.pt").exists()
@@ -124,14 +129,8 @@ def test_a_run_resumes_in_a_project_moved_or_copied_between_sittings(demo_templa
 
     before, after = tmp_path / "before", tmp_path / "after"
     shutil.copytree(demo_template, before)
-    stop = threading.Event()
-
-    def cancel_in_second_epoch(event):
-        if event.kind == "batch" and event.epoch == 2 and event.batch == 1:
-            stop.set()
-
-    with Project.open(before) as project, pytest.raises(TrainingCancelled):
-        train(project, tiny_config(epochs=2), name="m", on_event=cancel_in_second_epoch, stop=stop)
+    with Project.open(before) as project:
+        cancel_in_second_epoch(project, "m")
     (shutil.move if how == "moved" else shutil.copytree)(before, after)
     left = {p: p.read_bytes() for p in before.rglob("*") if p.is_file()} if how == "copied" else {}
 
@@ -209,14 +208,7 @@ def test_train_on_a_gpu_offline(demo_project, no_network, precision):
 @pytest.mark.cuda
 def test_a_run_checkpointed_on_the_cpu_resumes_on_a_gpu(demo_project):
     """Device "auto" on a laptop, then on a GPU machine: ultralytics trains channels_last on CUDA alone."""
-    stop = threading.Event()
-
-    def cancel_in_second_epoch(event):
-        if event.kind == "batch" and event.epoch == 2 and event.batch == 1:
-            stop.set()
-
-    with pytest.raises(TrainingCancelled):
-        train(demo_project, tiny_config(epochs=2), name="c", on_event=cancel_in_second_epoch, stop=stop)
+    cancel_in_second_epoch(demo_project, "c")
     demo_project.update_run("c", config={**demo_project.run("c")["config"], "device": "cuda"})
     run = train(demo_project, resume="c")
     assert run["status"] == "finished" and run["error"] is None
