@@ -21,7 +21,7 @@ from pathlib import Path
 from bpr.config import Rebalancing
 from bpr.paths import replace_whole
 from bpr.store import LINK_HINT, NotFoundError, Project, trained_elsewhere
-from bpr.training import TrainConfig, train
+from bpr.training import TrainConfig, resolve_device, software, train
 
 
 @dataclass
@@ -186,7 +186,8 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                    "val_curve_mAP50": [m.get("mAP50") for m in record["metrics"]],
                    "measured_obj_drop": record["metrics"][-1]["drop"]["obj_drop_fraction"],
                    "measured_box_drop": record["metrics"][-1]["drop"]["box_drop_fraction"],
-                   "software": software()}
+                   "software": trained_and_evaluated_with(
+                       record["metrics"], software(resolve_device(spec.device)))}
             for split in ("val", "test"):
                 result = evaluate(project, weights, split=split, imgsz=spec.imgsz, device=spec.device)
                 if result.left_out:  # the runs of a sweep must be scored on the same frames
@@ -207,18 +208,44 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
     return rows
 
 
-def software() -> dict[str, str]:
-    """The versions that trained and evaluated a run. A sweep spans sittings, and an upgrade between them
-    (ultralytics changes its losses and defaults between releases) would make its runs incomparable."""
-    import torch
+def trained_and_evaluated_with(epochs: list[dict], evaluation: dict[str, str]) -> dict[str, str]:
+    """A result row's software: the versions alone when every epoch and the evaluation ran on the same
+    versions and processor; else, for each that changed, which epochs ran on which (a run resumed on
+    another machine), e.g. torch "2.14.1 on the CPU for epochs 1-76, 2.11.0 on a GPU (NVIDIA H200) for
+    epochs 77-200 and evaluation". ``evaluation`` is training.software(device) of this process."""
+    spans: list[list] = []  # [first epoch, last epoch, software or None where not recorded]
+    for epoch in epochs:
+        used = epoch.get("software")
+        if spans and spans[-1][2] == used and spans[-1][1] == epoch["epoch"] - 1:
+            spans[-1][1] = epoch["epoch"]
+        else:
+            spans.append([epoch["epoch"], epoch["epoch"], used])
+    versions = {k: v for k, v in evaluation.items() if k != "device"}
+    if all(used == evaluation for *_, used in spans):
+        return versions
 
-    from bpr import __version__
-    from bpr.offline import configure
+    def on(used: dict) -> str:
+        return "the CPU" if used["device"] == "CPU" else f"a GPU ({used['device']})"
 
-    configure()  # before ultralytics is imported
-    import ultralytics
-
-    return {"bpr": __version__, "ultralytics": ultralytics.__version__, "torch": torch.__version__}
+    described = dict(versions)
+    changed = [key for key in evaluation if len({(used or {}).get(key) for *_, used in spans} | {evaluation[key]}) > 1]
+    if changed != ["device"]:  # a version's description names the processors already
+        changed = [key for key in changed if key != "device"]
+    for key in changed:
+        parts = []
+        for first, last, used in spans:
+            which = f"for epoch {first}" if first == last else f"for epochs {first}-{last}"
+            if used is None:
+                parts.append(f"not recorded {which}")
+            else:
+                parts.append(f"{on(used)} {which}" if key == "device" else f"{used[key]} on {on(used)} {which}")
+        if spans and spans[-1][2] == evaluation:
+            parts[-1] += " and evaluation"
+        else:
+            parts.append(f"{on(evaluation)} for evaluation" if key == "device"
+                         else f"{evaluation[key]} on {on(evaluation)} for evaluation")
+        described[key] = ", ".join(parts)
+    return described
 
 
 def software_line(rows: list[dict]) -> str:

@@ -65,6 +65,24 @@ def resolve_device(device: str) -> str:
     return index
 
 
+def software(device: str | None = None) -> dict[str, str]:
+    """The versions that train or evaluate a run, and with a resolved ``device`` the processor: a run
+    can be resumed on another machine, and an upgrade (ultralytics changes its losses and defaults
+    between releases) or other arithmetic (a GPU's) may make it incomparable with its sweep."""
+    import torch
+
+    from bpr import __version__
+    from bpr.offline import configure
+
+    configure()  # before ultralytics is imported
+    import ultralytics
+
+    versions = {"bpr": __version__, "ultralytics": ultralytics.__version__, "torch": torch.__version__}
+    if device is not None:
+        versions["device"] = "CPU" if device == "cpu" else torch.cuda.get_device_name(int(device))
+    return versions
+
+
 @contextlib.contextmanager
 def _arithmetic(device: str, precision: str):
     """Yields ultralytics' ``amp`` argument for ``precision`` on ``device`` (bpr.config.TrainConfig).
@@ -139,7 +157,7 @@ def _losses(trainer) -> dict[str, float]:
 class _Session:
     """The callbacks of one training run: install BPR, report progress, honour cancel, record epochs."""
 
-    def __init__(self, project: Project, run: str, config: TrainConfig, partial_images: set[str],
+    def __init__(self, project: Project, run: str, config: TrainConfig, device: str, partial_images: set[str],
                  on_event: Callable[[TrainEvent], None] | None, stop: threading.Event | None):
         from bpr.loss import DropStats
 
@@ -149,6 +167,7 @@ class _Session:
         self.stop = stop
         self.stats = DropStats()
         self.metrics: list[dict] = project.run(run)["metrics"]
+        self.software = software(device)  # recorded with each epoch: a resumed run may span machines
         self.started = time.time()
         self.batches_done = 0
 
@@ -205,7 +224,7 @@ class _Session:
             self.project.update_run(self.run, summary={"best": _metrics(trainer)})
             return
         record = {"epoch": trainer.epoch + 1, **_losses(trainer), **_metrics(trainer),
-                  "drop": self.stats.summary(), "time": time.time()}
+                  "drop": self.stats.summary(), "time": time.time(), "software": self.software}
         self.metrics.append(record)
         self.project.update_run(self.run, metrics=self.metrics)  # committed now: a crash keeps it
         self.emit(TrainEvent("epoch", self.run, epoch=trainer.epoch + 1, epochs=trainer.epochs,
@@ -298,7 +317,7 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
 
         from ultralytics import YOLO
 
-        session = _Session(project, name, config, partial, on_event, stop)
+        session = _Session(project, name, config, device, partial, on_event, stop)
         with _arithmetic(device, config.precision) as amp:
             if resume is not None and last.exists():
                 _follow_move(folder, last)

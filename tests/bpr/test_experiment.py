@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from bpr.experiment import ExperimentSpec, _done, mosaic_epochs, plateau, run_experiment, write_report
+from bpr.experiment import (ExperimentSpec, _done, mosaic_epochs, plateau, run_experiment,
+                            trained_and_evaluated_with, write_report)
 from bpr.training import TrainingCancelled
 
 
@@ -162,6 +163,30 @@ def test_the_report_says_which_software_made_the_runs(tmp_path):
             "not recorded: baseline-seed0.") in (tmp_path / "results.md").read_text()
 
 
+def test_a_row_says_which_epochs_of_a_run_ran_on_which_software():
+    """A run resumed on another machine (a GPU lent for a while, then the laptop) says so in its row."""
+    cpu = {"bpr": "0.1.0", "ultralytics": "8.4.190", "torch": "2.14.1", "device": "CPU"}
+    gpu = {**cpu, "torch": "2.11.0", "device": "NVIDIA H200"}
+    versions = {"bpr": "0.1.0", "ultralytics": "8.4.190"}
+
+    def epochs(*spans):
+        return [{"epoch": e, **({"software": used} if used else {})} for first, last, used in spans
+                for e in range(first, last + 1)]
+
+    assert trained_and_evaluated_with(epochs((1, 3, cpu)), cpu) == {**versions, "torch": "2.14.1"}
+    assert trained_and_evaluated_with(epochs((1, 2, cpu), (3, 5, gpu)), gpu) == {
+        **versions, "torch": "2.14.1 on the CPU for epochs 1-2, 2.11.0 on a GPU (NVIDIA H200) for epochs 3-5 "
+                             "and evaluation"}
+    assert trained_and_evaluated_with(epochs((1, 2, gpu)), cpu) == {
+        **versions, "torch": "2.11.0 on a GPU (NVIDIA H200) for epochs 1-2, 2.14.1 on the CPU for evaluation"}
+    same_torch = {**gpu, "torch": "2.14.1"}  # the same versions: the processor alone changed
+    assert trained_and_evaluated_with(epochs((1, 2, same_torch), (3, 3, cpu)), cpu) == {
+        **versions, "torch": "2.14.1",
+        "device": "a GPU (NVIDIA H200) for epochs 1-2, the CPU for epoch 3 and evaluation"}
+    before = trained_and_evaluated_with(epochs((1, 2, None), (3, 4, cpu)), cpu)  # epochs of an older bpr
+    assert before["torch"] == "not recorded for epochs 1-2, 2.14.1 on the CPU for epochs 3-4 and evaluation"
+
+
 def test_a_sweep_loads_its_evaluation_code_before_the_first_run(tmp_path):
     """A sweep trains for hours before it first evaluates; code changed on disk meanwhile (an upgrade,
     an edit) must not meet the modules already loaded. Seen: an ImportError after a 60-epoch run."""
@@ -256,6 +281,7 @@ def test_an_interrupted_sweep_resumes_and_reports(demo_template, tmp_path):
     assert all(r["hide"] == 0 for r in rows if r["setting"] == "all-labels")
     import ultralytics
     assert {r["software"]["ultralytics"] for r in rows} == {ultralytics.__version__}
+    assert all(set(r["software"]) == {"bpr", "ultralytics", "torch"} for r in rows)  # one machine: versions alone
     table = (out / "results.md").read_text()
     assert "| baseline | 0.0 | 0.0 | random | 2 |" in table and "| obj0.75 |" in table
     obj_row = next(line for line in table.splitlines() if line.startswith("| obj0.75 |"))

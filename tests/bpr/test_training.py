@@ -10,7 +10,8 @@ import threading
 import pytest
 
 from bpr.loss import Rebalancing
-from bpr.training import TrainConfig, TrainingCancelled, match_optimizer_state_layout, resolve_device, train
+from bpr.training import (TrainConfig, TrainingCancelled, match_optimizer_state_layout, resolve_device, software,
+                          train)
 
 
 def tiny_config(**overrides):
@@ -115,6 +116,7 @@ def test_cancel_then_resume_from_last_epoch(demo_project):
     assert run["status"] == "finished" and [m["epoch"] for m in run["metrics"]] == [1, 2]
     assert events[0].kind == "start" and events[0].epoch == 2  # continued, not restarted
     assert run["metrics"][1]["drop"]["negatives_dropped"] > 0  # BPR re-installed after the resume
+    assert [m["software"] for m in run["metrics"]] == [software("cpu")] * 2  # each sitting says what it ran on
     with pytest.raises(ValueError, match="has finished"):
         train(demo_project, resume="c")
 
@@ -213,6 +215,7 @@ def test_a_run_checkpointed_on_the_cpu_resumes_on_a_gpu(demo_project):
     run = train(demo_project, resume="c")
     assert run["status"] == "finished" and run["error"] is None
     assert [m["epoch"] for m in run["metrics"]] == [1, 2]
+    assert [m["software"]["device"] for m in run["metrics"]] == ["CPU", software("0")["device"]]
 
 
 def test_optimizer_state_takes_its_parameters_layout():
