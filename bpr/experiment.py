@@ -224,26 +224,24 @@ def trained_and_evaluated_with(epochs: list[dict], evaluation: dict[str, str]) -
     if all(used == evaluation for *_, used in spans):
         return versions
 
-    def on(used: dict) -> str:
-        return "the CPU" if used["device"] == "CPU" else f"a GPU ({used['device']})"
+    def ran(used: dict | None, key: str) -> str:
+        """E.g. "2.11.0 on a GPU (NVIDIA H200)" for a version, "the CPU" for the device."""
+        if used is None:
+            return "not recorded"
+        processor = "the CPU" if used["device"] == "CPU" else f"a GPU ({used['device']})"
+        return processor if key == "device" else f"{used[key]} on {processor}"
 
     described = dict(versions)
     changed = [key for key in evaluation if len({(used or {}).get(key) for *_, used in spans} | {evaluation[key]}) > 1]
     if changed != ["device"]:  # a version's description names the processors already
         changed = [key for key in changed if key != "device"]
     for key in changed:
-        parts = []
-        for first, last, used in spans:
-            which = f"for epoch {first}" if first == last else f"for epochs {first}-{last}"
-            if used is None:
-                parts.append(f"not recorded {which}")
-            else:
-                parts.append(f"{on(used)} {which}" if key == "device" else f"{used[key]} on {on(used)} {which}")
+        parts = [f"{ran(used, key)} for epoch {first}" if first == last
+                 else f"{ran(used, key)} for epochs {first}-{last}" for first, last, used in spans]
         if spans and spans[-1][2] == evaluation:
             parts[-1] += " and evaluation"
         else:
-            parts.append(f"{on(evaluation)} for evaluation" if key == "device"
-                         else f"{evaluation[key]} on {on(evaluation)} for evaluation")
+            parts.append(f"{ran(evaluation, key)} for evaluation")
         described[key] = ", ".join(parts)
     return described
 
