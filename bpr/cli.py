@@ -225,6 +225,8 @@ def _print_run(run: dict) -> None:
         if any(v is not None for v in measured.values()):
             print("  measured drop (last epoch): " + ", ".join(
                 f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in measured.items()))
+        if where := _trained_on(metrics):
+            print(f"  trained on {where}")
     if run.get("summary"):
         best = run["summary"]["best"]
         print(f"  best weights: val mAP50 {best.get('mAP50', float('nan')):.4f}, "
@@ -243,17 +245,43 @@ def cmd_runs(args) -> None:
         return
     if not runs:
         print("no runs yet: start one with `bpr train`")
+    width = max((len(run["name"]) for run in runs), default=0)
     for run in runs:
         config, metrics = run["config"], run["metrics"]
         if "rebalancing" not in config:  # a record for detections with outside weights, not a training run
-            print(f"{run['name']:12} {run['status']:10} outside weights {config.get('external_weights', '-')}")
+            print(f"{run['name']:{width}} {run['status']:10} outside weights {config.get('external_weights', '-')}")
             continue
         rb = config["rebalancing"]
         best = max((m.get("mAP50", 0.0) for m in metrics), default=None)
         left = _time_left(metrics, config["epochs"]) if run["status"] == "running" else ""
-        print(f"{run['name']:12} {run['status']:10} {config['model']:14} "
+        where = _trained_on(metrics)
+        print(f"{run['name']:{width}} {run['status']:10} {config['model']:14} "
               f"{len(metrics):>3}/{config['epochs']:<3} ep  p_obj {rb['p_obj']:<5} p_box {rb['p_box']:<5} "
-              f"{rb['mode']:9} best val mAP50 {'-' if best is None else f'{best:.4f}'}{left}")
+              f"{rb['mode']:9} best val mAP50 {'-' if best is None else f'{best:.4f}'}"
+              f"{', on ' + where if where else ''}{left}")
+
+
+def _trained_on(metrics: list[dict]) -> str:
+    """'CPU', or for a run resumed on another machine 'NVIDIA H200 (epochs 1-26), CPU (27-200)'; empty
+    for a run whose epochs predate the record (bpr.training.software)."""
+    spans: list[list] = []  # [processor, first epoch, last epoch]
+    for m in metrics:
+        processor = m.get("software", {}).get("device", "not recorded")
+        if spans and spans[-1][0] == processor:
+            spans[-1][2] = m["epoch"]
+        else:
+            spans.append([processor, m["epoch"], m["epoch"]])
+    if not spans or all(processor == "not recorded" for processor, *_ in spans):
+        return ""
+    if len(spans) == 1:
+        return spans[0][0]
+    parts = []
+    for processor, first, last in spans:
+        epochs = str(first) if first == last else f"{first}-{last}"
+        if not parts:  # the first span says what the numbers are
+            epochs = ("epoch " if first == last else "epochs ") + epochs
+        parts.append(f"{processor} ({epochs})")
+    return ", ".join(parts)
 
 
 def _time_left(metrics: list[dict], epochs: int) -> str:

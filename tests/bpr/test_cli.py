@@ -135,7 +135,7 @@ def test_train_and_runs(demo_template, tmp_path, capsys):
     assert "\nnbs: 16\n" in args and "\nmosaic: 0.5\n" in args
     out = capsys.readouterr().out
     assert "run cli: finished, 1/1 epochs" in out and "mode confident" in out
-    assert "measured drop (last epoch): objectness 0.7" in out
+    assert "measured drop (last epoch): objectness 0.7" in out and "\n  trained on CPU\n" in out
     assert main(["runs", str(project)]) == 0
     assert "cli" in capsys.readouterr().out
     assert main(["train", str(project), "--name", "cli", "--epochs", "1"]) == 1
@@ -231,3 +231,22 @@ def test_runs_says_how_long_a_running_run_has_left(project, capsys):
     project.update_run("long", status="cancelled")
     assert main(["runs", str(project.folder)]) == 0
     assert "left" not in capsys.readouterr().out
+
+
+def test_runs_line_up_and_say_which_processors_trained_them(project, capsys):
+    """A run resumed on another machine says which epochs ran where; one older than the record says
+    nothing of it."""
+    from bpr.config import TrainConfig
+
+    gpu = {"bpr": "0.1", "ultralytics": "8", "torch": "2", "device": "NVIDIA H200"}
+    cpu = dict(gpu, device="CPU")
+    for name, software in [("a-long-run-name", [gpu, gpu, cpu]), ("b", [cpu]), ("old", [None])]:
+        project.create_run(name, TrainConfig(epochs=3).to_dict())
+        metrics = [{"epoch": i + 1, "mAP50": 0.1} | ({"software": s} if s else {}) for i, s in enumerate(software)]
+        project.update_run(name, status="finished", metrics=metrics)
+    assert main(["runs", str(project.folder)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["a-long-run-name"].endswith(", on NVIDIA H200 (epochs 1-2), CPU (3)")
+    assert lines["b"].endswith("best val mAP50 0.1000, on CPU")
+    assert lines["old"].endswith("best val mAP50 0.1000")
+    assert len({line.index(" finished") for line in lines.values()}) == 1  # the columns line up
