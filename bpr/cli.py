@@ -43,22 +43,25 @@ class _Bar:
 
 
 @contextlib.contextmanager
-def _graceful_ctrl_c(message: str):
-    """The first Ctrl+C sets the yielded stop event (the work ends cleanly at its next check);
-    a second one interrupts at once. The previous handler is restored afterwards."""
+def _graceful_stop(message: str):
+    """The first Ctrl+C or SIGTERM sets the yielded stop event (the work ends cleanly at its next
+    check); a second one interrupts at once. SIGTERM is how `kill` and a cluster's time limit (SLURM
+    sends it, then SIGKILL after a grace period) stop a job: stopping after the batch leaves no
+    checkpoint half-written. The previous handlers are restored afterwards."""
     stop = threading.Event()
 
-    def on_interrupt(signum, frame):
+    def on_signal(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
         print(f"\n{message}", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _open(path: str):
@@ -193,7 +196,7 @@ def cmd_train(args) -> None:
             (bar.write if bar is not None else print)(line)
 
     with _open(args.project) as project, \
-            _graceful_ctrl_c("stopping after this batch (Ctrl+C again to stop at once)") as stop:
+            _graceful_stop("stopping after this batch (Ctrl+C again to stop at once)") as stop:
         try:
             run = train(project, config, name=args.name, resume=args.resume, on_event=on_event, stop=stop)
         except TrainingCancelled as e:
@@ -344,7 +347,7 @@ def cmd_detect(args) -> None:
 
     bar = _Bar("frame")
     try:
-        with _graceful_ctrl_c("stopping after this batch; run the same command again to continue") as stop, \
+        with _graceful_stop("stopping after this batch; run the same command again to continue") as stop, \
                 _open(args.project) as project:
             summary = detect(project, run=args.run, weights=args.weights, videos=args.video,
                              stride=args.stride, start=args.start, stop=args.stop, batch=args.batch,
@@ -427,6 +430,7 @@ def _pairs(text: str) -> list[tuple[float, float]]:
 
 def cmd_experiment(args) -> None:
     from bpr.experiment import ExperimentSpec, run_experiment
+    from bpr.training import TrainingCancelled
 
     spec = ExperimentSpec(
         data=args.data, out=Path(args.out), hide=args.hide, p_obj=args.p_obj, p_box=args.p_box,
@@ -439,7 +443,12 @@ def cmd_experiment(args) -> None:
         print(f"{len(names)} settings x {spec.seeds} seed(s): {', '.join(names)}")
     else:
         print(f"{len(runs)} run(s): {', '.join(name for name, _, _ in runs)}")
-    run_experiment(spec, only=args.only)
+    with _graceful_stop("stopping after this batch (Ctrl+C again to stop at once)") as stop:
+        try:
+            run_experiment(spec, only=args.only, stop=stop)
+        except TrainingCancelled as e:
+            print(f"{e}; the same command continues the sweep")
+            raise SystemExit(130) from None
     print((spec.out / "results.md").read_text())
     outputs = ("results.md", "results.csv", "mAP50_vs_drop.png", "val_curves.png")
     print("results: " + ", ".join(str(spec.out / name) for name in outputs))

@@ -188,19 +188,53 @@ def test_detect_evaluate_counts_and_exports(trained_template, tmp_path, capsys):
     assert "give --run RUN" in capsys.readouterr().err
 
 
-def test_ctrl_c_once_stops_cleanly_twice_interrupts_and_the_handler_is_restored():
+@pytest.mark.parametrize("first", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_kill_once_stops_cleanly_twice_interrupts_and_the_handlers_are_restored(first):
     import os
     import signal
 
-    from bpr.cli import _graceful_ctrl_c
+    from bpr.cli import _graceful_stop
 
-    before = signal.getsignal(signal.SIGINT)
-    with _graceful_ctrl_c("stopping") as stop:
-        os.kill(os.getpid(), signal.SIGINT)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with _graceful_stop("stopping") as stop:
+        os.kill(os.getpid(), getattr(signal, first))
         assert stop.is_set()
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is before
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_sweep_stopped_by_a_signal_ends_its_run_cleanly_and_says_how_to_continue(tmp_path, monkeypatch,
+                                                                                   capsys):
+    """`kill` of a background sweep, or a cluster's time limit: the run stops after its batch."""
+    import os
+    import signal
+
+    import bpr.experiment
+    from bpr.store import NotFoundError
+    from bpr.training import TrainingCancelled
+
+    class Empty:
+        def run(self, name):
+            raise NotFoundError(name)
+
+        def close(self):
+            pass
+
+    def train(project, config, name, on_event, stop):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-batch; the trainer checks after it
+        assert stop.is_set()
+        raise TrainingCancelled(f"run {name} cancelled at epoch 1, batch 3/50")
+
+    monkeypatch.setattr(bpr.experiment, "_project", lambda spec: Empty())
+    monkeypatch.setattr(bpr.experiment, "train", train)
+    argv = ["experiment", str(tmp_path / "data.yaml"), "--out", str(tmp_path / "exp"), "--only", "baseline-seed0"]
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 130
+    out, err = capsys.readouterr()
+    assert "stopping after this batch" in err
+    assert "run baseline-seed0 cancelled at epoch 1, batch 3/50; the same command continues the sweep" in out
 
 
 def test_a_reader_that_leaves_early_gets_no_traceback(project):
