@@ -34,6 +34,7 @@ from app.state import ProjectState
 from app.workers import ChildCrashed, Worker, in_child_process
 from bpr.config import KEEP_CONF, Rebalancing, TrainConfig
 from bpr.store import Project
+from bpr.training import trained_on
 
 MODELS = ["yolov5n.yaml", "yolov5s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
 
@@ -344,7 +345,8 @@ class TrainPanel(QWidget):
         self.curves = Curves()
         for w in (self.progress, self.status, self.drop, self.curves):
             layout.addWidget(w)
-        self.runs = _tree(["Run", "Status", "Epochs", "Obj drop", "Box drop", "Mode", "Best val mAP50"])
+        self.runs = _tree(["Run", "Status", "Epochs", "Obj drop", "Box drop", "Mode", "Best val mAP50",
+                           "Trained on"])
         self.runs.itemSelectionChanged.connect(self._update_buttons)
         self.runs.currentItemChanged.connect(self._show_run_curves)
         layout.addWidget(self.runs, 1)
@@ -484,11 +486,12 @@ class TrainPanel(QWidget):
         for r in self.state.project.runs():
             rb = r["config"].get("rebalancing")
             if rb is None:  # a record for detections with outside weights: nothing was trained
-                cells = ["-"] * 5
+                cells = ["-"] * 6
             else:
                 best = max((m.get("mAP50", 0) for m in r["metrics"]), default=None)
                 cells = [f"{len(r['metrics'])}/{r['config']['epochs']}", f"{rb['p_obj']:.0%}",
-                         f"{rb['p_box']:.0%}", rb["mode"], "-" if best is None else f"{best:.4f}"]
+                         f"{rb['p_box']:.0%}", rb["mode"], "-" if best is None else f"{best:.4f}",
+                         trained_on(r["metrics"]) or "-"]
             self.runs.addTopLevelItem(QTreeWidgetItem([r["name"], r["status"], *cells]))
         found = self.runs.findItems(keep, Qt.MatchFlag.MatchExactly, 0) if keep is not None else []
         if found:

@@ -212,6 +212,8 @@ def cmd_train(args) -> None:
 
 
 def _print_run(run: dict) -> None:
+    from bpr.training import trained_on
+
     config, metrics = run["config"], run["metrics"]
     rb = config["rebalancing"]
     print(f"run {run['name']}: {run['status']}, {len(metrics)}/{config['epochs']} epochs, "
@@ -228,7 +230,7 @@ def _print_run(run: dict) -> None:
         if any(v is not None for v in measured.values()):
             print("  measured drop (last epoch): " + ", ".join(
                 f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in measured.items()))
-        if where := _trained_on(metrics):
+        if where := trained_on(metrics):
             print(f"  trained on {where}")
     if run.get("summary"):
         best = run["summary"]["best"]
@@ -241,6 +243,8 @@ def _print_run(run: dict) -> None:
 
 
 def cmd_runs(args) -> None:
+    from bpr.training import trained_on
+
     with _open(args.project) as project:
         runs = project.runs()
     if args.json:
@@ -257,34 +261,11 @@ def cmd_runs(args) -> None:
         rb = config["rebalancing"]
         best = max((m.get("mAP50", 0.0) for m in metrics), default=None)
         left = _time_left(metrics, config["epochs"]) if run["status"] == "running" else ""
-        where = _trained_on(metrics)
+        where = trained_on(metrics)
         print(f"{run['name']:{width}} {run['status']:10} {config['model']:14} "
               f"{len(metrics):>3}/{config['epochs']:<3} ep  p_obj {rb['p_obj']:<5} p_box {rb['p_box']:<5} "
               f"{rb['mode']:9} best val mAP50 {'-' if best is None else f'{best:.4f}'}"
               f"{', on ' + where if where else ''}{left}")
-
-
-def _trained_on(metrics: list[dict]) -> str:
-    """'CPU', or for a run resumed on another machine 'NVIDIA H200 (epochs 1-26), CPU (27-200)'; empty
-    for a run whose epochs predate the record (bpr.training.software)."""
-    spans: list[list] = []  # [processor, first epoch, last epoch]
-    for m in metrics:
-        processor = m.get("software", {}).get("device", "not recorded")
-        if spans and spans[-1][0] == processor:
-            spans[-1][2] = m["epoch"]
-        else:
-            spans.append([processor, m["epoch"], m["epoch"]])
-    if not spans or all(processor == "not recorded" for processor, *_ in spans):
-        return ""
-    if len(spans) == 1:
-        return spans[0][0]
-    parts = []
-    for processor, first, last in spans:
-        epochs = str(first) if first == last else f"{first}-{last}"
-        if not parts:  # the first span says what the numbers are
-            epochs = ("epoch " if first == last else "epochs ") + epochs
-        parts.append(f"{processor} ({epochs})")
-    return ", ".join(parts)
 
 
 def _time_left(metrics: list[dict], epochs: int) -> str:

@@ -83,6 +83,29 @@ def software(device: str | None = None) -> dict[str, str]:
     return versions
 
 
+def trained_on(metrics: list[dict]) -> str:
+    """'CPU', or for a run resumed on another machine 'NVIDIA H200 (epochs 1-26), CPU (27-200)'; empty
+    for a run whose epochs predate the record (``software``)."""
+    spans: list[list] = []  # [processor, first epoch, last epoch]
+    for m in metrics:
+        processor = m.get("software", {}).get("device", "not recorded")
+        if spans and spans[-1][0] == processor:
+            spans[-1][2] = m["epoch"]
+        else:
+            spans.append([processor, m["epoch"], m["epoch"]])
+    if not spans or all(processor == "not recorded" for processor, *_ in spans):
+        return ""
+    if len(spans) == 1:
+        return spans[0][0]
+    parts = []
+    for processor, first, last in spans:
+        epochs = str(first) if first == last else f"{first}-{last}"
+        if not parts:  # the first span says what the numbers are
+            epochs = ("epoch " if first == last else "epochs ") + epochs
+        parts.append(f"{processor} ({epochs})")
+    return ", ".join(parts)
+
+
 @contextlib.contextmanager
 def _arithmetic(device: str, precision: str):
     """Yields ultralytics' ``amp`` argument for ``precision`` on ``device`` (bpr.config.TrainConfig).

@@ -247,6 +247,7 @@ def test_train_stop_resume_from_the_panel(window, qtbot):
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
     assert panel.runs.topLevelItem(0).text(1) == "finished"
     assert panel.runs.topLevelItem(0).text(2) == "2/2"
+    assert panel.runs.topLevelItem(0).text(7) == "CPU"  # the processor that trained it
     assert window.review.run.findText("run1") >= 0
 
 
@@ -347,7 +348,7 @@ def test_a_record_of_outside_weights_lists_no_training_settings(window, tmp_path
     detection_run(window.state.project, weights=weights)
     window.train.reload_runs()
     row = window.train.runs.topLevelItem(0)
-    assert [row.text(i) for i in range(7)] == ["weights:other", "finished", "-", "-", "-", "-", "-"]
+    assert [row.text(i) for i in range(8)] == ["weights:other", "finished", "-", "-", "-", "-", "-", "-"]
 
 
 def test_an_image_folder_is_reviewed_as_one_sequence(make_window, tmp_path, qtbot, monkeypatch):
