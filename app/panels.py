@@ -483,6 +483,7 @@ class TrainPanel(QWidget):
                 self.curves.clear()
         self.runs.blockSignals(True)  # a reload keeps the picked run and leaves the curves as they are
         self.runs.clear()
+        headers = [self.runs.headerItem().text(i) for i in range(2, self.runs.columnCount())]
         for r in self.state.project.runs():
             rb = r["config"].get("rebalancing")
             if rb is None:  # a record for detections with outside weights: nothing was trained
@@ -492,7 +493,11 @@ class TrainPanel(QWidget):
                 cells = [f"{len(r['metrics'])}/{r['config']['epochs']}", f"{rb['p_obj']:.0%}",
                          f"{rb['p_box']:.0%}", rb["mode"], "-" if best is None else f"{best:.4f}",
                          trained_on(r["metrics"]) or "-"]
-            self.runs.addTopLevelItem(QTreeWidgetItem([r["name"], r["status"], *cells]))
+            item = QTreeWidgetItem([r["name"], r["status"], *cells])
+            tip = f"{r['name']}: {r['status']}\n" + "\n".join(f"{h}: {c}" for h, c in zip(headers, cells))
+            for column in range(self.runs.columnCount()):  # the dock is narrow: names and columns are cut
+                item.setToolTip(column, tip)
+            self.runs.addTopLevelItem(item)
         found = self.runs.findItems(keep, Qt.MatchFlag.MatchExactly, 0) if keep is not None else []
         if found:
             self.runs.setCurrentItem(found[0])

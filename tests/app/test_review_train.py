@@ -429,3 +429,20 @@ def test_picking_a_run_draws_its_stored_curves_and_a_reload_keeps_them(window, t
         add_finished_run(other, "b", [0.9, 0.8])
     window.open_project(tmp_path / "other")  # another project, even one with the same run names, starts blank
     assert panel.runs.currentItem() is None and panel.curves.map50 == []
+
+
+def test_a_run_resumed_on_another_machine_says_where_each_epoch_ran(window):
+    """The dock is narrow: the row's tooltip holds what its cut-off columns say."""
+    p = window.state.project
+    add_finished_run(p, "moved", [0.1, 0.2, 0.3])
+    gpu = {"bpr": "0.1", "ultralytics": "8", "torch": "2", "device": "NVIDIA H200"}
+    metrics = p.run("moved")["metrics"]
+    for m, device in zip(metrics, ["NVIDIA H200", "NVIDIA H200", "CPU"]):
+        m["software"] = dict(gpu, device=device)
+    p.update_run("moved", metrics=metrics)
+    window.train.reload_runs()
+    row = window.train.runs.findItems("moved", Qt.MatchFlag.MatchExactly, 0)[0]
+    assert row.text(7) == "NVIDIA H200 (epochs 1-2), CPU (3)"
+    assert row.toolTip(0) == row.toolTip(7) == (
+        "moved: finished\nEpochs: 3/3\nObj drop: 50%\nBox drop: 0%\nMode: random\nBest val mAP50: 0.3000\n"
+        "Trained on: NVIDIA H200 (epochs 1-2), CPU (3)")
