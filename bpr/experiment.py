@@ -21,7 +21,7 @@ from pathlib import Path
 from bpr.config import Rebalancing
 from bpr.paths import replace_whole
 from bpr.store import LINK_HINT, NotFoundError, Project, trained_elsewhere
-from bpr.training import TrainConfig, resolve_device, software, train
+from bpr.training import TrainConfig, TrainingCancelled, resolve_device, software, train
 
 
 @dataclass
@@ -171,6 +171,8 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
             if status is not None and (pid := trained_elsewhere(record)) is not None:
                 on_message(f"skipping {name}: process {pid} is training it")  # a process sharing the sweep
                 continue
+            if status != "finished" and stop is not None and stop.is_set():  # asked while evaluating
+                raise TrainingCancelled(f"the sweep stopped before training {name}")
             if status is None:
                 on_message(f"training {name}")
                 record = train(project, config, name=name, on_event=on_event, stop=stop)

@@ -204,6 +204,27 @@ def test_a_sweep_loads_its_evaluation_code_before_the_first_run(tmp_path):
     assert "detect loaded: True" in result.stderr, result.stderr
 
 
+def test_a_stop_asked_between_runs_starts_no_other_run(tmp_path, monkeypatch):
+    """Ctrl+C or SIGTERM while a finished run is evaluated: the sweep ends there, not one batch into
+    the next run."""
+    import bpr.experiment
+    from bpr.store import NotFoundError
+
+    class Empty:
+        def run(self, name):
+            raise NotFoundError(name)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(bpr.experiment, "_project", lambda spec: Empty())
+    monkeypatch.setattr(bpr.experiment, "train", lambda *a, **k: pytest.fail("a run was started"))
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(TrainingCancelled, match="the sweep stopped before training baseline-seed0"):
+        run_experiment(tiny_spec(tmp_path / "data.yaml", tmp_path / "exp"), on_message=print, stop=stop)
+
+
 def test_a_sweep_carried_elsewhere_finds_its_images_under_the_data_yaml_given(tmp_path):
     """The sweep folder and the data moved (another machine): the rerun, given the data.yaml's new
     place, links the project's images there, since evaluation and new runs read them."""
