@@ -8,6 +8,7 @@ Frames cut from video are written as JPEG once, into the project's cache, and li
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -46,6 +47,7 @@ class ExportResult:
     hidden_boxes: int = 0
     skipped_frames: dict[str, int] = field(default_factory=dict)  # video id -> frames left out
     partial_images: list[str] = field(default_factory=list)  # train image names of partial frames
+    labels_sha256: dict[str, str] = field(default_factory=dict)  # split -> checksum of its label files
     warnings: list[str] = field(default_factory=list)
 
 
@@ -172,6 +174,7 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
             image_dir.mkdir(parents=True)
             label_dir.mkdir(parents=True)
             n_boxes = 0
+            written: list[tuple[str, str]] = []
             for vid, frame in frames:
                 if cancel is not None and cancel():
                     raise ExportError("export cancelled")
@@ -190,12 +193,15 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
                                  f"{(y1 + y2) / 2 / height:.6f} {(x2 - x1) / width:.6f} "
                                  f"{(y2 - y1) / height:.6f}")
                 n_boxes += len(lines)
-                (label_dir / Path(name).with_suffix(".txt")).write_text("".join(line + "\n" for line in lines))
+                text = "".join(line + "\n" for line in lines)
+                (label_dir / Path(name).with_suffix(".txt")).write_text(text)
+                written.append((name, text))
                 done += 1
                 if progress and (done % 20 == 0 or done == total):
                     progress(done, total, f"exporting {split}")
             result.images[split] = len(frames)
             result.boxes[split] = n_boxes
+            result.labels_sha256[split] = labels_checksum(written)
     except BaseException:  # cancelled, or a file gone: no half export to block the next one
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -211,6 +217,16 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
                     hidden_box_ids=sorted(hidden))
     (out / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=1))
     return result
+
+
+def labels_checksum(labels: list[tuple[str, str]]) -> str:
+    """One checksum of a split's (image name, label file text) pairs, in any order: equal when two
+    exports, in any folder or project, give every image the same boxes. It tells whether runs meant to
+    be paired (the same seed of hidden boxes) trained on the same labels."""
+    digest = hashlib.sha256()
+    for name, text in sorted(labels):
+        digest.update(f"{name}\0{text}\0".encode())
+    return digest.hexdigest()
 
 
 def _frame_image(project: Project, video: dict, frame: int, readers: dict[str, VideoReader]) -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 from bpr.config import Rebalancing
 from bpr.paths import replace_whole
 from bpr.store import LINK_HINT, NotFoundError, Project, trained_elsewhere
-from bpr.training import TrainConfig, TrainingCancelled, resolve_device, software, train
+from bpr.training import TrainConfig, TrainingCancelled, resolve_device, run_folder, software, train
 
 
 @dataclass
@@ -143,6 +143,7 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
     # Everything the evaluation imports, loaded now: it first runs an hour or more into the sweep, and
     # code changed on disk by then (an upgrade, an edit) must not meet the modules already loaded.
     import bpr.detect  # noqa: F401  (bpr.evaluate imports it only when it evaluates)
+    from bpr.dataset import EXPORT_MANIFEST
     from bpr.evaluate import evaluate
 
     runs = spec.runs(only)
@@ -190,6 +191,8 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                    "measured_box_drop": record["metrics"][-1]["drop"]["box_drop_fraction"],
                    "software": trained_and_evaluated_with(
                        record["metrics"], software(resolve_device(spec.device)))}
+            manifest = json.loads((run_folder(project, name) / "dataset" / EXPORT_MANIFEST).read_text())
+            row["train_labels_sha256"] = manifest.get("labels_sha256", {}).get("train")
             for split in ("val", "test"):
                 result = evaluate(project, weights, split=split, imgsz=spec.imgsz, device=spec.device)
                 if result.left_out:  # the runs of a sweep must be scored on the same frames
@@ -373,6 +376,24 @@ def late_curves(spec: ExperimentSpec, rows: list[dict], windows: int = 5) -> lis
     return lines
 
 
+def label_pairing(rows: list[dict]) -> str | None:
+    """Whether the runs of each seed trained on the same labels, by the checksum of their training
+    label files; None when no row carries one (rows written before it was recorded)."""
+    checked = [r for r in rows if r.get("train_labels_sha256")]
+    if not checked:
+        return None
+    groups: dict[tuple[int, float], dict[str, list[str]]] = {}
+    for r in sorted(checked, key=lambda r: r["run"]):
+        groups.setdefault((r["seed"], r["hide"]), {}).setdefault(r["train_labels_sha256"], []).append(r["run"])
+    unpaired = ["; ".join(" and ".join(runs) + f" on labels {digest[:8]}" for digest, runs in by_digest.items())
+                for by_digest in groups.values() if len(by_digest) > 1]
+    if unpaired:
+        return ("**Not paired**: runs of one seed trained on different labels, so their gains compare "
+                "different training sets: " + " | ".join(unpaired) + ".")
+    return (f"Training labels: the runs of each seed trained on the same labels (checksum of the label "
+            f"files; {len(checked)} of {len(rows)} runs carry one).")
+
+
 def _fraction(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
@@ -408,6 +429,7 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
         f"Finished: {len(finished)} of {len(names) * spec.seeds} runs ({len(names)} settings x {spec.seeds} "
         f"seeds). {software_line(rows)}",
         "",
+        *([pairing, ""] if (pairing := label_pairing(finished)) else []),
         ("| setting | p_obj | p_box | mode | seeds | val mAP50 | test mAP50 | test mAP50 (COCO) "
          "| test gain vs baseline | dropped obj / box |"),
         "|---|---|---|---|---|---|---|---|---|---|",

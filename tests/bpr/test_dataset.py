@@ -83,8 +83,39 @@ def test_hidden_boxes_do_not_leak_back(demo_project, tmp_path, ultralytics_offli
     again = export_yolo(demo_project, tmp_path / "half", hide_fraction=0.5, seed=3)
     assert json.loads((tmp_path / "half" / "export.json").read_text())["hidden_box_ids"] == sorted(hidden)
     assert again.hidden_boxes == half.hidden_boxes
-    export_yolo(demo_project, tmp_path / "other", hide_fraction=0.5, seed=4)
+    other = export_yolo(demo_project, tmp_path / "other", hide_fraction=0.5, seed=4)
     assert json.loads((tmp_path / "other" / "export.json").read_text())["hidden_box_ids"] != sorted(hidden)
+    # the label files' checksum tells the same training labels from others
+    assert again.labels_sha256["train"] == half.labels_sha256["train"] != other.labels_sha256["train"]
+    assert half.labels_sha256["train"] != full.labels_sha256["train"]
+    assert half.labels_sha256["val"] == other.labels_sha256["val"] == full.labels_sha256["val"]
+    assert json.loads((tmp_path / "other" / "export.json").read_text())["labels_sha256"] == other.labels_sha256
+
+
+def test_the_same_data_imported_again_hides_the_same_boxes(tmp_path):
+    """A sweep carried to another machine rebuilds its project from the data.yaml: each seed must
+    hide the same boxes there, or its runs no longer pair with those trained before."""
+    from PIL import Image
+
+    from bpr.store import Project
+
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        (data / split / "images").mkdir(parents=True)
+        (data / split / "labels").mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (64, 48)).save(data / split / "images" / f"{i}.jpg")
+            (data / split / "labels" / f"{i}.txt").write_text(
+                "".join(f"0 {0.1 + 0.2 * k:.1f} 0.5 0.1 0.1\n" for k in range(i + 2)))
+    (data / "data.yaml").write_text("path: .\ntrain: train/images\nval: val/images\nnames: [star]\n")
+    checksums = []
+    for copy in ("first", "second"):
+        with Project.open(tmp_path / copy, create=True) as project:
+            import_yolo(project, data / "data.yaml")
+            checksums.append([export_yolo(project, tmp_path / f"{copy}-seed{seed}", hide_fraction=0.5,
+                                          seed=seed).labels_sha256["train"] for seed in (1, 2)])
+    assert checksums[0] == checksums[1]
+    assert checksums[0][0] != checksums[0][1]
 
 
 def test_image_dataset_export_hides_boxes_from_the_original_labels(project, tmp_path, ultralytics_offline):

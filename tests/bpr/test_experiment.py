@@ -163,6 +163,29 @@ def test_the_report_says_which_software_made_the_runs(tmp_path):
             "not recorded: baseline-seed0.") in (tmp_path / "results.md").read_text()
 
 
+def test_the_report_names_runs_of_one_seed_that_trained_on_other_labels(tmp_path):
+    """A sweep carried to a rebuilt project must hide the same boxes for a seed, or its gains compare
+    different training sets."""
+    def row(run, digest):
+        return {"run": run, "setting": run.rsplit("-", 1)[0], "seed": int(run[-1]), "p_obj": 0.0,
+                "p_box": 0.0, "mode": "random", "hide": 0.5, "val_mAP50": 0.1, "test_mAP50": 0.1,
+                "test_coco_mAP50": 0.1, "measured_obj_drop": None, "measured_box_drop": None,
+                "val_curve_mAP50": [0.1], **({"train_labels_sha256": digest} if digest else {})}
+
+    spec = ExperimentSpec(data="x", out=tmp_path, epochs=1)
+    write_report(spec, [row("baseline-seed0", None), row("obj0.75-seed0", None)])
+    assert "labels" not in (tmp_path / "results.md").read_text()  # rows from before the checksum
+    write_report(spec, [row("baseline-seed0", "a" * 64), row("obj0.75-seed0", "a" * 64),
+                        row("baseline-seed1", "b" * 64), row("obj0.5-seed1", None)])
+    assert ("Training labels: the runs of each seed trained on the same labels (checksum of the label "
+            "files; 3 of 4 runs carry one).") in (tmp_path / "results.md").read_text()
+    write_report(spec, [row("baseline-seed0", "a" * 64), row("obj0.75-seed0", "c" * 64),
+                        row("obj0.5-seed0", "a" * 64), row("baseline-seed1", "b" * 64)])
+    assert ("**Not paired**: runs of one seed trained on different labels, so their gains compare different "
+            "training sets: baseline-seed0 and obj0.5-seed0 on labels aaaaaaaa; obj0.75-seed0 on labels "
+            "cccccccc.") in (tmp_path / "results.md").read_text()
+
+
 def test_a_row_says_which_epochs_of_a_run_ran_on_which_software():
     """A run resumed on another machine (a GPU lent for a while, then the laptop) says so in its row."""
     cpu = {"bpr": "0.1.0", "ultralytics": "8.4.190", "torch": "2.14.1", "device": "CPU"}
@@ -303,7 +326,15 @@ def test_an_interrupted_sweep_resumes_and_reports(demo_template, tmp_path):
     import ultralytics
     assert {r["software"]["ultralytics"] for r in rows} == {ultralytics.__version__}
     assert all(set(r["software"]) == {"bpr", "ultralytics", "torch"} for r in rows)  # one machine: versions alone
+    # each seed's runs trained on the same hidden boxes (all labels: one set), and the report says it checked
+    digests = {}
+    for r in rows:
+        digests.setdefault((r["seed"], r["hide"]), set()).add(r["train_labels_sha256"])
+    assert all(len(d) == 1 for d in digests.values())
+    assert digests[0, 0.5] != digests[1, 0.5] and digests[0, 0.0] == digests[1, 0.0] != digests[0, 0.5]
     table = (out / "results.md").read_text()
+    assert "Training labels: the runs of each seed trained on the same labels (checksum of the label files; " \
+           "6 of 6 runs carry one)." in table
     assert "| baseline | 0.0 | 0.0 | random | 2 |" in table and "| obj0.75 |" in table
     obj_row = next(line for line in table.splitlines() if line.startswith("| obj0.75 |"))
     assert obj_row.endswith(f" | {sum(r['measured_obj_drop'] for r in obj) / 2:.2f} / – |")  # what was dropped
