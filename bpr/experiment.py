@@ -191,8 +191,9 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                    "measured_box_drop": record["metrics"][-1]["drop"]["box_drop_fraction"],
                    "software": trained_and_evaluated_with(
                        record["metrics"], software(resolve_device(spec.device)))}
-            manifest = json.loads((run_folder(project, name) / "dataset" / EXPORT_MANIFEST).read_text())
-            row["train_labels_sha256"] = manifest.get("labels_sha256", {}).get("train")
+            manifest = run_folder(project, name) / "dataset" / EXPORT_MANIFEST
+            if manifest.exists():  # exports before the checksum was recorded carry none
+                row["train_labels_sha256"] = json.loads(manifest.read_text()).get("labels_sha256", {}).get("train")
             for split in ("val", "test"):
                 result = evaluate(project, weights, split=split, imgsz=spec.imgsz, device=spec.device)
                 if result.left_out:  # the runs of a sweep must be scored on the same frames
