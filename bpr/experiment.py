@@ -21,7 +21,7 @@ from pathlib import Path
 from bpr.config import Rebalancing
 from bpr.paths import replace_whole
 from bpr.store import LINK_HINT, NotFoundError, Project, trained_elsewhere
-from bpr.training import TrainConfig, TrainingCancelled, resolve_device, run_folder, software, train
+from bpr.training import TrainConfig, TrainingCancelled, export_manifest, resolve_device, software, train
 
 
 @dataclass
@@ -143,7 +143,6 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
     # Everything the evaluation imports, loaded now: it first runs an hour or more into the sweep, and
     # code changed on disk by then (an upgrade, an edit) must not meet the modules already loaded.
     import bpr.detect  # noqa: F401  (bpr.evaluate imports it only when it evaluates)
-    from bpr.dataset import EXPORT_MANIFEST
     from bpr.evaluate import evaluate
 
     runs = spec.runs(only)
@@ -191,7 +190,7 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                    "measured_box_drop": record["metrics"][-1]["drop"]["box_drop_fraction"],
                    "software": trained_and_evaluated_with(
                        record["metrics"], software(resolve_device(spec.device)))}
-            manifest = run_folder(project, name) / "dataset" / EXPORT_MANIFEST
+            manifest = export_manifest(project, name)
             if manifest.exists():  # exports before the checksum was recorded carry none
                 row["train_labels_sha256"] = json.loads(manifest.read_text()).get("labels_sha256", {}).get("train")
             for split in ("val", "test"):

@@ -258,6 +258,14 @@ def run_folder(project: Project, run: str) -> Path:
     return project.folder / "runs" / run
 
 
+def export_manifest(project: Project, run: str) -> Path:
+    """The manifest of the training set the run exported: its counts, partial images, hidden boxes
+    and label checksums."""
+    from bpr.dataset import EXPORT_MANIFEST
+
+    return run_folder(project, run) / "dataset" / EXPORT_MANIFEST
+
+
 def _new_run_name(project: Project) -> str:
     taken = {r["name"] for r in project.runs()}
     n = len(taken) + 1
@@ -331,7 +339,7 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
     try:
         last = folder / "train" / "weights" / "last.pt"
         if resume is not None and last.exists():
-            dataset = json.loads((folder / "dataset" / "export.json").read_text())
+            dataset = json.loads(export_manifest(project, name).read_text())
             partial = set(dataset["partial_images"])
         else:
             export = export_yolo(project, folder / "dataset", species=config.species,
