@@ -33,6 +33,14 @@ def cancel_in_second_epoch(project, name):
         train(project, tiny_config(epochs=2), name=name, on_event=on_event, stop=stop)
 
 
+def adam_betas(checkpoint):
+    """The betas of each optimizer parameter group stored in an ultralytics checkpoint."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["optimizer"]
+    return [tuple(group["betas"]) for group in state["param_groups"]]
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     """Fail on any attempt to reach the network (DNS included)."""
@@ -109,14 +117,24 @@ def test_cancel_then_resume_from_last_epoch(demo_project):
     cancel_in_second_epoch(demo_project, "c")
     run = demo_project.run("c")
     assert run["status"] == "cancelled" and [m["epoch"] for m in run["metrics"]] == [1]
-    assert (demo_project.folder / "runs" / "c" / "train" / "weights" / "last.pt").exists()
+    last = demo_project.folder / "runs" / "c" / "train" / "weights" / "last.pt"
+    betas_saved = adam_betas(last)
 
-    events = []
-    run = train(demo_project, resume="c", on_event=events.append)
+    events, betas_resumed = [], []
+
+    def on_event(event):
+        events.append(event)
+        if event.kind == "epoch":  # sent after ultralytics saved the epoch's last.pt
+            betas_resumed.append(adam_betas(last))
+
+    run = train(demo_project, resume="c", on_event=on_event)
     assert run["status"] == "finished" and [m["epoch"] for m in run["metrics"]] == [1, 2]
     assert events[0].kind == "start" and events[0].epoch == 2  # continued, not restarted
     assert run["metrics"][1]["drop"]["negatives_dropped"] > 0  # BPR re-installed after the resume
     assert [m["software"] for m in run["metrics"]] == [software("cpu")] * 2  # each sitting says what it ran on
+    # The resumed run logs AdamW(momentum=0.937), its args' default, but trains on with the betas it
+    # was checkpointed with (ultralytics' automatic AdamW: 0.9), restored from the optimizer's state.
+    assert betas_resumed == [betas_saved] and {b[0] for b in betas_saved} == {0.9}
     with pytest.raises(ValueError, match="has finished"):
         train(demo_project, resume="c")
 
