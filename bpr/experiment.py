@@ -191,7 +191,8 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                    "software": trained_and_evaluated_with(
                        record["metrics"], software(resolve_device(spec.device)))}
             manifest = export_manifest(project, name)
-            if manifest.exists():  # exports before the checksum was recorded carry none
+            if manifest.exists():  # its training set may have been deleted since
+                # exports written before the checksum was recorded carry none
                 row["train_labels_sha256"] = json.loads(manifest.read_text()).get("labels_sha256", {}).get("train")
             for split in ("val", "test"):
                 result = evaluate(project, weights, split=split, imgsz=spec.imgsz, device=spec.device)
