@@ -37,7 +37,7 @@ def main() -> int:
     from bpr.loss import Rebalancing
     from bpr.offline import configure
     from bpr.store import NotFoundError, Project
-    from bpr.training import TrainConfig, run_folder, train
+    from bpr.training import TrainConfig, run_dataset, run_folder, train
 
     configure()
     from ultralytics import YOLO
@@ -65,7 +65,7 @@ def main() -> int:
             run = train(project, config, name=name) if run is None else train(project, resume=name)
         minutes = (time.time() - start) / 60
         weights = project.resolve_path(run["weights"])
-        data = run_folder(project, name) / "dataset" / "data.yaml"
+        data = run_dataset(project, name) / "data.yaml"
         test = YOLO(str(weights)).val(data=str(data), split="test", imgsz=args.imgsz, batch=args.batch,
                                       plots=False, verbose=False,  # not ./runs/detect/val in the cwd
                                       project=str(run_folder(project, name)), name="test", exist_ok=True)

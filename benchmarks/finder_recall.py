@@ -65,11 +65,11 @@ def main() -> int:
     from bpr.detect import detect
     from bpr.review import missing_labels
     from bpr.store import Project
-    from bpr.training import run_folder
+    from bpr.training import export_manifest
 
     with Project.open(args.project) as source:
         run = source.run(args.run)
-        manifest = json.loads((run_folder(source, args.run) / "dataset" / "export.json").read_text())
+        manifest = json.loads(export_manifest(source, args.run).read_text())
         weights = Path(args.weights) if args.weights else source.resolve_path(run["weights"] or "")
         if not weights.is_file():
             raise SystemExit(f"no weights at {weights}: the run has not finished; give --weights")

@@ -258,12 +258,17 @@ def run_folder(project: Project, run: str) -> Path:
     return project.folder / "runs" / run
 
 
+def run_dataset(project: Project, run: str) -> Path:
+    """The YOLO dataset the run exported and trained on (with any hidden boxes left out)."""
+    return run_folder(project, run) / "dataset"
+
+
 def export_manifest(project: Project, run: str) -> Path:
     """The manifest of the training set the run exported: its counts, partial images, hidden boxes
     and label checksums."""
     from bpr.dataset import EXPORT_MANIFEST
 
-    return run_folder(project, run) / "dataset" / EXPORT_MANIFEST
+    return run_dataset(project, run) / EXPORT_MANIFEST
 
 
 def _new_run_name(project: Project) -> str:
@@ -274,7 +279,7 @@ def _new_run_name(project: Project) -> str:
     return f"run{n}"
 
 
-def _follow_move(folder: Path, last: Path) -> None:
+def _follow_move(folder: Path, dataset: Path, last: Path) -> None:
     """Point a run's files back at its own folder before resuming it, if its project has moved.
 
     ultralytics records absolute paths: the dataset root in data.yaml, and the dataset, the output
@@ -285,7 +290,6 @@ def _follow_move(folder: Path, last: Path) -> None:
     import torch
     import yaml
 
-    dataset = folder / "dataset"
     data_yaml = dataset / "data.yaml"
     data = yaml.safe_load(data_yaml.read_text())
     if data.get("path") != str(dataset):
@@ -335,14 +339,14 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
     else:
         project.create_run(name, config.to_dict())
 
-    folder = run_folder(project, name)
+    folder, dataset_folder = run_folder(project, name), run_dataset(project, name)
     try:
         last = folder / "train" / "weights" / "last.pt"
         if resume is not None and last.exists():
             dataset = json.loads(export_manifest(project, name).read_text())
             partial = set(dataset["partial_images"])
         else:
-            export = export_yolo(project, folder / "dataset", species=config.species,
+            export = export_yolo(project, dataset_folder, species=config.species,
                                  hide_fraction=config.hide_fraction, seed=config.seed, protocol=config.protocol)
             partial = set(export.partial_images)
 
@@ -351,14 +355,14 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
         session = _Session(project, name, config, device, partial, on_event, stop)
         with _arithmetic(device, config.precision) as amp:
             if resume is not None and last.exists():
-                _follow_move(folder, last)
+                _follow_move(folder, dataset_folder, last)
                 model = YOLO(str(last))
                 session.attach(model)
                 model.train(resume=str(last), device=device, workers=config.workers)
             else:
                 model = YOLO(model)
                 session.attach(model)
-                model.train(data=str(folder / "dataset" / "data.yaml"), epochs=config.epochs,
+                model.train(data=str(dataset_folder / "data.yaml"), epochs=config.epochs,
                             imgsz=config.imgsz, batch=config.batch, device=device, seed=config.seed,
                             deterministic=True, workers=config.workers, patience=config.patience,
                             val=config.val, plots=False, amp=amp, pretrained=config.model.endswith(".pt"),
