@@ -346,8 +346,8 @@ class TrainPanel(QWidget):
         self.curves = Curves()
         for w in (self.progress, self.status, self.drop, self.curves):
             layout.addWidget(w)
-        self.runs = _tree(["Run", "Status", "Epochs", "Obj drop", "Box drop", "Mode", "Best val mAP50",
-                           "Trained on"])
+        self.runs = _tree(["Run", "Status", "Best val mAP50", "Epochs", "Obj drop", "Box drop", "Mode",
+                           "Trained on"])  # the score first: the dock is narrow
         self.runs.itemSelectionChanged.connect(self._update_buttons)
         self.runs.currentItemChanged.connect(self._show_run_curves)
         layout.addWidget(self.runs, 1)
@@ -491,9 +491,8 @@ class TrainPanel(QWidget):
                 cells = ["-"] * 6
             else:
                 best = max((m.get("mAP50", 0) for m in r["metrics"]), default=None)
-                cells = [f"{len(r['metrics'])}/{r['config']['epochs']}", f"{rb['p_obj']:.0%}",
-                         f"{rb['p_box']:.0%}", rb["mode"], "-" if best is None else f"{best:.4f}",
-                         trained_on(r["metrics"]) or "-"]
+                cells = ["-" if best is None else f"{best:.4f}", f"{len(r['metrics'])}/{r['config']['epochs']}",
+                         f"{rb['p_obj']:.0%}", f"{rb['p_box']:.0%}", rb["mode"], trained_on(r["metrics"]) or "-"]
             item = QTreeWidgetItem([r["name"], r["status"], *cells])
             tip = f"{r['name']}: {r['status']}\n" + "\n".join(f"{h}: {c}" for h, c in zip(headers, cells))
             for column in range(self.runs.columnCount()):  # the dock is narrow: names and columns are cut
@@ -502,6 +501,8 @@ class TrainPanel(QWidget):
         found = self.runs.findItems(keep, Qt.MatchFlag.MatchExactly, 0) if keep is not None else []
         if found:
             self.runs.setCurrentItem(found[0])
+        for column in range(self.runs.columnCount() - 1):  # the default width leaves most columns out
+            self.runs.resizeColumnToContents(column)
         self.runs.blockSignals(False)
         self._update_buttons()
 

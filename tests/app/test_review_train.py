@@ -246,7 +246,7 @@ def test_train_stop_resume_from_the_panel(window, qtbot):
         pass
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
     assert panel.runs.topLevelItem(0).text(1) == "finished"
-    assert panel.runs.topLevelItem(0).text(2) == "2/2"
+    assert panel.runs.topLevelItem(0).text(3) == "2/2"
     assert panel.runs.topLevelItem(0).text(7) == "CPU"  # the processor that trained it
     assert window.review.run.findText("run1") >= 0
 
@@ -444,5 +444,19 @@ def test_a_run_resumed_on_another_machine_says_where_each_epoch_ran(window):
     row = window.train.runs.findItems("moved", Qt.MatchFlag.MatchExactly, 0)[0]
     assert row.text(7) == "NVIDIA H200 (epochs 1-2), CPU (3)"
     assert row.toolTip(0) == row.toolTip(7) == (
-        "moved: finished\nEpochs: 3/3\nObj drop: 50%\nBox drop: 0%\nMode: random\nBest val mAP50: 0.3000\n"
+        "moved: finished\nBest val mAP50: 0.3000\nEpochs: 3/3\nObj drop: 50%\nBox drop: 0%\nMode: random\n"
         "Trained on: NVIDIA H200 (epochs 1-2), CPU (3)")
+
+
+def test_the_runs_list_fits_its_columns_to_what_they_hold(window, qtbot):
+    """At the window's opening size a run's name, status, best val mAP50 and epochs show without
+    scrolling, not cut off by the list's default column widths."""
+    add_finished_run(window.state.project, "r1", [0.1, 0.3, 0.2])
+    window.tabs.setCurrentWidget(window.train)
+    window.train.reload_runs()
+    qtbot.waitExposed(window)
+    runs = window.train.runs
+    header = runs.header()
+    names = [runs.headerItem().text(i) for i in range(runs.columnCount())]
+    for column in (names.index("Best val mAP50"), names.index("Epochs")):
+        assert header.sectionViewportPosition(column) + header.sectionSize(column) <= runs.viewport().width()
