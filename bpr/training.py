@@ -343,8 +343,8 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
     try:
         last = folder / "train" / "weights" / "last.pt"
         if resume is not None and last.exists():
-            dataset = json.loads(export_manifest(project, name).read_text())
-            partial = set(dataset["partial_images"])
+            manifest = json.loads(export_manifest(project, name).read_text())
+            partial = set(manifest["partial_images"])
         else:
             export = export_yolo(project, dataset_folder, species=config.species,
                                  hide_fraction=config.hide_fraction, seed=config.seed, protocol=config.protocol)
