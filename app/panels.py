@@ -173,6 +173,8 @@ class Curves(QWidget):
     while a run trains, per epoch for a finished run picked in the list."""
 
     PLACEHOLDER = "loss and val mAP50 show here: start training, or pick a run below"
+    LOSS_COLOR, MAP50_COLOR = "#e0a040", "#50c080"
+    LEGEND_HEIGHT = 34  # two text lines above the plot, so that no curve runs under them
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -198,20 +200,21 @@ class Curves(QWidget):
             p.setPen(QColor("#8a939c"))
             p.drawText(self.rect().adjusted(8, 0, -8, 0), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
                        self.PLACEHOLDER)
+        top, bottom = self.LEGEND_HEIGHT, h - 6
 
-        def line(values, color, top):
+        def line(values, color, label, text_baseline):
             if len(values) < 2:
                 return
             hi, lo = max(values), min(values)
             span = (hi - lo) or 1.0
-            pts = [QPointF(i / (len(values) - 1) * (w - 8) + 4, h - 14 - (v - lo) / span * (h - 28))
+            pts = [QPointF(i / (len(values) - 1) * (w - 8) + 4, bottom - (v - lo) / span * (bottom - top))
                    for i, v in enumerate(values)]
             p.setPen(QPen(QColor(color), 1.5))
             p.drawPolyline(QPolygonF(pts))
-            p.drawText(6, top, f"{'loss' if color == '#e0a040' else 'val mAP50'} {values[-1]:.4g}")
+            p.drawText(6, text_baseline, f"{label} {values[-1]:.4g}")
 
-        line(self.loss, "#e0a040", 14)
-        line(self.map50, "#50c080", 28)
+        line(self.loss, self.LOSS_COLOR, "loss", 14)
+        line(self.map50, self.MAP50_COLOR, "val mAP50", 28)
         p.end()
 
 

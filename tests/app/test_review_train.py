@@ -460,3 +460,24 @@ def test_the_runs_list_fits_its_columns_to_what_they_hold(window, qtbot):
     names = [runs.headerItem().text(i) for i in range(runs.columnCount())]
     for column in (names.index("Best val mAP50"), names.index("Epochs")):
         assert header.sectionViewportPosition(column) + header.sectionSize(column) <= runs.viewport().width()
+
+
+def test_no_curve_runs_under_the_chart_legend(qtbot):
+    """The legend's two lines sit above the plot: a loss that peaks mid-run is drawn below them."""
+    from PySide6.QtGui import QColor
+
+    from app.panels import Curves
+
+    chart = Curves()
+    qtbot.addWidget(chart)
+    chart.resize(400, 110)
+    chart.loss = [0.0, 1.0, 1.0, 1.0, 0.0]
+    image = chart.grab().toImage()
+    loss = QColor(Curves.LOSS_COLOR)
+
+    def loss_colored(y):  # right of the legend text, which is drawn in the curve's colour too
+        return any(abs(image.pixelColor(x, y).red() - loss.red()) < 40
+                   and abs(image.pixelColor(x, y).green() - loss.green()) < 40 for x in range(150, 350))
+
+    assert not any(loss_colored(y) for y in range(Curves.LEGEND_HEIGHT - 2))
+    assert any(loss_colored(y) for y in range(Curves.LEGEND_HEIGHT - 2, Curves.LEGEND_HEIGHT + 3))
