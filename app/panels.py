@@ -53,6 +53,13 @@ def _tree(headers: list[str]) -> QTreeWidget:
     return tree
 
 
+def _fit_columns(tree: QTreeWidget) -> None:
+    """Size each column but the last (which stretches) to what it holds: Qt's default widths cut
+    species names short in the narrow dock, with room to spare in the number columns."""
+    for column in range(tree.columnCount() - 1):
+        tree.resizeColumnToContents(column)
+
+
 # ---------------------------------------------------------------------------------------------------
 class LabelPanel(QWidget):
     """Draw, relabel and delete boxes on the current frame; mark the frame partial/full/none."""
@@ -504,8 +511,7 @@ class TrainPanel(QWidget):
         found = self.runs.findItems(keep, Qt.MatchFlag.MatchExactly, 0) if keep is not None else []
         if found:
             self.runs.setCurrentItem(found[0])
-        for column in range(self.runs.columnCount() - 1):  # the default width leaves most columns out
-            self.runs.resizeColumnToContents(column)
+        _fit_columns(self.runs)
         self.runs.blockSignals(False)
         self._update_buttons()
 
@@ -755,6 +761,9 @@ class ReviewPanel(QWidget):
             for s in self.suggestions:
                 where = _image_name(s.video_id) if sequence else str(s.frame_index)
                 self.missing.addTopLevelItem(QTreeWidgetItem([where, s.species, confidence_text(s.confidence)]))
+        _fit_columns(self.video_counts)
+        self.frame_counts.setColumnWidth(0, self.video_counts.columnWidth(0))  # the same species; steady per frame
+        _fit_columns(self.missing)
         # keep the suggestion being looked at chosen, if it is still one
         index = next((i for i, s in enumerate(self.suggestions)
                       if chosen is not None and s.detection_id == chosen.detection_id), None)

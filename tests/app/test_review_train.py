@@ -92,6 +92,19 @@ def test_review_over_known_detections(window, qtbot):
     assert s.frame == partial[0]  # at 0.7 both frames hold one urchin: MaxN is the earlier frame
 
 
+def test_the_review_lists_show_species_names_whole(window, qtbot):
+    """The counts and the finder fit their columns to the names, not to Qt's default width; the
+    frame's counts take the video's species width, so that it stays put from frame to frame."""
+    review = window.review
+    add_known_detections(window)
+    settle(window, qtbot, lambda: review.conf.setValue(30))
+    metrics = review.video_counts.fontMetrics()
+    for tree, column in ((review.video_counts, 0), (review.frame_counts, 0), (review.missing, 1)):
+        names = [tree.topLevelItem(i).text(column) for i in range(tree.topLevelItemCount())]
+        assert names and tree.columnWidth(column) >= max(metrics.horizontalAdvance(n) for n in names)
+    assert review.frame_counts.columnWidth(0) == review.video_counts.columnWidth(0)
+
+
 def test_slider_drag_counts_the_video_once(window, qtbot, monkeypatch):
     """While the slider moves, the frame follows each step; the video's counts, finder and timeline
     are computed once, at the threshold where it comes to rest."""
