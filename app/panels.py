@@ -53,11 +53,15 @@ def _tree(headers: list[str]) -> QTreeWidget:
     return tree
 
 
-def _fit_columns(tree: QTreeWidget) -> None:
+def _fit_columns(tree: QTreeWidget, grow_only: bool = False) -> None:
     """Size each column but the last (which stretches) to what it holds: Qt's default widths cut
-    species names short in the narrow dock, with room to spare in the number columns."""
+    species names short in the narrow dock, with room to spare in the number columns. A list
+    refilled on every frame only widens, so that its columns stay put while a video plays."""
     for column in range(tree.columnCount() - 1):
+        before = tree.columnWidth(column)
         tree.resizeColumnToContents(column)
+        if grow_only and tree.columnWidth(column) < before:
+            tree.setColumnWidth(column, before)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -70,6 +74,7 @@ class LabelPanel(QWidget):
         super().__init__(parent)
         self.state = state
         self.selected: dict | None = None
+        self._boxes_fitted = False
         layout = QVBoxLayout(self)
         form = QFormLayout()
         self.species = QComboBox()
@@ -118,7 +123,7 @@ class LabelPanel(QWidget):
         undo.addWidget(self.undo_button)
         undo.addWidget(self.redo_button)
         layout.addLayout(undo)
-        self.boxes = _tree(["Species", "x1", "y1", "x2", "y2", "source"])
+        self.boxes = _tree(["Species", "Source", "x1", "y1", "x2", "y2"])  # what a narrow dock cuts last
         layout.addWidget(QLabel("Boxes on this frame"))
         layout.addWidget(self.boxes)
         self.undo_button.setEnabled(False)
@@ -134,6 +139,7 @@ class LabelPanel(QWidget):
         self.species.addItems([s["name"] for s in self.state.project.species()])
         if current:
             self.species.setCurrentText(current)
+        self._boxes_fitted = False  # another project, or a new species: the box list fits afresh
 
     def refresh(self, *_):
         status = self.state.frame_status()
@@ -144,7 +150,9 @@ class LabelPanel(QWidget):
         self.unused_hint.setVisible(status == "none" and bool(labels))
         for b in labels:
             self.boxes.addTopLevelItem(QTreeWidgetItem(
-                [b["species"], *(f"{b[k]:.0f}" for k in ("x1", "y1", "x2", "y2")), b["source"]]))
+                [b["species"], b["source"], *(f"{b[k]:.0f}" for k in ("x1", "y1", "x2", "y2"))]))
+        _fit_columns(self.boxes, grow_only=self._boxes_fitted)
+        self._boxes_fitted = True
         if self.state.project and self.species.count() != len(self.state.project.species()):
             self.reload_species()
 

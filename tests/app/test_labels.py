@@ -89,3 +89,24 @@ def test_boxes_on_an_unmarked_frame_say_they_are_not_used(window):
     for box in s.labels():
         s.delete_box(box["id"])
     assert panel.unused_hint.isHidden()  # nothing to warn about
+
+
+def test_the_box_list_fits_its_columns_and_holds_still_from_frame_to_frame(window, qtbot):
+    """Fitted to the names, the species and where each box came from show whole in the dock at its
+    opening width, the coordinates after them; a frame with no boxes narrows no column."""
+    s, boxes = window.state, window.labels.boxes
+    qtbot.waitExposed(window)
+    labeled = [f["frame_index"] for f in s.project.labeled_frames(s.video["id"])]
+    s.set_frame(labeled[0])
+    header, metrics = boxes.header(), boxes.fontMetrics()
+    for column in (0, 1):  # Species, Source
+        texts = [boxes.topLevelItem(i).text(column) for i in range(boxes.topLevelItemCount())]
+        assert boxes.columnWidth(column) >= max(metrics.horizontalAdvance(t) for t in texts)
+        assert header.sectionViewportPosition(column) + header.sectionSize(column) <= boxes.viewport().width()
+    widths = [boxes.columnWidth(c) for c in range(boxes.columnCount() - 1)]
+    other = labeled[1]
+    for box in s.project.boxes(s.video["id"], other):  # every frame of the demo has boxes: empty one
+        s.project.delete_box(box["id"])
+    s.set_frame(other)
+    assert boxes.topLevelItemCount() == 0
+    assert [boxes.columnWidth(c) for c in range(boxes.columnCount() - 1)] == widths
