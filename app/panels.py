@@ -128,10 +128,14 @@ class LabelPanel(QWidget):
         layout.addWidget(self.boxes)
         self.undo_button.setEnabled(False)
         self.redo_button.setEnabled(False)
-        state.projectChanged.connect(self.reload_species)
+        state.projectChanged.connect(self._project_changed)
         state.frameChanged.connect(self.refresh)
         state.labelsChanged.connect(self.refresh)
         self.set_selected(None)
+
+    def _project_changed(self):
+        self._boxes_fitted = False  # another project's names: the box list fits afresh
+        self.reload_species()
 
     def reload_species(self):
         current = self.species.currentText()
@@ -139,7 +143,6 @@ class LabelPanel(QWidget):
         self.species.addItems([s["name"] for s in self.state.project.species()])
         if current:
             self.species.setCurrentText(current)
-        self._boxes_fitted = False  # another project, or a new species: the box list fits afresh
 
     def refresh(self, *_):
         status = self.state.frame_status()

@@ -93,7 +93,8 @@ def test_boxes_on_an_unmarked_frame_say_they_are_not_used(window):
 
 def test_the_box_list_fits_its_columns_and_holds_still_from_frame_to_frame(window, qtbot):
     """Fitted to the names, the species and where each box came from show whole in the dock at its
-    opening width, the coordinates after them; a frame with no boxes narrows no column."""
+    opening width, the coordinates after them; neither a frame with no boxes nor a new species
+    narrows a column."""
     s, boxes = window.state, window.labels.boxes
     qtbot.waitExposed(window)
     labeled = [f["frame_index"] for f in s.project.labeled_frames(s.video["id"])]
@@ -108,5 +109,10 @@ def test_the_box_list_fits_its_columns_and_holds_still_from_frame_to_frame(windo
     for box in s.project.boxes(s.video["id"], other):  # every frame of the demo has boxes: empty one
         s.project.delete_box(box["id"])
     s.set_frame(other)
+    assert boxes.topLevelItemCount() == 0
+    assert [boxes.columnWidth(c) for c in range(boxes.columnCount() - 1)] == widths
+    s.add_box("eel", (1, 1, 9, 9))  # a new species, shorter than every name and number before it
+    assert boxes.topLevelItemCount() == 1
+    s.undo.undo()
     assert boxes.topLevelItemCount() == 0
     assert [boxes.columnWidth(c) for c in range(boxes.columnCount() - 1)] == widths
