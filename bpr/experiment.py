@@ -424,7 +424,8 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
         f"Data: `{spec.data}`; {spec.hide:.0%} of training boxes hidden (seeded); {spec.model} from scratch, "
         f"{spec.epochs} epochs at {spec.imgsz} px, batch {spec.batch}"
         + "".join(f", {k}={v}" for k, v in spec.extra.items()) + ". mAP50 in points (×100), mean ± sd "
-        "over seeds; ultralytics' AP (101-point interpolation) of best.pt, and COCO's for test. Dropped: the "
+        "over seeds; ultralytics' AP (101-point interpolation) of best.pt, scored by `bpr evaluate`, which "
+        f"sees frames as `bpr detect` does at {spec.imgsz} px, and COCO's for test. Dropped: the "
         "fraction of negatives (obj) and of low-IoU positives (box) the loss left out in the last epoch.",
         "",
         f"Finished: {len(finished)} of {len(names) * spec.seeds} runs ({len(names)} settings x {spec.seeds} "
@@ -445,11 +446,12 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
     verdicts = [(r["seed"], plateau(r["val_curve_mAP50"], mixed))
                 for r in sorted(rows, key=lambda r: r["seed"]) if r["setting"] == "baseline"]
     if verdicts:
-        lines += ["", (f"Has the baseline learned and flattened? Its mean val mAP50 over the last tenth of the "
-                       f"epochs trained with mosaic against the tenth before: flat below a {FLAT_RISE:.0%} "
-                       f"rise, learned from {LEARNED * 100:.0f} point. The last {spec.epochs - mixed} epochs, "
-                       "trained without mosaic (ultralytics' `close_mosaic`), step up by design and are "
-                       "shown apart. A comparison counts only once the baseline is flat.")]
+        lines += ["", (f"Has the baseline learned and flattened? Its mean val mAP50 (ultralytics' validation "
+                       f"of each epoch, as below) over the last tenth of the epochs trained with mosaic "
+                       f"against the tenth before: flat below a {FLAT_RISE:.0%} rise, learned from "
+                       f"{LEARNED * 100:.0f} point. The last {spec.epochs - mixed} epochs, trained without "
+                       "mosaic (ultralytics' `close_mosaic`), step up by design and are shown apart. A "
+                       "comparison counts only once the baseline is flat.")]
         for seed, v in verdicts:
             if v is None:
                 lines.append(f"- seed {seed}: too few epochs to tell")
@@ -461,7 +463,10 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
             lines.append(line)
     curves = late_curves(spec, finished)
     if curves:
-        lines += ["", "Val mAP50 during training, mean over each span of epochs (points):", "", *curves]
+        lines += ["", ("Val mAP50 during training, mean over each span of epochs (points). These are "
+                       "ultralytics' own validation of each epoch, which pads each frame by half a stride in "
+                       "its rectangular batches, so they can differ from the val column above by a point or "
+                       "two:"), "", *curves]
     replace_whole(spec.out / "results.md", ("\n".join(lines) + "\n").encode())
     _plot(spec, table)
     _plot_curves(spec, rows)

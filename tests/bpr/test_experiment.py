@@ -128,6 +128,9 @@ def test_the_report_shows_the_late_val_curves_in_spans(tmp_path):
     write_report(ExperimentSpec(data="x", out=tmp_path, epochs=40),
                  [row("obj0.75", 0, 0.75), row("baseline", 1, 0.0), row("baseline", 0, 0.0)])
     text = (tmp_path / "results.md").read_text()
+    # the curves are ultralytics' per-epoch validation, not the table's bpr evaluate: the report says so
+    assert "ultralytics' own validation of each epoch, which pads each frame by half a stride" in text
+    assert "scored by `bpr evaluate`, which sees frames as `bpr detect` does at 320 px" in text
     assert ("| run | 21–22 | 23–24 | 25–26 | 27–28 | 29–30 | 31–40, no mosaic |\n|---|---|---|---|---|---|---|\n"
             "| baseline, seed 0 | 21.50 | 23.50 | 25.50 | 27.50 | 29.50 | 35.50 |\n"
             "| baseline, seed 1 | 21.50 | 23.50 | 25.50 | 27.50 | 29.50 | 35.50 |\n"
