@@ -180,6 +180,22 @@ def test_a_crash_mid_epoch_marks_the_run_failed_and_a_new_run_can_start(demo_pro
     assert train(demo_project, tiny_config(), name="after")["status"] == "finished"
 
 
+@pytest.mark.slow
+def test_the_same_seed_retraces_the_same_run_on_one_machine(demo_project):
+    # `bpr experiment` pairs settings by seed, trained as it trains them: images cached in RAM, a
+    # data-loading worker process. The same seed must give the same initial weights, data stream and
+    # random drops, so the same losses and drop counts bit for bit; another seed must not.
+    def losses_and_drops(name, seed):
+        config = tiny_config(epochs=2, workers=1, seed=seed, extra={"cache": "ram"})
+        run = train(demo_project, config, name=name)
+        return [({k: v for k, v in m.items() if k.endswith("_loss")}, m["drop"]) for m in run["metrics"]]
+
+    first = losses_and_drops("first", seed=3)
+    assert len(first) == 2 and first[0][1]["negatives_dropped"] > 0
+    assert losses_and_drops("again", seed=3) == first
+    assert losses_and_drops("other", seed=4) != first
+
+
 def test_bad_settings_are_refused_before_a_run_is_recorded(demo_project):
     with pytest.raises(FileNotFoundError, match="weights .*nowhere.pt not found"):
         train(demo_project, tiny_config(model="nowhere.pt"), name="w")
