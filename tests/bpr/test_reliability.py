@@ -12,24 +12,39 @@ import pytest
 from bpr.store import Project
 from tests.conftest import ROOT, shared
 
-# Adds boxes one by one to video VIDEO, cycling over N frames from FIRST: EDITS PROJECT VIDEO FIRST N
+# Adds boxes one by one to video VIDEO, cycling over N frames from FIRST, and acknowledges each edit once
+# add_box has returned: EDITS PROJECT VIDEO FIRST N [PAUSE_AT]. With PAUSE_AT it stops after that edit,
+# announces it, and waits to be killed, so that the kill lands at a known edit.
 EDITS = textwrap.dedent("""
-    import sys
+    import sys, time
     from bpr.store import Project
     p = Project.open(sys.argv[1])
     video, first, n = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    pause_at = int(sys.argv[5]) if len(sys.argv) > 5 else None
     for i in range(100000):
         p.add_box(video, first + i % n, "urchin", (i % 100, 0, i % 100 + 10, 10))
-        print(i + 1, flush=True)   # this edit is committed
+        print(i + 1, flush=True)   # this edit is acknowledged: it must survive a kill from now on
+        if i + 1 == pause_at:
+            print("paused", flush=True)
+            time.sleep(300)
 """)
 
+# Imports SOURCE with IMPORTER (import_viame or import_dusia) and, once WHEN boxes have been written
+# inside the import's transaction, announces it (with whether a transaction is open) and waits to be
+# killed there: IMPORT PROJECT IMPORTER SOURCE WHEN
 IMPORT = textwrap.dedent("""
-    import sys
-    from bpr.formats import import_dusia
+    import sys, time
+    from bpr import formats
     from bpr.store import Project
     p = Project.open(sys.argv[1])
-    print("start", flush=True)
-    import_dusia(p, sys.argv[2])
+    importer, when = getattr(formats, sys.argv[2]), int(sys.argv[4])
+
+    def progress(done, total, message):
+        if message == "writing boxes" and done >= when:
+            print("inside the write", done, p.conn.in_transaction, flush=True)
+            time.sleep(300)
+
+    importer(p, sys.argv[3], progress=progress)
     print("done", flush=True)
 """)
 
@@ -39,41 +54,84 @@ def spawn(code, *args):
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_killed_while_saving_edits_keeps_every_committed_edit(tmp_path):
+def kill_and_drain(proc) -> list[str]:
+    """SIGKILL the child, then read what it wrote before it died (the parent may not have read it yet)."""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    return proc.stdout.read().split()  # through the same buffer the parent read from: no line is lost
+
+
+def stored_boxes(folder) -> int:
+    with Project.open(folder) as p:
+        assert p.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return p.conn.execute("SELECT count(*) FROM boxes").fetchone()[0]
+
+
+def test_killed_while_saving_edits_keeps_every_acknowledged_edit(tmp_path):
+    """Killed while it keeps editing: every edit acknowledged before the kill is stored, and at most the
+    one being written when it died (stored, but not yet acknowledged) more."""
     folder = tmp_path / "p"
     with Project.create(folder) as p:
         p.conn.execute("INSERT INTO videos (id) VALUES ('v')")
     proc = spawn(EDITS, folder, "v", 0, 50)
-    committed = 0
     for line in proc.stdout:
-        committed = int(line)
-        if committed >= 300:
+        if int(line) >= 300:
             break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    with Project.open(folder) as p:
-        assert p.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        stored = p.conn.execute("SELECT count(*) FROM boxes").fetchone()[0]
-    assert stored >= committed >= 300
+    acknowledged = int(([line] + kill_and_drain(proc))[-1])
+    assert acknowledged >= 300
+    assert acknowledged <= stored_boxes(folder) <= acknowledged + 1
 
 
-@pytest.mark.parametrize("delay", [0.6, 1.6])
-def test_killed_during_an_import_leaves_all_or_nothing(tmp_path, delay):
-    root = shared("dusia_annotations")
+@pytest.mark.parametrize("edits", [1, 313])
+def test_killed_after_an_acknowledged_edit_keeps_exactly_the_edits_made(tmp_path, edits):
+    """The kill lands at a known edit (313: no round batch size divides it): all of them are there."""
+    folder = tmp_path / "p"
+    with Project.create(folder) as p:
+        p.conn.execute("INSERT INTO videos (id) VALUES ('v')")
+    proc = spawn(EDITS, folder, "v", 0, 50, edits)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.strip())
+        if line.strip() == "paused":
+            break
+    lines += kill_and_drain(proc)
+    assert lines[-2:] == [str(edits), "paused"]
+    assert stored_boxes(folder) == edits
+
+
+def big_viame_csv(folder, boxes: int):
+    """A VIAME CSV of ``boxes`` boxes, 10 a frame."""
+    rows = [f"{i},clip.mp4,{i // 10},{i % 10 * 20},0,{i % 10 * 20 + 15},15,1,-1,urchin,1" for i in range(boxes)]
+    path = folder / "clip.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("source", ["viame", "dusia"])
+def test_killed_inside_an_import_transaction_leaves_nothing_of_it(tmp_path, source):
+    """The child announces that it is inside the write transaction, with boxes written, and is killed
+    there: the store has only what it had before."""
+    if source == "viame":
+        importer, path, total, when = "import_viame", big_viame_csv(tmp_path, 70_000), 70_000, 60_000
+    else:
+        importer, path, total, when = "import_dusia", shared("dusia_annotations"), 140_460, 100_000
     folder = tmp_path / "p"
     with Project.create(folder) as p:
         p.conn.execute("INSERT INTO videos (id) VALUES ('mine')")
         p.add_box("mine", 0, "my species", (0, 0, 5, 5))
-    proc = spawn(IMPORT, folder, root)
-    assert proc.stdout.readline().strip() == "start"
-    time.sleep(delay)  # the import takes ~2.5 s: kill it part way (reading, or writing)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = spawn(IMPORT, folder, importer, path, when)
+    announced = proc.stdout.readline().split()
+    kill_and_drain(proc)
+    assert announced[:3] == ["inside", "the", "write"], (announced, proc.stderr.read())
+    assert int(announced[3]) >= when and announced[4] == "True"  # boxes written, the transaction open
+    assert stored_boxes(folder) == 1
     with Project.open(folder) as p:
-        assert p.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        boxes = p.conn.execute("SELECT count(*) FROM boxes").fetchone()[0]
-        assert boxes in (1, 1 + 140_460)
         assert p.boxes("mine", 0)[0]["species"] == "my species"
+
+    # and the same import, let run, writes every box: the kill above was not before any write
+    with Project.open(folder) as p:
+        getattr(__import__("bpr.formats", fromlist=[importer]), importer)(p, path)
+    assert stored_boxes(folder) == 1 + total
 
 
 READER = textwrap.dedent("""
@@ -96,8 +154,7 @@ def test_two_readers_and_a_writer_at_once(tmp_path):
     readers = [spawn(READER, folder, 3) for _ in range(2)]
     writer = spawn(EDITS, folder, "v", 0, 50)
     time.sleep(3.2)
-    writer.send_signal(signal.SIGKILL)
-    writer.wait()
+    kill_and_drain(writer)
     for reader in readers:
         out, err = reader.communicate(timeout=30)
         assert reader.returncode == 0, err
