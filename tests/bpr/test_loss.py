@@ -197,18 +197,105 @@ def test_end_to_end_head_applies_the_drop_in_both_branches():
     assert ours[1] < plain[1]
 
 
-def test_partial_only_spares_fully_labeled_images():
+def spy_on_drops(criterion) -> dict:
+    """Keep the arguments and the keep mask of the criterion's next _drop_masks call."""
+    captured = {}
+    original = criterion._drop_masks
+
+    def spy(*args):
+        keep, box_fg = original(*args)
+        captured.update(args=args, keep=keep, box_fg=box_fg)
+        return keep, box_fg
+
+    criterion._drop_masks = spy
+    return captured
+
+
+@pytest.mark.parametrize("partial", ["img0.jpg", "img1.jpg"])
+def test_partial_only_drops_in_the_partial_image_and_nowhere_else(partial):
+    """Per image: with p_obj = 1, the partial image loses exactly the negatives it would lose with
+    partial_only off, and the fully labeled image loses none."""
     model = tiny_model()
     batch = make_batch(boxes_per_image=(2, 2))
-    stats = DropStats()
-    criterion = build_criterion(model, Rebalancing(p_obj=1.0, partial_only=True), stats,
-                                partial_images={"img0.jpg"})
+    preds = model(batch["img"])
+    dropped = {}
+    for partial_only in (True, False):
+        criterion = build_criterion(model, Rebalancing(p_obj=1.0, partial_only=partial_only),
+                                    partial_images={partial})
+        captured = spy_on_drops(criterion)
+        criterion(preds, batch)
+        dropped[partial_only] = ~captured["keep"]
+    for i in range(2):
+        everywhere = dropped[False][i]
+        assert everywhere.sum() > 0
+        if f"img{i}.jpg" == partial:
+            assert torch.equal(dropped[True][i], everywhere)
+        else:
+            assert dropped[True][i].sum() == 0
+
+
+def test_the_partial_frames_rule_from_the_store_through_the_export_to_the_drop_mask(demo_project, tmp_path):
+    """The store's frame statuses decide the export's partial images, and those decide, per image,
+    where the loss drops: a frame marked full loses nothing, its partial neighbour loses every negative."""
+    from bpr.dataset import export_yolo
+
+    video = demo_project.videos("train")[0]["id"]
+    frames = [f["frame_index"] for f in demo_project.labeled_frames(video)]
+    full, partial = frames[0], frames[1]
+    demo_project.set_frame_status(video, full, "full")
+    result = export_yolo(demo_project, tmp_path / "export")
+    statuses = {(v["id"], f["frame_index"]): f["label_status"] for v in demo_project.videos("train")
+                for f in demo_project.labeled_frames(v["id"])}
+    names = {f"{vid}_{frame:07d}.jpg": status for (vid, frame), status in statuses.items()}
+    assert sorted(result.partial_images) == sorted(n for n, status in names.items() if status == "partial")
+    full_name, partial_name = f"{video}_{full:07d}.jpg", f"{video}_{partial:07d}.jpg"
+    assert full_name not in result.partial_images and partial_name in result.partial_images
+
+    model = tiny_model()
+    batch = make_batch(boxes_per_image=(2, 2))
+    batch["im_file"] = [str(tmp_path / "export" / "train" / "images" / n) for n in (full_name, partial_name)]
+    criterion = build_criterion(model, Rebalancing(p_obj=1.0), partial_images=set(result.partial_images))
+    captured = spy_on_drops(criterion)
     criterion(model(batch["img"]), batch)
-    only_first = stats.negatives
-    stats_all = DropStats()
-    build_criterion(model, Rebalancing(p_obj=1.0, partial_only=False), stats_all,
-                    partial_images={"img0.jpg"})(model(batch["img"]), batch)
-    assert 0 < only_first < stats_all.negatives
+    dropped = ~captured["keep"]
+    assert dropped[0].sum() == 0 and dropped[1].sum() > 0
+    assert criterion.stats.negatives == criterion.stats.negatives_dropped == dropped[1].sum()
+
+
+@pytest.mark.parametrize("mode", ["random", "confident"])
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.75])
+def test_drops_are_candidates_in_the_asked_fraction_over_a_million_anchors(mode, p):
+    """About 10^6 candidates: the measured fraction is within 5 binomial sigma of p (0.15 % at p = 0.1,
+    so a draw 5 % low fails), and nothing that is not a candidate is ever dropped."""
+    g = torch.Generator().manual_seed(11)
+    candidates = torch.rand(16, 125_000, generator=g) < 0.5
+    scores = torch.rand(16, 125_000, generator=g)
+    drop = choose_drops(candidates, p, mode, scores, torch.Generator().manual_seed(5))
+    assert not (drop & ~candidates).any()
+    n, k = int(candidates.sum()), int(drop.sum())
+    assert n > 900_000
+    assert abs(k / n - p) < 5 * (p * (1 - p) / n) ** 0.5, (k / n, p)
+    if mode == "random":  # independent per anchor: every image near p too
+        per_image = drop.sum(1) / candidates.sum(1)
+        assert (per_image - p).abs().max() < 6 * (p * (1 - p) / candidates.sum(1).min()) ** 0.5
+
+
+def test_neg_iou_is_a_strict_bound_for_negatives_and_low_iou_positives():
+    """Hand-made predictions against one 10x10 box: IoU 0.2 is below neg_iou 0.3, exactly 0.3 is not."""
+    model = tiny_model()
+    criterion = build_criterion(model, Rebalancing(p_obj=1.0, p_box=1.0, neg_iou=0.3))
+    gt = torch.tensor([[[0.0, 0, 10, 10]]])
+    # anchors: IoU 0.2, 0.3, 0.4 with the box (not foreground); then foreground at IoU 0.2, 0.3, 1.0
+    pred = torch.tensor([[[0.0, 0, 10, 2], [0, 0, 10, 3], [0, 0, 10, 4],
+                          [0, 0, 10, 2], [0, 0, 10, 3], [0, 0, 10, 10]]])
+    fg = torch.tensor([[False, False, False, True, True, True]])
+    target = gt.expand(1, 6, 4)
+    batch = {"im_file": ["/x/a.jpg"]}
+    keep, box_fg = criterion._drop_masks(batch, 1, pred, torch.full((1, 6, 3), 0.5), gt, target, fg)
+    assert (~keep).tolist() == [[True, False, False, False, False, False]]
+    assert box_fg.tolist() == [[False, False, False, False, True, True]]
+    assert criterion.stats.last == {"negatives": 1, "negatives_dropped": 1, "low_iou_positives": 1,
+                                    "positives_dropped": 1}
 
 
 def test_pairwise_iou_against_hand_values():
