@@ -55,6 +55,18 @@ def test_threshold_and_per_species_thresholds(counted):
     assert row(strict, "v", "urchin")["threshold"] == 0.25
 
 
+def test_a_score_equal_to_the_threshold_counts(counted):
+    """A slider at 0.30 and a stored score of 0.3 are the same number: the detection counts, in the
+    summary, the per-frame table and under a per-species threshold alike."""
+    at = video_summary(counted, CountSource(run="r", conf=0.3))
+    assert row(at, "w", "sea star")["maxn"] == 1
+    assert frame_counts(counted, CountSource(run="r", conf=0.3), video="w")["rows"][0] == ("w", 0, 0.0, [1, 0])
+    above = video_summary(counted, CountSource(run="r", conf=0.30001))
+    assert row(above, "w", "sea star")["maxn"] == 0
+    per_species = video_summary(counted, CountSource(run="r", conf=0.95, species_conf={"sea star": 0.8}))
+    assert row(per_species, "v", "sea star")["maxn"] == 1 and row(per_species, "v", "urchin")["maxn"] == 0
+
+
 def test_per_frame_table_includes_empty_frames(counted):
     table = frame_counts(counted, CountSource(run="r"), video="v")
     assert table["species"] == ["sea star", "urchin"]

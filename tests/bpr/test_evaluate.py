@@ -43,6 +43,38 @@ def test_localisation_decides_the_iou_threshold():
     assert ap[:, 0] == pytest.approx([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
 
 
+def test_precision_recall_counts_a_hit_from_iou_0_5_up():
+    """One detection at IoU exactly 0.5 (a hit), one at IoU 0.4 (a miss) and a third, on no box."""
+    gt = [[0, 0, 10, 10]]
+    at_half, at_0_4 = [0, 0, 10, 5], [0, 0, 10, 4]
+    assert box_iou(np.array([at_half, at_0_4], float), np.array(gt, float))[:, 0].tolist() == [0.5, 0.4]
+    images = [image(gt, [0], [at_half], [0.9], [0]), image(gt, [0], [at_0_4], [0.8], [0]),
+              image([], [], [[50, 50, 60, 60]], [0.7], [0])]
+    assert precision_recall_at(images, conf=0.5) == (pytest.approx(1 / 3), 0.5)
+    assert precision_recall_at(images, conf=0.85) == (1.0, 0.5)
+    assert precision_recall_at(images, conf=0.5, iou=0.4) == (pytest.approx(2 / 3), 1.0)
+    assert summarise(images, {0: "urchin"}, conf=0.5)["precision"] == pytest.approx(1 / 3)
+
+
+def test_map50_95_and_the_per_class_figures_by_hand():
+    """Class 0 found exactly; class 1 found at IoU 0.6, which counts at 0.50, 0.55 and 0.60 only, so its
+    AP50-95 is 3/10 (COCO). ultralytics' interpolation gives a single true positive 0.995 at each
+    threshold where it counts."""
+    images = [image([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 1], [[0, 0, 10, 10], [20, 20, 30, 26]],
+                    [0.9, 0.8], [0, 1])]
+    result = summarise(images, {0: "urchin", 1: "star"})
+    assert result["coco"] == {"mAP50": pytest.approx(1.0), "mAP50-95": pytest.approx((1 + 0.3) / 2)}
+    assert result["ultralytics"]["mAP50"] == pytest.approx(0.995, abs=1e-3)
+    assert result["ultralytics"]["mAP50-95"] == pytest.approx(0.995 * (1 + 0.3) / 2, abs=1e-3)
+    urchin, star = result["per_class"]
+    assert (urchin["name"], urchin["boxes"], star["name"], star["boxes"]) == ("urchin", 1, "star", 1)
+    assert urchin["coco_mAP50"] == star["coco_mAP50"] == pytest.approx(1.0)
+    assert (urchin["coco_mAP50-95"], star["coco_mAP50-95"]) == (pytest.approx(1.0), pytest.approx(0.3))
+    assert urchin["ultralytics_mAP50"] == star["ultralytics_mAP50"] == pytest.approx(0.995, abs=1e-3)
+    assert urchin["ultralytics_mAP50-95"] == pytest.approx(0.995, abs=1e-3)
+    assert star["ultralytics_mAP50-95"] == pytest.approx(0.995 * 0.3, abs=1e-3)
+
+
 def test_classes_without_ground_truth_are_left_out():
     images = [image([[0, 0, 10, 10]], [0], [[0, 0, 10, 10], [30, 30, 40, 40]], [0.9, 0.9], [0, 1])]
     ap = coco_ap(images, [0, 1])
@@ -96,15 +128,28 @@ def pycocotools_map(images, n_classes):
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()
-    return evaluation.stats[1], evaluation.stats[0]
+    precision = evaluation.eval["precision"][:, :, :, 0, -1]  # (IoU, recall, class) at all areas, 100 dets
+    per_class = {}
+    for c in range(n_classes):
+        p = precision[:, :, c]
+        if (p > -1).any():
+            per_class[c] = (float(p[0][p[0] > -1].mean()), float(p[p > -1].mean()))
+    return evaluation.stats[1], evaluation.stats[0], per_class
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_coco_figure_agrees_with_pycocotools(seed):
     images = random_dataset(seed)
-    expected50, expected = pycocotools_map(images, 3)
+    expected50, expected, per_class = pycocotools_map(images, 3)
     result = summarise(images, {0: "a", 1: "b", 2: "c"})
     assert result["coco"]["mAP50"] == pytest.approx(expected50, abs=1e-3)
     assert result["coco"]["mAP50-95"] == pytest.approx(expected, abs=1e-3)
+    assert {row["class"] for row in result["per_class"] if row["boxes"]} == set(per_class)
+    for row in result["per_class"]:
+        if row["boxes"]:
+            assert (row["coco_mAP50"], row["coco_mAP50-95"]) == pytest.approx(per_class[row["class"]], abs=1e-3)
+            # ultralytics per class: the same predictions, its own interpolation
+            assert row["ultralytics_mAP50"] == pytest.approx(row["coco_mAP50"], abs=0.05)
+            assert row["ultralytics_mAP50-95"] == pytest.approx(row["coco_mAP50-95"], abs=0.05)
     # The two ways differ, but only by interpolation: within a few points on the same predictions.
     assert result["ultralytics"]["mAP50"] == pytest.approx(expected50, abs=0.03)
