@@ -2,8 +2,10 @@
 LabelFormatError naming the file, and a failed import leaves the project exactly as it was."""
 
 import json
+import math
 import string
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,14 +20,29 @@ numbers = st.one_of(st.integers(-10, 5000), st.floats(allow_nan=True, allow_infi
 junk_text = st.text(alphabet=string.printable + "éß\x00", max_size=300)
 
 
-def check(project, path, importer, names=None):
-    """Import, or fail with a LabelFormatError naming the source (or one of ``names``), changing nothing."""
+def check(project, path, importer, names=None) -> bool:
+    """Import, or fail with a LabelFormatError naming the source (or one of ``names``), changing nothing.
+    After an import, every stored box is sound. Returns whether the import went through."""
     before = project.summary()
     try:
         importer(project, path)
     except LabelFormatError as e:
         assert any(name in str(e) for name in (names or [path.name]))
         assert project.summary() == before
+        return False
+    assert_boxes_sound(project)
+    return True
+
+
+def assert_boxes_sound(project):
+    """Every stored box is finite, has x2 > x1 and y2 > y1, and lies in its frame where the size is known."""
+    rows = project.conn.execute("SELECT b.x1, b.y1, b.x2, b.y2, v.width, v.height FROM boxes b "
+                                "JOIN videos v ON v.id = b.video_id").fetchall()
+    for x1, y1, x2, y2, width, height in rows:
+        assert all(isinstance(v, float) and math.isfinite(v) for v in (x1, y1, x2, y2)), (x1, y1, x2, y2)
+        assert x2 > x1 and y2 > y1, (x1, y1, x2, y2)
+        if width and height:
+            assert 0 <= x1 and 0 <= y1 and x2 <= width and y2 <= height, (x1, y1, x2, y2, width, height)
 
 
 def check_file(tmp_path_factory, file_name, text, importer):
@@ -140,3 +157,55 @@ def test_dusia(tmp_path_factory, split_lines, frame_lines, xml):
     (root / "idd_lsts" / "trainkf_auspec_cvat_frames.txt").write_text("\n".join(frame_lines))
     with Project.create(root / "p") as project:
         check(project, root, import_dusia, names=["auspec", ".xml"])
+
+
+# One sound box and one with a coordinate that is not a number, in each format's own spelling.
+def non_finite_cvat(folder, bad):
+    path = folder / "clip.xml"
+    path.write_text(
+        "<annotations><meta><task><name>clip</name><size>10</size><labels><label><name>urchin</name></label>"
+        "</labels><original_size><width>640</width><height>360</height></original_size></task></meta>"
+        '<track id="0" label="urchin"><box frame="0" outside="0" keyframe="1" xtl="1" ytl="1" xbr="9" ybr="9"/>'
+        '</track><track id="1" label="urchin">'
+        f'<box frame="1" outside="0" keyframe="1" xtl="{bad}" ytl="1" xbr="9" ybr="9"/></track></annotations>')
+    return path, import_cvat
+
+
+def non_finite_yolo(folder, bad):
+    from PIL import Image
+
+    (folder / "train" / "images").mkdir(parents=True)
+    (folder / "train" / "labels").mkdir(parents=True)
+    for name in ("a", "b"):
+        Image.new("RGB", (64, 48)).save(folder / "train" / "images" / f"{name}.jpg")
+    (folder / "train" / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (folder / "train" / "labels" / "b.txt").write_text(f"0 {bad} 0.5 0.2 0.2\n")
+    (folder / "data.yaml").write_text("path: .\ntrain: train/images\nnames: [urchin]\n")
+    return folder / "data.yaml", import_yolo
+
+
+def non_finite_coco(folder, bad):
+    path = folder / "ann.json"
+    value = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[bad]
+    path.write_text(
+        '{"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80}, '
+        '{"id": 2, "file_name": "b.jpg", "width": 100, "height": 80}], "categories": [{"id": 1, "name": "urchin"}], '
+        '"annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 8, 8]}, '
+        f'{{"id": 2, "image_id": 2, "category_id": 1, "bbox": [{value}, 1, 8, 8]}}]}}')
+    return path, import_coco
+
+
+def non_finite_viame(folder, bad):
+    path = folder / "clip.csv"
+    path.write_text(f"{HEADER}\n0,clip.mp4,0,1,1,9,9,1,-1,urchin,1\n1,clip.mp4,1,{bad},1,9,9,1,-1,urchin,1\n")
+    return path, import_viame
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("write", [non_finite_cvat, non_finite_yolo, non_finite_coco, non_finite_viame])
+def test_a_coordinate_that_is_not_a_number_never_becomes_a_box(tmp_path, write, bad):
+    """Refused with a message naming the file, or left out: never a full-frame box, never a crash."""
+    path, importer = write(tmp_path, bad)
+    with Project.create(tmp_path / "p") as project:
+        if check(project, path, importer, names=[path.name, "b.txt"]):
+            assert project.summary()["boxes"] == 1
