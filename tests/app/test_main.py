@@ -76,10 +76,20 @@ def test_self_test(qapp, capsys):
 
 
 def test_exit_after_shown_for_startup_timing(qapp, monkeypatch, tmp_path):
+    """The window is up, says how long it took, and no project was opened (the timing is start-up alone)."""
     from app.main import main
+    from app.window import MainWindow
 
+    shown = []
+    real_show = MainWindow.show
+    monkeypatch.setattr(MainWindow, "show", lambda self: (real_show(self), shown.append(self)))
     monkeypatch.setenv("BPR_EXIT_AFTER_SHOWN", "1")
     assert main([str(tmp_path / "nowhere")]) == 0
+    [window] = shown
+    assert window.isVisible()
+    assert re.fullmatch(r"window up in \d+\.\d\d s", window.statusBar().currentMessage())
+    assert not (tmp_path / "nowhere").exists()
+    window.close()
 
 
 def test_a_missing_display_or_x11_library_is_said_plainly(capsys, monkeypatch):

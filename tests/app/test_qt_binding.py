@@ -3,6 +3,7 @@ aborts Python 3.11 ("none_dealloc") after a few thousand timer ticks or progress
 
 import sys
 
+import pytest
 from PySide6.QtCore import QObject, QTimer, Signal
 
 
@@ -10,6 +11,8 @@ class Emitter(QObject):
     signal = Signal(object)
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal from Python 3.12: its reference count "
+                    "never changes, so the leak can neither abort Python nor be seen")
 def test_slot_calls_do_not_leak_references_to_none(qapp):
     calls = [0]
 

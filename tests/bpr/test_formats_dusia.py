@@ -69,10 +69,17 @@ def test_splits_with_leading_zeros_restored(dusia_project):
 def test_frames_and_missing_videos(dusia_project):
     project, report = dusia_project
     summary = project.summary()
-    assert summary["frames"] == {"partial": 5703, "full": 831}
-    assert summary["splits"]["train"]["frames"] == 5703
-    assert summary["splits"]["val"]["frames"] == 315
-    assert summary["splits"]["test"]["frames"] == 516
+    # A split's labeled frames are the entries of its frame list whose video has an annotation file.
+    root = shared("dusia_annotations")
+    annotated = {path.stem for path in (root / "cvat_annos").glob("*.xml") if path.stat().st_size}
+    listed = {split: {line.strip() for line in (root / "idd_lsts" / name).read_text().splitlines() if line.strip()}
+              for split, name in (("train", "trainkf_auspec_cvat_frames.txt"),
+                                  ("val", "valfull_auspec_cvat_frames.txt"),
+                                  ("test", "testfull_auspec_cvat_frames.txt"))}
+    expected = {split: sum(entry.split("_")[0] in annotated for entry in entries) for split, entries in listed.items()}
+    for split in ("train", "val", "test"):
+        assert summary["splits"][split]["frames"] == expected[split] > 0
+    assert summary["frames"] == {"partial": expected["train"], "full": expected["val"] + expected["test"]}
     assert summary["missing_videos"] == 22
     # Six listed videos have no XML upstream: recorded with their split, no frames, and said so.
     no_xml = [v for v in project.videos() if v["frame_count"] is None]

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -208,9 +209,7 @@ def test_bad_settings_are_refused_before_a_run_is_recorded(demo_project):
     assert resolve_device("cpu") == "cpu"
 
 
-def test_precision_chooses_ultralytics_amp_and_full_turns_tf32_off():
-    import torch
-
+def test_precision_is_checked_and_the_cpu_trains_in_fp32():
     from bpr.training import _arithmetic
 
     with pytest.raises(ValueError, match="precision 'half': use auto or full"):
@@ -218,8 +217,14 @@ def test_precision_chooses_ultralytics_amp_and_full_turns_tf32_off():
     for precision in ("auto", "full"):
         with _arithmetic("cpu", precision) as amp:
             assert amp is False  # the CPU trains in fp32 whatever is asked
-    if not torch.cuda.is_available():
-        return
+
+
+@pytest.mark.cuda
+def test_precision_chooses_ultralytics_amp_and_full_turns_tf32_off_on_a_gpu():
+    import torch
+
+    from bpr.training import _arithmetic
+
     before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     with _arithmetic("0", "auto") as amp:
         assert amp == ("bf16" if torch.cuda.is_bf16_supported() else False)
@@ -275,20 +280,32 @@ def test_config_round_trips_through_the_store():
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 
-def test_local_weights_named_like_yolov5_release_files_load_offline(trained_template, no_network, tmp_path):
-    """ultralytics renames '.../yolov5n.pt' (no "u" in the path) to 'yolov5nu.pt' and downloads it."""
-    import shutil
+def u_free_folder() -> Path:
+    """A new folder whose path has no letter "u" (ultralytics renames only such paths)."""
+    import tempfile
+    import time
 
+    for base in (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"):
+        if "u" not in base and os.access(base, os.W_OK):
+            folder = Path(base) / f"m0dels-{os.getpid()}-{time.monotonic_ns()}"
+            folder.mkdir()
+            return folder
+    pytest.skip("no writable temporary folder here has a path without the letter u")
+
+
+def test_local_weights_named_like_yolov5_release_files_load_offline(trained_template, no_network):
+    """ultralytics renames '.../yolov5n.pt' (no "u" in the path) to 'yolov5nu.pt' and downloads it."""
     from bpr.detect import load_model
 
-    folder = tmp_path.parent / "m0dels"  # a path without the letter u
-    folder.mkdir(exist_ok=True)
-    weights = folder / "yolov5n.pt"
-    shutil.copy(trained_template / "runs" / "tiny" / "train" / "weights" / "best.pt", weights)
-    if "u" in str(weights):
-        pytest.skip(f"the temporary path {weights} contains a 'u'; ultralytics would not rename it")
-    model, _ = load_model(weights, "cpu")
-    assert model.names and no_network == []
+    folder = u_free_folder()
+    try:
+        weights = folder / "yolov5n.pt"
+        shutil.copy(trained_template / "runs" / "tiny" / "train" / "weights" / "best.pt", weights)
+        assert "u" not in str(weights)
+        model, _ = load_model(weights, "cpu")
+        assert model.names and no_network == []
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_a_run_being_trained_by_another_live_process_is_not_resumed_twice(project, other_process):
