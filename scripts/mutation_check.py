@@ -1,0 +1,210 @@
+"""Put plausible bugs into a copy of the code, one at a time, and report which the tests catch.
+
+    python scripts/mutation_check.py             # every mutation (about 10 minutes on 2 cores)
+    python scripts/mutation_check.py --list      # their names
+    python scripts/mutation_check.py neg_iou_boundary partial_inverted
+
+Each mutation is a bug someone could write: a transaction committed early, a bound made inclusive, a
+threshold changed. It is applied to a fresh copy of the working tree, and the test files that should
+catch it are run there (stopping at the first failure). A mutation the tests pass is a hole in the
+suite. This is a check to run by hand before trusting the suite with a large change; it is not part
+of CI. Exit status: the number of mutations that survived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Mutation:
+    name: str
+    file: str
+    edits: list[tuple[str, str]]   # (text, replacement): each text must occur exactly once in the file
+    tests: list[str]               # test files (or node ids) that should catch it
+
+
+MUTATIONS = [
+    # -- crash safety (bpr/store.py, bpr/formats/common.py)
+    Mutation("import_commits_each_chunk", "bpr/formats/common.py", [(
+        "            if progress:\n                progress(min(start + chunk",
+        "            conn.execute('COMMIT')\n            conn.execute('BEGIN IMMEDIATE')\n"
+        "            if progress:\n                progress(min(start + chunk")],
+        ["tests/bpr/test_reliability.py"]),
+    Mutation("add_box_commits_every_20", "bpr/store.py", [
+        ("        with self.transaction():\n            species_id = species if isinstance(species, int) "
+         "else self.species_id(species)\n",
+         "        species_id = species if isinstance(species, int) else self.species_id(species)\n"
+         "        self._unsaved = getattr(self, '_unsaved', 0) + 1\n"
+         "        if not self.conn.in_transaction:\n            self.conn.execute('BEGIN IMMEDIATE')\n"
+         "        if True:\n"),
+        ("                (video_id, frame_index, species_id, x1, y1, x2, y2, track_id, source, time.time()),\n"
+         "            )\n",
+         "                (video_id, frame_index, species_id, x1, y1, x2, y2, track_id, source, time.time()),\n"
+         "            )\n        if self._unsaved % 20 == 0:\n            self.conn.execute('COMMIT')\n")],
+        ["tests/bpr/test_reliability.py"]),
+    Mutation("transaction_commits_on_error", "bpr/store.py", [(
+        '                self.conn.execute("ROLLBACK")', '                self.conn.execute("COMMIT")')],
+        ["tests/bpr/test_store.py", "tests/bpr/test_fuzz_importers.py"]),
+    # -- partial frames only, the default
+    Mutation("partial_inverted", "bpr/loss.py", [(
+        "[n in self.partial_images for n in names]", "[n not in self.partial_images for n in names]")],
+        ["tests/bpr/test_loss.py"]),
+    Mutation("export_marks_every_train_frame_partial", "bpr/dataset.py", [(
+        'if split == "train" and status == "partial":', 'if split == "train":')],
+        ["tests/bpr/test_dataset.py", "tests/bpr/test_loss.py"]),
+    Mutation("partial_only_ignored", "bpr/loss.py", [(
+        "if not self.settings.partial_only or self.partial_images is None",
+        "if True or self.partial_images is None")],
+        ["tests/bpr/test_loss.py"]),
+    # -- the drops
+    Mutation("draw_5_percent_low", "bpr/loss.py", [(
+        "(draw.to(candidates.device) < fraction)", "(draw.to(candidates.device) < fraction * 0.95)")],
+        ["tests/bpr/test_loss.py"]),
+    Mutation("drops_not_limited_to_candidates", "bpr/loss.py", [(
+        "return candidates & (draw.to(candidates.device) < fraction)", "return draw.to(candidates.device) < fraction")],
+        ["tests/bpr/test_loss.py"]),
+    Mutation("confident_ranks_lowest_first", "bpr/loss.py", [(
+        "order = masked.argsort(dim=1, descending=True)", "order = masked.argsort(dim=1, descending=False)")],
+        ["tests/bpr/test_loss.py"]),
+    Mutation("neg_iou_boundary", "bpr/loss.py", [(
+        "candidates = ~fg_mask & (best < s.neg_iou) & applies",
+        "candidates = ~fg_mask & (best <= s.neg_iou) & applies")],
+        ["tests/bpr/test_loss.py"]),
+    Mutation("box_drop_boundary", "bpr/loss.py", [(
+        "candidates = fg_mask & (iou < s.neg_iou) & applies", "candidates = fg_mask & (iou <= s.neg_iou) & applies")],
+        ["tests/bpr/test_loss.py"]),
+    Mutation("foreground_can_be_dropped", "bpr/loss.py", [(
+        "candidates = ~fg_mask & (best < s.neg_iou) & applies", "candidates = (best < s.neg_iou) & applies")],
+        ["tests/bpr/test_loss.py"]),
+    Mutation("dropped_during_validation", "bpr/loss.py", [(
+        "        if not torch.is_grad_enabled():\n            return super()",
+        "        if False:\n            return super()")],
+        ["tests/bpr/test_loss.py"]),
+    # -- evaluation
+    Mutation("pr_iou_0_3", "bpr/evaluate.py", [(
+        "def precision_recall_at(images: list[ImageResult], conf: float, iou: float = 0.5)",
+        "def precision_recall_at(images: list[ImageResult], conf: float, iou: float = 0.3)")],
+        ["tests/bpr/test_evaluate.py"]),
+    Mutation("pr_iou_strict", "bpr/evaluate.py", [(
+        "(ious[d] >= iou))[0]", "(ious[d] > iou))[0]")],
+        ["tests/bpr/test_evaluate.py"]),
+    Mutation("ultralytics_map50_95_is_map50", "bpr/evaluate.py", [(
+        '"mAP50-95": float(ultra_ap.mean()) if len(ultra_ap) else 0.0',
+        '"mAP50-95": float(ultra_ap[:, 0].mean()) if len(ultra_ap) else 0.0')],
+        ["tests/bpr/test_evaluate.py"]),
+    Mutation("per_class_coco_map50_95_is_map50", "bpr/evaluate.py", [(
+        '"coco_mAP50-95": float(coco[:, ci].mean())', '"coco_mAP50-95": float(coco[0, ci])')],
+        ["tests/bpr/test_evaluate.py"]),
+    Mutation("per_class_ultralytics_map50_at_0_55", "bpr/evaluate.py", [(
+        '"ultralytics_mAP50": float(ultra_by_class.get(c, np.zeros(10))[0])',
+        '"ultralytics_mAP50": float(ultra_by_class.get(c, np.zeros(10))[1])')],
+        ["tests/bpr/test_evaluate.py"]),
+    # -- counts
+    Mutation("count_threshold_strict", "bpr/counts.py", [(
+        "AND d.confidence >= {threshold}", "AND d.confidence > {threshold}")],
+        ["tests/bpr/test_counts.py"]),
+    Mutation("per_species_threshold_ignored", "bpr/counts.py", [(
+        "    if not source.species_conf:\n", "    if True:\n")],
+        ["tests/bpr/test_counts.py"]),
+    # -- importers
+    Mutation("non_finite_coordinates_accepted", "bpr/formats/common.py", [(
+        '        if any(v != v or v in (float("inf"), float("-inf")) for v in values):\n'
+        '            raise LabelFormatError(f"{self.file}: {where}: box coordinates are not finite: {values}")\n', "")],
+        ["tests/bpr/test_fuzz_importers.py", "tests/bpr/test_formats_cvat.py", "tests/bpr/test_formats_yolo.py",
+         "tests/bpr/test_formats_coco.py", "tests/bpr/test_formats_viame.py"]),
+    # -- the Qt-free library
+    Mutation("qt_imported_at_run_time", "bpr/counts.py", [(
+        "    ids, sequences = _scope(project, video)\n    counted, params = _counted_cte(project, source, ids)\n",
+        "    __import__('importlib').import_module('PySide6.QtCore')\n"
+        "    ids, sequences = _scope(project, video)\n    counted, params = _counted_cte(project, source, ids)\n")],
+        ["tests/test_layering.py"]),
+]
+
+
+def copy_tree(destination: Path) -> None:
+    """The working tree as git sees it (tracked and untracked, not ignored), without .git or the venv."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def apply(mutation: Mutation, tree: Path) -> None:
+    path = tree / mutation.file
+    text = path.read_text()
+    for old, new in mutation.edits:
+        found = text.count(old)
+        if found != 1:
+            raise SystemExit(f"{mutation.name}: the text to change occurs {found} times in {mutation.file}, "
+                             f"not once; update the mutation:\n{old}")
+        text = text.replace(old, new)
+    path.write_text(text)
+
+
+def run(mutation: Mutation, timeout: float) -> tuple[bool, str, float]:
+    """(caught, the first failing test or why not, seconds)."""
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix=f"mutant-{mutation.name}-") as folder:
+        tree = Path(folder)
+        copy_tree(tree)
+        apply(mutation, tree)
+        # The copy's modules come first, in this process's children and in theirs.
+        env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
+        try:
+            result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                     *mutation.tests], cwd=tree, env=env, capture_output=True, text=True,
+                                    timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return True, f"the tests ran past {timeout:.0f} s (a hang counts as caught)", time.time() - started
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", result.stdout, re.MULTILINE)
+    if result.returncode == 0:
+        return False, "every test passed", time.time() - started
+    if failed:
+        return True, failed[0], time.time() - started
+    return True, f"pytest exited {result.returncode}: {result.stdout.strip().splitlines()[-1:]}", time.time() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="run only these mutations")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per mutation (default 900)")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTATIONS if not args.names or m.name in args.names]
+    unknown = set(args.names) - {m.name for m in MUTATIONS}
+    if unknown:
+        parser.error(f"no mutation named {', '.join(sorted(unknown))} (see --list)")
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:40} {m.file:28} {' '.join(m.tests)}")
+        return 0
+    survived = []
+    for m in chosen:
+        caught, why, seconds = run(m, args.timeout)
+        print(f"{'caught  ' if caught else 'SURVIVED'} {m.name:40} {seconds:5.0f} s  {why}", flush=True)
+        if not caught:
+            survived.append(m.name)
+    print(f"\n{len(chosen) - len(survived)} of {len(chosen)} mutations caught"
+          + (f"; survived: {', '.join(survived)}" if survived else ""))
+    print(f"command: python scripts/mutation_check.py {' '.join(args.names)}".rstrip())
+    return len(survived)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
