@@ -2,7 +2,8 @@
 
 Each export gets real ``images/`` folders (hard links, or copies across file systems) with its own
 ``labels/`` beside them. ultralytics resolves folder symlinks and then looks for labels next to the
-*original* images, so a symlinked folder would silently train on the wrong labels (see DESIGN.md).
+*original* images, so a symlinked folder would silently train on the wrong labels (tests/bpr/test_dataset.py
+reads each export back through ultralytics to prove it does not).
 Frames cut from video are written as JPEG once, into the project's cache, and linked from there.
 """
 

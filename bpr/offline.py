@@ -1,6 +1,6 @@
 """Keep ultralytics off the network: call :func:`configure` before anything imports ultralytics.
 
-What each switch stops (read off ultralytics 8.4's source, see DESIGN.md): YOLO_OFFLINE the import-time
+What each switch stops (read off ultralytics 8.4's source): YOLO_OFFLINE the import-time
 DNS probe and the version check on every train(); YOLO_AUTOINSTALL pip installs; YOLO_CONFIG_DIR keeps
 its settings in our folder, where sync and the logging integrations are turned off; and a TrueType
 font placed where ``check_font`` looks, since it downloads Arial on every train/val whatever ``plots``

@@ -26,7 +26,7 @@ LINK_HINT = "find the files with `bpr link-videos PROJECT FOLDER`"  # for messag
 # Each entry upgrades the schema by one version (PRAGMA user_version). Never edit a released entry:
 # append a new one, so that projects made by older versions open and upgrade in place.
 MIGRATIONS: list[str] = [
-    # 1: the data model of DESIGN.md
+    # 1: the data model (its tables are described in docs/architecture.md)
     """
     CREATE TABLE videos (
         id TEXT PRIMARY KEY,                  -- the dataset's own id (DUSIA: 20 digits)

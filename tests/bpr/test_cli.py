@@ -284,3 +284,16 @@ def test_runs_line_up_and_say_which_processors_trained_them(project, capsys):
     assert lines["b"].endswith("best val mAP50 0.1000, on CPU")
     assert lines["old"].endswith("best val mAP50 0.1000")
     assert len({line.index(" finished") for line in lines.values()}) == 1  # the columns line up
+
+
+def test_the_cli_reference_is_what_the_parser_says():
+    """docs/cli.md is written from the parser (scripts/cli_reference.py); it must not drift from it."""
+    import importlib.util
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("cli_reference", ROOT / "scripts" / "cli_reference.py")
+    reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reference)
+    assert (ROOT / "docs" / "cli.md").read_text() == reference.render(), \
+        "docs/cli.md is out of date: run python scripts/cli_reference.py"
