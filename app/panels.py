@@ -32,11 +32,15 @@ from PySide6.QtWidgets import (
 from app.frame_view import confidence_text
 from app.state import ProjectState
 from app.workers import ChildCrashed, Worker, in_child_process
-from bpr.config import KEEP_CONF, Rebalancing, TrainConfig
+from bpr.config import KEEP_CONF, Option, TrainConfig, from_flat, options
 from bpr.store import Project
 from bpr.training import trained_on
 
 MODELS = ["yolov5n.yaml", "yolov5s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
+# The training options the Train panel offers, in the order of their description (bpr.config); the
+# command line has them all.
+PANEL_OPTIONS = ("model", "epochs", "imgsz", "batch", "device", "workers", "p_obj", "p_box", "mode", "neg_iou",
+                 "partial_only")
 
 
 def _wrapped(text: str) -> QLabel:
@@ -303,51 +307,21 @@ class TrainPanel(QWidget):
         self._device_worker: Worker | None = None
         self._listed_folder = None  # the project whose runs are listed
         layout = QVBoxLayout(self)
+        # The widgets come from the settings' descriptions (bpr.config): the defaults, ranges, choices
+        # and tooltips are those of `bpr train --help`. Each is this panel's attribute of the option's name.
+        self._options = [o for o in options(TrainConfig) if o.name in PANEL_OPTIONS]
         form = QFormLayout()
-        model_row = QHBoxLayout()
-        self.model = QComboBox()
-        self.model.setEditable(True)
-        self.model.addItems(MODELS)
-        browse = QPushButton("Local .pt...")
-        browse.clicked.connect(self._browse)
-        model_row.addWidget(self.model, 1)
-        model_row.addWidget(browse)
-        form.addRow("Model", model_row)
-        self.epochs = QSpinBox(minimum=1, maximum=2000, value=50)
-        self.imgsz = QSpinBox(minimum=64, maximum=1920, singleStep=32, value=640)
-        self.batch = QSpinBox(minimum=1, maximum=256, value=16)
-        self.device = QComboBox()
-        self.device.addItems(["auto", "cpu"])
-        self.device.setToolTip("auto: the first CUDA GPU if there is one, else the CPU")
-        self.workers = QSpinBox(minimum=0, maximum=16, value=0)
-        self.workers.setToolTip("data-loading processes; 0 loads in the training thread (safest in the app)")
-        form.addRow("Epochs", self.epochs)
-        form.addRow("Image size", self.imgsz)
-        form.addRow("Batch", self.batch)
-        form.addRow("Device", self.device)
-        form.addRow("Data workers", self.workers)
-        layout.addLayout(form)
-
         bpr_box = QGroupBox("Box Prediction Rebalancing")
         bpr_form = QFormLayout(bpr_box)
-        self.p_obj, self.p_obj_label = self._slider(
-            "Fraction of negative predictions (IoU < threshold with every box) dropped from the "
-            "objectness/classification loss. The paper's best: 75 %; the one ahead in our brittlestar "
-            "sweep so far: 25 % (docs/results.md).")
-        self.p_box, self.p_box_label = self._slider(
-            "Fraction of low-IoU box predictions dropped from the box loss. The paper's best: 25 %.")
-        bpr_form.addRow("Objectness drop", self._with_label(self.p_obj, self.p_obj_label))
-        bpr_form.addRow("Box drop", self._with_label(self.p_box, self.p_box_label))
-        self.mode = QComboBox()
-        self.mode.addItems(["random", "confident"])
-        self.mode.setToolTip("random: the paper; confident: drop the negatives the model is surest of first "
-                             "(keep the fraction small: at 75 % it never learned to reject its false detections)")
-        self.neg_iou = QDoubleSpinBox(minimum=0.05, maximum=0.95, singleStep=0.05, value=0.3)
-        self.partial_only = QCheckBox("Partially labeled frames only")
-        self.partial_only.setChecked(True)
-        bpr_form.addRow("Mode", self.mode)
-        bpr_form.addRow("Negative IoU", self.neg_iou)
-        bpr_form.addRow(self.partial_only)
+        for o in self._options:
+            widget, shown = self._option_widget(o)
+            setattr(self, o.name, widget)
+            target = bpr_form if o.group == "rebalancing" else form
+            if isinstance(widget, QCheckBox):
+                target.addRow(shown)
+            else:
+                target.addRow(o.label, shown)
+        layout.addLayout(form)
         layout.addWidget(bpr_box)
 
         buttons = QHBoxLayout()
@@ -375,12 +349,58 @@ class TrainPanel(QWidget):
         state.projectChanged.connect(self.reload_runs)
         self._update_buttons()
 
-    def _slider(self, tip: str):
-        slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=0)
-        slider.setToolTip(tip)
-        label = QLabel("0 %")
-        slider.valueChanged.connect(lambda v: label.setText(f"{v} %"))
-        return slider, label
+    def _option_widget(self, o: Option) -> tuple[QWidget, QWidget]:
+        """(the widget holding the option's value, what the form shows: the widget, or a row with it)."""
+        if o.name == "model":
+            widget = QComboBox()
+            widget.setEditable(True)
+            widget.addItems(MODELS)
+            widget.setCurrentText(o.default)
+            browse = QPushButton("Local .pt...")
+            browse.clicked.connect(self._browse)
+            shown = QWidget()
+            row = QHBoxLayout(shown)
+            row.setContentsMargins(0, 0, 0, 0)
+            row.addWidget(widget, 1)
+            row.addWidget(browse)
+        elif o.name == "device":  # the CUDA devices found are added later
+            widget = QComboBox()
+            widget.addItems(["auto", "cpu"])
+            widget.setCurrentText(o.default)
+            shown = widget
+        elif o.kind is bool:
+            widget = shown = QCheckBox(o.label)
+            widget.setChecked(o.default)
+        elif o.choices is not None:
+            widget = shown = QComboBox()
+            widget.addItems(list(o.choices))
+            widget.setCurrentText(o.default)
+        elif o.percent:
+            widget = QSlider(Qt.Orientation.Horizontal, minimum=round(o.low * 100), maximum=round(o.high * 100),
+                             value=round(o.default * 100))
+            label = QLabel(f"{widget.value()} %")
+            widget.valueChanged.connect(lambda v, label=label: label.setText(f"{v} %"))
+            setattr(self, f"{o.name}_label", label)
+            shown = self._with_label(widget, label)
+        elif o.kind is float:
+            widget = shown = QDoubleSpinBox(minimum=o.low, maximum=o.high, singleStep=o.step or 0.01, value=o.default)
+        else:
+            widget = shown = QSpinBox(minimum=int(o.low), maximum=int(o.high), singleStep=int(o.step or 1),
+                                      value=o.default)
+        widget.setToolTip(o.help[:1].upper() + o.help[1:] + ".")
+        return widget, shown
+
+    def _option_value(self, o: Option):
+        widget = getattr(self, o.name)
+        if o.name == "device":
+            return widget.currentText().split(" ")[0]  # "cuda:0 (NVIDIA ...)"
+        if isinstance(widget, QCheckBox):
+            return widget.isChecked()
+        if isinstance(widget, QComboBox):
+            return widget.currentText().strip()
+        if o.percent:
+            return widget.value() / 100
+        return widget.value()
 
     @staticmethod
     def _with_label(slider, label) -> QWidget:
@@ -405,13 +425,7 @@ class TrainPanel(QWidget):
             self.model.setCurrentText(path)
 
     def config(self) -> TrainConfig:
-        return TrainConfig(
-            model=self.model.currentText().strip(), epochs=self.epochs.value(), imgsz=self.imgsz.value(),
-            batch=self.batch.value(), device=self.device.currentText().split(" ")[0],
-            workers=self.workers.value(),
-            rebalancing=Rebalancing(p_obj=self.p_obj.value() / 100, p_box=self.p_box.value() / 100,
-                                    mode=self.mode.currentText(), neg_iou=self.neg_iou.value(),
-                                    partial_only=self.partial_only.isChecked()))
+        return from_flat(TrainConfig, {o.name: self._option_value(o) for o in self._options})
 
     def running(self) -> bool:
         return self.worker is not None and self.worker.thread.isRunning()

@@ -12,6 +12,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
+from bpr.config import default
+from bpr.counts import CountSource
 from bpr.store import Project
 
 CONF_REST_MS = 200
@@ -34,7 +36,7 @@ class ProjectState(QObject):
         self.video: dict | None = None
         self.frame = 0
         self.run: str | None = None
-        self.conf = 0.25
+        self.conf = default(CountSource, "conf")
         self.undo = QUndoStack(self)
         self._sequences: list | None = None  # the project's ImageSequences, until the project changes
         self._sequence_of: dict = {}         # image id -> its ImageSequence

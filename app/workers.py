@@ -137,6 +137,12 @@ def child_main(fn: Callable[..., Any], args: tuple, messages, stop) -> None:
     """In the child: ``fn(*args, send=..., stop=...)``; its value comes back through ``messages`` as
     ("done", value), an error as ("failed", message, traceback). ``send(message)`` passes anything else
     back as it comes."""
+    import multiprocessing
+
+    # The app starts the child as a daemon, so that it ends with the app; a daemon may not start
+    # processes of its own, and on a GPU ultralytics loads data in `workers` of them. Only the child's
+    # view of itself changes: the app still ends it when it quits.
+    multiprocessing.current_process().daemon = False
     try:
         messages.put(("done", fn(*args, send=messages.put, stop=stop)))
     except BaseException as e:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bpr import __version__
-from bpr.config import KEEP_CONF, PRECISIONS
+from bpr.config import KEEP_CONF, Option, TrainConfig, from_flat, options
+from bpr.counts import CountSource
 
 
 class _Bar:
@@ -164,17 +165,9 @@ def cmd_train(args) -> None:
         os.environ.setdefault("YOLO_VERBOSE", "False")  # our progress bar replaces ultralytics' output
     from tqdm import tqdm
 
-    from bpr.config import Rebalancing
-    from bpr.training import TrainConfig, TrainingCancelled, train
+    from bpr.training import TrainingCancelled, train
 
-    config = None
-    if args.resume is None:
-        config = TrainConfig(
-            model=args.model, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
-            seed=args.seed, workers=args.workers, species=args.species, hide_fraction=args.hide_fraction,
-            protocol=args.protocol, precision=args.precision, extra=dict(args.train_arg),
-            rebalancing=Rebalancing(p_obj=args.p_obj, p_box=args.p_box, neg_iou=args.neg_iou,
-                                    mode=args.mode, partial_only=not args.all_frames, seed=args.seed))
+    config = None if args.resume is not None else _settings(TrainConfig, args)
     bar = None
 
     def on_event(event) -> None:
@@ -354,7 +347,7 @@ def _species_conf(items: list[str] | None) -> dict[str, float]:
 
 
 def cmd_counts(args) -> None:
-    from bpr.counts import CountSource, frame_counts, video_summary, write_frame_csv, write_summary_csv
+    from bpr.counts import frame_counts, video_summary, write_frame_csv, write_summary_csv
 
     if not args.run and not args.labels:
         raise ValueError("give --run RUN (count detections) or --labels (count labeled boxes)")
@@ -410,14 +403,14 @@ def _pairs(text: str) -> list[tuple[float, float]]:
 
 
 def cmd_experiment(args) -> None:
-    from bpr.experiment import ExperimentSpec, run_experiment
+    from bpr.experiment import EXPERIMENT_TRAIN_OPTIONS, ExperimentSpec, run_experiment
     from bpr.training import TrainingCancelled
 
     spec = ExperimentSpec(
         data=args.data, out=Path(args.out), hide=args.hide, p_obj=args.p_obj, p_box=args.p_box,
         both=args.both, confident=args.confident, upper_bound=not args.no_upper_bound, seeds=args.seeds,
-        model=args.model, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device=args.device,
-        workers=args.workers, precision=args.precision, extra=dict(args.train_arg))
+        **{name: getattr(args, name) for name in EXPERIMENT_TRAIN_OPTIONS if name != "extra"},
+        extra=dict(args.extra))
     runs = spec.runs(args.only)  # an unknown --only name is refused before anything is printed
     if args.only is None:
         names = [s.name for s in spec.settings()]
@@ -474,38 +467,53 @@ def _train_arg(text: str) -> tuple[str, object]:
     return key.strip(), yaml.safe_load(value)  # 16 -> int, 0.1 -> float, true -> bool, else str
 
 
-def _add_dataset_options(p: argparse.ArgumentParser) -> None:
-    """What goes into an exported training set: shared by `export yolo` and `train`."""
-    p.add_argument("--species", nargs="+", help="species to train on (default: all marked for training)")
-    p.add_argument("--hide-fraction", type=_fraction, default=0.0,
-                   help="hide this fraction of training boxes (a controlled partial-label benchmark)")
-    p.add_argument("--protocol", choices=["dusia", "all-labeled"], default="dusia",
-                   help="dusia: val/test use only fully labeled frames (default); all-labeled: every "
-                        "labeled frame")
+def _add_options(p: argparse.ArgumentParser, cls, names: tuple[str, ...] | None = None,
+                 defaults: dict | None = None) -> None:
+    """The flags of a settings class's options (all, or ``names``), from their descriptions
+    (bpr.config): the same defaults, ranges, choices and help as the app shows. ``defaults``
+    replaces some defaults, for a command whose own are other (the experiment's)."""
+    for o in options(cls):
+        if names is None or o.name in names:
+            p.add_argument(o.cli_flag, **_argument(o, (defaults or {}).get(o.name, o.default)))
+
+
+def _argument(o: Option, default) -> dict:
+    """add_argument's keywords for one option."""
+    if o.kind is bool:  # a flag that sets the option to the other value than its default
+        return dict(dest=o.name, action="store_false" if default else "store_true", help=o.flag_help or o.help)
+    if o.cli_flag == "--train-arg":
+        return dict(dest=o.name, type=_train_arg, action="append", default=[], metavar="KEY=VALUE",
+                    help=f"{o.help} (repeatable)")
+    kwargs = dict(dest=o.name, default=default)
+    if o.choices is not None:
+        kwargs["choices"] = o.choices
+    if o.kind == list[str] | None:
+        kwargs["nargs"] = "+"
+    elif o.kind is float and (o.low, o.high) == (0.0, 1.0):
+        kwargs["type"] = _fraction
+    elif o.kind in (int, float):
+        kwargs["type"] = o.kind
+    shown = "" if default is None else f" (default: {default})"
+    return dict(kwargs, help=o.help + shown)
+
+
+def _settings(cls, args: argparse.Namespace):
+    """``cls`` from the parsed flags of its options."""
+    values = {o.name: getattr(args, o.name) for o in options(cls) if hasattr(args, o.name)}
+    if isinstance(values.get("extra"), list):
+        values["extra"] = dict(values["extra"])
+    return from_flat(cls, values)
+
+
+DATASET_OPTIONS = ("species", "hide_fraction", "protocol")  # what goes into an exported training set
 
 
 def _add_device_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    _add_options(p, TrainConfig, ("device",))
 
 
 def _add_inference_size_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imgsz", type=int, help="inference size (default: the size the weights were trained at)")
-
-
-def _add_precision_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bf16 mixed precision on a GPU that has it; full: fp32 everywhere, as on the CPU, "
-                   "so that GPU and CPU runs compare (default: auto)")
-
-
-def _add_model_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="yolov5n.yaml",
-                   help="ultralytics model YAML (trained from scratch) or a local .pt (default: yolov5n.yaml)")
-
-
-def _add_train_arg_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train-arg", type=_train_arg, action="append", default=[], metavar="KEY=VALUE",
-                   help="a further ultralytics train() argument, e.g. nbs=16 or lr0=0.005 (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -574,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     def yolo_export_options(p):
         p.add_argument("project", help="the project folder")
         p.add_argument("out", help="output folder (new, empty, or an earlier export to replace)")
-        _add_dataset_options(p)
+        _add_options(p, TrainConfig, DATASET_OPTIONS)
         p.add_argument("--seed", type=int, default=0, help="seed for choosing the hidden boxes")
 
     p = sub.add_parser("export-yolo", help="write a YOLO training set (same as `export yolo`)")
@@ -630,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="count this run's detections")
     p.add_argument("--labels", action="store_true", help="count the labeled boxes instead")
     p.add_argument("--full-only", action="store_true", help="with --labels: only fully labeled frames")
-    p.add_argument("--conf", type=_fraction, default=0.25, help="detections at or above this count")
+    _add_options(p, CountSource, ("conf",))
     p.add_argument("--species-conf", nargs="+", metavar="NAME=CONF", help="per-species thresholds")
     p.add_argument("--video", help="only this video, or this folder of images (its name, or one image's id)")
     p.add_argument("--csv", help="write the per-video summary here (else print it)")
@@ -639,27 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a detector with Box Prediction Rebalancing")
     p.add_argument("project", help="the project folder")
-    _add_model_option(p)
-    p.add_argument("--epochs", type=int, default=50, help="epochs to train (default 50)")
-    p.add_argument("--imgsz", type=int, default=640, help="training image size in pixels (default 640)")
-    p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
-    p.add_argument("--p-obj", type=_fraction, default=0.0,
-                   help="fraction of negatives dropped from the objectness/classification loss")
-    p.add_argument("--p-box", type=_fraction, default=0.0,
-                   help="fraction of low-IoU predictions dropped from the box loss")
-    p.add_argument("--mode", choices=["random", "confident"], default="random",
-                   help="drop at random (the paper) or the most confident negatives first")
-    p.add_argument("--neg-iou", type=_fraction, default=0.3,
-                   help="IoU below which a prediction is a negative (default 0.3)")
-    p.add_argument("--all-frames", action="store_true",
-                   help="drop in fully labeled training frames too (default: partial frames only)")
-    _add_device_option(p)
-    _add_dataset_options(p)
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the initial weights, the data order, the hidden boxes and the drops (default 0)")
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes (default 2)")
-    _add_precision_option(p)
-    _add_train_arg_option(p)
+    _add_options(p, TrainConfig)
     p.add_argument("--name", help="run name (default: run1, run2, ...)")
     p.add_argument("--resume", metavar="RUN", help="resume a cancelled or failed run from its last epoch")
     p.add_argument("--verbose", action="store_true", help="show ultralytics' own output")
@@ -683,14 +671,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "baseline,obj0.75) or runs (e.g. box0.25-seed1), to split one sweep between processes "
                    "sharing --out")
     p.add_argument("--seeds", type=int, default=3, help="train every setting with seeds 0 to SEEDS-1 (default 3)")
-    _add_model_option(p)
-    p.add_argument("--epochs", type=int, default=100, help="epochs per run (default 100)")
-    p.add_argument("--imgsz", type=int, default=320, help="training image size in pixels (default 320)")
-    p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
-    _add_device_option(p)
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes (default 2)")
-    _add_precision_option(p)
-    _add_train_arg_option(p)
+    from bpr.experiment import EXPERIMENT_DEFAULTS, EXPERIMENT_TRAIN_OPTIONS
+
+    _add_options(p, TrainConfig, EXPERIMENT_TRAIN_OPTIONS, EXPERIMENT_DEFAULTS)
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("runs", help="list training runs and their results")

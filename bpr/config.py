@@ -1,19 +1,24 @@
-"""The typed settings of training and of BPR: the app edits them, the CLI fills them, the trainer reads them.
+"""The typed settings a user can set, described once: the command's flags, the app's widgets and the
+experiment's settings are made from these descriptions.
 
-Kept free of torch and ultralytics so that the app and the CLI can build a configuration without the
-seconds those imports take.
+Each setting is a dataclass field declared with :func:`option`: its default, its range or choices, its
+help and the group it belongs to. :func:`options` lists them; :func:`check` enforces the ranges and
+choices. Kept free of torch and ultralytics so that the app and the command build settings without
+the seconds those imports take.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import typing
+from dataclasses import MISSING, dataclass, field
 from typing import Any
 
 MODES = ("random", "confident")
 PRECISIONS = ("auto", "full")
+PROTOCOLS = ("dusia", "all-labeled")
 
-# Detection stores boxes at or above this confidence, for the CLI and the app alike: low, because
+# Detection stores boxes at or above this confidence, for the command and the app alike: low, because
 # counts and review choose their own threshold later, and the app's slider starts at 0.01.
 KEEP_CONF = 0.01
 
@@ -24,24 +29,112 @@ MANAGED_TRAIN_ARGS = frozenset({
     "val", "plots", "amp", "pretrained", "project", "name", "exist_ok", "verbose", "resume"})
 
 
+@dataclass(frozen=True)
+class Option:
+    """One setting as a user meets it: in ``bpr --help``, in the app's panels and in the experiment."""
+
+    name: str                     # the field's name, e.g. "p_obj"
+    kind: Any                     # its type: int, float, str, bool, list[str] or dict
+    default: Any
+    help: str                     # one sentence, lower case, no default in it (the front ends add it)
+    group: str                    # e.g. "schedule", "rebalancing": the app groups its widgets by it
+    label: str                    # the app's label, e.g. "Objectness drop"
+    choices: tuple | None = None
+    low: float | None = None      # inclusive bounds of a number
+    high: float | None = None
+    step: float | None = None     # the app's step for a number
+    percent: bool = False         # a fraction the app shows in percent
+    flag: str | None = None       # the command's flag: "--p-obj"; for a bool that defaults to True, the
+                                  # flag that turns it off ("--all-frames")
+    flag_help: str | None = None  # that flag's help, where it is not the option's
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
+def option(default: Any = MISSING, *, help: str, group: str, label: str | None = None,
+           choices: tuple | None = None, low: float | None = None, high: float | None = None,
+           step: float | None = None, percent: bool = False, flag: str | None = None,
+           flag_help: str | None = None, default_factory: Any = MISSING):
+    """A dataclass field that is a user-settable option (see :class:`Option`)."""
+    metadata = {"option": dict(help=help, group=group, label=label, choices=choices, low=low, high=high,
+                               step=step, percent=percent, flag=flag, flag_help=flag_help)}
+    return field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def options(cls) -> list[Option]:
+    """The options of a settings dataclass in declaration order; those of nested settings
+    (``TrainConfig.rebalancing``) in place of the field that holds them."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            out += options(kind)
+            continue
+        if "option" not in f.metadata:
+            continue
+        meta = dict(f.metadata["option"])
+        default = f.default if f.default is not MISSING else f.default_factory()
+        meta["label"] = meta["label"] or f.name.replace("_", " ").capitalize()
+        out.append(Option(name=f.name, kind=kind, default=default, **meta))
+    return out
+
+
+def default(cls, name: str):
+    """The described default of one option of a settings class."""
+    return next(o.default for o in options(cls) if o.name == name)
+
+
+def check(settings) -> None:
+    """Refuse a value outside its option's range or choices, naming the option."""
+    for o in options(type(settings)):
+        value = getattr(settings, o.name) if hasattr(settings, o.name) else None
+        if value is None:
+            continue
+        if o.choices is not None and value not in o.choices:
+            raise ValueError(f"{o.name} {value!r}: use {' or '.join(map(str, o.choices))}")
+        if o.low is not None and not o.low <= value <= (o.high if o.high is not None else value):
+            bounds = f"within {o.low:g}..{o.high:g}" if o.high is not None else f"at least {o.low:g}"
+            raise ValueError(f"{o.name} must be {bounds}, not {value}")
+
+
+def from_flat(cls, values: dict[str, Any]):
+    """``cls`` built from option values by name, nested settings included (``p_obj`` goes into
+    ``TrainConfig.rebalancing``); names it does not hold are left out, missing ones keep their defaults."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            kwargs[f.name] = from_flat(hints[f.name], values)
+        elif f.name in values:
+            kwargs[f.name] = values[f.name]
+    return cls(**kwargs)
+
+
 @dataclass
 class Rebalancing:
-    """What BPR drops. The defaults drop nothing."""
+    """What Box Prediction Rebalancing drops. The defaults drop nothing."""
 
-    p_obj: float = 0.0          # fraction of negatives dropped from the classification/objectness BCE
-    p_box: float = 0.0          # fraction of low-IoU positives dropped from the box loss
-    neg_iou: float = 0.3        # IoU below which a prediction counts as negative (Faster R-CNN's rule)
-    mode: str = "random"        # "random" (the paper) or "confident" (highest-scoring first)
-    partial_only: bool = True   # drop only in images whose frame is partially labeled
-    seed: int = 0               # seed of the drop generator
+    p_obj: float = option(0.0, group="rebalancing", label="Objectness drop", low=0.0, high=1.0, percent=True,
+                          help="fraction of negatives (predictions whose box overlaps no label by neg_iou) "
+                               "dropped from the objectness/classification loss")
+    p_box: float = option(0.0, group="rebalancing", label="Box drop", low=0.0, high=1.0, percent=True,
+                          help="fraction of low-IoU predictions on labeled animals dropped from the box loss")
+    neg_iou: float = option(0.3, group="rebalancing", label="Negative IoU", low=0.0, high=1.0, step=0.05,
+                            help="IoU below which a prediction counts as negative (Faster R-CNN's rule)")
+    mode: str = option("random", group="rebalancing", label="Mode", choices=MODES,
+                       help="drop at random (the paper), or the negatives the model is surest of first")
+    partial_only: bool = option(True, group="rebalancing", label="Partially labeled frames only",
+                                help="drop only in partially labeled frames: fully labeled ones have no unboxed "
+                                     "animals", flag="--all-frames",
+                                flag_help="drop in fully labeled training frames too (default: partially labeled "
+                                          "frames only)")
+    seed: int = 0               # seed of the drop generator: the run's seed (not a setting of its own)
 
     def __post_init__(self):
-        for name in ("p_obj", "p_box", "neg_iou"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be within 0..1, not {value}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        check(self)
 
     @property
     def active(self) -> bool:
@@ -50,29 +143,39 @@ class Rebalancing:
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs; the CLI fills it from flags, the app from its panel."""
+    """Everything a training run needs; the command fills it from flags, the app from its panel."""
 
-    model: str = "yolov5n.yaml"   # an ultralytics model YAML (from scratch) or a local .pt file
-    epochs: int = 50
-    imgsz: int = 640
-    batch: int = 16
-    device: str = "auto"          # "auto" (first CUDA device, else CPU), "cpu", "cuda", "cuda:N" or "N"
-    seed: int = 0
+    model: str = option("yolov5n.yaml", group="model", label="Model",
+                        help="an ultralytics model YAML (trained from scratch) or a local .pt file")
+    epochs: int = option(50, group="schedule", label="Epochs", low=1, high=10_000, help="epochs to train")
+    imgsz: int = option(640, group="schedule", label="Image size", low=32, high=4096, step=32,
+                        help="training image size in pixels")
+    batch: int = option(16, group="schedule", label="Batch", low=1, high=1024, help="images per batch")
+    device: str = option("auto", group="machine", label="Device",
+                         help="auto (the first CUDA GPU if there is one, else the CPU), cpu, cuda or cuda:N")
+    seed: int = option(0, group="schedule", label="Seed",
+                       help="seed of the initial weights, the data order, the hidden boxes and the drops")
     rebalancing: Rebalancing = field(default_factory=Rebalancing)
-    species: list[str] | None = None   # species to train on (default: all marked for training)
-    hide_fraction: float = 0.0    # hide this fraction of training boxes (partial-label benchmarks)
-    protocol: str = "dusia"       # which labeled frames each split takes: "dusia" or "all-labeled"
-    workers: int = 2              # data-loading processes
-    patience: int = 100           # epochs without improvement before early stopping
+    species: list[str] | None = option(None, group="data", label="Species",
+                                       help="species to train on (default: all marked for training)")
+    hide_fraction: float = option(0.0, group="data", label="Hide boxes", low=0.0, high=1.0, percent=True,
+                                  help="hide this fraction of training boxes (a controlled partial-label benchmark)")
+    protocol: str = option("dusia", group="data", label="Frames", choices=PROTOCOLS,
+                           help="dusia: val/test use only fully labeled frames; all-labeled: every labeled frame")
+    workers: int = option(2, group="machine", label="Data workers", low=0, high=64,
+                          help="data-loading processes (on a CPU ultralytics loads in the training process)")
+    patience: int = option(100, group="schedule", label="Patience", low=1, high=10_000,
+                           help="epochs without improvement before training stops early")
     val: bool = True              # validate after each epoch (the final epoch always validates)
-    # "auto": bf16 mixed precision on a GPU that has it; "full": fp32 everywhere (TF32 off), the arithmetic
-    # the CPU always uses, so that runs trained on a GPU and on CPUs compare
-    precision: str = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)  # further ultralytics train() arguments
+    precision: str = option("auto", group="machine", label="Precision", choices=PRECISIONS,
+                            help="auto: bf16 mixed precision on a GPU that has it; full: fp32 everywhere, as on "
+                                 "the CPU, so that GPU and CPU runs compare")
+    extra: dict[str, Any] = option(group="model", label="Further ultralytics arguments", flag="--train-arg",
+                                   default_factory=dict,
+                                   help="a further ultralytics train() argument, e.g. nbs=16 or lr0=0.005")
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r}: use {' or '.join(PRECISIONS)}")
+        check(self)
         managed = sorted(MANAGED_TRAIN_ARGS & set(self.extra))
         if managed:
             raise ValueError(f"{', '.join(managed)}: set by the trainer (or by its own option), "
@@ -87,5 +190,3 @@ class TrainConfig:
         data["rebalancing"] = Rebalancing(**data.get("rebalancing", {}))
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-

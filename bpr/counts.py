@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bpr.config import option
 from bpr.store import ImageSequence, Project
 
 SUMMARY_COLUMNS = ["video", "species", "maxn", "maxn_frame", "maxn_time_s", "maxn_timecode", "maxn_image",
@@ -30,7 +31,8 @@ class CountSource:
     """Where counts come from: a detection run at confidence thresholds, or the labels."""
 
     run: str | None = None                     # None: count labeled boxes
-    conf: float = 0.25                          # detections at or above this confidence count
+    conf: float = option(0.25, group="counting", label="Confidence", low=0.0, high=1.0, step=0.01,
+                         help="detections at or above this confidence count")
     species_conf: dict[str, float] = field(default_factory=dict)  # per-species overrides
     label_statuses: tuple[str, ...] = ("partial", "full")          # which labeled frames (labels only)
 

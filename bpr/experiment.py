@@ -11,6 +11,7 @@ repeated over seeds and reported as mean ± standard deviation.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import statistics
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpr.config import Rebalancing
+from bpr.config import Rebalancing, default, from_flat
 from bpr.paths import replace_whole
 from bpr.store import LINK_HINT, NotFoundError, Project, trained_elsewhere
 from bpr.training import TrainConfig, TrainingCancelled, export_manifest, resolve_device, software, train
@@ -29,6 +30,21 @@ class Setting:
     name: str
     rebalancing: Rebalancing
     hide: float                  # fraction of training boxes hidden (0 for the upper bound)
+
+
+# The training options a sweep sets, alike for every run of it (bpr.config describes them), and the
+# defaults it gives them where TrainConfig's are other: a small model at a small size, for longer.
+EXPERIMENT_TRAIN_OPTIONS = ("model", "epochs", "imgsz", "batch", "device", "workers", "patience", "precision",
+                            "extra")
+EXPERIMENT_DEFAULTS = {"epochs": 100, "imgsz": 320}
+
+
+def _train_default(name: str):
+    """The field of a sweep's training option, with the sweep's default, else TrainConfig's."""
+    value = EXPERIMENT_DEFAULTS.get(name, default(TrainConfig, name))
+    if isinstance(value, dict):
+        return field(default_factory=lambda: dict(value))
+    return field(default=value)
 
 
 @dataclass
@@ -42,19 +58,27 @@ class ExperimentSpec:
     confident: list[float] = field(default_factory=lambda: [0.75])   # p_obj values in confident mode
     upper_bound: bool = True
     seeds: int = 3
-    model: str = "yolov5n.yaml"
-    epochs: int = 100
-    imgsz: int = 320
-    batch: int = 16
-    device: str = "auto"
-    workers: int = 2
-    patience: int = 100
-    precision: str = "auto"                     # TrainConfig.precision: "full" for runs on GPUs and CPUs alike
-    extra: dict = field(default_factory=dict)   # further ultralytics train() arguments, e.g. {"nbs": 16}
+    model: str = _train_default("model")
+    epochs: int = _train_default("epochs")
+    imgsz: int = _train_default("imgsz")
+    batch: int = _train_default("batch")
+    device: str = _train_default("device")
+    workers: int = _train_default("workers")
+    patience: int = _train_default("patience")
+    precision: str = _train_default("precision")
+    extra: dict = _train_default("extra")   # further ultralytics train() arguments, e.g. {"nbs": 16}
 
     def __post_init__(self):
-        # refuses arguments the trainer sets itself, and unknown precisions, before any run starts
-        TrainConfig(extra=self.extra, precision=self.precision)
+        # refuses values out of range, and arguments the trainer sets itself, before any run starts
+        self.train_config(0, Rebalancing(), self.hide)
+
+    def train_config(self, seed: int, rebalancing: Rebalancing, hide: float) -> TrainConfig:
+        """The training settings of one run of the sweep."""
+        values = {name: getattr(self, name) for name in EXPERIMENT_TRAIN_OPTIONS}
+        values["extra"] = {"cache": "ram", **self.extra}  # disk if RAM is short
+        config = from_flat(TrainConfig, {**values, "seed": seed, "hide_fraction": hide})
+        config.rebalancing = dataclasses.replace(rebalancing, seed=seed)
+        return config
 
     def settings(self) -> list[Setting]:
         out = [Setting("baseline", Rebalancing(), self.hide)]
@@ -157,12 +181,7 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
         for name, setting, seed in runs:
             if name in done:
                 continue
-            config = TrainConfig(
-                model=spec.model, epochs=spec.epochs, imgsz=spec.imgsz, batch=spec.batch,
-                device=spec.device, seed=seed, hide_fraction=setting.hide, workers=spec.workers,
-                patience=spec.patience, precision=spec.precision,
-                extra={"cache": "ram", **spec.extra},  # disk if RAM is short
-                rebalancing=Rebalancing(**{**setting.rebalancing.__dict__, "seed": seed}))
+            config = spec.train_config(seed, setting.rebalancing, setting.hide)
             try:
                 record = project.run(name)
                 status = record["status"]

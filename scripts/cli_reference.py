@@ -9,6 +9,7 @@ tests/bpr/test_cli.py runs the check, so the reference cannot drift from the com
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -85,7 +86,11 @@ def _section(title: str, summary: str, parser: argparse.ArgumentParser) -> list[
              f"    {usage}", ""]
     if actions:
         lines += ["| argument | what it does | default |", "|---|---|---|"]
-        lines += [f"| {_flag(a)} | {_help(a)} | {_default(a)} |" for a in actions]
+        for a in actions:
+            text, default = _help(a), _default(a)
+            if default:  # the column shows it: not again in the text
+                text = re.sub(r"[;,]? *\(?default:? [^;)]*\)?$", "", text).rstrip()
+            lines.append(f"| {_flag(a)} | {text} | {default} |")
         lines.append("")
     return lines
 

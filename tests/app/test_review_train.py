@@ -231,7 +231,8 @@ def test_train_stop_resume_from_the_panel(window, qtbot):
     panel.model.setCurrentText("yolov5n.yaml")
     set_tiny_training(panel, 2, p_obj=75, p_box=25)
     config = panel.config()
-    assert (config.rebalancing.p_obj, config.rebalancing.p_box, config.workers) == (0.75, 0.25, 0)
+    # the panel's data workers are `bpr train`'s default (2): the training process may start them now
+    assert (config.rebalancing.p_obj, config.rebalancing.p_box, config.workers) == (0.75, 0.25, 2)
     stopped = []
 
     def stop_in_epoch_two(event):
@@ -494,3 +495,32 @@ def test_no_curve_runs_under_the_chart_legend(qtbot):
 
     assert not any(loss_colored(y) for y in range(Curves.LEGEND_HEIGHT - 2))
     assert any(loss_colored(y) for y in range(Curves.LEGEND_HEIGHT - 2, Curves.LEGEND_HEIGHT + 3))
+
+
+def test_the_train_panel_shows_the_described_defaults_ranges_and_help(qtbot):
+    """The panel's widgets are made from bpr.config's descriptions: untouched, they give the settings
+    `bpr train` gives without flags; each shows its option's help and range."""
+    from PySide6.QtWidgets import QCheckBox, QComboBox, QSlider, QSpinBox
+
+    from app.panels import PANEL_OPTIONS, TrainPanel
+    from app.state import ProjectState
+    from bpr.config import TrainConfig, options
+
+    panel = TrainPanel(ProjectState(), show_error=lambda *args: None)
+    qtbot.addWidget(panel)
+    assert panel.config() == TrainConfig()
+    described = {o.name: o for o in options(TrainConfig)}
+    for name in PANEL_OPTIONS:
+        o, widget = described[name], getattr(panel, name)
+        assert o.help[1:] in widget.toolTip()
+        if isinstance(widget, QSlider):
+            assert (widget.minimum(), widget.maximum()) == (round(o.low * 100), round(o.high * 100))
+        elif isinstance(widget, QSpinBox):
+            assert (widget.minimum(), widget.maximum()) == (o.low, o.high)
+        elif isinstance(widget, QComboBox) and o.choices:
+            assert tuple(widget.itemText(i) for i in range(widget.count())) == o.choices
+        elif isinstance(widget, QCheckBox):
+            assert widget.text() == o.label
+    panel.p_obj.setValue(25)
+    panel.partial_only.setChecked(False)
+    assert panel.config().rebalancing.p_obj == 0.25 and not panel.config().rebalancing.partial_only

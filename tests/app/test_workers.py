@@ -39,3 +39,27 @@ def test_the_outcome_comes_after_the_thread_has_ended(qtbot, outcome):
         assert name == outcome and running is False
         assert progress == [(1, 1, "working")]
         assert args[0] == {"finished": 42, "failed": "ValueError: bad input", "cancelled": "stopped"}[outcome]
+
+
+def _idle():
+    pass
+
+
+def start_a_process_of_its_own(send, stop):
+    import multiprocessing
+
+    process = multiprocessing.get_context("spawn").Process(target=_idle)
+    process.start()
+    process.join()
+    return process.exitcode
+
+
+def test_work_in_a_child_process_may_start_processes_of_its_own():
+    """ultralytics loads data in processes of its own on a GPU (the `workers` option): a daemonic
+    child could not start them ("daemonic processes are not allowed to have children")."""
+    import threading
+
+    from app.workers import in_child_process
+
+    assert in_child_process(start_a_process_of_its_own, (), threading.Event(), lambda message: None,
+                            name="test-child") == 0
