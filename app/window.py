@@ -35,38 +35,30 @@ from app.state import ProjectState
 from app.timeline import Timeline
 from app.video_list import VideoList
 from app.workers import Worker
+from bpr.config import from_flat, options
 from bpr.counts import timecode
+from bpr.formats.registry import FORMATS, exporters, importers
 from bpr.store import Project
 
 SPEEDS = ["0.25x", "0.5x", "1x", "2x", "4x"]
 
 
-def _import_job(kind: str, folder: str, paths: dict, progress, stop):
-    from bpr import formats
+def _import_job(format: str, folder: str, source: str, options, progress, stop):
+    from bpr.formats.registry import import_source
 
-    with Project.open(folder, create=True) as project:
-        if kind == "dusia":
-            return formats.import_dusia(project, paths["root"], paths.get("videos"), progress=progress)
-        if kind == "cvat":
-            return formats.import_cvat(project, paths["file"], progress=progress)
-        if kind == "yolo":
-            return formats.import_yolo(project, paths["file"], progress=progress)
-        if kind == "coco":
-            return formats.import_coco(project, paths["file"], paths.get("images"), progress=progress)
-        return formats.import_viame(project, paths["file"], images_dir=paths.get("images"), progress=progress,
-                                    replace=paths.get("replace", False))
+    return import_source(folder, format, source, options, progress)
+
+
+def _export_job(format: str, folder: str, out: str, options, progress, stop) -> list[str]:
+    from bpr.formats.registry import export_to
+
+    with Project.open(folder) as project:
+        return export_to(project, format, out, options, progress, cancel=stop.is_set)
 
 
 def _check_files_job(folder: str, progress, stop) -> dict[str, list[str]]:
     with Project.open(folder) as project:
         return project.check_files(cancel=stop.is_set)
-
-
-def _export_yolo_job(folder: str, out: str, progress, stop):
-    from bpr.dataset import export_yolo
-
-    with Project.open(folder) as project:
-        return export_yolo(project, out, progress=progress, cancel=stop.is_set)
 
 
 class MainWindow(QMainWindow):
@@ -188,15 +180,13 @@ class MainWindow(QMainWindow):
         self._action(file, "&New project...", self.new_project, QKeySequence.StandardKey.New)
         self._action(file, "&Open project...", self.open_project_dialog, QKeySequence.StandardKey.Open)
         imports = file.addMenu("&Import")
-        for kind, label in (("dusia", "DUSIA folder..."), ("cvat", "CVAT video XML..."),
-                            ("yolo", "YOLO data.yaml..."), ("coco", "COCO JSON..."), ("viame", "VIAME CSV...")):
-            self._action(imports, label, lambda checked=False, k=kind: self.import_dialog(k))
+        for f in importers():
+            self._action(imports, f"{f.title}...", lambda checked=False, name=f.name: self.import_dialog(name))
         exports = file.addMenu("&Export")
         self._action(exports, "Counts CSV (per video)...", lambda: self.export_counts(per_frame=False))
         self._action(exports, "Counts CSV (per frame)...", lambda: self.export_counts(per_frame=True))
-        self._action(exports, "VIAME CSV...", self.export_viame)
-        self._action(exports, "COCO JSON...", self.export_coco)
-        self._action(exports, "YOLO dataset...", self.export_yolo)
+        for f in exporters():
+            self._action(exports, f"{f.export_title}...", lambda checked=False, name=f.name: self.export_dialog(name))
         file.addSeparator()
         self._action(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         edit = bar.addMenu("&Edit")
@@ -346,60 +336,52 @@ class MainWindow(QMainWindow):
         worker.start()
         return worker
 
-    def import_dialog(self, kind: str, paths: dict | None = None) -> Worker | None:
-        from bpr.formats.viame import names_images
-
+    def import_dialog(self, format: str) -> Worker | None:
+        """Ask for what the format reads and for its questions (bpr.formats: Format.asks), then import."""
+        fmt = FORMATS[format]
         if self.state.project is None:
             return None
-        if paths is None:
-            paths = {}
-            if kind == "dusia":
-                paths["root"] = QFileDialog.getExistingDirectory(self, "DUSIA folder (with cvat_annos/, idd_lsts/)")
-                if not paths["root"]:
-                    return None
-                videos = QFileDialog.getExistingDirectory(self, "Folder with the videos (cancel if none)")
-                if videos:
-                    paths["videos"] = videos
-            else:
-                filters = {"cvat": "CVAT XML (*.xml)", "yolo": "YOLO data.yaml (*.yaml *.yml)",
-                           "coco": "COCO JSON (*.json)", "viame": "VIAME CSV (*.csv)"}
-                paths["file"], _ = QFileDialog.getOpenFileName(self, f"Import {kind}", "", filters[kind])
-                if not paths["file"]:
-                    return None
-                if kind == "coco":
-                    paths["images"] = QFileDialog.getExistingDirectory(
-                        self, "Images folder (cancel: the one a bpr export names, else the JSON's)") or None
-                if kind == "viame" and names_images(paths["file"]):
-                    paths["images"] = QFileDialog.getExistingDirectory(
-                        self, "Folder with the images the CSV names (cancel: beside the CSV, or where the "
-                        "project has them)", str(Path(paths["file"]).parent)) or None
-                if kind == "viame":
-                    paths["replace"] = self._ask_viame_replace()
-                    if paths["replace"] is None:
-                        return None
-        worker = Worker(_import_job, kind, str(self.state.project.folder), paths)
+        if fmt.source_is_folder:
+            source = QFileDialog.getExistingDirectory(self, f"{fmt.title}: {fmt.source_help}")
+        else:
+            source, _ = QFileDialog.getOpenFileName(self, f"Import {fmt.title}", "", fmt.file_filter)
+        if not source:
+            return None
+        values = {}
+        for ask in fmt.asks:
+            if ask.when is not None and not ask.when(Path(source)):
+                continue
+            if ask.kind == "folder":
+                beside = (str(Path(source).parent),) if ask.start_beside_source else ()
+                if folder := QFileDialog.getExistingDirectory(self, ask.prompt, *beside):
+                    values[ask.option] = folder
+                continue
+            answer = self._ask(f"Import {fmt.title}", ask)
+            if answer is None:
+                return None
+            values[ask.option] = answer[0]
+        worker = Worker(_import_job, fmt.name, str(self.state.project.folder), source,
+                        fmt.import_options(**values) if fmt.import_options else None)
 
         def done(report):
             self.state.reload()
             QMessageBox.information(self, "Import finished", "\n".join(report.lines()))
 
-        return self.run_worker(f"Importing {kind}", worker, done)
+        return self.run_worker(f"Importing {fmt.title}", worker, done)
 
-    def _ask_viame_replace(self) -> bool | None:
-        """Whether a VIAME CSV replaces the labels of its video or image folder (True), adds to them
-        (False), or the import is cancelled (None)."""
-        box = QMessageBox(QMessageBox.Icon.Question, "Import VIAME CSV",
-                          "Add the CSV's new boxes to the labels, or replace the labels with the CSV's?", parent=self)
-        box.setInformativeText(
-            "Add: boxes the project lacks are added; every box already here stays.\n"
-            "Replace: the CSV holds all the labels of its video or image folder, as DIVE exports them; "
-            "boxes moved or deleted in DIVE are moved or deleted here.")
-        add = box.addButton("Add new boxes", QMessageBox.ButtonRole.AcceptRole)
-        replace = box.addButton("Replace labels", QMessageBox.ButtonRole.DestructiveRole)
+    def _ask(self, title: str, ask) -> tuple | None:
+        """The value of the choice clicked, as (value,), or None when the user cancels."""
+        box = QMessageBox(QMessageBox.Icon.Question, title, ask.prompt, parent=self)
+        box.setInformativeText(ask.detail)
+        buttons = {}
+        for i, (text, value) in enumerate(ask.choices):
+            role = QMessageBox.ButtonRole.AcceptRole if i == 0 else QMessageBox.ButtonRole.DestructiveRole
+            buttons[box.addButton(text, role)] = value
         box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(add)
+        box.setDefaultButton(next(iter(buttons)))
         box.exec()
-        return {add: False, replace: True}.get(box.clickedButton())
+        clicked = box.clickedButton()
+        return (buttons[clicked],) if clicked in buttons else None
 
     def show_error(self, title: str, message: str, details: str | None = None):
         """The one place errors reach the user."""
@@ -435,29 +417,27 @@ class MainWindow(QMainWindow):
         self._confirm(f"Wrote {path}\n{what}\nfrom {origin}")
         return path
 
-    def export_viame(self):
-        from bpr.formats import export_viame
-
-        folder = QFileDialog.getExistingDirectory(self, "Folder for VIAME CSV files")
-        if folder:
-            paths = export_viame(self.state.project, folder, run=self.state.run, min_conf=self.state.conf)
-            self._confirm(f"Wrote {len(paths)} VIAME CSV file(s) to {folder}")
-
-    def export_coco(self):
-        from bpr.formats import export_coco
-
-        path = self._save_path("Export COCO", "labels.json", "JSON (*.json)")
-        if path:
-            export_coco(self.state.project, path)
-            self._confirm(f"Wrote the labeled frames to {path}")
-
-    def export_yolo(self):
-        folder = QFileDialog.getExistingDirectory(self, "Empty folder for the YOLO dataset")
-        if folder:
-            worker = Worker(_export_yolo_job, str(self.state.project.folder), folder)
-            self.run_worker("Exporting a YOLO dataset", worker,
-                            lambda r: self._confirm(f"Wrote {sum(r.images.values())} images to {folder}\n"
-                                                    f"data.yaml: {r.data_yaml}"))
+    def export_dialog(self, format: str) -> Worker | None:
+        """Ask where to write, then export what the app shows: the labels, or the chosen run's detections
+        at the confidence set, where the format holds detections."""
+        fmt = FORMATS[format]
+        if self.state.project is None:
+            return None
+        exports = self.state.project.folder / "exports"
+        exports.mkdir(exist_ok=True)
+        if fmt.export_to_folder:
+            out = QFileDialog.getExistingDirectory(self, f"Folder for the {fmt.export_title}", str(exports))
+        else:
+            out, _ = QFileDialog.getSaveFileName(self, f"Export {fmt.export_title}", str(exports / fmt.export_file),
+                                                 fmt.export_filter)
+        if not out:
+            return None
+        names = {o.name for o in options(fmt.export_options)
+                 if fmt.export_option_names is None or o.name in fmt.export_option_names}
+        values = {"run": self.state.run, "min_conf": self.state.conf} if "run" in names and self.state.run else {}
+        worker = Worker(_export_job, fmt.name, str(self.state.project.folder), out,
+                        from_flat(fmt.export_options, values))
+        return self.run_worker(f"Exporting {fmt.export_title}", worker, lambda lines: self._confirm("\n".join(lines)))
 
     def _confirm(self, text: str):
         QMessageBox.information(self, "Export finished", text)

@@ -93,35 +93,13 @@ def cmd_demo(args) -> None:
 
 
 def cmd_import(args) -> None:
-    from bpr.formats import read_coco, read_cvat, read_dusia, read_yolo, write_batch
-    from bpr.store import Project
+    from bpr.formats.registry import FORMATS, import_source
 
+    fmt = FORMATS[args.format]
     bar = _Bar()
     try:
-        # Read and check everything first: a bad file must not even create the project folder.
-        if args.format == "dusia":
-            batch = read_dusia(args.root, args.videos, progress=bar)
-        elif args.format == "cvat":
-            batch = read_cvat(args.xml, args.video_id, Path(args.video) if args.video else None,
-                              args.split, args.status)
-        elif args.format == "yolo":
-            batch = read_yolo(args.data_yaml, args.train_status, progress=bar)
-        elif args.format == "viame":
-            batch = None  # needs the project: the video's frame size clips its boxes
-        else:
-            batch = read_coco(args.json, args.images, args.split, args.status)
-        if batch is None:
-            from bpr.formats import import_viame
-
-            if not Path(args.csv).is_file():
-                raise FileNotFoundError(f"{args.csv}: no such file")
-            with Project.open(args.project, create=True) as project:
-                report = import_viame(project, args.csv, args.video_id, args.split, args.status, args.images,
-                                      replace=args.replace)
-            _report(report)
-            return
-        with Project.open(args.project, create=True) as project:
-            report = write_batch(project, batch, progress=bar)
+        report = import_source(args.project, fmt.name, args.source,
+                               _settings(fmt.import_options, args) if fmt.import_options else None, progress=bar)
     finally:
         bar.close()
     _report(report)
@@ -139,23 +117,18 @@ def cmd_link_videos(args) -> None:
         print(f"warning: {line}")
 
 
-def cmd_export_yolo(args) -> None:
-    from bpr.dataset import export_yolo
+def cmd_export(args) -> None:
+    from bpr.formats.registry import FORMATS, export_to
 
+    fmt = FORMATS[args.format]
     bar = _Bar("frame")
     with _open(args.project) as project:
         try:
-            result = export_yolo(project, args.out, species=args.species, hide_fraction=args.hide_fraction,
-                                 seed=args.seed, protocol=args.protocol, progress=bar)
+            lines = export_to(project, fmt.name, args.out, _settings(fmt.export_options, args), progress=bar)
         finally:
             bar.close()
-    for warning in result.warnings:
-        print(f"warning: {warning}")
-    for split, n in result.images.items():
-        print(f"{split}: {n} images, {result.boxes[split]} boxes")
-    if result.hidden_boxes:
-        print(f"hidden from train: {result.hidden_boxes} boxes (seed {args.seed})")
-    print(f"data.yaml: {result.data_yaml}")
+    for line in lines:
+        print(line)
 
 
 def cmd_train(args) -> None:
@@ -370,23 +343,6 @@ def cmd_counts(args) -> None:
                   f"{r['mean_count']:7.3f} {r['frames_present']:8}  {r['maxn_image'] or ''}".rstrip())
 
 
-def cmd_export(args) -> None:
-    if args.format == "yolo":
-        return cmd_export_yolo(args)
-    with _open(args.project) as project:
-        if args.format == "viame":
-            from bpr.formats import export_viame
-
-            paths = export_viame(project, args.out, run=args.run, min_conf=args.min_conf, videos=args.video)
-            print(f"wrote {len(paths)} VIAME CSV file(s) to {args.out}"
-                  f" ({'detections of ' + args.run if args.run else 'labels'})")
-        else:
-            from bpr.formats import export_coco
-
-            path = export_coco(project, args.out, run=args.run, min_conf=args.min_conf)
-            print(f"wrote {path} ({'detections of ' + args.run + ' (COCO results)' if args.run else 'labels'})")
-
-
 def _fractions(text: str) -> list[float]:
     return [_fraction(v) for v in text.split(",") if v.strip()]
 
@@ -528,50 +484,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic videos")
     p.set_defaults(func=cmd_demo)
 
+    from bpr.formats.registry import FORMATS as FORMATS_BY_NAME
+    from bpr.formats.registry import exporters, importers
+
     p = sub.add_parser("import", help="import labels (and videos/images) into a project")
     fmt = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
-    q = fmt.add_parser("dusia", help="a DUSIA folder: cvat_annos/*.xml and idd_lsts/*.txt")
-    q.add_argument("root", help="the folder holding cvat_annos/ and idd_lsts/ (or data/ with them)")
-    q.add_argument("--project", required=True, help="project folder (created if new)")
-    q.add_argument("--videos", help="folder with the <video id>.mp4 files, if you have them")
-    q = fmt.add_parser("cvat", help="one CVAT for video 1.1 XML file")
-    q.add_argument("xml", help="the CVAT XML file")
-    q.add_argument("--project", required=True, help="project folder (created if new)")
-    q.add_argument("--video", help="the video file the annotations belong to")
-    q.add_argument("--video-id", help="id for the video (default: the task name)")
-    q.add_argument("--split", choices=["train", "val", "test", "none"],
-                   help="the video's split (default: as the project has it; none if new)")
-    q.add_argument("--status", choices=["partial", "full", "none"], default="partial",
-                   help="label status for frames holding a keyframe box (default: partial)")
-    q = fmt.add_parser("yolo", help="a YOLO dataset described by a data.yaml")
-    q.add_argument("data_yaml", help="the dataset's data.yaml")
-    q.add_argument("--project", required=True, help="project folder (created if new)")
-    q.add_argument("--train-status", choices=["partial", "full"], default="partial",
-                   help="label status of training images (val/test are full); default partial")
-    q = fmt.add_parser("viame", help="a VIAME CSV (from VIAME or DIVE) for one video or one image folder")
-    q.add_argument("csv", help="the VIAME CSV file")
-    q.add_argument("--project", required=True, help="project folder (created if new)")
-    q.add_argument("--video-id", help="the video the rows belong to (default: the CSV's name)")
-    q.add_argument("--images", help="the folder of images the rows belong to (default, when the rows name "
-                                    "image files: the CSV's folder, or the project's folder of those images)")
-    q.add_argument("--split", choices=["train", "val", "test", "none"],
-                   help="the split of the video or image folder (default: as the project has it; none if new)")
-    q.add_argument("--status", choices=["partial", "full", "none"], default="none",
-                   help="label status for frames or images holding boxes (default: none); for an image folder, "
-                        "full also brings its images without a box, as images with no animal")
-    q.add_argument("--replace", action="store_true",
-                   help="the CSV holds all the labels of its video or image folder (as DIVE exports them): "
-                        "boxes there that it lacks are removed, so boxes moved or deleted in DIVE are moved or "
-                        "deleted here. Default: add the CSV's boxes that are new")
-    q = fmt.add_parser("coco", help="a COCO detection JSON file")
-    q.add_argument("json", help="the COCO JSON file")
-    q.add_argument("--images", help="folder the file names are relative to (default: the info.images_root "
-                                    "bpr's exports give, else the JSON's folder)")
-    q.add_argument("--project", required=True, help="project folder (created if new)")
-    q.add_argument("--split", choices=["train", "val", "test", "none"],
-                   help="the images' split (default: as the project has it; none if new)")
-    q.add_argument("--status", choices=["partial", "full"],
-                   help="label status of the images (default: partial for train, else full)")
+    for f in importers():
+        q = fmt.add_parser(f.name, help=f.title + (f": {f.source_help}" if f.source_help else ""))
+        q.add_argument("source", metavar=f.source.upper() or "SOURCE", help=f.source_help)
+        q.add_argument("--project", required=True, help="project folder (created if new)")
+        if f.import_options:
+            _add_options(q, f.import_options)
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("link-videos", help="find in folders the files of videos and images without one")
@@ -579,31 +502,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folders", nargs="+", metavar="folder", help="where to look, in this order")
     p.set_defaults(func=cmd_link_videos)
 
-    def yolo_export_options(p):
-        p.add_argument("project", help="the project folder")
-        p.add_argument("out", help="output folder (new, empty, or an earlier export to replace)")
-        _add_options(p, TrainConfig, DATASET_OPTIONS)
-        p.add_argument("--seed", type=int, default=0, help="seed for choosing the hidden boxes")
+    def export_parser(parser, f):
+        parser.add_argument("project", help="the project folder")
+        parser.add_argument("out", help=("output folder (new, empty, or an earlier export to replace)"
+                                         if f.name == "yolo" else "output folder" if f.export_to_folder
+                                         else "output file"))
+        _add_options(parser, f.export_options, f.export_option_names)
+        parser.set_defaults(func=cmd_export, format=f.name)
 
-    p = sub.add_parser("export-yolo", help="write a YOLO training set (same as `export yolo`)")
-    yolo_export_options(p)
-    p.set_defaults(func=cmd_export_yolo)
-
+    export_parser(sub.add_parser("export-yolo", help="write a YOLO training set (same as `export yolo`)"),
+                  FORMATS_BY_NAME["yolo"])
     p = sub.add_parser("export", help="export labels, detections or a training set")
     fmt = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
-    yolo_export_options(fmt.add_parser("yolo", help="a YOLO training set (images, labels, data.yaml)"))
-    for name, help_text, out_help in (
-            ("viame", "VIAME CSV (opens in VIAME and DIVE), one file per video or image folder",
-             "output folder"),
-            ("coco", "COCO JSON of the labeled frames", "output .json file")):
-        q = fmt.add_parser(name, help=help_text)
-        q.add_argument("project", help="the project folder")
-        q.add_argument("out", help=out_help)
-        q.add_argument("--run", help="export this run's detections instead of the labels")
-        q.add_argument("--min-conf", type=_fraction, default=0.0, help="detections at or above this")
-        if name == "viame":
-            q.add_argument("--video", nargs="+", help="only these videos")
-    p.set_defaults(func=cmd_export)
+    for f in exporters():
+        export_parser(fmt.add_parser(f.name, help=f.export_help), f)
 
     p = sub.add_parser("evaluate", help="mAP of a run (or weights) on a split's fully labeled frames")
     p.add_argument("project", help="the project folder")

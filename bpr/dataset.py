@@ -22,7 +22,7 @@ import yaml
 
 from bpr.formats.common import Progress
 from bpr.media import VideoError, VideoReader
-from bpr.store import LINK_HINT, Project, counted, source_counts
+from bpr.store import LINK_HINT, Project, counted, frame_file_name, safe_stem, source_counts
 
 # Which labeled frames each split contributes. "dusia" (the default): training keyframes (partial,
 # and any full ones) for train, and only fully labeled frames for val and test, so that evaluation is
@@ -53,17 +53,7 @@ class ExportResult:
 
 
 def frame_cache_path(project: Project, video_id: str, frame_index: int) -> Path:
-    return project.cache_dir / "frames" / _safe(video_id) / f"{frame_index:07d}.jpg"
-
-
-def _safe(video_id: str) -> str:
-    return video_id.replace("/", "__").replace("\\", "__").replace(":", "_")
-
-
-def image_name(video: dict, frame: int) -> str:
-    """The file name a frame gets in exports: <video id>_<7-digit frame>, with the still's extension."""
-    suffix = Path(video["path"]).suffix.lower() if video["kind"] == "image" and video["path"] else ".jpg"
-    return f"{_safe(video['id'])}_{frame:07d}{suffix}"
+    return project.cache_dir / "frames" / safe_stem(video_id) / f"{frame_index:07d}.jpg"
 
 
 def _link(source: Path, target: Path) -> None:
@@ -181,7 +171,7 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
                     raise ExportError("export cancelled")
                 video = videos[vid]
                 image = _frame_image(project, video, frame, readers)
-                name = image_name(video, frame)
+                name = frame_file_name(video, frame)
                 _link(image, image_dir / name)
                 if split == "train" and (vid, frame) in partial:
                     result.partial_images.append(name)

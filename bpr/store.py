@@ -537,6 +537,17 @@ def unique_name(name: str, taken: set[str]) -> str:
     return unique
 
 
+def safe_stem(video_id: str) -> str:
+    """A video's id as a file name: its folders joined with "__"."""
+    return video_id.replace("/", "__").replace("\\", "__").replace(":", "_")
+
+
+def frame_file_name(video: dict, frame: int) -> str:
+    """The file name a frame gets in exports: <video id>_<7-digit frame>, with the still's extension."""
+    suffix = posixpath.splitext(video["path"])[1].lower() if video["kind"] == "image" and video["path"] else ".jpg"
+    return f"{safe_stem(video['id'])}_{frame:07d}{suffix}"
+
+
 def image_file_name(image: dict) -> str:
     """An image's file name (its id's last part, as a .jpg, if no file is recorded): how DIVE and VIAME
     name it."""

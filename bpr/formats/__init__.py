@@ -11,7 +11,8 @@ from bpr.formats.coco import export_coco, read_coco
 from bpr.formats.common import ImportReport, LabelFormatError, Progress, write_batch
 from bpr.formats.cvat import read_cvat
 from bpr.formats.dusia import find_video, read_dusia
-from bpr.formats.viame import export_viame, names_images, read_viame, read_viame_images
+from bpr.formats.viame import ViameImport, export_viame, read_viame, read_viame_images
+from bpr.formats.viame import read_into as read_viame_into
 from bpr.formats.yolo import read_yolo
 from bpr.media import probe_video_file
 from bpr.store import Project, counted, image_file_name, source_counts
@@ -49,28 +50,15 @@ def import_coco(project: Project, json_path: str | Path, images_dir: str | Path 
 def import_viame(project: Project, csv_path: str | Path, video_id: str | None = None,
                  split: str | None = None, status: str = "none", images_dir: str | Path | None = None,
                  progress: Progress | None = None, replace: bool = False) -> ImportReport:
-    """A VIAME CSV into one video: ``video_id`` (an existing video's frame size clips the boxes) or a new one
-    named after the CSV; or into the images of a folder, when ``images_dir`` is given or, without a
-    ``video_id``, the CSV's rows name image files (see ``read_viame_images``).
+    """A VIAME CSV into one video or into the images of a folder (see viame.read_into).
 
     By default the CSV's boxes are added to the labels (those already there are not added twice).
     With ``replace`` they become the labels of that video or image folder, so boxes moved or deleted
     in DIVE are moved or deleted here too.
     """
-    if images_dir is not None and video_id is not None:
-        raise ValueError("a VIAME CSV goes into one video or into a folder's images, not both")
-    if images_dir is not None or (video_id is None and names_images(csv_path)):
-        videos = project.videos()
-        known = {project.resolve_path(v["path"]).resolve(): v["id"] for v in videos
-                 if v["kind"] == "image" and v["path"]}
-        batch = read_viame_images(csv_path, images_dir, split, status, known, {v["id"] for v in videos},
-                                  replace)
-        return write_batch(project, batch, progress)
-    vid = video_id or Path(csv_path).stem
-    known = project.conn.execute("SELECT width, height FROM videos WHERE id = ?", (vid,)).fetchone()
-    width, height = known if known else (None, None)
-    batch = read_viame(csv_path, vid, split, status, width, height, replace)
-    return write_batch(project, batch, progress)
+    options = ViameImport(video_id=video_id, images=str(images_dir) if images_dir is not None else None,
+                          split=split, status=status, replace=replace)
+    return write_batch(project, read_viame_into(csv_path, options, project), progress)
 
 
 def link_videos(project: Project, folder: str | Path | Iterable[str | Path]) -> dict[str, list[str]]:

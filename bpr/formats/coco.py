@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from bpr.config import option
 from bpr.formats.common import (
+    Ask,
     BoxChecker,
     BoxRecord,
+    DetectionsExport,
+    Format,
     ImportBatch,
     LabelFormatError,
     VideoRecord,
     normalise_species,
 )
 from bpr.formats.yolo import default_status
-from bpr.store import Project
+from bpr.store import SPLITS, Project, frame_file_name
 
 
 def _require(obj, key: str, kind, where: str):
@@ -123,7 +128,6 @@ def export_coco(project: Project, path: str | os.PathLike, run: str | None = Non
     exported images (``info.images_root``), so other tools open the originals; a video's frame has
     no file of its own and gets the name ``export-yolo`` gives it.
     """
-    from bpr.dataset import image_name
 
     path = Path(path)
     videos = {v["id"]: v for v in project.videos()}
@@ -137,7 +141,7 @@ def export_coco(project: Project, path: str | os.PathLike, run: str | None = Non
         data = {
             "info": {"description": f"exported by bpr from {project.folder}",
                      **({"images_root": str(root)} if root else {})},
-            "images": [{"id": image_ids[(v, f)], "file_name": names.get(v) or image_name(videos[v], f),
+            "images": [{"id": image_ids[(v, f)], "file_name": names.get(v) or frame_file_name(videos[v], f),
                         "width": videos[v]["width"], "height": videos[v]["height"],
                         "video_id": v, "frame_index": f} for v, f in frames],
             "categories": [{"id": s["id"], "name": s["name"]} for s in project.species()],
@@ -176,3 +180,30 @@ def _file_names(project: Project, videos: list[dict]) -> tuple[Path | None, dict
     except ValueError:  # no common folder (Windows drives): all get their export-yolo names
         return None, {}
     return root, {vid: f.relative_to(root).as_posix() for vid, f in files.items()}
+
+
+@dataclass
+class CocoImport:
+    images: str | None = option(None, group="import", label="Images folder", path="folder",
+                                help="folder the file names are relative to (default: the info.images_root "
+                                     "bpr's exports give, else the JSON's folder)")
+    split: str | None = option(None, group="import", label="Split", choices=SPLITS,
+                               help="the images' split (default: as the project has it; none if new)")
+    status: str | None = option(None, group="import", label="Label status", choices=("partial", "full"),
+                                help="label status of the images (default: partial for train, else full)")
+
+
+def _write(project: Project, out, options: DetectionsExport, progress=None, cancel=None) -> list[str]:
+    path = export_coco(project, out, run=options.run, min_conf=options.min_conf)
+    return [f"wrote {path} ({'detections of ' + options.run + ' (COCO results)' if options.run else 'labels'})"]
+
+
+FORMAT = Format(
+    name="coco", title="COCO JSON", source="json", source_help="the COCO detection JSON file",
+    file_filter="COCO JSON (*.json)",
+    read=lambda source, o, project, progress: read_coco(source, o.images, o.split, o.status),
+    import_options=CocoImport,
+    asks=(Ask("images", "Images folder (cancel: the one a bpr export names, else the JSON's)"),),
+    write=_write, export_options=DetectionsExport, export_title="COCO JSON",
+    export_help="COCO JSON of the labeled frames",
+    export_file="labels.json", export_filter="COCO JSON (*.json)")

@@ -1,4 +1,5 @@
-"""What every importer produces (an ImportBatch), how boxes are checked, and the one writer to the store."""
+"""What every importer produces (an ImportBatch), how boxes are checked, the one writer to the store, and
+what a format declares (Format) so that the command and the app offer it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from bpr.config import option
 from bpr.store import Project, source_counts
 
 # progress(done, total, message); total may be 0 when unknown.
@@ -264,3 +267,58 @@ def _replace_labels(conn, videos: list[str], boxes: list[BoxRecord],
 def normalise_species(name: str) -> str:
     """Collapse whitespace; species match case-insensitively (DUSIA capitalises inconsistently)."""
     return " ".join(name.split())
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A question the app asks a user before an import, to fill one of its options. Plain data: the app
+    shows it as a dialog; the command takes the option as a flag instead."""
+
+    option: str                   # the import option it fills
+    prompt: str
+    kind: str = "folder"          # "folder": a folder dialog, where cancel leaves the option unset;
+                                  # "choice": one button per choice, where cancel cancels the import
+    choices: tuple[tuple[str, Any], ...] = ()   # (button text, the option's value)
+    detail: str = ""              # what the choices mean
+    when: Callable[[Path], bool] | None = None  # asked only when this is true of the source
+    start_beside_source: bool = False           # the folder dialog opens in the source's folder
+
+
+@dataclass(frozen=True)
+class Format:
+    """One file format: how an import reads it and what the import takes, how an export writes it.
+
+    ``read(source, options, project, progress)`` reads and checks a whole source into an ImportBatch;
+    ``project`` is the project imported into (None for a new one), which some formats consult (an
+    existing video's frame size) and none writes. ``write(project, out, options, progress, cancel)``
+    writes the project out and returns lines saying what it wrote. The options are a settings
+    dataclass (bpr.config): the command makes its flags from them, the app fills them.
+    """
+
+    name: str                      # the command's word: `bpr import NAME`, `bpr export NAME`
+    title: str                     # what the app's menus call it
+    source: str = ""               # the command's name for what an import reads ("xml")
+    source_help: str = ""
+    source_is_folder: bool = False
+    file_filter: str = ""          # the app's file dialog filter for the source, e.g. "CVAT XML (*.xml)"
+    read: Callable[..., ImportBatch] | None = None
+    import_options: type | None = None
+    asks: tuple[Ask, ...] = ()
+    write: Callable[..., list[str]] | None = None
+    export_options: type | None = None
+    export_option_names: tuple[str, ...] | None = None   # the export's options, where not all of the class's
+    export_title: str = ""         # what the app's Export menu calls it
+    export_help: str = ""
+    export_to_folder: bool = False
+    export_file: str = ""          # an export's default file name, e.g. "labels.json"
+    export_filter: str = ""
+
+
+@dataclass
+class DetectionsExport:
+    """What an export of the labels, or of a run's detections, takes."""
+
+    run: str | None = option(None, group="export", label="Run",
+                             help="export this run's detections instead of the labels")
+    min_conf: float = option(0.0, group="export", label="Confidence", low=0.0, high=1.0,
+                             help="detections at or above this")

@@ -6,14 +6,17 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bpr.config import option
 from bpr.formats.common import (
     BoxChecker,
     BoxRecord,
+    Format,
     ImportBatch,
     LabelFormatError,
     VideoRecord,
     normalise_species,
 )
+from bpr.store import LABEL_STATUSES, SPLITS
 
 
 @dataclass
@@ -151,3 +154,23 @@ def read_cvat(path: str | Path, video_id: str | None = None, video_file: Path | 
     if status != "none":
         batch.frames = [(vid, f, status) for f in sorted(parsed.keyframes)]
     return batch
+
+
+@dataclass
+class CvatImport:
+    video: str | None = option(None, group="import", label="Video file", path="file",
+                               help="the video file the annotations belong to")
+    video_id: str | None = option(None, group="import", label="Video id",
+                                  help="id for the video (default: the task name)")
+    split: str | None = option(None, group="import", label="Split", choices=SPLITS,
+                               help="the video's split (default: as the project has it; none if new)")
+    status: str = option("partial", group="import", label="Label status", choices=LABEL_STATUSES,
+                         help="label status for frames holding a keyframe box")
+
+
+FORMAT = Format(
+    name="cvat", title="CVAT video XML", source="xml", source_help="the CVAT for video 1.1 XML file",
+    file_filter="CVAT XML (*.xml)",
+    read=lambda source, o, project, progress: read_cvat(source, o.video_id, Path(o.video) if o.video else None,
+                                                        o.split, o.status),
+    import_options=CvatImport)

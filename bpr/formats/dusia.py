@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from bpr.formats.common import ImportBatch, LabelFormatError, Progress, VideoRecord
+from bpr.config import option
+from bpr.formats.common import Ask, Format, ImportBatch, LabelFormatError, Progress, VideoRecord
 from bpr.formats.cvat import parse_cvat_video
 from bpr.media import VIDEO_EXTENSIONS
 
@@ -150,3 +152,17 @@ def read_dusia(root: str | Path, videos_dir: str | Path | None = None,
         batch.warnings.append(f"frame lists name video(s) in no split list and with no annotation "
                               f"file, skipped: {', '.join(unknown)}")
     return batch
+
+
+@dataclass
+class DusiaImport:
+    videos: str | None = option(None, group="import", label="Videos folder", path="folder",
+                                help="folder with the <video id>.mp4 files, if you have them")
+
+
+FORMAT = Format(
+    name="dusia", title="DUSIA folder", source="root", source_is_folder=True,
+    source_help="the folder holding cvat_annos/ and idd_lsts/ (or data/ with them)",
+    read=lambda source, options, project, progress: read_dusia(source, options.videos, progress),
+    import_options=DusiaImport,
+    asks=(Ask("videos", "Folder with the videos (cancel if none)"),))

@@ -16,9 +16,20 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from bpr.formats.common import BoxChecker, BoxRecord, ImportBatch, LabelFormatError, VideoRecord, normalise_species
+from bpr.config import option
+from bpr.formats.common import (
+    Ask,
+    BoxChecker,
+    BoxRecord,
+    DetectionsExport,
+    Format,
+    ImportBatch,
+    LabelFormatError,
+    VideoRecord,
+    normalise_species,
+)
 from bpr.media import VideoError, folder_images, image_size, is_image
-from bpr.store import Project, image_file_name, unique_name
+from bpr.store import LABEL_STATUSES, SPLITS, Project, image_file_name, unique_name
 
 HEADER = ("# 1: Detection or Track-id,2: Video or Image Identifier,3: Unique Frame Identifier,"
           "4-7: Img-bbox(TL_x,TL_y,BR_x,BR_y),8: Detection or Length Confidence,"
@@ -317,3 +328,69 @@ def _images_folder(path: Path, rows: list[_Row], known: dict[Path, str]) -> Path
         return path.parent
     folders = {file.parent for file in known if file.name == first}
     return folders.pop() if len(folders) == 1 else path.parent
+
+
+# -- the format, as the command and the app offer it ----------------------------------------------
+
+@dataclass
+class ViameImport:
+    video_id: str | None = option(None, group="import", label="Video id",
+                                  help="the video the rows belong to (default: the CSV's name)")
+    images: str | None = option(None, group="import", label="Images folder", path="folder",
+                                help="the folder of images the rows belong to (default, when the rows name image "
+                                     "files: the CSV's folder, or the project's folder of those images)")
+    split: str | None = option(None, group="import", label="Split", choices=SPLITS,
+                               help="the split of the video or image folder (default: as the project has it; "
+                                    "none if new)")
+    status: str = option("none", group="import", label="Label status", choices=LABEL_STATUSES,
+                         help="label status for frames or images holding boxes; for an image folder, full also "
+                              "brings its images without a box, as images with no animal")
+    replace: bool = option(False, group="import", label="Replace the labels",
+                           help="the CSV holds all the labels of its video or image folder (as DIVE exports them): "
+                                "boxes there that it lacks are removed, so boxes moved or deleted in DIVE are "
+                                "moved or deleted here. Default: add the CSV's boxes that are new")
+
+
+def read_into(path: str | os.PathLike, options: ViameImport, project: Project | None) -> ImportBatch:
+    """A VIAME CSV as an ImportBatch for ``project`` (None: a new one): into one video, its frame size
+    (when the project has the video) clipping the boxes; or into the images of a folder, when
+    ``options.images`` is given or, without a ``video_id``, the CSV's rows name image files."""
+    if options.images is not None and options.video_id is not None:
+        raise ValueError("a VIAME CSV goes into one video or into a folder's images, not both")
+    videos = project.videos() if project is not None else []
+    if options.images is not None or (options.video_id is None and names_images(path)):
+        known = {project.resolve_path(v["path"]).resolve(): v["id"] for v in videos
+                 if v["kind"] == "image" and v["path"]}
+        return read_viame_images(path, options.images, options.split, options.status, known,
+                                 {v["id"] for v in videos}, options.replace)
+    vid = options.video_id or Path(path).stem
+    video = next((v for v in videos if v["id"] == vid), None)
+    width, height = (video["width"], video["height"]) if video else (None, None)
+    return read_viame(path, vid, options.split, options.status, width, height, options.replace)
+
+
+def _write(project: Project, out, options, progress=None, cancel=None) -> list[str]:
+    paths = export_viame(project, out, run=options.run, min_conf=options.min_conf, videos=options.video)
+    return [f"wrote {len(paths)} VIAME CSV file(s) to {out} "
+            f"({'detections of ' + options.run if options.run else 'labels'})"]
+
+
+@dataclass
+class ViameExport(DetectionsExport):
+    video: list[str] | None = option(None, group="export", label="Videos", help="only these videos")
+
+
+FORMAT = Format(
+    name="viame", title="VIAME CSV", source="csv", source_help="the VIAME CSV file (from VIAME or DIVE)",
+    file_filter="VIAME CSV (*.csv)",
+    read=lambda source, options, project, progress: read_into(source, options, project),
+    import_options=ViameImport,
+    asks=(Ask("images", "Folder with the images the CSV names (cancel: beside the CSV, or where the project has "
+                        "them)", when=names_images, start_beside_source=True),
+          Ask("replace", "Add the CSV's new boxes to the labels, or replace the labels with the CSV's?",
+              kind="choice", choices=(("Add new boxes", False), ("Replace labels", True)),
+              detail="Add: boxes the project lacks are added; every box already here stays.\n"
+                     "Replace: the CSV holds all the labels of its video or image folder, as DIVE exports them; "
+                     "boxes moved or deleted in DIVE are moved or deleted here.")),
+    write=_write, export_options=ViameExport, export_to_folder=True, export_title="VIAME CSV",
+    export_help="VIAME CSV (opens in VIAME and DIVE), one file per video or image folder")

@@ -7,13 +7,16 @@ exported training set hard-links the original file instead of re-encoding it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from bpr.config import option
 from bpr.formats.common import (
     BoxChecker,
     BoxRecord,
+    Format,
     ImportBatch,
     LabelFormatError,
     Progress,
@@ -164,3 +167,16 @@ def read_yolo(data_yaml: str | Path, train_status: str = "partial",
             if progress and (done % 50 == 0 or done == total):
                 progress(done, total, "read images and labels")
     return batch
+
+
+@dataclass
+class YoloImport:
+    train_status: str = option("partial", group="import", label="Training images are", choices=("partial", "full"),
+                               help="label status of training images (val/test are full)")
+
+
+FORMAT = Format(
+    name="yolo", title="YOLO data.yaml", source="data_yaml", source_help="the dataset's data.yaml",
+    file_filter="YOLO data.yaml (*.yaml *.yml)",
+    read=lambda source, options, project, progress: read_yolo(source, options.train_status, progress),
+    import_options=YoloImport)

@@ -387,3 +387,34 @@ def test_importing_a_viame_csv_asks_whether_it_replaces_the_labels(window, qtbot
         pass
     assert boxes() == count
     assert sorted(asked[0]) == ["Add new boxes", "Cancel", "Replace labels"]
+
+
+def test_a_registered_format_is_in_the_import_and_export_menus(make_window, demo_template, qtbot, tmp_path,
+                                                                monkeypatch):
+    """One registry entry (bpr.formats.registry) puts a format in the menus, with its dialogs."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from bpr.formats.registry import FORMATS, register
+    from tests.bpr.test_formats_registry import TOY
+
+    register(TOY)
+    try:
+        window = make_window(demo_template)
+    finally:
+        FORMATS.pop("toy")
+    [file_menu] = [a.menu() for a in window.menuBar().actions() if a.text() == "&File"]
+    submenus = {a.text(): a.menu() for a in file_menu.actions() if a.menu() is not None}
+    assert "Toy boxes..." in [a.text() for a in submenus["&Import"].actions()]
+    assert "Toy boxes..." in [a.text() for a in submenus["&Export"].actions()]
+
+    source = tmp_path / "toy-clip.txt"
+    source.write_text("urchin 1 2 30 40\n")
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a: asked.append(a[1:]) or (str(source), ""))
+    monkeypatch.setitem(FORMATS, "toy", TOY)
+    with qtbot.waitSignal(window.import_dialog("toy").finished, timeout=30000):
+        pass
+    assert asked == [("Import Toy boxes", "", "Toy (*.txt)")]
+    [box] = window.state.project.boxes("toy-clip", 0)
+    assert (box["species"], box["x2"]) == ("urchin", 30)
+    assert window.state.project.frame_status("toy-clip", 0) == "partial"
