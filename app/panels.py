@@ -33,6 +33,7 @@ from app.frame_view import confidence_text
 from app.state import ProjectState
 from app.workers import ChildCrashed, Worker, in_child_process
 from bpr.config import KEEP_CONF, Option, TrainConfig, from_flat, options
+from bpr.counts import shown_per_frame
 from bpr.store import Project
 from bpr.training import trained_on
 
@@ -248,7 +249,7 @@ def _train_child(folder: str, config: TrainConfig | None, name: str | None, resu
     try:
         with Project.open(folder) as project:
             return train(project, config, name=name, resume=resume, on_event=lambda e: send(("event", e)),
-                         stop=stop)
+                         cancel=stop.is_set)
     except TrainingCancelled as e:
         send(("cancelled", str(e)))
         return None
@@ -727,12 +728,9 @@ class ReviewPanel(QWidget):
         self.show_error("Detection failed", message, details)
 
     def refresh_frame(self, *_):
-        counts: dict[str, int] = {}
-        for det in self.state.detections():
-            counts[det["species"]] = counts.get(det["species"], 0) + 1
-        if not self.state.run:
-            for box in self.state.labels():
-                counts[box["species"]] = counts.get(box["species"], 0) + 1
+        s = self.state
+        counts = {} if s.video is None else shown_per_frame(
+            s.project, [s.video["id"]], s.run, s.conf, frame=s.frame).get((s.video["id"], s.frame), {})
         self.frame_counts.clear()
         for name, n in sorted(counts.items()):
             self.frame_counts.addTopLevelItem(QTreeWidgetItem([name, str(n)]))

@@ -146,11 +146,7 @@ class ProjectState(QObject):
     def detections(self) -> list[dict]:
         if not (self.video and self.run):
             return []
-        return list(self.project.db.query(
-            "SELECT d.*, s.name AS species FROM detections d JOIN species s ON s.id = d.species_id "
-            "JOIN runs r ON r.id = d.run_id WHERE r.name = ? AND d.video_id = ? AND d.frame_index = ? "
-            "AND d.confidence >= ? ORDER BY d.confidence DESC",
-            [self.run, self.video["id"], self.frame, self.conf]))
+        return self.project.detections(self.run, self.video["id"], self.frame, self.conf)
 
     def set_run(self, run: str | None) -> None:
         if run != self.run:
@@ -188,12 +184,7 @@ class ProjectState(QObject):
         self.undo.push(_FrameStatus(self, self.video["id"], self.frame, self.frame_status(), status))
 
     def _box(self, box_id: int) -> dict:
-        rows = list(self.project.db.query(
-            "SELECT b.*, s.name AS species FROM boxes b JOIN species s ON s.id = b.species_id WHERE b.id = ?",
-            [box_id]))
-        if not rows:
-            raise KeyError(box_id)
-        return rows[0]
+        return self.project.box(box_id)
 
 
 class _AddBox(QUndoCommand):

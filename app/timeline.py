@@ -6,14 +6,13 @@ folder's order, and a click opens that image.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from app.state import ProjectState
+from bpr.counts import shown_per_frame
 
 STATUS_COLORS = {"partial": QColor("#f0a030"), "full": QColor("#40c070")}
 
@@ -56,44 +55,21 @@ class Timeline(QWidget):
         if not s.video or not n:
             self.update()
             return
-        vid = s.video["id"]
-        if s.run:
-            rows = s.project.conn.execute(
-                "SELECT d.frame_index, count(*) FROM detections d JOIN runs r ON r.id = d.run_id "
-                "WHERE r.name = ? AND d.video_id = ? AND d.confidence >= ? GROUP BY d.frame_index",
-                (s.run, vid, s.conf)).fetchall()
-        else:
-            rows = []
-        if not rows:
-            rows = s.project.conn.execute(
-                "SELECT frame_index, count(*) FROM boxes WHERE video_id = ? GROUP BY frame_index", (vid,)
-            ).fetchall()
-        for frame, count in rows:
+        shown = shown_per_frame(s.project, [s.video["id"]], s.run, s.conf)
+        for (_, frame), counts in shown.items():
             if 0 <= frame < n:
-                self.counts[frame] = count
+                self.counts[frame] = sum(counts.values())
         self.marks = [(f["frame_index"], f["label_status"]) for f in s.labeled_frames()]
         self.update()
 
     def _load_images(self):
-        """Counts (detections at the threshold, else labels) and label marks of the folder's images."""
+        """Counts and label marks of the folder's images."""
         s = self.state
-        ids = json.dumps(self.images)
-        rows = []
-        if s.run:
-            rows = s.project.conn.execute(
-                "SELECT d.video_id, count(*) FROM detections d JOIN runs r ON r.id = d.run_id WHERE r.name = ? "
-                "AND d.video_id IN (SELECT value FROM json_each(?)) AND d.confidence >= ? GROUP BY d.video_id",
-                (s.run, ids, s.conf)).fetchall()
-        if not rows:
-            rows = s.project.conn.execute(
-                "SELECT video_id, count(*) FROM boxes WHERE video_id IN (SELECT value FROM json_each(?)) "
-                "GROUP BY video_id", (ids,)).fetchall()
+        shown = shown_per_frame(s.project, self.images, s.run, s.conf)
         self.counts = np.zeros(len(self.images))
-        for vid, count in rows:
-            self.counts[self.places[vid]] = count
-        self.marks = [(self.places[vid], status) for vid, status in s.project.conn.execute(
-            "SELECT video_id, label_status FROM frames WHERE video_id IN (SELECT value FROM json_each(?))",
-            (ids,))]
+        for (vid, _), counts in shown.items():
+            self.counts[self.places[vid]] = sum(counts.values())
+        self.marks = [(self.places[vid], status) for vid, _, status in s.project.label_statuses(self.images)]
         self.update()
 
     def _length(self) -> int:

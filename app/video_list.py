@@ -14,7 +14,8 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QFileDialog, QMenu, QStyle, QTreeWidget, QTreeWidgetItem
 
 from app.state import ProjectState
-from bpr.media import VIDEO_EXTENSIONS, natural_key, probe_video_file
+from bpr.formats import link_video
+from bpr.media import VIDEO_EXTENSIONS, natural_key
 
 COLUMNS = ["Video", "Split", "Status", "Frames", "Labeled"]  # labeled: partial / full frames
 # The id column's widest, in digits: DUSIA's 20-digit ids fit; longer ids (image paths) are elided at
@@ -90,10 +91,7 @@ class VideoList(QTreeWidget):
         self.clear()
         self._items = {}
         p = self.state.project
-        counts = {}
-        for vid, status, n in p.conn.execute(
-                "SELECT video_id, label_status, count(*) FROM frames GROUP BY video_id, label_status"):
-            counts.setdefault(vid, {})[status] = n
+        counts = p.label_status_counts()
         folders, folder_rows = {}, []
         for sequence in self.state.image_sequences():
             folder = _Row(self, [sequence.name, _splits(i["split"] for i in sequence.images), "",
@@ -160,9 +158,8 @@ class VideoList(QTreeWidget):
         item = self.item(self.state.video["id"]) if self.state.video else None
         if item is None:
             return
-        item.set_counts(dict(self.state.project.conn.execute(
-            "SELECT label_status, count(*) FROM frames WHERE video_id = ? GROUP BY 1",
-            (item.data(0, Qt.ItemDataRole.UserRole),)).fetchall()))
+        video_id = item.data(0, Qt.ItemDataRole.UserRole)
+        item.set_counts(self.state.project.label_status_counts(video_id).get(video_id, {}))
         if item.parent():
             self._sum(item.parent())
 
@@ -253,9 +250,8 @@ class VideoList(QTreeWidget):
                                                   f"Videos ({patterns});;All files (*)")
             if not path:
                 return "missing"
-        info, status, reason, mismatch = probe_video_file(self.state.project.video(video_id), path)
-        self.state.project.set_video_file(video_id, path, info, status, reason)
-        if status != "ok" or mismatch:
-            self.state.statusMessage.emit(mismatch or f"{video_id}: {reason}")
+        status, problem = link_video(self.state.project, video_id, path)
+        if problem:
+            self.state.statusMessage.emit(problem)
         self.state.reload()
         return status

@@ -34,7 +34,7 @@ def stop_training(project, name: str) -> float:
     config = TrainConfig(model="yolov5n.yaml", epochs=3, imgsz=320, batch=4, workers=0, device="cpu",
                          rebalancing=Rebalancing(p_obj=0.5, p_box=0.25))
     try:
-        train(project, config, name=name, on_event=on_event, stop=stop)
+        train(project, config, name=name, on_event=on_event, cancel=stop.is_set)
     except TrainingCancelled:
         return time.perf_counter() - asked[0]
     raise RuntimeError("training finished before it was stopped")

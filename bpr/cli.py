@@ -164,7 +164,8 @@ def cmd_train(args) -> None:
     with _open(args.project) as project, \
             _graceful_stop("stopping after this batch (Ctrl+C again to stop at once)") as stop:
         try:
-            run = train(project, config, name=args.name, resume=args.resume, on_event=on_event, stop=stop)
+            run = train(project, config, name=args.name, resume=args.resume, on_event=on_event,
+                        cancel=stop.is_set)
         except TrainingCancelled as e:
             if bar is not None:
                 bar.close()
@@ -375,7 +376,7 @@ def cmd_experiment(args) -> None:
         print(f"{len(runs)} run(s): {', '.join(name for name, _, _ in runs)}")
     with _graceful_stop("stopping after this batch (Ctrl+C again to stop at once)") as stop:
         try:
-            run_experiment(spec, only=args.only, stop=stop)
+            run_experiment(spec, only=args.only, cancel=stop.is_set)
         except TrainingCancelled as e:
             print(f"{e}; the same command continues the sweep")
             raise SystemExit(130) from None

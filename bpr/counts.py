@@ -228,6 +228,29 @@ def frame_counts(project: Project, source: CountSource, video: str | ImageSequen
     return {"species": [names[s] for s in species_ids], "rows": rows}
 
 
+def shown_per_frame(project: Project, video_ids: list[str], run: str | None, conf: float,
+                    frame: int | None = None) -> dict[tuple[str, int], dict[str, int]]:
+    """What the frame view shows, counted per frame and species: ``run``'s detections at ``conf`` or above,
+    or, with no run, the labels (on every frame, labeled or not); of one ``frame`` only, if given.
+    {(video, frame): {species: count}}; frames with nothing are left out. The timeline draws these, and
+    the Review panel lists the current frame's."""
+    where, params = _video_filter(list(video_ids), "t")
+    if frame is not None:
+        where, params = where + " AND t.frame_index = ?", [*params, frame]
+    if run is None:
+        sql = (f"SELECT t.video_id, t.frame_index, s.name, count(*) FROM boxes t JOIN species s ON s.id = t.species_id "
+               f"WHERE 1 {where} GROUP BY t.video_id, t.frame_index, t.species_id")
+    else:
+        sql = (f"SELECT t.video_id, t.frame_index, s.name, count(*) FROM detections t "
+               f"JOIN species s ON s.id = t.species_id WHERE t.run_id = ? AND t.confidence >= ? {where} "
+               f"GROUP BY t.video_id, t.frame_index, t.species_id")
+        params = [project.run(run)["id"], conf, *params]
+    out: dict[tuple[str, int], dict[str, int]] = {}
+    for vid, frame, species, n in project.conn.execute(sql, params):
+        out.setdefault((vid, frame), {})[species] = n
+    return out
+
+
 def _write_csv(path: str | os.PathLike, header: list[str], rows: Iterable[list]) -> Path:
     """Write through a temporary file: a failed or killed export never leaves half a CSV."""
     path = Path(path)

@@ -157,7 +157,8 @@ def _check_same_experiment(spec: ExperimentSpec) -> None:
 
 
 def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = print,
-                   on_event=None, stop=None, only: list[str] | None = None) -> list[dict]:
+                   on_event=None, cancel: Callable[[], bool] | None = None,
+                   only: list[str] | None = None) -> list[dict]:
     """Train and evaluate every (setting, seed) not yet in results.jsonl; returns all result rows.
 
     ``only`` restricts this call to the named settings, or runs (``box0.25-seed1``), so that several
@@ -190,14 +191,14 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
             if status is not None and (pid := trained_elsewhere(record)) is not None:
                 on_message(f"skipping {name}: process {pid} is training it")  # a process sharing the sweep
                 continue
-            if status != "finished" and stop is not None and stop.is_set():  # asked while evaluating
+            if status != "finished" and cancel is not None and cancel():  # asked while evaluating
                 raise TrainingCancelled(f"the sweep stopped before training {name}")
             if status is None:
                 on_message(f"training {name}")
-                record = train(project, config, name=name, on_event=on_event, stop=stop)
+                record = train(project, config, name=name, on_event=on_event, cancel=cancel)
             elif status != "finished":
                 on_message(f"resuming {name} ({status})")
-                record = train(project, resume=name, on_event=on_event, stop=stop)
+                record = train(project, resume=name, on_event=on_event, cancel=cancel)
             else:
                 record = project.run(name)
             weights = project.resolve_path(record["weights"])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bpr.evaluate import box_iou
 from bpr.store import ImageSequence, Project
 
 OVERLAP_IOU = 0.3  # a detection overlapping a label at this IoU or more is that label, not a new animal
@@ -26,14 +27,6 @@ class Suggestion:
     species: str
     confidence: float
     box: tuple[float, float, float, float]
-
-
-def _iou(box: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    lt = np.maximum(box[:2], labels[:, :2])
-    rb = np.minimum(box[2:], labels[:, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    union = (box[2:] - box[:2]).prod() + (labels[:, 2:] - labels[:, :2]).prod(-1) - inter
-    return inter / np.maximum(union, 1e-9)
 
 
 def missing_labels(project: Project, run: str, conf: float = 0.5, video: str | ImageSequence | None = None,
@@ -65,7 +58,7 @@ def missing_labels(project: Project, run: str, conf: float = 0.5, video: str | I
     out = []
     for det_id, vid, frame, species, confidence, *box in detections:
         here = labels[(vid, frame)]
-        if len(here) and _iou(np.array(box, float), here).max() >= overlap_iou:
+        if len(here) and box_iou(np.array([box], float), here).max() >= overlap_iou:
             continue
         out.append(Suggestion(det_id, vid, frame, species, confidence, tuple(box)))
     out.sort(key=lambda s: -s.confidence)

@@ -413,6 +413,37 @@ class Project:
             [video_id],
         ))
 
+    def label_status_counts(self, video_id: str | None = None) -> dict[str, dict[str, int]]:
+        """{video id: {label status: number of frames}}, of every video or of one."""
+        where, params = ("WHERE video_id = ?", [video_id]) if video_id is not None else ("", [])
+        counts: dict[str, dict[str, int]] = {}
+        for vid, status, n in self.conn.execute(
+                f"SELECT video_id, label_status, count(*) FROM frames {where} GROUP BY video_id, label_status",
+                params):
+            counts.setdefault(vid, {})[status] = n
+        return counts
+
+    def label_statuses(self, video_ids: list[str]) -> list[tuple[str, int, str]]:
+        """(video id, frame, label status) of the labeled frames of these videos (or images)."""
+        return self.conn.execute(
+            "SELECT video_id, frame_index, label_status FROM frames WHERE video_id IN (SELECT value FROM json_each(?)) "
+            "ORDER BY video_id, frame_index", (json.dumps(list(video_ids)),)).fetchall()
+
+    def box(self, box_id: int) -> dict:
+        rows = list(self.db.query(
+            "SELECT b.*, s.name AS species FROM boxes b JOIN species s ON s.id = b.species_id WHERE b.id = ?",
+            [box_id]))
+        if not rows:
+            raise NotFoundError(f"no box {box_id}")
+        return rows[0]
+
+    def detections(self, run: str, video_id: str, frame_index: int, min_conf: float) -> list[dict]:
+        """A run's detections on one frame at ``min_conf`` or above, the most confident first."""
+        return list(self.db.query(
+            "SELECT d.*, s.name AS species FROM detections d JOIN species s ON s.id = d.species_id "
+            "JOIN runs r ON r.id = d.run_id WHERE r.name = ? AND d.video_id = ? AND d.frame_index = ? "
+            "AND d.confidence >= ? ORDER BY d.confidence DESC", [run, video_id, frame_index, min_conf]))
+
     def boxes(self, video_id: str, frame_index: int) -> list[dict]:
         return list(self.db.query(
             "SELECT b.*, s.name AS species FROM boxes b JOIN species s ON s.id = b.species_id "

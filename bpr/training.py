@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -181,13 +180,13 @@ class _Session:
     """The callbacks of one training run: install BPR, report progress, honour cancel, record epochs."""
 
     def __init__(self, project: Project, run: str, config: TrainConfig, device: str, partial_images: set[str],
-                 on_event: Callable[[TrainEvent], None] | None, stop: threading.Event | None):
+                 on_event: Callable[[TrainEvent], None] | None, cancel: Callable[[], bool] | None):
         from bpr.loss import DropStats
 
         self.project, self.run, self.config = project, run, config
         self.partial_images = partial_images
         self.on_event = on_event
-        self.stop = stop
+        self.cancel = cancel
         self.stats = DropStats()
         self.metrics: list[dict] = project.run(run)["metrics"]
         self.software = software(device)  # recorded with each epoch: a resumed run may span machines
@@ -236,7 +235,7 @@ class _Session:
         self.emit(TrainEvent("batch", self.run, epoch=trainer.epoch + 1, epochs=trainer.epochs,
                              batch=done_in_epoch, batches=batches, losses=_losses(trainer),
                              drop=self.stats.summary(), eta_s=left * rate))
-        if self.stop is not None and self.stop.is_set():
+        if self.cancel is not None and self.cancel():
             raise TrainingCancelled(f"run {self.run} cancelled at epoch {trainer.epoch + 1}, "
                                     f"batch {done_in_epoch}/{batches}")
 
@@ -305,11 +304,11 @@ def _follow_move(folder: Path, dataset: Path, last: Path) -> None:
 
 def train(project: Project, config: TrainConfig | None = None, name: str | None = None,
           resume: str | None = None, on_event: Callable[[TrainEvent], None] | None = None,
-          stop: threading.Event | None = None) -> dict:
+          cancel: Callable[[], bool] | None = None) -> dict:
     """Train (or resume) a run; returns the run's record from the store.
 
     A bad device or a missing weights file is refused before anything is recorded. Then the run is
-    recorded before anything else happens. Cancelling (``stop.set()``) stops at the end of the current
+    recorded before anything else happens. Cancelling (``cancel()`` turning true) stops at the end of the current
     batch, marks the run ``cancelled`` and raises TrainingCancelled; it can be resumed from its last
     finished epoch. Any other error marks the run ``failed`` with the error and is re-raised.
     """
@@ -352,7 +351,7 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
 
         from ultralytics import YOLO
 
-        session = _Session(project, name, config, device, partial, on_event, stop)
+        session = _Session(project, name, config, device, partial, on_event, cancel)
         with _arithmetic(device, config.precision) as amp:
             if resume is not None and last.exists():
                 _follow_move(folder, dataset_folder, last)

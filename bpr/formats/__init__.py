@@ -19,8 +19,8 @@ from bpr.store import Project, counted, image_file_name, source_counts
 
 __all__ = [
     "ImportReport", "LabelFormatError", "import_coco", "import_cvat", "import_dusia", "import_yolo",
-    "export_coco", "export_viame", "import_viame", "describe_links", "link_videos", "read_coco", "read_cvat",
-    "read_dusia", "read_viame", "read_viame_images", "read_yolo", "write_batch",
+    "export_coco", "export_viame", "import_viame", "describe_links", "link_video", "link_videos", "read_coco",
+    "read_cvat", "read_dusia", "read_viame", "read_viame_images", "read_yolo", "write_batch",
 ]
 
 
@@ -106,6 +106,14 @@ def link_videos(project: Project, folder: str | Path | Iterable[str | Path]) -> 
             for row in found:
                 project.set_video_file(*row)
     return result
+
+
+def link_video(project: Project, video_id: str, path: str | os.PathLike) -> tuple[str, str | None]:
+    """Record ``path`` as the file of one video: (its status, "ok", "unreadable" or "missing", and what
+    is wrong with it, or None)."""
+    info, status, reason, mismatch = probe_video_file(project.video(video_id), path)
+    project.set_video_file(video_id, path, info, status, reason)
+    return status, (mismatch or f"{video_id}: {reason}") if status != "ok" or mismatch else None
 
 
 def describe_links(result: dict[str, list[str]]) -> str:

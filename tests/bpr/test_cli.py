@@ -221,9 +221,9 @@ def test_a_sweep_stopped_by_a_signal_ends_its_run_cleanly_and_says_how_to_contin
         def close(self):
             pass
 
-    def train(project, config, name, on_event, stop):
+    def train(project, config, name, on_event, cancel):
         os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-batch; the trainer checks after it
-        assert stop.is_set()
+        assert cancel()
         raise TrainingCancelled(f"run {name} cancelled at epoch 1, batch 3/50")
 
     monkeypatch.setattr(bpr.experiment, "_project", lambda spec: Empty())

@@ -176,3 +176,16 @@ def test_an_image_folders_per_frame_rows_are_its_images(image_folder):
 def test_counts_of_an_unknown_video_name_it(counted):
     with pytest.raises(NotFoundError, match="no video, image or image folder 'nope'"):
         video_summary(counted, CountSource(run="r"), video="nope")
+
+
+def test_what_the_frame_view_shows_counted_per_frame(counted):
+    """The run's detections at the threshold or above, per frame and species; with no run, the labels on
+    every frame, labeled or not; one frame alone when asked."""
+    from bpr.counts import shown_per_frame
+
+    shown = shown_per_frame(counted, ["v", "w"], "r", 0.3)
+    assert shown == {("v", 0): {"urchin": 2}, ("v", 1): {"urchin": 3, "sea star": 1}, ("v", 2): {"urchin": 3},
+                     ("v", 4): {"urchin": 1}, ("w", 0): {"sea star": 1}}
+    assert shown_per_frame(counted, ["v"], "r", 0.05, frame=3) == {("v", 3): {"urchin": 4}}
+    counted.add_box("v", 7, "urchin", (0, 0, 5, 5))  # frame 7 is not a labeled frame: shown all the same
+    assert shown_per_frame(counted, ["v"], None, 0.3) == {("v", 7): {"urchin": 1}}

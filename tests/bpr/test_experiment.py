@@ -248,7 +248,7 @@ def test_a_stop_asked_between_runs_starts_no_other_run(tmp_path, monkeypatch):
     stop = threading.Event()
     stop.set()
     with pytest.raises(TrainingCancelled, match="the sweep stopped before training baseline-seed0"):
-        run_experiment(tiny_spec(tmp_path / "data.yaml", tmp_path / "exp"), on_message=print, stop=stop)
+        run_experiment(tiny_spec(tmp_path / "data.yaml", tmp_path / "exp"), on_message=print, cancel=stop.is_set)
 
 
 def test_a_sweep_carried_elsewhere_finds_its_images_under_the_data_yaml_given(tmp_path):
@@ -312,7 +312,7 @@ def test_an_interrupted_sweep_resumes_and_reports(demo_template, tmp_path):
 
     with pytest.raises(TrainingCancelled):
         run_experiment(tiny_spec(data, out), on_message=lambda m: None, on_event=stop_in_the_second_run,
-                       stop=stop)
+                       cancel=stop.is_set)
     first = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["run"] for r in first] == ["baseline-seed0"]
 

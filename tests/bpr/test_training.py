@@ -31,7 +31,7 @@ def cancel_in_second_epoch(project, name):
             stop.set()
 
     with pytest.raises(TrainingCancelled, match="epoch 2, batch 1/"):
-        train(project, tiny_config(epochs=2), name=name, on_event=on_event, stop=stop)
+        train(project, tiny_config(epochs=2), name=name, on_event=on_event, cancel=stop.is_set)
 
 
 def adam_betas(checkpoint):
