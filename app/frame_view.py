@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.state import ProjectState
-from bpr.media import VideoError, VideoReader
+from bpr.data.media import VideoError, VideoReader
 
 
 class FrameSource:

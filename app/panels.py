@@ -33,9 +33,9 @@ from app.frame_view import confidence_text
 from app.state import ProjectState
 from app.workers import ChildCrashed, Worker, in_child_process
 from bpr.config import KEEP_CONF, Option, TrainConfig, from_flat, options
-from bpr.counts import shown_per_frame
-from bpr.store import Project
-from bpr.training import trained_on
+from bpr.results.counts import shown_per_frame
+from bpr.data.store import Project
+from bpr.learn.training import trained_on
 
 MODELS = ["yolov5n.yaml", "yolov5s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
 # The training options the Train panel offers, in the order of their description (bpr.config); the
@@ -244,7 +244,7 @@ class Curves(QWidget):
 def _train_child(folder: str, config: TrainConfig | None, name: str | None, resume: str | None, send,
                  stop):
     """In the training process: train, sending each event back, and a cancel as ("cancelled", message)."""
-    from bpr.training import TrainingCancelled, train
+    from bpr.learn.training import TrainingCancelled, train
 
     try:
         with Project.open(folder) as project:
@@ -264,7 +264,7 @@ def train_job(folder: str, config: TrainConfig | None, name: str | None, resume:
     """Supervise training in a child process, so the GUI's event loop never waits on the training's GIL
     and a hard crash cannot take the app down. Stop is cooperative: the child stops at the end of its
     batch, resumable from last.pt."""
-    from bpr.training import TrainingCancelled
+    from bpr.learn.training import TrainingCancelled
 
     run_name, cancelled = [resume], []
 
@@ -440,7 +440,7 @@ class TrainPanel(QWidget):
             self._launch(None, item.text(0))
 
     def _launch(self, config: TrainConfig | None, resume: str | None):
-        from bpr.training import TrainingCancelled
+        from bpr.learn.training import TrainingCancelled
 
         if self.running():
             return
@@ -558,9 +558,9 @@ class TrainPanel(QWidget):
 
 # ---------------------------------------------------------------------------------------------------
 def _detect_child(folder: str, options: dict, send, stop):
-    """In the detection process: ``bpr.detect.detect(project, **options)``, sending progress back as
+    """In the detection process: ``bpr.results.detect.detect(project, **options)``, sending progress back as
     ("progress", done, total, message)."""
-    from bpr.detect import detect
+    from bpr.results.detect import detect
 
     with Project.open(folder) as project:
         return detect(project, cancel=stop.is_set, **options,
@@ -569,7 +569,7 @@ def _detect_child(folder: str, options: dict, send, stop):
 
 def detect_job(folder: str, options: dict, progress, stop):
     """Detection in a child process: loading the model held the GIL for up to 640 ms at a time, and the
-    window froze while it did. ``options`` are bpr.detect.detect's (run or weights, videos, ...)."""
+    window froze while it did. ``options`` are bpr.results.detect.detect's (run or weights, videos, ...)."""
     try:
         return in_child_process(_detect_child, (folder, options), stop, lambda message: progress(*message[1:]),
                                 name="bpr-detection")
@@ -747,8 +747,8 @@ class ReviewPanel(QWidget):
     def refresh_all(self, *_):
         """Counts and suggestions of the current video, or of the current image's folder: in an image set
         each image is one item, and MaxN and the unboxed animals are looked for across its folder."""
-        from bpr.counts import CountSource, video_summary
-        from bpr.review import missing_labels
+        from bpr.results.counts import CountSource, video_summary
+        from bpr.results.review import missing_labels
 
         self.refresh_frame()
         chosen = self._current_suggestion()
@@ -833,7 +833,7 @@ class ReviewPanel(QWidget):
             self.state.add_box(s.species, s.box, source="accepted")
 
     def reject(self):
-        from bpr.review import reject
+        from bpr.results.review import reject
 
         s = self._current_suggestion()
         if s is not None:

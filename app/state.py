@@ -13,8 +13,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from bpr.config import default
-from bpr.counts import CountSource
-from bpr.store import Project
+from bpr.results.counts import CountSource
+from bpr.data.store import Project
 
 CONF_REST_MS = 200
 
@@ -62,7 +62,7 @@ class ProjectState(QObject):
             self.set_video(video["id"])
 
     def files_checked(self, folder: Path, files: dict[str, list[str]]) -> None:
-        """What :meth:`bpr.store.Project.check_files` found and recorded in the project in ``folder``,
+        """What :meth:`bpr.data.store.Project.check_files` found and recorded in the project in ``folder``,
         looked at off the GUI thread after :meth:`open`."""
         if self.project is None or self.project.folder != folder or not (files["gone"] or files["back"]):
             return  # another project was opened meanwhile, or nothing changed
@@ -96,7 +96,7 @@ class ProjectState(QObject):
         self.frameChanged.emit(self.frame)
 
     def image_sequence(self):
-        """The current image's folder as one image sequence (bpr.store.ImageSequence); None on a video.
+        """The current image's folder as one image sequence (bpr.data.store.ImageSequence); None on a video.
         Looked up once per project change: stepping through an image set must not list its folders at
         every image."""
         if not self.video or self.video["kind"] != "image":

@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from app.state import ProjectState
-from bpr.counts import shown_per_frame
+from bpr.results.counts import shown_per_frame
 
 STATUS_COLORS = {"partial": QColor("#f0a030"), "full": QColor("#40c070")}
 

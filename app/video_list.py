@@ -14,8 +14,8 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QFileDialog, QMenu, QStyle, QTreeWidget, QTreeWidgetItem
 
 from app.state import ProjectState
-from bpr.formats import link_video
-from bpr.media import VIDEO_EXTENSIONS, natural_key
+from bpr.data.link import link_video
+from bpr.data.media import VIDEO_EXTENSIONS, natural_key
 
 COLUMNS = ["Video", "Split", "Status", "Frames", "Labeled"]  # labeled: partial / full frames
 # The id column's widest, in digits: DUSIA's 20-digit ids fit; longer ids (image paths) are elided at
@@ -230,12 +230,12 @@ class VideoList(QTreeWidget):
 
     def find_files(self, folder: str | None = None) -> dict[str, list[str]]:
         """Link the videos and images that have no file, or whose file is gone, to the files found in a
-        folder (bpr.formats.link_videos): for a moved image set, its new root folder."""
+        folder (bpr.data.link.link_videos): for a moved image set, its new root folder."""
         if folder is None:
             folder = QFileDialog.getExistingDirectory(self, "Folder holding the missing videos or images")
             if not folder:
                 return {}
-        from bpr.formats import describe_links, link_videos  # not needed to show the window
+        from bpr.data.link import describe_links, link_videos  # not needed to show the window
 
         result = link_videos(self.state.project, folder)
         self.state.statusMessage.emit(describe_links(result))

@@ -36,21 +36,21 @@ from app.timeline import Timeline
 from app.video_list import VideoList
 from app.workers import Worker
 from bpr.config import from_flat, options
-from bpr.counts import timecode
-from bpr.formats.registry import FORMATS, exporters, importers
-from bpr.store import Project
+from bpr.results.counts import timecode
+from bpr.data.registry import FORMATS, exporters, importers
+from bpr.data.store import Project
 
 SPEEDS = ["0.25x", "0.5x", "1x", "2x", "4x"]
 
 
 def _import_job(format: str, folder: str, source: str, options, progress, stop):
-    from bpr.formats.registry import import_source
+    from bpr.data.registry import import_source
 
     return import_source(folder, format, source, options, progress)
 
 
 def _export_job(format: str, folder: str, out: str, options, progress, stop) -> list[str]:
-    from bpr.formats.registry import export_to
+    from bpr.data.registry import export_to
 
     with Project.open(folder) as project:
         return export_to(project, format, out, options, progress, cancel=stop.is_set)
@@ -280,7 +280,7 @@ class MainWindow(QMainWindow):
     # -- projects --------------------------------------------------------------------------------
     def open_project(self, folder: str | Path) -> None:
         self.state.open(folder)
-        from app.main import remember_project
+        from app.settings import remember_project
 
         remember_project(folder)
         # A file deleted or moved since would read "ok" until something tried it. Looked at off the GUI
@@ -337,7 +337,7 @@ class MainWindow(QMainWindow):
         return worker
 
     def import_dialog(self, format: str) -> Worker | None:
-        """Ask for what the format reads and for its questions (bpr.formats: Format.asks), then import."""
+        """Ask for what the format reads and for its questions (bpr.data.formats: Format.asks), then import."""
         fmt = FORMATS[format]
         if self.state.project is None:
             return None
@@ -397,7 +397,7 @@ class MainWindow(QMainWindow):
         return path
 
     def export_counts(self, per_frame: bool, path: str | None = None) -> str | None:
-        from bpr.counts import CountSource, frame_counts, video_summary, write_frame_csv, write_summary_csv
+        from bpr.results.counts import CountSource, frame_counts, video_summary, write_frame_csv, write_summary_csv
 
         s = self.state
         path = path or self._save_path("Export counts", "counts-per-frame.csv" if per_frame else "counts.csv",
@@ -464,7 +464,7 @@ class MainWindow(QMainWindow):
             worker.request_stop()
             worker.wait(10000)
         self.view.source.close()
-        from app.main import save_layout
+        from app.settings import save_layout
 
         save_layout(self)
         super().closeEvent(event)

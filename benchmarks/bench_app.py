@@ -56,7 +56,7 @@ def slider_steps(app, folder: Path, detections: int) -> None:
 
     from app.state import CONF_REST_MS
     from app.window import MainWindow
-    from bpr.store import Project
+    from bpr.data.store import Project
 
     with Project.create(folder) as p:
         frames, picks = add_synthetic_run(p, ["long"], detections)
@@ -143,8 +143,8 @@ def main() -> int:
 
     from app.window import MainWindow
     from bpr.demo import build_demo
-    from bpr.media import probe
-    from bpr.store import Project
+    from bpr.data.media import probe
+    from bpr.data.store import Project
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,7 +207,7 @@ def main() -> int:
         print(f"event loop during training ({batches[0]} batches in {args.train_seconds:.0f} s, yolov5n 320 px on CPU, "
               f"training in a supervised child process): {describe(stalls)}")
 
-        from bpr.training import TrainConfig, train
+        from bpr.learn.training import TrainConfig, train
 
         with Project.open(demo) as project:  # a run with weights to detect with
             train(project, TrainConfig(epochs=1, imgsz=320, device="cpu", workers=0), name="bench-detect")

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 def setup(device: str, imgsz: int, batch: int, boxes: int):
     import torch
 
-    from bpr.loss import Rebalancing, build_criterion
+    from bpr.learn.loss import Rebalancing, build_criterion
     from bpr.offline import configure
 
     configure()

@@ -33,11 +33,11 @@ def main() -> int:
         print(f"skipped: {DATA} not found (needs the ../shared checkout)")
         return 0
     sys.path.insert(0, str(ROOT))
-    from bpr.formats import import_yolo
-    from bpr.loss import Rebalancing
+    from bpr.data.formats import import_yolo
+    from bpr.learn.loss import Rebalancing
     from bpr.offline import configure
-    from bpr.store import NotFoundError, Project
-    from bpr.training import TrainConfig, run_dataset, run_folder, train
+    from bpr.data.store import NotFoundError, Project
+    from bpr.learn.training import TrainConfig, run_dataset, run_folder, train
 
     configure()
     from ultralytics import YOLO

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def stop_training(project, name: str) -> float:
     from bpr.config import Rebalancing
-    from bpr.training import TrainConfig, TrainingCancelled, train
+    from bpr.learn.training import TrainConfig, TrainingCancelled, train
 
     stop, asked = threading.Event(), []
 
@@ -41,7 +41,7 @@ def stop_training(project, name: str) -> float:
 
 
 def stop_detection(project, weights: Path) -> float:
-    from bpr.detect import detect
+    from bpr.results.detect import detect
 
     cancel, pressed, timer = threading.Event(), [], []
 
@@ -67,7 +67,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from bpr.demo import build_demo
     from bpr.offline import configure
-    from bpr.store import Project
+    from bpr.data.store import Project
 
     configure()
     from ultralytics import YOLO

@@ -25,8 +25,8 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from synthetic_detections import add_synthetic_run
 
-    from bpr.counts import CountSource, frame_counts, video_summary
-    from bpr.store import Project
+    from bpr.results.counts import CountSource, frame_counts, video_summary
+    from bpr.data.store import Project
 
     with tempfile.TemporaryDirectory() as tmp:
         project = Project.create(Path(tmp) / "p")

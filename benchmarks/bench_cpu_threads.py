@@ -29,13 +29,13 @@ def leg(args) -> dict:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    import bpr.training
-    from bpr.loss import Rebalancing
-    from bpr.store import Project
+    import bpr.learn.training
+    from bpr.learn.loss import Rebalancing
+    from bpr.data.store import Project
 
     if args.leg == "ultralytics":
-        bpr.training._take_two_cores = lambda: None  # leave ultralytics' own choice
-    config = bpr.training.TrainConfig(model="yolov5n.yaml", epochs=args.epochs, imgsz=args.imgsz, batch=16,
+        bpr.learn.training._take_two_cores = lambda: None  # leave ultralytics' own choice
+    config = bpr.learn.training.TrainConfig(model="yolov5n.yaml", epochs=args.epochs, imgsz=args.imgsz, batch=16,
                                       device="cpu", workers=args.workers, hide_fraction=0.5, seed=0,
                                       rebalancing=Rebalancing(), extra={"cache": "ram", "nbs": 16})
     marks, threads = [], set()
@@ -48,7 +48,7 @@ def leg(args) -> dict:
 
     with Project.open(args.out) as project:
         name = f"{args.leg}-{len(project.runs()) + 1}"
-        bpr.training.train(project, config, name=name, on_event=on_event)
+        bpr.learn.training.train(project, config, name=name, on_event=on_event)
     return {"leg": args.leg, "threads": sorted(threads), "epoch_s": [round(b - a, 1) for a, b in zip(marks, marks[1:])]}
 
 
@@ -67,8 +67,8 @@ def main() -> int:
         print(f"skipped: {DATA} not found (needs the ../shared checkout)")
         return 0
     sys.path.insert(0, str(ROOT))
-    from bpr.formats import import_yolo
-    from bpr.store import Project
+    from bpr.data.formats import import_yolo
+    from bpr.data.store import Project
 
     with Project.open(args.out, create=True) as project:
         if not project.videos():

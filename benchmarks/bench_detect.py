@@ -32,11 +32,11 @@ def main() -> int:
         print(f"skipped: {args.video} not found (needs the ../shared checkout)")
         return 0
     sys.path.insert(0, str(ROOT))
-    from bpr.detect import detect, load_model
-    from bpr.media import probe
+    from bpr.results.detect import detect, load_model
+    from bpr.data.media import probe
     from bpr.offline import configure
-    from bpr.store import Project
-    from bpr.training import resolve_device
+    from bpr.data.store import Project
+    from bpr.learn.training import resolve_device
 
     configure()
     from ultralytics import YOLO

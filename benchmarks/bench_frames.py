@@ -33,7 +33,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     import cv2
 
-    from bpr.media import VideoReader
+    from bpr.data.media import VideoReader
 
     plain, forward = [], []
     for _ in range(args.rounds):  # interleaved, so both see the same machine load

@@ -21,7 +21,7 @@ DUSIA = ROOT.parent / "shared" / "data" / "dusia_annotations"
 
 def file_check(repeat: int, images: int = 20_000) -> None:
     """Project.check_files over ``images`` empty image files: all present, then all gone (and marked)."""
-    from bpr.store import Project
+    from bpr.data.store import Project
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
@@ -57,8 +57,8 @@ def main() -> int:
     if not DUSIA.exists():
         print(f"DUSIA import: skipped ({DUSIA} not found; needs the ../shared checkout)")
         return 0
-    from bpr.formats import import_dusia
-    from bpr.store import Project
+    from bpr.data.formats import import_dusia
+    from bpr.data.store import Project
 
     times, again_times, size, boxes, added_again = [], [], 0, 0, 0
     for _ in range(args.repeat):

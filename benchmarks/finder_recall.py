@@ -35,7 +35,7 @@ MATCH_IOU = 0.5
 def match(suggestions, hidden: dict[tuple[str, int], np.ndarray]) -> int:
     """How many suggestions are a hidden box: matched greedily, most confident first, each box once,
     as evaluation matches detections to ground truth."""
-    from bpr.evaluate import ImageResult, greedy_hits
+    from bpr.results.evaluate import ImageResult, greedy_hits
 
     by_image: dict[tuple[str, int], list] = {}
     for s in suggestions:
@@ -62,10 +62,10 @@ def main() -> int:
     parser.add_argument("--imgsz", type=int, help="inference size (default: the size the weights were trained at)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from bpr.detect import detect
-    from bpr.review import missing_labels
-    from bpr.store import Project
-    from bpr.training import export_manifest
+    from bpr.results.detect import detect
+    from bpr.results.review import missing_labels
+    from bpr.data.store import Project
+    from bpr.learn.training import export_manifest
 
     with Project.open(args.project) as source:
         run = source.run(args.run)

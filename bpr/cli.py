@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bpr import __version__
 from bpr.config import KEEP_CONF, Option, TrainConfig, from_flat, options
-from bpr.counts import CountSource
+from bpr.results.counts import CountSource
 
 
 class _Bar:
@@ -66,7 +66,7 @@ def _graceful_stop(message: str):
 
 
 def _open(path: str):
-    from bpr.store import Project
+    from bpr.data.store import Project
 
     return Project.open(path)
 
@@ -93,7 +93,7 @@ def cmd_demo(args) -> None:
 
 
 def cmd_import(args) -> None:
-    from bpr.formats.registry import FORMATS, import_source
+    from bpr.data.registry import FORMATS, import_source
 
     fmt = FORMATS[args.format]
     bar = _Bar()
@@ -106,7 +106,7 @@ def cmd_import(args) -> None:
 
 
 def cmd_link_videos(args) -> None:
-    from bpr.formats import describe_links, link_videos
+    from bpr.data.link import describe_links, link_videos
 
     with _open(args.project) as project:
         result = link_videos(project, args.folders)
@@ -118,7 +118,7 @@ def cmd_link_videos(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from bpr.formats.registry import FORMATS, export_to
+    from bpr.data.registry import FORMATS, export_to
 
     fmt = FORMATS[args.format]
     bar = _Bar("frame")
@@ -138,7 +138,7 @@ def cmd_train(args) -> None:
         os.environ.setdefault("YOLO_VERBOSE", "False")  # our progress bar replaces ultralytics' output
     from tqdm import tqdm
 
-    from bpr.training import TrainingCancelled, train
+    from bpr.learn.training import TrainingCancelled, train
 
     config = None if args.resume is not None else _settings(TrainConfig, args)
     bar = None
@@ -179,7 +179,7 @@ def cmd_train(args) -> None:
 
 
 def _print_run(run: dict) -> None:
-    from bpr.training import trained_on
+    from bpr.learn.training import trained_on
 
     config, metrics = run["config"], run["metrics"]
     rb = config["rebalancing"]
@@ -210,7 +210,7 @@ def _print_run(run: dict) -> None:
 
 
 def cmd_runs(args) -> None:
-    from bpr.training import trained_on
+    from bpr.learn.training import trained_on
 
     with _open(args.project) as project:
         runs = project.runs()
@@ -248,8 +248,8 @@ def _time_left(metrics: list[dict], epochs: int) -> str:
 
 
 def cmd_evaluate(args) -> None:
-    from bpr.evaluate import evaluate
-    from bpr.store import LINK_HINT
+    from bpr.results.evaluate import evaluate
+    from bpr.data.store import LINK_HINT
 
     with _open(args.project) as project:
         weights = _weights(project, args)
@@ -290,8 +290,8 @@ def _weights(project, args) -> Path:
 
 
 def cmd_detect(args) -> None:
-    from bpr.detect import detect
-    from bpr.store import counted, source_counts
+    from bpr.results.detect import detect
+    from bpr.data.store import counted, source_counts
 
     bar = _Bar("frame")
     try:
@@ -321,7 +321,7 @@ def _species_conf(items: list[str] | None) -> dict[str, float]:
 
 
 def cmd_counts(args) -> None:
-    from bpr.counts import frame_counts, video_summary, write_frame_csv, write_summary_csv
+    from bpr.results.counts import frame_counts, video_summary, write_frame_csv, write_summary_csv
 
     if not args.run and not args.labels:
         raise ValueError("give --run RUN (count detections) or --labels (count labeled boxes)")
@@ -361,7 +361,7 @@ def _pairs(text: str) -> list[tuple[float, float]]:
 
 def cmd_experiment(args) -> None:
     from bpr.experiment import EXPERIMENT_TRAIN_OPTIONS, ExperimentSpec, run_experiment
-    from bpr.training import TrainingCancelled
+    from bpr.learn.training import TrainingCancelled
 
     spec = ExperimentSpec(
         data=args.data, out=Path(args.out), hide=args.hide, p_obj=args.p_obj, p_box=args.p_box,
@@ -386,7 +386,7 @@ def cmd_experiment(args) -> None:
 
 
 def cmd_info(args) -> None:
-    from bpr.store import counted, source_counts
+    from bpr.data.store import counted, source_counts
 
     with _open(args.project) as project:
         project.check_files()
@@ -485,8 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic videos")
     p.set_defaults(func=cmd_demo)
 
-    from bpr.formats.registry import FORMATS as FORMATS_BY_NAME
-    from bpr.formats.registry import exporters, importers
+    from bpr.data.registry import FORMATS as FORMATS_BY_NAME
+    from bpr.data.registry import exporters, importers
 
     p = sub.add_parser("import", help="import labels (and videos/images) into a project")
     fmt = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
@@ -603,10 +603,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Errors a user can act on: print the message, no traceback.
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from bpr.dataset import ExportError
-    from bpr.formats import LabelFormatError
-    from bpr.media import VideoError
-    from bpr.store import ProjectError
+    from bpr.data.dataset import ExportError
+    from bpr.data.formats import LabelFormatError
+    from bpr.data.media import VideoError
+    from bpr.data.store import ProjectError
 
     return (LabelFormatError, ProjectError, ExportError, VideoError, FileNotFoundError,
             FileExistsError, ValueError)

@@ -18,9 +18,10 @@ import cv2
 import numpy as np
 
 from bpr.config import Rebalancing, TrainConfig
-from bpr.formats import import_dusia
-from bpr.formats.common import ImportReport, Progress
-from bpr.store import Project
+from bpr.data.formats import import_dusia
+from bpr.data.formats.common import ImportReport
+from bpr.progress import Progress
+from bpr.data.store import Project
 
 WIDTH, HEIGHT, FPS = 640, 360, 30
 SPECIES = {  # name as DUSIA spells it -> (BGR colour, CVAT colour)
@@ -265,9 +266,9 @@ def run_pipeline(folder: str | Path, say=print, epochs: int = 1, imgsz: int = 16
 
     One short epoch teaches a model from scratch almost nothing: this shows the path, not a result.
     """
-    from bpr.counts import CountSource, frame_counts, video_summary, write_frame_csv, write_summary_csv
-    from bpr.detect import detect
-    from bpr.training import train
+    from bpr.results.counts import CountSource, frame_counts, video_summary, write_frame_csv, write_summary_csv
+    from bpr.results.detect import detect
+    from bpr.learn.training import train
 
     folder = Path(folder)
     if not (folder / "project.sqlite").exists():

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from bpr.config import Rebalancing, default, from_flat
 from bpr.paths import replace_whole
-from bpr.store import LINK_HINT, NotFoundError, Project, trained_elsewhere
-from bpr.training import TrainConfig, TrainingCancelled, export_manifest, resolve_device, software, train
+from bpr.data.store import LINK_HINT, NotFoundError, Project, trained_elsewhere
+from bpr.learn.training import TrainConfig, TrainingCancelled, export_manifest, resolve_device, software, train
 
 
 @dataclass
@@ -111,8 +111,9 @@ def _project(spec: ExperimentSpec) -> Project:
     if (data / "project.sqlite").exists():
         return Project.open(data)
     if data.suffix in (".yaml", ".yml") and data.is_file():
-        from bpr.formats import import_yolo, link_videos
-        from bpr.formats.yolo import read_data_yaml
+        from bpr.data.formats import import_yolo
+        from bpr.data.link import link_videos
+        from bpr.data.formats.yolo import read_data_yaml
 
         project = Project.open(spec.out / "project", create=True)
         if not project.videos():
@@ -167,8 +168,8 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
     """
     # Everything the evaluation imports, loaded now: it first runs an hour or more into the sweep, and
     # code changed on disk by then (an upgrade, an edit) must not meet the modules already loaded.
-    import bpr.detect  # noqa: F401  (bpr.evaluate imports it only when it evaluates)
-    from bpr.evaluate import evaluate
+    import bpr.results.detect  # noqa: F401  (bpr.results.evaluate imports it only when it evaluates)
+    from bpr.results.evaluate import evaluate
 
     runs = spec.runs(only)
     spec.out.mkdir(parents=True, exist_ok=True)

@@ -36,13 +36,13 @@ class Mutation:
 
 
 MUTATIONS = [
-    # -- crash safety (bpr/store.py, bpr/formats/common.py)
-    Mutation("import_commits_each_chunk", "bpr/formats/common.py", [(
+    # -- crash safety (bpr/data/store.py, bpr/data/formats/common.py)
+    Mutation("import_commits_each_chunk", "bpr/data/formats/common.py", [(
         "            if progress:\n                progress(min(start + chunk",
         "            conn.execute('COMMIT')\n            conn.execute('BEGIN IMMEDIATE')\n"
         "            if progress:\n                progress(min(start + chunk")],
         ["tests/bpr/test_reliability.py"]),
-    Mutation("add_box_commits_every_20", "bpr/store.py", [
+    Mutation("add_box_commits_every_20", "bpr/data/store.py", [
         ("        with self.transaction():\n            species_id = species if isinstance(species, int) "
          "else self.species_id(species)\n",
          "        species_id = species if isinstance(species, int) else self.species_id(species)\n"
@@ -54,78 +54,78 @@ MUTATIONS = [
          "                (video_id, frame_index, species_id, x1, y1, x2, y2, track_id, source, time.time()),\n"
          "            )\n        if self._unsaved % 20 == 0:\n            self.conn.execute('COMMIT')\n")],
         ["tests/bpr/test_reliability.py"]),
-    Mutation("transaction_commits_on_error", "bpr/store.py", [(
+    Mutation("transaction_commits_on_error", "bpr/data/store.py", [(
         '                self.conn.execute("ROLLBACK")', '                self.conn.execute("COMMIT")')],
         ["tests/bpr/test_store.py", "tests/bpr/test_fuzz_importers.py"]),
     # -- partial frames only, the default
-    Mutation("partial_inverted", "bpr/loss.py", [(
+    Mutation("partial_inverted", "bpr/learn/loss.py", [(
         "[n in self.partial_images for n in names]", "[n not in self.partial_images for n in names]")],
         ["tests/bpr/test_loss.py"]),
-    Mutation("export_marks_every_train_frame_partial", "bpr/dataset.py", [(
+    Mutation("export_marks_every_train_frame_partial", "bpr/data/dataset.py", [(
         'if split == "train" and status == "partial":', 'if split == "train":')],
         ["tests/bpr/test_dataset.py", "tests/bpr/test_loss.py"]),
-    Mutation("partial_only_ignored", "bpr/loss.py", [(
+    Mutation("partial_only_ignored", "bpr/learn/loss.py", [(
         "if not self.settings.partial_only or self.partial_images is None",
         "if True or self.partial_images is None")],
         ["tests/bpr/test_loss.py"]),
     # -- the drops
-    Mutation("draw_5_percent_low", "bpr/loss.py", [(
+    Mutation("draw_5_percent_low", "bpr/learn/loss.py", [(
         "(draw.to(candidates.device) < fraction)", "(draw.to(candidates.device) < fraction * 0.95)")],
         ["tests/bpr/test_loss.py"]),
-    Mutation("drops_not_limited_to_candidates", "bpr/loss.py", [(
+    Mutation("drops_not_limited_to_candidates", "bpr/learn/loss.py", [(
         "return candidates & (draw.to(candidates.device) < fraction)", "return draw.to(candidates.device) < fraction")],
         ["tests/bpr/test_loss.py"]),
-    Mutation("confident_ranks_lowest_first", "bpr/loss.py", [(
+    Mutation("confident_ranks_lowest_first", "bpr/learn/loss.py", [(
         "order = masked.argsort(dim=1, descending=True)", "order = masked.argsort(dim=1, descending=False)")],
         ["tests/bpr/test_loss.py"]),
-    Mutation("neg_iou_boundary", "bpr/loss.py", [(
+    Mutation("neg_iou_boundary", "bpr/learn/loss.py", [(
         "candidates = ~fg_mask & (best < s.neg_iou) & applies",
         "candidates = ~fg_mask & (best <= s.neg_iou) & applies")],
         ["tests/bpr/test_loss.py"]),
-    Mutation("box_drop_boundary", "bpr/loss.py", [(
+    Mutation("box_drop_boundary", "bpr/learn/loss.py", [(
         "candidates = fg_mask & (iou < s.neg_iou) & applies", "candidates = fg_mask & (iou <= s.neg_iou) & applies")],
         ["tests/bpr/test_loss.py"]),
-    Mutation("foreground_can_be_dropped", "bpr/loss.py", [(
+    Mutation("foreground_can_be_dropped", "bpr/learn/loss.py", [(
         "candidates = ~fg_mask & (best < s.neg_iou) & applies", "candidates = (best < s.neg_iou) & applies")],
         ["tests/bpr/test_loss.py"]),
-    Mutation("dropped_during_validation", "bpr/loss.py", [(
+    Mutation("dropped_during_validation", "bpr/learn/loss.py", [(
         "        if not torch.is_grad_enabled():\n            return super()",
         "        if False:\n            return super()")],
         ["tests/bpr/test_loss.py"]),
     # -- evaluation
-    Mutation("pr_iou_0_3", "bpr/evaluate.py", [(
+    Mutation("pr_iou_0_3", "bpr/results/evaluate.py", [(
         "def precision_recall_at(images: list[ImageResult], conf: float, iou: float = 0.5)",
         "def precision_recall_at(images: list[ImageResult], conf: float, iou: float = 0.3)")],
         ["tests/bpr/test_evaluate.py"]),
-    Mutation("pr_iou_strict", "bpr/evaluate.py", [(
+    Mutation("pr_iou_strict", "bpr/results/evaluate.py", [(
         "(ious[d] >= iou))[0]", "(ious[d] > iou))[0]")],
         ["tests/bpr/test_evaluate.py"]),
-    Mutation("ultralytics_map50_95_is_map50", "bpr/evaluate.py", [(
+    Mutation("ultralytics_map50_95_is_map50", "bpr/results/evaluate.py", [(
         '"mAP50-95": float(ultra_ap.mean()) if len(ultra_ap) else 0.0',
         '"mAP50-95": float(ultra_ap[:, 0].mean()) if len(ultra_ap) else 0.0')],
         ["tests/bpr/test_evaluate.py"]),
-    Mutation("per_class_coco_map50_95_is_map50", "bpr/evaluate.py", [(
+    Mutation("per_class_coco_map50_95_is_map50", "bpr/results/evaluate.py", [(
         '"coco_mAP50-95": float(coco[:, ci].mean())', '"coco_mAP50-95": float(coco[0, ci])')],
         ["tests/bpr/test_evaluate.py"]),
-    Mutation("per_class_ultralytics_map50_at_0_55", "bpr/evaluate.py", [(
+    Mutation("per_class_ultralytics_map50_at_0_55", "bpr/results/evaluate.py", [(
         '"ultralytics_mAP50": float(ultra_by_class.get(c, np.zeros(10))[0])',
         '"ultralytics_mAP50": float(ultra_by_class.get(c, np.zeros(10))[1])')],
         ["tests/bpr/test_evaluate.py"]),
     # -- counts
-    Mutation("count_threshold_strict", "bpr/counts.py", [(
+    Mutation("count_threshold_strict", "bpr/results/counts.py", [(
         "AND d.confidence >= {threshold}", "AND d.confidence > {threshold}")],
         ["tests/bpr/test_counts.py"]),
-    Mutation("per_species_threshold_ignored", "bpr/counts.py", [(
+    Mutation("per_species_threshold_ignored", "bpr/results/counts.py", [(
         "    if not source.species_conf:\n", "    if True:\n")],
         ["tests/bpr/test_counts.py"]),
     # -- importers
-    Mutation("non_finite_coordinates_accepted", "bpr/formats/common.py", [(
+    Mutation("non_finite_coordinates_accepted", "bpr/data/formats/common.py", [(
         '        if any(v != v or v in (float("inf"), float("-inf")) for v in values):\n'
         '            raise LabelFormatError(f"{self.file}: {where}: box coordinates are not finite: {values}")\n', "")],
         ["tests/bpr/test_fuzz_importers.py", "tests/bpr/test_formats_cvat.py", "tests/bpr/test_formats_yolo.py",
          "tests/bpr/test_formats_coco.py", "tests/bpr/test_formats_viame.py"]),
     # -- the Qt-free library
-    Mutation("qt_imported_at_run_time", "bpr/counts.py", [(
+    Mutation("qt_imported_at_run_time", "bpr/results/counts.py", [(
         "    ids, sequences = _scope(project, video)\n    counted, params = _counted_cte(project, source, ids)\n",
         "    __import__('importlib').import_module('PySide6.QtCore')\n"
         "    ids, sequences = _scope(project, video)\n    counted, params = _counted_cte(project, source, ids)\n")],

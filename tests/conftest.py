@@ -30,7 +30,7 @@ def _private_settings(tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def project(tmp_path):
-    from bpr.store import Project
+    from bpr.data.store import Project
 
     with Project.create(tmp_path / "project") as p:
         yield p
@@ -38,7 +38,7 @@ def project(tmp_path):
 
 @pytest.fixture
 def other_process():
-    """Another live process, and its ``owner`` record as a run would store it (see bpr.store.this_process)."""
+    """Another live process, and its ``owner`` record as a run would store it (see bpr.data.store.this_process)."""
     import json
     import socket
     import subprocess
@@ -66,7 +66,7 @@ def demo_template(tmp_path_factory):
 
 @pytest.fixture
 def demo_project(demo_template, tmp_path):
-    from bpr.store import Project
+    from bpr.data.store import Project
 
     folder = tmp_path / "demo"
     shutil.copytree(demo_template, folder)
@@ -101,9 +101,9 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def trained_template(demo_template, tmp_path_factory):
     """The demo project with one tiny training run ("tiny", 1 epoch at 96 px), built once."""
-    from bpr.loss import Rebalancing
-    from bpr.store import Project
-    from bpr.training import TrainConfig, train
+    from bpr.learn.loss import Rebalancing
+    from bpr.data.store import Project
+    from bpr.learn.training import TrainConfig, train
 
     folder = tmp_path_factory.mktemp("trained-template") / "demo"
     shutil.copytree(demo_template, folder)
@@ -115,7 +115,7 @@ def trained_template(demo_template, tmp_path_factory):
 
 @pytest.fixture
 def trained_project(trained_template, tmp_path):
-    from bpr.store import Project
+    from bpr.data.store import Project
 
     folder = tmp_path / "trained"
     shutil.copytree(trained_template, folder)

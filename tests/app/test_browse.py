@@ -88,9 +88,9 @@ def make_image_set(tmp_path, boxes: dict[str, int], names=tuple(f"img{i:02d}" fo
     ``folders``); ``boxes``: image name -> urchins boxed, on a fully labeled frame, in every folder."""
     from PIL import Image
 
-    from bpr.formats import write_batch
-    from bpr.formats.common import BoxRecord, ImportBatch, VideoRecord
-    from bpr.store import Project
+    from bpr.data.formats import write_batch
+    from bpr.data.formats.common import BoxRecord, ImportBatch, VideoRecord
+    from bpr.data.store import Project
 
     batch = ImportBatch(species={"urchin": None})
     for folder in folders:
@@ -214,7 +214,7 @@ def test_the_list_sorts_ids_in_natural_order_and_numbers_as_numbers(make_window,
 
 
 def test_the_frames_column_sorts_as_numbers(make_window, tmp_path):
-    from bpr.store import Project
+    from bpr.data.store import Project
 
     with Project.create(tmp_path / "p") as project:
         for vid, frames in (("a", 100), ("b", 9), ("c", 10)):
@@ -352,7 +352,7 @@ def test_importing_a_dive_image_csv_asks_for_the_images_folder(window, qtbot, tm
 def test_importing_a_viame_csv_asks_whether_it_replaces_the_labels(window, qtbot, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-    from bpr.formats import export_viame
+    from bpr.data.formats import export_viame
 
     project = window.state.project
     video = project.videos("train")[0]["id"]
@@ -391,10 +391,10 @@ def test_importing_a_viame_csv_asks_whether_it_replaces_the_labels(window, qtbot
 
 def test_a_registered_format_is_in_the_import_and_export_menus(make_window, demo_template, qtbot, tmp_path,
                                                                 monkeypatch):
-    """One registry entry (bpr.formats.registry) puts a format in the menus, with its dialogs."""
+    """One registry entry (bpr.data.registry) puts a format in the menus, with its dialogs."""
     from PySide6.QtWidgets import QFileDialog
 
-    from bpr.formats.registry import FORMATS, register
+    from bpr.data.registry import FORMATS, register
     from tests.bpr.test_formats_registry import TOY
 
     register(TOY)

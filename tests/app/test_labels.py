@@ -3,7 +3,7 @@
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
-from bpr.store import Project
+from bpr.data.store import Project
 
 
 def drag(view, start, end):

@@ -20,7 +20,8 @@ def test_headless_pipeline_writes_counts(tmp_path, capsys):
 
 
 def test_first_run_builds_the_demo_then_the_last_project_reopens(qtbot, tmp_path):
-    from app.main import last_project, open_initial_project
+    from app.main import open_initial_project
+    from app.settings import last_project
     from app.window import MainWindow
 
     window = MainWindow()
@@ -41,7 +42,7 @@ def test_the_window_comes_back_as_it_was_closed(qtbot):
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QDockWidget
 
-    from app.main import restore_layout
+    from app.settings import restore_layout
     from app.window import MainWindow
 
     def docks(window):

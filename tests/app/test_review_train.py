@@ -108,14 +108,15 @@ def test_the_review_lists_show_species_names_whole(window, qtbot):
 def test_slider_drag_counts_the_video_once(window, qtbot, monkeypatch):
     """While the slider moves, the frame follows each step; the video's counts, finder and timeline
     are computed once, at the threshold where it comes to rest."""
-    import bpr.counts
+    import bpr.results.counts
 
     s, review = window.state, window.review
     partial = add_known_detections(window)
     settle(window, qtbot, lambda: review.conf.setValue(5))
     summaries = []
-    real = bpr.counts.video_summary
-    monkeypatch.setattr(bpr.counts, "video_summary", lambda *a, **k: summaries.append(a[1].conf) or real(*a, **k))
+    real = bpr.results.counts.video_summary
+    monkeypatch.setattr(bpr.results.counts, "video_summary",
+                        lambda *a, **k: summaries.append(a[1].conf) or real(*a, **k))
     with qtbot.waitSignal(s.confSettled, timeout=5000):
         for value in range(6, 66):
             review.conf.setValue(value)
@@ -131,7 +132,7 @@ def test_the_cli_and_the_app_keep_the_same_detections_by_default(window):
     import inspect
 
     from bpr.cli import build_parser
-    from bpr.detect import detect
+    from bpr.results.detect import detect
 
     kept = window.review.keep.value()
     assert build_parser().parse_args(["detect", "p"]).min_conf == kept
@@ -355,7 +356,7 @@ def test_end_to_end_through_the_ui(window, qtbot, tmp_path, _isolated_settings):
 
 
 def test_a_record_of_outside_weights_lists_no_training_settings(window, tmp_path):
-    from bpr.detect import detection_run
+    from bpr.results.detect import detection_run
 
     weights = tmp_path / "other.pt"
     weights.write_bytes(b"")  # only recorded here, never loaded
@@ -371,9 +372,9 @@ def test_an_image_folder_is_reviewed_as_one_sequence(make_window, tmp_path, qtbo
     chosen, and accepting labels that image."""
     from PIL import Image
 
-    from bpr.formats import write_batch
-    from bpr.formats.common import ImportBatch, VideoRecord
-    from bpr.store import Project
+    from bpr.data.formats import write_batch
+    from bpr.data.formats.common import ImportBatch, VideoRecord
+    from bpr.data.store import Project
 
     batch = ImportBatch(species={"urchin": None})
     for i in range(4):
@@ -425,7 +426,7 @@ def add_finished_run(project, name, map50s):
 
 
 def test_picking_a_run_draws_its_stored_curves_and_a_reload_keeps_them(window, tmp_path):
-    from bpr.store import Project
+    from bpr.data.store import Project
 
     p = window.state.project
     add_finished_run(p, "a", [0.1, 0.3, 0.2])

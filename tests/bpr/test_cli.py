@@ -38,7 +38,7 @@ def test_an_image_dataset_is_counted_in_images(tmp_path, capsys):
 
 
 def test_a_mixed_import_counts_videos_and_images_apart():
-    from bpr.formats.common import ImportReport
+    from bpr.data.formats.common import ImportReport
 
     report = ImportReport(videos=3, videos_new=3, images=2, missing_videos=["clip"])
     assert report.lines()[0] == "videos: 1, images: 2 (3 new, 1 without a file)"
@@ -211,8 +211,8 @@ def test_a_sweep_stopped_by_a_signal_ends_its_run_cleanly_and_says_how_to_contin
     import signal
 
     import bpr.experiment
-    from bpr.store import NotFoundError
-    from bpr.training import TrainingCancelled
+    from bpr.data.store import NotFoundError
+    from bpr.learn.training import TrainingCancelled
 
     class Empty:
         def run(self, name):

@@ -4,8 +4,8 @@ import csv
 
 import pytest
 
-from bpr.counts import CountSource, frame_counts, timecode, video_summary, write_frame_csv, write_summary_csv
-from bpr.store import NotFoundError
+from bpr.results.counts import CountSource, frame_counts, timecode, video_summary, write_frame_csv, write_summary_csv
+from bpr.data.store import NotFoundError
 
 
 @pytest.fixture
@@ -181,7 +181,7 @@ def test_counts_of_an_unknown_video_name_it(counted):
 def test_what_the_frame_view_shows_counted_per_frame(counted):
     """The run's detections at the threshold or above, per frame and species; with no run, the labels on
     every frame, labeled or not; one frame alone when asked."""
-    from bpr.counts import shown_per_frame
+    from bpr.results.counts import shown_per_frame
 
     shown = shown_per_frame(counted, ["v", "w"], "r", 0.3)
     assert shown == {("v", 0): {"urchin": 2}, ("v", 1): {"urchin": 3, "sea star": 1}, ("v", 2): {"urchin": 3},

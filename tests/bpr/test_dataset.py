@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from bpr.dataset import ExportError, export_yolo, frame_cache_path
-from bpr.formats import import_yolo
+from bpr.data.dataset import ExportError, export_yolo, frame_cache_path
+from bpr.data.formats import import_yolo
 from tests.conftest import shared
 
 
@@ -97,7 +97,7 @@ def test_the_same_data_imported_again_hides_the_same_boxes(tmp_path):
     hide the same boxes there, or its runs no longer pair with those trained before."""
     from PIL import Image
 
-    from bpr.store import Project
+    from bpr.data.store import Project
 
     data = tmp_path / "data"
     for split in ("train", "val"):

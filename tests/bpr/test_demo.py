@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from bpr.demo import VIDEOS
-from bpr.media import VideoReader
+from bpr.data.media import VideoReader
 
 
 def test_demo_is_a_dusia_project(demo_project):

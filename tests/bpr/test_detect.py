@@ -5,10 +5,10 @@ import math
 import pytest
 
 from bpr.cli import main
-from bpr.dataset import export_yolo
-from bpr.detect import detect, detection_run, inference_size, load_model, predict_frames
-from bpr.evaluate import evaluate
-from bpr.formats import import_yolo
+from bpr.data.dataset import export_yolo
+from bpr.results.detect import detect, detection_run, inference_size, load_model, predict_frames
+from bpr.results.evaluate import evaluate
+from bpr.data.formats import import_yolo
 
 
 def stored(project, run_id, video):

@@ -6,7 +6,7 @@ import io
 import numpy as np
 import pytest
 
-from bpr.evaluate import ImageResult, box_iou, coco_ap, precision_recall_at, summarise
+from bpr.results.evaluate import ImageResult, box_iou, coco_ap, precision_recall_at, summarise
 
 
 def image(gt, gt_cls, det=(), scores=(), det_cls=()):

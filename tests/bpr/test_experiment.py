@@ -7,7 +7,7 @@ import pytest
 
 from bpr.experiment import (ExperimentSpec, _done, mosaic_epochs, plateau, run_experiment,
                             trained_and_evaluated_with, write_report)
-from bpr.training import TrainingCancelled
+from bpr.learn.training import TrainingCancelled
 
 
 def tiny_spec(data, out, **overrides):
@@ -224,7 +224,7 @@ def test_a_sweep_loads_its_evaluation_code_before_the_first_run(tmp_path):
             "    def run(self, name): raise e.NotFoundError(name)\n"
             "    def close(self): pass\n"
             "e._project = lambda spec: Empty()\n"
-            "e.train = lambda *a, **k: sys.exit('detect loaded: %s' % ('bpr.detect' in sys.modules))\n"
+            "e.train = lambda *a, **k: sys.exit('detect loaded: %s' % ('bpr.results.detect' in sys.modules))\n"
             f"e.run_experiment(e.ExperimentSpec(data='x', out=pathlib.Path({str(tmp_path)!r})), on_message=print)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert "detect loaded: True" in result.stderr, result.stderr
@@ -234,7 +234,7 @@ def test_a_stop_asked_between_runs_starts_no_other_run(tmp_path, monkeypatch):
     """Ctrl+C or SIGTERM while a finished run is evaluated: the sweep ends there, not one batch into
     the next run."""
     import bpr.experiment
-    from bpr.store import NotFoundError
+    from bpr.data.store import NotFoundError
 
     class Empty:
         def run(self, name):
@@ -272,7 +272,7 @@ def test_a_run_another_process_trains_is_left_to_it(demo_template, tmp_path, oth
     """Two processes sharing a sweep whose settings overlap: the second skips the run the first trains."""
     import shutil
 
-    from bpr.store import Project
+    from bpr.data.store import Project
 
     child, owner = other_process
     data = tmp_path / "demo"

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from bpr.formats import LabelFormatError, import_coco
-from bpr.formats.coco import read_coco
+from bpr.data.formats import LabelFormatError, import_coco
+from bpr.data.formats.coco import read_coco
 
 
 def coco(**overrides):
@@ -74,7 +74,7 @@ def test_malformed_json_names_line(tmp_path, project):
 def test_export_loads_in_pycocotools_and_round_trips(demo_project, tmp_path):
     from pycocotools.coco import COCO
 
-    from bpr.formats.coco import export_coco
+    from bpr.data.formats.coco import export_coco
 
     path = export_coco(demo_project, tmp_path / "labels.json")
     coco = COCO(str(path))
@@ -84,8 +84,8 @@ def test_export_loads_in_pycocotools_and_round_trips(demo_project, tmp_path):
     ).fetchone()[0]
     assert len(coco.getImgIds()) == frames and len(coco.getAnnIds()) == boxes
     # and back in: the same boxes on the same (single-frame) images
-    from bpr.formats import import_coco
-    from bpr.store import Project
+    from bpr.data.formats import import_coco
+    from bpr.data.store import Project
 
     with Project.create(tmp_path / "again") as again:
         report = import_coco(again, path, images_dir=tmp_path)
@@ -94,9 +94,9 @@ def test_export_loads_in_pycocotools_and_round_trips(demo_project, tmp_path):
 
 def test_an_image_sets_export_names_the_original_files(tmp_path, project):
     """Other tools open the images where they are: file names are relative to info.images_root."""
-    from bpr.formats import import_yolo
-    from bpr.formats.coco import export_coco
-    from bpr.store import Project
+    from bpr.data.formats import import_yolo
+    from bpr.data.formats.coco import export_coco
+    from bpr.data.store import Project
     from tests.bpr.test_formats_yolo import make_dataset
 
     data = make_dataset(tmp_path / "data", "0 0.5 0.5 0.5 0.5\n1 0.2 0.2 0.1 0.1\n")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bpr.formats import LabelFormatError, import_cvat
-from bpr.formats.cvat import parse_cvat_video
+from bpr.data.formats import LabelFormatError, import_cvat
+from bpr.data.formats.cvat import parse_cvat_video
 
 HEAD = ('<annotations><version>1.1</version><meta><task><name>clip</name><size>100</size>'
         "<labels><label><name>Squat lobster</name></label><label><name>urchin</name></label></labels>"

@@ -6,9 +6,10 @@ from collections import Counter
 
 import pytest
 
-from bpr.formats import LabelFormatError, import_dusia, link_videos
-from bpr.formats.dusia import read_dusia, video_id
-from bpr.store import Project
+from bpr.data.formats import LabelFormatError, import_dusia
+from bpr.data.link import link_videos
+from bpr.data.formats.dusia import read_dusia, video_id
+from bpr.data.store import Project
 from tests.conftest import shared
 
 

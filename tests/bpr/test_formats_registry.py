@@ -8,8 +8,8 @@ import pytest
 
 from bpr.cli import build_parser, main
 from bpr.config import option
-from bpr.formats.common import BoxRecord, Format, ImportBatch, LabelFormatError, VideoRecord
-from bpr.formats.registry import FORMATS, import_source, register
+from bpr.data.formats.common import BoxRecord, Format, ImportBatch, LabelFormatError, VideoRecord
+from bpr.data.registry import FORMATS, import_source, register
 
 
 @dataclass

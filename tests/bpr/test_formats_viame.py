@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bpr.formats import LabelFormatError, export_viame, import_viame, import_yolo, write_batch
-from bpr.formats.common import BoxRecord, ImportBatch, VideoRecord
-from bpr.formats.viame import HEADER, read_viame
-from bpr.store import Project
+from bpr.data.formats import LabelFormatError, export_viame, import_viame, import_yolo, write_batch
+from bpr.data.formats.common import BoxRecord, ImportBatch, VideoRecord
+from bpr.data.formats.viame import HEADER, read_viame
+from bpr.data.store import Project
 from tests.conftest import shared
 
 

@@ -6,10 +6,11 @@ import pytest
 from PIL import Image
 
 from bpr.cli import main
-from bpr.dataset import ExportError, export_yolo
-from bpr.formats import LabelFormatError, import_yolo, link_videos
-from bpr.formats.yolo import read_yolo
-from bpr.store import Project
+from bpr.data.dataset import ExportError, export_yolo
+from bpr.data.formats import LabelFormatError, import_yolo
+from bpr.data.link import link_videos
+from bpr.data.formats.yolo import read_yolo
+from bpr.data.store import Project
 from tests.conftest import shared
 
 

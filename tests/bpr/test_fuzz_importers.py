@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bpr.formats import LabelFormatError, import_coco, import_cvat, import_viame, import_yolo
-from bpr.formats.viame import HEADER
-from bpr.store import Project
+from bpr.data.formats import LabelFormatError, import_coco, import_cvat, import_viame, import_yolo
+from bpr.data.formats.viame import HEADER
+from bpr.data.store import Project
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -146,7 +146,7 @@ list_lines = st.lists(st.one_of(st.from_regex(r"0{0,4}[0-9]{1,20}(_[0-9]{1,8})?"
 @FUZZ
 @given(split_lines=list_lines, frame_lines=list_lines, xml=st.one_of(cvat_xml(), junk_text))
 def test_dusia(tmp_path_factory, split_lines, frame_lines, xml):
-    from bpr.formats import import_dusia
+    from bpr.data.formats import import_dusia
 
     root = tmp_path_factory.mktemp("dusia")
     (root / "cvat_annos").mkdir()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bpr.loss import (
+from bpr.learn.loss import (
     DropStats,
     Rebalancing,
     RebalancedDetectionLoss,
@@ -237,7 +237,7 @@ def test_partial_only_drops_in_the_partial_image_and_nowhere_else(partial):
 def test_the_partial_frames_rule_from_the_store_through_the_export_to_the_drop_mask(demo_project, tmp_path):
     """The store's frame statuses decide the export's partial images, and those decide, per image,
     where the loss drops: a frame marked full loses nothing, its partial neighbour loses every negative."""
-    from bpr.dataset import export_yolo
+    from bpr.data.dataset import export_yolo
 
     video = demo_project.videos("train")[0]["id"]
     frames = [f["frame_index"] for f in demo_project.labeled_frames(video)]

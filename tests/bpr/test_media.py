@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bpr.media import FrameCache, VideoError, VideoReader, probe
+from bpr.data.media import FrameCache, VideoError, VideoReader, probe
 from tests.conftest import shared
 
 
@@ -144,9 +144,9 @@ def test_a_corrupt_image_is_named_even_once_ultralytics_has_patched_pil(tmp_path
     for a file it cannot identify; importers must still say which image is bad."""
     import ultralytics.utils.patches  # noqa: F401  (patches PIL.Image.open on import)
 
-    from bpr.formats import LabelFormatError, import_yolo
-    from bpr.media import image_size
-    from bpr.store import Project
+    from bpr.data.formats import LabelFormatError, import_yolo
+    from bpr.data.media import image_size
+    from bpr.data.store import Project
     from tests.bpr.test_formats_yolo import make_dataset
 
     data = make_dataset(tmp_path / "data", "0 0.5 0.5 0.5 0.5\n")
@@ -166,7 +166,7 @@ def test_a_missing_image_is_missing_even_where_pil_is_patched_to_say_otherwise(t
     VIAME importer then says which folder it looked in)."""
     from PIL import Image
 
-    from bpr.media import image_size
+    from bpr.data.media import image_size
 
     def patched_open(path, *args, **kwargs):
         raise ModuleNotFoundError("No module named 'pi_heif'")

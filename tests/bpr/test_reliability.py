@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bpr.store import Project
+from bpr.data.store import Project
 from tests.conftest import ROOT, shared
 
 # Adds boxes one by one to video VIDEO, cycling over N frames from FIRST, and acknowledges each edit once
@@ -17,7 +17,7 @@ from tests.conftest import ROOT, shared
 # announces it, and waits to be killed, so that the kill lands at a known edit.
 EDITS = textwrap.dedent("""
     import sys, time
-    from bpr.store import Project
+    from bpr.data.store import Project
     p = Project.open(sys.argv[1])
     video, first, n = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     pause_at = int(sys.argv[5]) if len(sys.argv) > 5 else None
@@ -34,8 +34,8 @@ EDITS = textwrap.dedent("""
 # killed there: IMPORT PROJECT IMPORTER SOURCE WHEN
 IMPORT = textwrap.dedent("""
     import sys, time
-    from bpr import formats
-    from bpr.store import Project
+    from bpr.data import formats
+    from bpr.data.store import Project
     p = Project.open(sys.argv[1])
     importer, when = getattr(formats, sys.argv[2]), int(sys.argv[4])
 
@@ -130,13 +130,13 @@ def test_killed_inside_an_import_transaction_leaves_nothing_of_it(tmp_path, sour
 
     # and the same import, let run, writes every box: the kill above was not before any write
     with Project.open(folder) as p:
-        getattr(__import__("bpr.formats", fromlist=[importer]), importer)(p, path)
+        getattr(__import__("bpr.data.formats", fromlist=[importer]), importer)(p, path)
     assert stored_boxes(folder) == 1 + total
 
 
 READER = textwrap.dedent("""
     import sys, time
-    from bpr.store import Project
+    from bpr.data.store import Project
     p = Project.open(sys.argv[1])
     last, reads, end = 0, 0, time.time() + float(sys.argv[2])
     while time.time() < end:

@@ -1,6 +1,6 @@
 """The missing-label finder on hand-made detections."""
 
-from bpr.review import accept, missing_labels, reject
+from bpr.results.review import accept, missing_labels, reject
 
 
 def test_suggests_confident_unlabeled_detections_on_partial_frames(project):

@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from bpr.store import SCHEMA_VERSION, Project, ProjectError, counted, source_counts
+from bpr.data.store import SCHEMA_VERSION, Project, ProjectError, counted, source_counts
 
 
 def test_new_project_has_current_schema_and_wal(project):
@@ -99,7 +99,7 @@ def test_a_version_1_project_is_upgraded_in_place(tmp_path):
     """A project written by schema 1 opens with the current code; its data stays."""
     import sqlite3
 
-    from bpr.store import MIGRATIONS, _split_sql
+    from bpr.data.store import MIGRATIONS, _split_sql
 
     folder = tmp_path / "old"
     folder.mkdir()

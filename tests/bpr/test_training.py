@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bpr.loss import Rebalancing
-from bpr.training import (TrainConfig, TrainingCancelled, match_optimizer_state_layout, resolve_device, software,
+from bpr.learn.loss import Rebalancing
+from bpr.learn.training import (TrainConfig, TrainingCancelled, match_optimizer_state_layout, resolve_device, software,
                           train)
 
 
@@ -146,7 +146,7 @@ def test_a_run_resumes_in_a_project_moved_or_copied_between_sittings(demo_templa
     """ultralytics keeps absolute paths in last.pt and data.yaml. A project moved or copied (to another
     disk, a GPU machine) must resume from its own files, and not look for, read or write the folder it
     left: a resume there failed (moved), or trained on the original's dataset and wrote into its run."""
-    from bpr.store import Project
+    from bpr.data.store import Project
 
     before, after = tmp_path / "before", tmp_path / "after"
     shutil.copytree(demo_template, before)
@@ -210,7 +210,7 @@ def test_bad_settings_are_refused_before_a_run_is_recorded(demo_project):
 
 
 def test_precision_is_checked_and_the_cpu_trains_in_fp32():
-    from bpr.training import _arithmetic
+    from bpr.learn.training import _arithmetic
 
     with pytest.raises(ValueError, match="precision 'half': use auto or full"):
         tiny_config(precision="half")
@@ -223,7 +223,7 @@ def test_precision_is_checked_and_the_cpu_trains_in_fp32():
 def test_precision_chooses_ultralytics_amp_and_full_turns_tf32_off_on_a_gpu():
     import torch
 
-    from bpr.training import _arithmetic
+    from bpr.learn.training import _arithmetic
 
     before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     with _arithmetic("0", "auto") as amp:
@@ -295,7 +295,7 @@ def u_free_folder() -> Path:
 
 def test_local_weights_named_like_yolov5_release_files_load_offline(trained_template, no_network):
     """ultralytics renames '.../yolov5n.pt' (no "u" in the path) to 'yolov5nu.pt' and downloads it."""
-    from bpr.detect import load_model
+    from bpr.results.detect import load_model
 
     folder = u_free_folder()
     try:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bpr.store import LINK_HINT, Project
+from bpr.data.store import LINK_HINT, Project
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -258,7 +258,7 @@ def evaluate(project: Project, weights: str | os.PathLike, split: str = "test", 
     of species the model does not know are not counted as ground truth. ``imgsz`` defaults to the
     size the weights were trained at.
     """
-    from bpr.detect import inference_size, load_model, predict_frames
+    from bpr.results.detect import inference_size, load_model, predict_frames
 
     frames, left_out = _split_frames(project, split)
     if not frames:

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from bpr.config import option
-from bpr.formats.common import (
+from bpr.data.formats.common import (
     BoxChecker,
     BoxRecord,
     Format,
@@ -23,7 +23,7 @@ from bpr.formats.common import (
     VideoRecord,
     normalise_species,
 )
-from bpr.media import VideoError, image_size, is_image
+from bpr.data.media import VideoError, image_size, is_image
 
 
 def default_status(split: str | None) -> str:

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from bpr.config import option
-from bpr.store import Project, source_counts
+from bpr.progress import Progress
+from bpr.data.store import Project, source_counts
 
-# progress(done, total, message); total may be 0 when unknown.
-Progress = Callable[[int, int, str], None]
 
 SAME_BOX_PX = 0.5  # an imported box this close to one of the frame's boxes (every side) is that box
 
@@ -146,7 +145,7 @@ def write_batch(project: Project, batch: ImportBatch, progress: Progress | None 
     """
     report = ImportReport(warnings=list(batch.warnings))
     if probe is None:
-        from bpr.media import probe_status as probe
+        from bpr.data.media import probe_status as probe
     # Probe files before the transaction: reading video headers can be slow, and must not hold the lock.
     file_info = {v.id: probe(v.path) for v in batch.videos if v.path is not None and v.kind == "video"}
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from bpr.config import Rebalancing, TrainConfig  # noqa: F401  (re-exported)
 from bpr.paths import replace_whole
-from bpr.store import Project, this_process, trained_elsewhere
+from bpr.data.store import Project, this_process, trained_elsewhere
 
 
 class TrainingCancelled(Exception):
@@ -181,7 +181,7 @@ class _Session:
 
     def __init__(self, project: Project, run: str, config: TrainConfig, device: str, partial_images: set[str],
                  on_event: Callable[[TrainEvent], None] | None, cancel: Callable[[], bool] | None):
-        from bpr.loss import DropStats
+        from bpr.learn.loss import DropStats
 
         self.project, self.run, self.config = project, run, config
         self.partial_images = partial_images
@@ -204,7 +204,7 @@ class _Session:
         model.add_callback("on_fit_epoch_end", self.epoch_end)
 
     def install(self, trainer) -> None:
-        from bpr.loss import build_criterion
+        from bpr.learn.loss import build_criterion
         from ultralytics.utils.torch_utils import unwrap_model
 
         settings = self.config.rebalancing
@@ -217,7 +217,7 @@ class _Session:
                              message=f"training {self.run} on {trainer.device}"))
 
     def ensure_installed(self, trainer) -> None:
-        from bpr.loss import criterion_stats
+        from bpr.learn.loss import criterion_stats
         from ultralytics.utils.torch_utils import unwrap_model
 
         if criterion_stats(getattr(unwrap_model(trainer.model), "criterion", None)) is not self.stats:
@@ -265,7 +265,7 @@ def run_dataset(project: Project, run: str) -> Path:
 def export_manifest(project: Project, run: str) -> Path:
     """The manifest of the training set the run exported: its counts, partial images, hidden boxes
     and label checksums."""
-    from bpr.dataset import EXPORT_MANIFEST
+    from bpr.data.dataset import EXPORT_MANIFEST
 
     return run_dataset(project, run) / EXPORT_MANIFEST
 
@@ -312,7 +312,7 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
     batch, marks the run ``cancelled`` and raises TrainingCancelled; it can be resumed from its last
     finished epoch. Any other error marks the run ``failed`` with the error and is re-raised.
     """
-    from bpr.dataset import export_yolo
+    from bpr.data.dataset import export_yolo
     from bpr.offline import configure, local_weights
 
     configure()

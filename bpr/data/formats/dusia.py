@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bpr.config import option
-from bpr.formats.common import Ask, Format, ImportBatch, LabelFormatError, Progress, VideoRecord
-from bpr.formats.cvat import parse_cvat_video
-from bpr.media import VIDEO_EXTENSIONS
+from bpr.data.formats.common import Ask, Format, ImportBatch, LabelFormatError, VideoRecord
+from bpr.progress import Progress
+from bpr.data.formats.cvat import parse_cvat_video
+from bpr.data.media import VIDEO_EXTENSIONS
 
 ID_DIGITS = 20
 SPLIT_LISTS = {"train": "train_auspec.txt", "val": "val_auspec.txt", "test": "test_auspec.txt"}

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bpr.config import option
-from bpr.store import ImageSequence, Project
+from bpr.data.store import ImageSequence, Project
 
 SUMMARY_COLUMNS = ["video", "species", "maxn", "maxn_frame", "maxn_time_s", "maxn_timecode", "maxn_image",
                    "mean_count", "frames_present", "frames_counted", "threshold", "run"]

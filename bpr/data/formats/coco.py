@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bpr.config import option
-from bpr.formats.common import (
+from bpr.data.formats.common import (
     Ask,
     BoxChecker,
     BoxRecord,
@@ -19,8 +19,8 @@ from bpr.formats.common import (
     VideoRecord,
     normalise_species,
 )
-from bpr.formats.yolo import default_status
-from bpr.store import SPLITS, Project, frame_file_name
+from bpr.data.formats.yolo import default_status
+from bpr.data.store import SPLITS, Project, frame_file_name
 
 
 def _require(obj, key: str, kind, where: str):

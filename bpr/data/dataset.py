@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 import yaml
 
-from bpr.formats.common import Progress
-from bpr.media import VideoError, VideoReader
-from bpr.store import LINK_HINT, Project, counted, frame_file_name, safe_stem, source_counts
+from bpr.progress import Progress
+from bpr.data.media import VideoError, VideoReader
+from bpr.data.store import LINK_HINT, Project, counted, frame_file_name, safe_stem, source_counts
 
 # Which labeled frames each split contributes. "dusia" (the default): training keyframes (partial,
 # and any full ones) for train, and only fully labeled frames for val and test, so that evaluation is

@@ -297,7 +297,7 @@ class Project:
         among that folder's image files in natural order (``img2`` before ``img10``), as DIVE numbers
         them; images without a file group by their id's folder.
         """
-        from bpr.media import folder_images
+        from bpr.data.media import folder_images
 
         wanted = None if ids is None else set(ids)
         groups: dict[tuple, list[dict]] = {}
@@ -375,7 +375,7 @@ class Project:
             elif status == "missing" and exists and kind == "image":
                 back.append((vid, path, {}, "ok", None))  # the importer read its size; decoding all is slow
             elif status != "ok" and exists and kind == "video":  # back, or unreadable and maybe re-encoded
-                from bpr.media import probe_video_file  # OpenCV: imported only when a video needs it
+                from bpr.data.media import probe_video_file  # OpenCV: imported only when a video needs it
 
                 info, probed, reason, mismatch = probe_video_file({"id": vid, "frame_count": frames}, path)
                 if mismatch:

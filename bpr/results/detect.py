@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from bpr.config import KEEP_CONF
-from bpr.media import VideoReader
-from bpr.store import LINK_HINT, NotFoundError, Project, unique_name
+from bpr.data.media import VideoReader
+from bpr.data.store import LINK_HINT, NotFoundError, Project, unique_name
 
 
 @dataclass
@@ -40,7 +40,7 @@ class DetectSummary:
 def load_model(weights: str | os.PathLike, device: str = "auto"):
     """(ultralytics YOLO model, device string) for local weights; never downloads."""
     from bpr.offline import local_weights
-    from bpr.training import resolve_device
+    from bpr.learn.training import resolve_device
 
     path = local_weights(weights)  # checks the file exists; ultralytics would try to download it
     from ultralytics import YOLO

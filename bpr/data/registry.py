@@ -1,6 +1,6 @@
 """The formats the command and the app offer, and the one way an import or an export of any of them runs.
 
-Adding a format means one module declaring its ``FORMAT`` (bpr.formats.common.Format) and one entry in
+Adding a format means one module declaring its ``FORMAT`` (bpr.data.formats.common.Format) and one entry in
 ``FORMATS`` below: `bpr import` and `bpr export`, their flags, and the app's Import and Export menus
 and dialogs all follow from it.
 """
@@ -12,14 +12,15 @@ import os
 import shutil
 from pathlib import Path
 
-from bpr.formats import coco, cvat, dusia, viame, yolo
-from bpr.formats.common import Format, ImportReport, Progress, write_batch
-from bpr.store import DB_NAME, Project
+from bpr.data.formats import coco, cvat, dusia, viame, yolo
+from bpr.data.formats.common import Format, ImportReport, write_batch
+from bpr.progress import Progress
+from bpr.data.store import DB_NAME, Project
 
 
 def _write_yolo(project: Project, out, config, progress=None, cancel=None) -> list[str]:
-    """A YOLO training set, as training exports it (bpr.dataset)."""
-    from bpr.dataset import export_yolo
+    """A YOLO training set, as training exports it (bpr.data.dataset)."""
+    from bpr.data.dataset import export_yolo
 
     result = export_yolo(project, out, species=config.species, hide_fraction=config.hide_fraction,
                          seed=config.seed, protocol=config.protocol, progress=progress, cancel=cancel)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bpr.evaluate import box_iou
-from bpr.store import ImageSequence, Project
+from bpr.results.evaluate import box_iou
+from bpr.data.store import ImageSequence, Project
 
 OVERLAP_IOU = 0.3  # a detection overlapping a label at this IoU or more is that label, not a new animal
 

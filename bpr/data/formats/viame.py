@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bpr.config import option
-from bpr.formats.common import (
+from bpr.data.formats.common import (
     Ask,
     BoxChecker,
     BoxRecord,
@@ -28,8 +28,8 @@ from bpr.formats.common import (
     VideoRecord,
     normalise_species,
 )
-from bpr.media import VideoError, folder_images, image_size, is_image
-from bpr.store import LABEL_STATUSES, SPLITS, Project, image_file_name, unique_name
+from bpr.data.media import VideoError, folder_images, image_size, is_image
+from bpr.data.store import LABEL_STATUSES, SPLITS, Project, image_file_name, unique_name
 
 HEADER = ("# 1: Detection or Track-id,2: Video or Image Identifier,3: Unique Frame Identifier,"
           "4-7: Img-bbox(TL_x,TL_y,BR_x,BR_y),8: Detection or Length Confidence,"

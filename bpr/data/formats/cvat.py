@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bpr.config import option
-from bpr.formats.common import (
+from bpr.data.formats.common import (
     BoxChecker,
     BoxRecord,
     Format,
@@ -16,7 +16,7 @@ from bpr.formats.common import (
     VideoRecord,
     normalise_species,
 )
-from bpr.store import LABEL_STATUSES, SPLITS
+from bpr.data.store import LABEL_STATUSES, SPLITS
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Learning from partial labels: the loss, training runs."""

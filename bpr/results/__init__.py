@@ -1,0 +1,1 @@
+"""What a trained model gives: detections, evaluation, counts, the missing-label finder."""
