@@ -92,6 +92,16 @@ MUTATIONS = [
         "        if not torch.is_grad_enabled():\n            return super()",
         "        if False:\n            return super()")],
         ["tests/bpr/test_loss.py"]),
+    Mutation("ignore_band_bound_strict", "bpr/learn/loss.py", [(
+        "(pairwise_iou(pred_pixels, ignore).amax(-1) >= s.neg_iou)",
+        "(pairwise_iou(pred_pixels, ignore).amax(-1) > s.neg_iou)")],
+        ["tests/bpr/test_loss.py"]),
+    Mutation("ignore_band_hits_foreground", "bpr/learn/loss.py", [(
+        "ignored = ~fg_mask & applies & (pairwise_iou", "ignored = applies & (pairwise_iou")],
+        ["tests/bpr/test_loss.py"]),
+    Mutation("ignore_band_everywhere", "bpr/learn/loss.py", [(
+        "ignored = ~fg_mask & applies & (pairwise_iou", "ignored = ~fg_mask & (pairwise_iou")],
+        ["tests/bpr/test_loss.py"]),
     # -- evaluation
     Mutation("pr_iou_0_3", "bpr/results/evaluate.py", [(
         "def precision_recall_at(images: list[ImageResult], conf: float, iou: float = 0.5)",

@@ -12,8 +12,14 @@ weight of a true negative. BPR removes a random fraction of the negative predict
 - ``p_box``: a foreground anchor whose predicted box has IoU < ``neg_iou`` with its assigned target is
   a low-IoU positive; a fraction ``p_box`` of those is removed from the box loss (IoU term and DFL/L1).
 
-Positives and the loss normaliser (sum of target scores) are unchanged, so ``p_obj = p_box = 0`` gives
-exactly ultralytics' loss. ``mode="random"`` draws the dropped negatives uniformly with a seeded
+- the **ignore band**: a negative anchor whose predicted box overlaps (IoU >= ``neg_iou``) one of its
+  image's *ignore regions* (``batch["ignore_bboxes"]``, with ``batch["ignore_batch_idx"]``: boxes a
+  teacher model scored too low to call an animal and too high to call background) is neither punished
+  nor rewarded: weight 0 in the classification BCE.
+
+Both act through one per-anchor weight on the classification BCE (0 for what they leave out).
+Positives and the loss normaliser (sum of target scores) are unchanged, so ``p_obj = p_box = 0`` with
+no ignore regions gives exactly ultralytics' loss. ``mode="random"`` draws the dropped negatives uniformly with a seeded
 generator of its own (the paper); ``mode="confident"`` drops, per image, the negatives with the
 highest predicted score first (the paper's future work: those are the likeliest unboxed animals).
 Dropping happens only when gradients are on, so validation losses stay plain.
@@ -39,7 +45,7 @@ class DropStats:
     Counts stay on the loss's device as tensors until read, so recording them costs no GPU sync.
     """
 
-    FIELDS = ("negatives", "negatives_dropped", "low_iou_positives", "positives_dropped")
+    FIELDS = ("negatives", "negatives_dropped", "low_iou_positives", "positives_dropped", "negatives_ignored")
 
     def __init__(self):
         self._total: torch.Tensor | None = None
@@ -47,7 +53,7 @@ class DropStats:
         self.steps = 0
 
     def add(self, counts: torch.Tensor) -> None:
-        """counts: (4,) integer tensor in the order of FIELDS."""
+        """counts: (len(FIELDS),) integer tensor in the order of FIELDS."""
         self._last = counts
         self._total = counts.clone() if self._total is None else self._total + counts
         self.steps += 1
@@ -149,7 +155,7 @@ class RebalancedDetectionLoss(v8DetectionLoss):
         if not torch.is_grad_enabled():
             return super().get_assigned_targets_and_loss(preds, batch, **assign_kwargs)
         # The same computation as v8DetectionLoss.get_assigned_targets_and_loss (ultralytics 8.4),
-        # with two masks applied: `keep_cls` on the BCE and `box_fg` on the box loss.
+        # with a per-anchor weight on the BCE (`weight`) and a mask on the box loss (`box_fg`).
         loss = torch.zeros(3, device=self.device)
         pred_distri = preds["boxes"].permute(0, 2, 1).contiguous()
         pred_scores = preds["scores"].permute(0, 2, 1).contiguous()
@@ -171,14 +177,15 @@ class RebalancedDetectionLoss(v8DetectionLoss):
             **assign_kwargs)
         target_scores_sum = target_scores.sum().clamp_(min=1)
 
-        keep_cls, box_fg = self._drop_masks(batch, batch_size, pred_pixels, pred_sigmoid, gt_bboxes,
-                                            target_bboxes, fg_mask)
+        ignore = self._ignore_regions(batch, batch_size, imgsz)
+        weight, box_fg = self._anchor_weights(batch, batch_size, pred_pixels, pred_sigmoid, gt_bboxes,
+                                              target_bboxes, fg_mask, ignore)
 
         bce_loss = self.bce(pred_scores, target_scores.to(dtype))
         if self.class_weights is not None:
             bce_loss *= self.class_weights
-        if keep_cls is not None:
-            bce_loss = bce_loss * keep_cls[..., None].to(bce_loss.dtype)
+        if weight is not None:
+            bce_loss = bce_loss * weight[..., None].to(bce_loss.dtype)
         loss[1] = bce_loss.sum() / target_scores_sum
 
         loss[0], loss[2] = self.bbox_loss(
@@ -190,18 +197,31 @@ class RebalancedDetectionLoss(v8DetectionLoss):
         return ((fg_mask, target_gt_idx, target_bboxes, anchor_points, stride_tensor), loss,
                 dict(zip(self.loss_names, loss.detach())))
 
+    def _ignore_regions(self, batch: dict[str, Any], batch_size: int, imgsz: torch.Tensor) -> torch.Tensor | None:
+        """(B, M, 4) xyxy pixels of each image's ignore regions (zero rows pad), or None when the batch has none."""
+        boxes = batch.get("ignore_bboxes")
+        if boxes is None or not len(boxes):
+            return None
+        regions = torch.cat((batch["ignore_batch_idx"].view(-1, 1), torch.zeros_like(boxes[:, :1]), boxes), 1)
+        return self.preprocess(regions.to(self.device), batch_size, scale_tensor=imgsz[[1, 0, 1, 0]])[..., 1:]
+
     @torch.no_grad()
-    def _drop_masks(self, batch, batch_size, pred_pixels, pred_sigmoid, gt_bboxes, target_bboxes,
-                    fg_mask) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """(keep mask for the BCE or None, foreground mask for the box loss) after BPR's drops."""
+    def _anchor_weights(self, batch, batch_size, pred_pixels, pred_sigmoid, gt_bboxes, target_bboxes,
+                        fg_mask, ignore=None) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(B, A) weight of each anchor in the classification BCE, or None where every weight is 1; and the
+        (B, A) foreground mask of the box loss. BPR's drop and the ignore band give 0 to what they leave out.
+
+        pred_pixels (B, A, 4) and gt_bboxes (B, M, 4) are xyxy pixels; fg_mask (B, A) bool; ignore (B, K, 4)
+        xyxy pixels, or None.
+        """
         s = self.settings
-        if not s.active:
+        if not s.active and ignore is None:
             return None, fg_mask
         applies = self._applies_to(batch, batch_size)[:, None]          # (B, 1)
         confidence = pred_sigmoid.max(-1).values                          # (B, A)
 
-        counts = torch.zeros(4, dtype=torch.long, device=fg_mask.device)  # in DropStats.FIELDS order
-        keep_cls = None
+        counts = torch.zeros(len(DropStats.FIELDS), dtype=torch.long, device=fg_mask.device)
+        keep = torch.ones_like(fg_mask)
         if s.p_obj > 0:
             if gt_bboxes.shape[1]:
                 # Padding rows of gt_bboxes are all zeros and give IoU 0: no mask needed.
@@ -210,7 +230,7 @@ class RebalancedDetectionLoss(v8DetectionLoss):
                 best = torch.zeros_like(confidence)
             candidates = ~fg_mask & (best < s.neg_iou) & applies
             drop = choose_drops(candidates, s.p_obj, s.mode, confidence, self.generator)
-            keep_cls = ~drop
+            keep &= ~drop
             counts[0], counts[1] = candidates.sum(), drop.sum()
 
         box_fg = fg_mask
@@ -220,8 +240,15 @@ class RebalancedDetectionLoss(v8DetectionLoss):
             drop = choose_drops(candidates, s.p_box, s.mode, confidence, self.generator)
             box_fg = fg_mask & ~drop
             counts[2], counts[3] = candidates.sum(), drop.sum()
+
+        if ignore is not None:
+            # zero padding rows give IoU 0, under any neg_iou above 0
+            ignored = ~fg_mask & applies & (pairwise_iou(pred_pixels, ignore).amax(-1) >= s.neg_iou) & keep
+            keep &= ~ignored
+            counts[4] = ignored.sum()
         self.stats.add(counts)
-        return keep_cls, box_fg
+        weighted = s.p_obj > 0 or ignore is not None  # else every weight is 1: the BCE stays as it is
+        return (keep.to(pred_pixels.dtype) if weighted else None), box_fg
 
 
 def _aligned_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -99,17 +99,17 @@ def test_p_one_drops_every_negative_and_only_negatives_are_dropped():
     batch = make_batch(boxes_per_image=(4, 1))
     criterion = build_criterion(model, Rebalancing(p_obj=1.0, neg_iou=0.3))
     captured = {}
-    original = criterion._drop_masks
+    original = criterion._anchor_weights
 
     def spy(*args):
-        keep, box_fg = original(*args)
-        captured.update(args=args, keep=keep)
-        return keep, box_fg
+        weight, box_fg = original(*args)
+        captured.update(args=args, weight=weight)
+        return weight, box_fg
 
-    criterion._drop_masks = spy
+    criterion._anchor_weights = spy
     criterion(model(batch["img"]), batch)
-    _, _, pred_pixels, _, gt_bboxes, _, fg_mask = captured["args"]
-    dropped = ~captured["keep"]
+    _, _, pred_pixels, _, gt_bboxes, _, fg_mask, _ = captured["args"]
+    dropped = captured["weight"] == 0
     for b in range(pred_pixels.shape[0]):
         gts = gt_bboxes[b][gt_bboxes[b].sum(-1) > 0]  # drop the padding rows
         for a in range(pred_pixels.shape[1]):
@@ -198,16 +198,16 @@ def test_end_to_end_head_applies_the_drop_in_both_branches():
 
 
 def spy_on_drops(criterion) -> dict:
-    """Keep the arguments and the keep mask of the criterion's next _drop_masks call."""
+    """Keep the arguments and the BCE weights of the criterion's next _anchor_weights call."""
     captured = {}
-    original = criterion._drop_masks
+    original = criterion._anchor_weights
 
     def spy(*args):
-        keep, box_fg = original(*args)
-        captured.update(args=args, keep=keep, box_fg=box_fg)
-        return keep, box_fg
+        weight, box_fg = original(*args)
+        captured.update(args=args, weight=weight, box_fg=box_fg)
+        return weight, box_fg
 
-    criterion._drop_masks = spy
+    criterion._anchor_weights = spy
     return captured
 
 
@@ -224,7 +224,7 @@ def test_partial_only_drops_in_the_partial_image_and_nowhere_else(partial):
                                     partial_images={partial})
         captured = spy_on_drops(criterion)
         criterion(preds, batch)
-        dropped[partial_only] = ~captured["keep"]
+        dropped[partial_only] = captured["weight"] == 0
     for i in range(2):
         everywhere = dropped[False][i]
         assert everywhere.sum() > 0
@@ -257,7 +257,7 @@ def test_the_partial_frames_rule_from_the_store_through_the_export_to_the_drop_m
     criterion = build_criterion(model, Rebalancing(p_obj=1.0), partial_images=set(result.partial_images))
     captured = spy_on_drops(criterion)
     criterion(model(batch["img"]), batch)
-    dropped = ~captured["keep"]
+    dropped = captured["weight"] == 0
     assert dropped[0].sum() == 0 and dropped[1].sum() > 0
     assert criterion.stats.negatives == criterion.stats.negatives_dropped == dropped[1].sum()
 
@@ -291,11 +291,11 @@ def test_neg_iou_is_a_strict_bound_for_negatives_and_low_iou_positives():
     fg = torch.tensor([[False, False, False, True, True, True]])
     target = gt.expand(1, 6, 4)
     batch = {"im_file": ["/x/a.jpg"]}
-    keep, box_fg = criterion._drop_masks(batch, 1, pred, torch.full((1, 6, 3), 0.5), gt, target, fg)
-    assert (~keep).tolist() == [[True, False, False, False, False, False]]
+    weight, box_fg = criterion._anchor_weights(batch, 1, pred, torch.full((1, 6, 3), 0.5), gt, target, fg)
+    assert (weight == 0).tolist() == [[True, False, False, False, False, False]]
     assert box_fg.tolist() == [[False, False, False, False, True, True]]
     assert criterion.stats.last == {"negatives": 1, "negatives_dropped": 1, "low_iou_positives": 1,
-                                    "positives_dropped": 1}
+                                    "positives_dropped": 1, "negatives_ignored": 0}
 
 
 def test_pairwise_iou_against_hand_values():
@@ -312,3 +312,50 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="mode"):
         Rebalancing(mode="greedy")
     assert not Rebalancing().active and Rebalancing(p_box=0.1).active
+
+
+def test_the_ignore_band_zeroes_exactly_the_negatives_on_an_ignore_region_by_hand():
+    """One 10x10 ignore region; anchors at IoU 0.2, 0.3 (neg_iou: ignored, the bound is inclusive) and 0.5
+    with it, and a foreground anchor on it (never ignored). In a fully labeled image, nothing is ignored."""
+    model = tiny_model()
+    criterion = build_criterion(model, Rebalancing(neg_iou=0.3), partial_images={"a.jpg"})
+    region = torch.tensor([[[0.0, 0, 10, 10]]])
+    pred = torch.tensor([[[0.0, 0, 10, 2], [0, 0, 10, 3], [0, 0, 10, 5], [0, 0, 10, 10]]])
+    fg = torch.tensor([[False, False, False, True]])
+    no_labels = torch.zeros(1, 0, 4)
+    scores = torch.full((1, 4, 3), 0.5)
+    weight, box_fg = criterion._anchor_weights({"im_file": ["/x/a.jpg"]}, 1, pred, scores, no_labels,
+                                               region.expand(1, 4, 4), fg, region)
+    assert weight.tolist() == [[1.0, 0.0, 0.0, 1.0]]
+    assert torch.equal(box_fg, fg)
+    assert criterion.stats.last["negatives_ignored"] == 2
+    weight, _ = criterion._anchor_weights({"im_file": ["/x/full.jpg"]}, 1, pred, scores, no_labels,
+                                          region.expand(1, 4, 4), fg, region)
+    assert weight.tolist() == [[1.0, 1.0, 1.0, 1.0]]
+
+
+def test_ignore_regions_travel_from_the_batch_to_the_weights():
+    """Regions given as the batch gives labels (normalised xywh, an image index each) zero exactly the
+    negative anchors whose predicted box overlaps one by neg_iou or more (an IoU written here); the box loss
+    is untouched, and the classification loss can only fall."""
+    model = tiny_model()
+    batch = make_batch(boxes_per_image=(2, 1))
+    batch["ignore_bboxes"] = torch.tensor([[0.3, 0.3, 0.4, 0.4], [0.7, 0.6, 0.3, 0.5]])
+    batch["ignore_batch_idx"] = torch.tensor([0.0, 1.0])
+    criterion = build_criterion(model, Rebalancing(neg_iou=0.1))
+    captured = spy_on_drops(criterion)
+    preds = model(batch["img"])
+    ours = criterion(preds, batch)[0]
+    plain = model.init_criterion()(preds, batch)[0]
+    _, _, pred_pixels, _, _, _, fg_mask, ignore = captured["args"]
+    size = batch["img"].shape[-1]
+    regions = {0: [[0.1 * size, 0.1 * size, 0.5 * size, 0.5 * size]], 1: [[0.55 * size, 0.35 * size, 0.85 * size,
+                                                                             0.85 * size]]}
+    assert torch.allclose(ignore[:, 0], torch.tensor([regions[0][0], regions[1][0]]))
+    ignored = captured["weight"] == 0
+    for b in range(2):
+        for a in range(pred_pixels.shape[1]):
+            on_region = _iou(pred_pixels[b, a].tolist(), regions[b][0]) >= 0.1
+            assert bool(ignored[b, a]) == (on_region and not fg_mask[b, a]), (b, a)
+    assert ignored.sum() == criterion.stats.negatives_ignored > 0
+    assert ours[0] == plain[0] and ours[2] == plain[2] and ours[1] < plain[1]
