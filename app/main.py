@@ -163,9 +163,9 @@ def self_test() -> int:
             # able to start one, and its training must find what ultralytics' trainer imports
             run = train_job(str(demo), demo_training(device="cpu"), "selftest", None, progress=None,
                             stop=threading.Event(), on_event=lambda event: None)
-            drop = run["metrics"][-1]["drop"] if run["status"] == "finished" and run["metrics"] else {}
+            drop = run.metrics[-1]["drop"] if run.status == "finished" and run.metrics else {}
             if not drop.get("obj_drop_fraction"):
-                raise RuntimeError(f"training did not finish an epoch with objectness drop on ({run['status']})")
+                raise RuntimeError(f"training did not finish an epoch with objectness drop on ({run.status})")
             print(f"self-test: trained one epoch in a child process, {drop['obj_drop_fraction']:.0%} of "
                   "negatives dropped from objectness")
             summary = detect_job(str(demo), dict(run="selftest", videos=[window.state.video["id"]], stop=1,

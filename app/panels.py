@@ -493,7 +493,7 @@ class TrainPanel(QWidget):
         self.drop.setText("measured drop: " + ", ".join(parts) if parts else "")
 
     def _finished(self, run):
-        self.status.setText(f"run {run['name']} finished")
+        self.status.setText(f"run {run.name} finished")
         self._done()
 
     def _cancelled(self, message):
@@ -522,15 +522,14 @@ class TrainPanel(QWidget):
         self.runs.clear()
         headers = [self.runs.headerItem().text(i) for i in range(2, self.runs.columnCount())]
         for r in self.state.project.runs():
-            rb = r["config"].get("rebalancing")
-            if rb is None:  # a record for detections with outside weights: nothing was trained
+            if not r.is_training:  # a record for detections with outside weights: nothing was trained
                 cells = ["-"] * 6
             else:
-                best = max((m.get("mAP50", 0) for m in r["metrics"]), default=None)
-                cells = ["-" if best is None else f"{best:.4f}", f"{len(r['metrics'])}/{r['config']['epochs']}",
-                         f"{rb['p_obj']:.0%}", f"{rb['p_box']:.0%}", rb["mode"], trained_on(r["metrics"]) or "-"]
-            item = QTreeWidgetItem([r["name"], r["status"], *cells])
-            tip = f"{r['name']}: {r['status']}\n" + "\n".join(f"{h}: {c}" for h, c in zip(headers, cells))
+                rb, best = r.config["rebalancing"], r.best_map50
+                cells = ["-" if best is None else f"{best:.4f}", f"{len(r.metrics)}/{r.config['epochs']}",
+                         f"{rb['p_obj']:.0%}", f"{rb['p_box']:.0%}", rb["mode"], trained_on(r.metrics) or "-"]
+            item = QTreeWidgetItem([r.name, r.status, *cells])
+            tip = f"{r.name}: {r.status}\n" + "\n".join(f"{h}: {c}" for h, c in zip(headers, cells))
             for column in range(self.runs.columnCount()):  # the dock is narrow: names and columns are cut
                 item.setToolTip(column, tip)
             self.runs.addTopLevelItem(item)
@@ -545,7 +544,7 @@ class TrainPanel(QWidget):
         """Draw a picked run's stored curves; the live curves of a training run are left alone."""
         if item is None or self.running():
             return
-        self.curves.show_epochs(self.state.project.run(item.text(0))["metrics"])
+        self.curves.show_epochs(self.state.project.run(item.text(0)).metrics)
 
     def _update_buttons(self):
         running = self.running()
@@ -672,7 +671,7 @@ class ReviewPanel(QWidget):
 
     def reload_runs(self):
         self.scope = None  # the project changed (an import may have added images): count again
-        names = [r["name"] for r in self.state.project.runs() if r["weights"]]
+        names = [r.name for r in self.state.project.runs() if r.weights]
         self.run.blockSignals(True)
         self.run.clear()
         self.run.addItems(names)

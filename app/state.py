@@ -54,7 +54,7 @@ class ProjectState(QObject):
         self.video, self.frame, self.run = None, 0, None
         self._sequences = None
         self.undo.clear()
-        runs = [r["name"] for r in project.runs() if r["weights"]]
+        runs = [r.name for r in project.runs() if r.weights]
         self.run = runs[-1] if runs else None
         self.projectChanged.emit()
         video = self._first_readable_video() or next(iter(project.videos()), None)

@@ -61,18 +61,18 @@ def main() -> int:
         except NotFoundError:
             run = None
         start = time.time()
-        if run is None or run["status"] != "finished":
+        if run is None or run.status != "finished":
             run = train(project, config, name=name) if run is None else train(project, resume=name)
         minutes = (time.time() - start) / 60
-        weights = project.resolve_path(run["weights"])
+        weights = project.resolve_path(run.weights)
         data = run_dataset(project, name) / "data.yaml"
         test = YOLO(str(weights)).val(data=str(data), split="test", imgsz=args.imgsz, batch=args.batch,
                                       plots=False, verbose=False,  # not ./runs/detect/val in the cwd
                                       project=str(run_folder(project, name)), name="test", exist_ok=True)
         row = {"run": name, "p_obj": rebalancing.p_obj, "p_box": rebalancing.p_box,
-               "val_mAP50": run["metrics"][-1].get("mAP50"), "test_mAP50": float(test.box.map50),
+               "val_mAP50": run.metrics[-1].get("mAP50"), "test_mAP50": float(test.box.map50),
                "test_mAP50-95": float(test.box.map), "train_minutes": round(minutes, 1),
-               "obj_drop_measured": run["metrics"][-1]["drop"]["obj_drop_fraction"]}
+               "obj_drop_measured": run.metrics[-1]["drop"]["obj_drop_fraction"]}
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(f"\n{args.epochs} epochs, yolov5n from scratch at {args.imgsz} px, {args.hide:.0%} of training "

@@ -70,7 +70,7 @@ def main() -> int:
     with Project.open(args.project) as source:
         run = source.run(args.run)
         manifest = json.loads(export_manifest(source, args.run).read_text())
-        weights = Path(args.weights) if args.weights else source.resolve_path(run["weights"] or "")
+        weights = Path(args.weights) if args.weights else source.resolve_path(run.weights or "")
         if not weights.is_file():
             raise SystemExit(f"no weights at {weights}: the run has not finished; give --weights")
         hidden_ids = manifest["hidden_box_ids"]

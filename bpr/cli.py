@@ -169,7 +169,7 @@ def cmd_train(args) -> None:
         except TrainingCancelled as e:
             if bar is not None:
                 bar.close()
-            name = args.resume or args.name or project.runs()[-1]["name"]  # the run just stopped
+            name = args.resume or args.name or project.runs()[-1].name  # the run just stopped
             print(f"{e}; resume with: bpr train {args.project} --resume {name}")
             raise SystemExit(130) from None
         finally:
@@ -181,9 +181,9 @@ def cmd_train(args) -> None:
 def _print_run(run: dict) -> None:
     from bpr.learn.training import trained_on
 
-    config, metrics = run["config"], run["metrics"]
+    config, metrics = run.config, run.metrics
     rb = config["rebalancing"]
-    print(f"run {run['name']}: {run['status']}, {len(metrics)}/{config['epochs']} epochs, "
+    print(f"run {run.name}: {run.status}, {len(metrics)}/{config['epochs']} epochs, "
           f"{config['model']} at {config['imgsz']} px")
     print(f"  rebalancing: p_obj {rb['p_obj']}, p_box {rb['p_box']}, mode {rb['mode']}, "
           f"neg_iou {rb['neg_iou']}, {'partial frames only' if rb['partial_only'] else 'all frames'}")
@@ -199,14 +199,14 @@ def _print_run(run: dict) -> None:
                 f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in measured.items()))
         if where := trained_on(metrics):
             print(f"  trained on {where}")
-    if run.get("summary"):
-        best = run["summary"]["best"]
+    if run.summary:
+        best = run.summary["best"]
         print(f"  best weights: val mAP50 {best.get('mAP50', float('nan')):.4f}, "
               f"mAP50-95 {best.get('mAP50-95', float('nan')):.4f}")
-    if run["weights"]:
-        print(f"  weights: {run['weights']}")
-    if run["error"]:
-        print(f"  error: {run['error'].splitlines()[0]}")
+    if run.weights:
+        print(f"  weights: {run.weights}")
+    if run.error:
+        print(f"  error: {run.error.splitlines()[0]}")
 
 
 def cmd_runs(args) -> None:
@@ -215,21 +215,21 @@ def cmd_runs(args) -> None:
     with _open(args.project) as project:
         runs = project.runs()
     if args.json:
-        print(json.dumps(runs, indent=1))
+        print(json.dumps([run.to_dict() for run in runs], indent=1))
         return
     if not runs:
         print("no runs yet: start one with `bpr train`")
-    width = max((len(run["name"]) for run in runs), default=0)
+    width = max((len(run.name) for run in runs), default=0)
     for run in runs:
-        config, metrics = run["config"], run["metrics"]
-        if "rebalancing" not in config:  # a record for detections with outside weights, not a training run
-            print(f"{run['name']:{width}} {run['status']:10} outside weights {config.get('external_weights', '-')}")
+        config, metrics = run.config, run.metrics
+        if not run.is_training:  # a record for detections with outside weights
+            print(f"{run.name:{width}} {run.status:10} outside weights {config.get('external_weights', '-')}")
             continue
         rb = config["rebalancing"]
-        best = max((m.get("mAP50", 0.0) for m in metrics), default=None)
-        left = _time_left(metrics, config["epochs"]) if run["status"] == "running" else ""
+        best = run.best_map50
+        left = _time_left(metrics, config["epochs"]) if run.status == "running" else ""
         where = trained_on(metrics)
-        print(f"{run['name']:{width}} {run['status']:10} {config['model']:14} "
+        print(f"{run.name:{width}} {run.status:10} {config['model']:14} "
               f"{len(metrics):>3}/{config['epochs']:<3} ep  p_obj {rb['p_obj']:<5} p_box {rb['p_box']:<5} "
               f"{rb['mode']:9} best val mAP50 {'-' if best is None else f'{best:.4f}'}"
               f"{', on ' + where if where else ''}{left}")
@@ -284,9 +284,9 @@ def _weights(project, args) -> Path:
     if not args.run:
         raise ValueError("give --run RUN or --weights FILE")
     run = project.run(args.run)
-    if not run["weights"]:
-        raise ValueError(f"run {args.run} has no weights (status {run['status']})")
-    return project.resolve_path(run["weights"])
+    if not run.weights:
+        raise ValueError(f"run {args.run} has no weights (status {run.status})")
+    return project.resolve_path(run.weights)
 
 
 def cmd_detect(args) -> None:

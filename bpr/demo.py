@@ -275,7 +275,7 @@ def run_pipeline(folder: str | Path, say=print, epochs: int = 1, imgsz: int = 16
         say(f"building the demo project in {folder}")
         build_demo(folder)
     with Project.open(folder) as project:
-        taken = {r["name"] for r in project.runs()}
+        taken = {r.name for r in project.runs()}
         name = next(f"pipeline{n}" for n in range(1, len(taken) + 2) if f"pipeline{n}" not in taken)
         say(f"training {name}: yolov5n, {epochs} epoch(s) at {imgsz} px, objectness drop 75 %, box drop 25 %")
         run = train(project, demo_training(epochs, imgsz), name=name)
@@ -286,7 +286,7 @@ def run_pipeline(folder: str | Path, say=print, epochs: int = 1, imgsz: int = 16
         exports.mkdir(exist_ok=True)
         source = CountSource(run=name, conf=0.0001)
         outputs = {
-            "weights": project.resolve_path(run["weights"]),
+            "weights": project.resolve_path(run.weights),
             "counts": write_summary_csv(video_summary(project, source), exports / f"{name}-counts.csv"),
             "counts per frame": write_frame_csv(frame_counts(project, source),
                                                 exports / f"{name}-counts-per-frame.csv"),

@@ -186,7 +186,7 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
             config = spec.train_config(seed, setting.rebalancing, setting.hide)
             try:
                 record = project.run(name)
-                status = record["status"]
+                status = record.status
             except NotFoundError:
                 status = None
             if status is not None and (pid := trained_elsewhere(record)) is not None:
@@ -202,15 +202,15 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                 record = train(project, resume=name, on_event=on_event, cancel=cancel)
             else:
                 record = project.run(name)
-            weights = project.resolve_path(record["weights"])
+            weights = project.resolve_path(record.weights)
             row = {"run": name, "setting": setting.name, "seed": seed, "hide": setting.hide,
                    "p_obj": setting.rebalancing.p_obj, "p_box": setting.rebalancing.p_box,
-                   "mode": setting.rebalancing.mode, "epochs": len(record["metrics"]),
-                   "val_curve_mAP50": [m.get("mAP50") for m in record["metrics"]],
-                   "measured_obj_drop": record["metrics"][-1]["drop"]["obj_drop_fraction"],
-                   "measured_box_drop": record["metrics"][-1]["drop"]["box_drop_fraction"],
+                   "mode": setting.rebalancing.mode, "epochs": len(record.metrics),
+                   "val_curve_mAP50": [m.get("mAP50") for m in record.metrics],
+                   "measured_obj_drop": record.metrics[-1]["drop"]["obj_drop_fraction"],
+                   "measured_box_drop": record.metrics[-1]["drop"]["box_drop_fraction"],
                    "software": trained_and_evaluated_with(
-                       record["metrics"], software(resolve_device(spec.device)))}
+                       record.metrics, software(resolve_device(spec.device)))}
             manifest = export_manifest(project, name)
             if manifest.exists():  # its training set may have been deleted since
                 # exports written before the checksum was recorded carry none

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import posixpath
@@ -511,10 +512,10 @@ class Project:
                 f"UPDATE runs SET {', '.join(f'{k} = ?' for k in fields)} WHERE name = ?",
                 (*fields.values(), name))
 
-    def runs(self) -> list[dict]:
+    def runs(self) -> list[Run]:
         return [_decode_run(r) for r in self.db.query("SELECT * FROM runs ORDER BY id")]
 
-    def run(self, name: str) -> dict:
+    def run(self, name: str) -> Run:
         rows = list(self.db.query("SELECT * FROM runs WHERE name = ?", [name]))
         if not rows:
             raise NotFoundError(f"no run {name!r} in {self.folder}")
@@ -608,11 +609,11 @@ def owner_state(owner: str | None) -> str:
         return "gone"
 
 
-def trained_elsewhere(run: dict) -> int | None:
+def trained_elsewhere(run: Run) -> int | None:
     """The pid of another live process (on this machine) that is training ``run``, if one is."""
-    if run["status"] != "running" or owner_state(run["owner"]) != "alive":
+    if run.status != "running" or owner_state(run.owner) != "alive":
         return None
-    pid = json.loads(run["owner"])[1]
+    pid = json.loads(run.owner)[1]
     return None if pid == os.getpid() else pid
 
 
@@ -630,7 +631,37 @@ def counted(sources: list[tuple[str, int]]) -> str:
     return ", ".join(f"{n} {noun.removesuffix('s') if n == 1 else noun}" for noun, n in sources)
 
 
-def _decode_run(row: dict) -> dict:
+@dataclass
+class Run:
+    """A training run as the store keeps it, or the record of outside weights that detections came from."""
+
+    id: int
+    name: str
+    config: dict            # the run's settings (TrainConfig.to_dict()), or {"external_weights": ...}
+    status: str             # pending, running, finished, failed or cancelled
+    error: str | None
+    started: float | None
+    finished: float | None
+    metrics: list[dict]     # one per epoch: losses, val metrics, what the loss dropped, the software
+    summary: dict | None    # the final evaluation of the best weights, the classes a detection looked for
+    weights: str | None     # the weights file, as stored (relative to the project where possible)
+    owner: str | None       # the process training it (JSON: host, pid, start time)
+
+    @property
+    def is_training(self) -> bool:
+        """A run trained here (not the record of weights trained elsewhere)."""
+        return "rebalancing" in self.config
+
+    @property
+    def best_map50(self) -> float | None:
+        """The best val mAP50 of its epochs, or None before the first."""
+        return max((m.get("mAP50", 0.0) for m in self.metrics), default=None)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _decode_run(row: dict) -> Run:
     row = dict(row)
     row["config"] = json.loads(row["config"])
     row["metrics"] = json.loads(row["metrics"] or "[]")
@@ -638,7 +669,7 @@ def _decode_run(row: dict) -> dict:
     if row["status"] == "running" and owner_state(row["owner"]) == "gone":
         row["status"] = "cancelled"
         row["error"] = "interrupted: the process training it ended (resumable from its last epoch)"
-    return row
+    return Run(**row)
 
 
 def _split_sql(script: str) -> list[str]:

@@ -188,7 +188,7 @@ class _Session:
         self.on_event = on_event
         self.cancel = cancel
         self.stats = DropStats()
-        self.metrics: list[dict] = project.run(run)["metrics"]
+        self.metrics: list[dict] = project.run(run).metrics
         self.software = software(device)  # recorded with each epoch: a resumed run may span machines
         self.started = time.time()
         self.batches_done = 0
@@ -271,7 +271,7 @@ def export_manifest(project: Project, run: str) -> Path:
 
 
 def _new_run_name(project: Project) -> str:
-    taken = {r["name"] for r in project.runs()}
+    taken = {r.name for r in project.runs()}
     n = len(taken) + 1
     while f"run{n}" in taken:
         n += 1
@@ -318,16 +318,16 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
     configure()
     if resume is not None:
         record = project.run(resume)
-        if record["status"] == "finished":
+        if record.status == "finished":
             raise ValueError(f"run {resume} has finished; start a new run instead")
         pid = trained_elsewhere(record)
         if pid is not None:
             raise ValueError(f"run {resume} is being trained now, by process {pid}")
-        name, config = resume, TrainConfig.from_dict(record["config"])
+        name, config = resume, TrainConfig.from_dict(record.config)
     else:
         config = config or TrainConfig()
         name = name or _new_run_name(project)
-        if any(r["name"] == name for r in project.runs()):
+        if any(r.name == name for r in project.runs()):
             raise ValueError(f"a run named {name!r} exists already; choose another name or resume it")
     device = resolve_device(config.device)
     model = config.model

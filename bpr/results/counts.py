@@ -44,7 +44,7 @@ class CountSource:
 
 
 def _run_id(project: Project, source: CountSource) -> int:
-    return project.run(source.run)["id"]
+    return project.run(source.run).id
 
 
 def _threshold_sql(project: Project, source: CountSource) -> tuple[str, list]:
@@ -118,12 +118,12 @@ def _species_ids(project: Project, source: CountSource) -> list[int]:
     else:
         run = project.run(source.run)
         rows = project.conn.execute("SELECT DISTINCT species_id FROM detections WHERE run_id = ?",
-                                    (run["id"],))
+                                    (run.id,))
     names = {s["id"]: s["name"] for s in project.species()}
     ids = {r[0] for r in rows}
     if source.run is not None:  # the classes detection recorded: species looked for, found or not
         by_name = {name.lower(): i for i, name in names.items()}
-        ids |= {by_name[c.lower()] for c in (run["summary"] or {}).get("classes", []) if c.lower() in by_name}
+        ids |= {by_name[c.lower()] for c in (run.summary or {}).get("classes", []) if c.lower() in by_name}
     return sorted(ids, key=lambda i: names[i].lower())
 
 
@@ -244,7 +244,7 @@ def shown_per_frame(project: Project, video_ids: list[str], run: str | None, con
         sql = (f"SELECT t.video_id, t.frame_index, s.name, count(*) FROM detections t "
                f"JOIN species s ON s.id = t.species_id WHERE t.run_id = ? AND t.confidence >= ? {where} "
                f"GROUP BY t.video_id, t.frame_index, t.species_id")
-        params = [project.run(run)["id"], conf, *params]
+        params = [project.run(run).id, conf, *params]
     out: dict[tuple[str, int], dict[str, int]] = {}
     for vid, frame, species, n in project.conn.execute(sql, params):
         out.setdefault((vid, frame), {})[species] = n

@@ -154,8 +154,8 @@ def detection_run(project: Project, run: str | None = None, weights: str | os.Pa
     """The run detections are stored under: a training run, or a record for outside weights."""
     if run is not None:
         record = project.run(run)
-        if not record["weights"]:
-            raise ValueError(f"run {run} has no weights (status {record['status']})")
+        if not record.weights:
+            raise ValueError(f"run {run} has no weights (status {record.status})")
         return record
     if weights is None:
         raise ValueError("give a run or weights")
@@ -166,18 +166,18 @@ def detection_run(project: Project, run: str | None = None, weights: str | os.Pa
     digest = _file_digest(path)
     runs = project.runs()
     for record in runs:
-        config = record["config"] or {}
+        config = record.config or {}
         if "external_weights" not in config:
             continue
         same = (config.get("sha256") == digest if "sha256" in config  # records made before bpr kept it lack it
                 else Path(config["external_weights"]) == path)
         if same:  # the same model: its detections go on (a resume), wherever the file now is
-            project.update_run(record["name"], weights=project.stored_path(path),
+            project.update_run(record.name, weights=project.stored_path(path),
                                config={**config, "external_weights": str(path), "sha256": digest})
-            return project.run(record["name"])
+            return project.run(record.name)
     # Another model's file of the same name (every run's is best.pt) gets a record of its own: adding
     # to the first one's would mix two models' detections, and skip the frames the first one did.
-    name = unique_name(f"weights:{path.stem}", {r["name"] for r in runs})
+    name = unique_name(f"weights:{path.stem}", {r.name for r in runs})
     project.create_run(name, {"external_weights": str(path), "sha256": digest})
     project.update_run(name, status="finished", finished=time.time(), weights=project.stored_path(path))
     return project.run(name)
@@ -203,25 +203,25 @@ def detect(project: Project, run: str | None = None, weights: str | os.PathLike 
     if stride < 1:
         raise ValueError("stride must be at least 1")
     record = detection_run(project, run, weights)
-    model, device = load_model(project.resolve_path(record["weights"]), device)
+    model, device = load_model(project.resolve_path(record.weights), device)
     imgsz = inference_size(model, imgsz)
     species = {int(k): project.species_id(v) for k, v in model.names.items()}
     # Counts list every species the model looks for, found or not (MaxN 0 is a result).
-    project.update_run(record["name"], summary={**(record["summary"] or {}),
+    project.update_run(record.name, summary={**(record.summary or {}),
                                                 "classes": list(model.names.values())})
     chosen = [v for v in project.videos() if videos is None or v["id"] in videos]
     if videos is not None:
         missing = set(videos) - {v["id"] for v in chosen}
         if missing:
             raise NotFoundError(f"no video(s) {sorted(missing)} in {project.folder}")
-    summary = DetectSummary(run=record["name"])
+    summary = DetectSummary(run=record.name)
     plan: list[tuple[dict, int]] = []
     for video in chosen:
         if video["status"] != "ok" or not video["frame_count"]:
             continue
         done = {f for (f,) in project.conn.execute(
             "SELECT frame_index FROM detected_frames WHERE run_id = ? AND video_id = ?",
-            (record["id"], video["id"]))}
+            (record.id, video["id"]))}
         end = video["frame_count"] if stop is None else min(stop, video["frame_count"])
         wanted = range(start, end, stride)
         todo = [f for f in wanted if f not in done]
@@ -239,7 +239,7 @@ def detect(project: Project, run: str | None = None, weights: str | os.PathLike 
                 summary.cancelled = True
                 break
             results = [next(predictions) for _ in chunk]
-            _store(project, record["id"], species, chunk, results, summary)
+            _store(project, record.id, species, chunk, results, summary)
             if progress:
                 progress(summary.frames, total, "detecting")
     finally:

@@ -283,7 +283,7 @@ def test_a_training_error_is_shown_and_the_app_stays_up(window, qtbot, monkeypat
     window.train.start_button.click()
     with qtbot.waitSignal(window.train.worker.failed, timeout=120000):
         pass
-    assert len(errors) == 2 and window.state.project.runs()[-1]["status"] == "failed"
+    assert len(errors) == 2 and window.state.project.runs()[-1].status == "failed"
     window.state.set_frame(5)  # still working
     assert window.view.pixmap_item.pixmap().width() == 640
 
@@ -313,13 +313,13 @@ def test_a_killed_training_process_is_reported_and_resumable(window, qtbot, monk
         pass
     assert "ended unexpectedly (exit code -9)" in errors[0][1]
     run = window.state.project.runs()[-1]
-    assert run["status"] == "failed" and "exit code -9" in run["error"]
-    assert len(run["metrics"]) == 1  # epoch 1 was committed before the kill
+    assert run.status == "failed" and "exit code -9" in run.error
+    assert len(run.metrics) == 1  # epoch 1 was committed before the kill
     panel.runs.setCurrentItem(panel.runs.topLevelItem(0))
     panel.resume()
     with qtbot.waitSignal(panel.worker.finished, timeout=180000):
         pass
-    assert window.state.project.runs()[-1]["status"] == "finished"
+    assert window.state.project.runs()[-1].status == "finished"
 
 
 @pytest.mark.slow
@@ -334,8 +334,8 @@ def test_end_to_end_through_the_ui(window, qtbot, tmp_path, _isolated_settings):
     with qtbot.waitSignal(train.worker.finished, timeout=180000):
         pass
     run = s.project.runs()[-1]
-    assert run["status"] == "finished" and run["config"]["rebalancing"]["p_obj"] == 0.5
-    assert review.run.currentText() == run["name"]
+    assert run.status == "finished" and run.config["rebalancing"]["p_obj"] == 0.5
+    assert review.run.currentText() == run.name
     s.set_video(s.project.videos("train")[0]["id"])
     review.keep.setValue(0.0001)  # the one-epoch model's confidences stay below 0.01
     detect_current_video(window, qtbot, stride=10)
@@ -349,7 +349,7 @@ def test_end_to_end_through_the_ui(window, qtbot, tmp_path, _isolated_settings):
     path = window.export_counts(per_frame=False, path=str(tmp_path / "counts.csv"))
     with open(path) as f:
         rows = list(csv.DictReader(f))
-    assert rows and {r["run"] for r in rows} == {run["name"]} and {r["threshold"] for r in rows} == {"0.0001"}
+    assert rows and {r["run"] for r in rows} == {run.name} and {r["threshold"] for r in rows} == {"0.0001"}
     assert {r["video"] for r in rows} == {s.video["id"]}
     assert sum(int(r["frames_counted"]) for r in rows) == len(rows) * 15
     assert "Wrote" in _isolated_settings[-1]
@@ -451,7 +451,7 @@ def test_a_run_resumed_on_another_machine_says_where_each_epoch_ran(window):
     p = window.state.project
     add_finished_run(p, "moved", [0.1, 0.2, 0.3])
     gpu = {"bpr": "0.1", "ultralytics": "8", "torch": "2", "device": "NVIDIA H200"}
-    metrics = p.run("moved")["metrics"]
+    metrics = p.run("moved").metrics
     for m, device in zip(metrics, ["NVIDIA H200", "NVIDIA H200", "CPU"]):
         m["software"] = dict(gpu, device=device)
     p.update_run("moved", metrics=metrics)

@@ -138,7 +138,7 @@ def image_folder(counted, tmp_path):
     folder.mkdir()
     for name in ("img1", "img2", "img3", "img10"):
         (folder / f"{name}.jpg").write_bytes(b"")
-    run = p.run("r")["id"]
+    run = p.run("r").id
     urchin, star = p.species_id("urchin"), p.species_id("sea star")
     for name, urchins, stars in (("img10", 3, 1), ("img1", 1, 0), ("img2", 3, 0)):
         p.conn.execute("INSERT INTO videos (id, kind, path, frame_count) VALUES (?, 'image', ?, 1)",

@@ -32,14 +32,14 @@ def test_detect_with_stride_then_resume_after_cancel(trained_project):
     second = detect(p, run="tiny", videos=[video["id"]], stride=5, batch=8, min_conf=0.001)
     expected_frames = math.ceil(video["frame_count"] / 5)
     assert not second.cancelled and second.skipped == 8 and second.frames == expected_frames - 8
-    run_id = p.run("tiny")["id"]
+    run_id = p.run("tiny").id
     frames = [f for (f,) in p.conn.execute(
         "SELECT frame_index FROM detected_frames WHERE run_id = ? ORDER BY 1", (run_id,))]
     assert frames == list(range(0, video["frame_count"], 5))
     assert detect(p, run="tiny", videos=[video["id"]], stride=5).frames == 0  # nothing left to do
 
     # The resumed result equals predicting every frame in one go.
-    model, device = load_model(p.resolve_path(p.run("tiny")["weights"]), "cpu")
+    model, device = load_model(p.resolve_path(p.run("tiny").weights), "cpu")
     direct = list(predict_frames(p, model, [(video, f) for f in frames], imgsz=96, conf=0.001, device=device))
     assert sum(len(s) for _, s, _ in direct) == first.detections + second.detections > 0
     names = {s["name"] for s in p.species()}
@@ -65,13 +65,13 @@ def test_detect_with_outside_weights_over_an_image_set(trained_project, tmp_path
     export_yolo(p, tmp_path / "yolo")
     import_yolo(p, tmp_path / "yolo" / "data.yaml")
     images = [v["id"] for v in p.videos() if v["kind"] == "image"][:6]
-    weights = p.resolve_path(p.run("tiny")["weights"])
+    weights = p.resolve_path(p.run("tiny").weights)
     summary = detect(p, weights=weights, videos=images, batch=4)
     assert summary.run == "weights:best" and summary.frames == summary.images == summary.videos == 6
-    assert p.run("weights:best")["status"] == "finished"
+    assert p.run("weights:best").status == "finished"
     with pytest.raises(FileNotFoundError, match="model weights .*nowhere.pt not found"):
         detect(p, weights=tmp_path / "nowhere.pt")
-    assert "weights:nowhere" not in [r["name"] for r in p.runs()]
+    assert "weights:nowhere" not in [r.name for r in p.runs()]
 
 
 def test_each_outside_model_gets_its_own_record_though_every_run_names_its_file_best_pt(project, tmp_path):
@@ -80,25 +80,25 @@ def test_each_outside_model_gets_its_own_record_though_every_run_names_its_file_
     for path, content in ((first, b"model a"), (second, b"model b")):
         path.parent.mkdir()
         path.write_bytes(content)
-    assert detection_run(project, weights=first)["name"] == "weights:best"
-    assert detection_run(project, weights=second)["name"] == "weights:best-2"
-    assert detection_run(project, weights=first)["name"] == "weights:best"  # the same model again: resumes
+    assert detection_run(project, weights=first).name == "weights:best"
+    assert detection_run(project, weights=second).name == "weights:best-2"
+    assert detection_run(project, weights=first).name == "weights:best"  # the same model again: resumes
     moved = tmp_path / "kept" / "best.pt"
     moved.parent.mkdir()
     second.rename(moved)
     record = detection_run(project, weights=moved)  # the same model, elsewhere: still its record
-    assert record["name"] == "weights:best-2" and project.resolve_path(record["weights"]) == moved
+    assert record.name == "weights:best-2" and project.resolve_path(record.weights) == moved
     assert len(project.runs()) == 2
 
 
 def test_the_inference_size_defaults_to_the_size_the_weights_were_trained_at(trained_project):
-    model, _ = load_model(trained_project.resolve_path(trained_project.run("tiny")["weights"]), "cpu")
+    model, _ = load_model(trained_project.resolve_path(trained_project.run("tiny").weights), "cpu")
     assert inference_size(model) == 96 and inference_size(model, 160) == 160
 
 
 def test_evaluate_a_run_on_full_frames(trained_project, tmp_path):
     p = trained_project
-    result = evaluate(p, p.resolve_path(p.run("tiny")["weights"]), split="val", imgsz=96,
+    result = evaluate(p, p.resolve_path(p.run("tiny").weights), split="val", imgsz=96,
                       pr_curve=tmp_path / "pr.png")
     summary = p.summary()["splits"]["val"]
     assert (result.images, result.boxes) == (summary["frames"], summary["boxes"])
@@ -112,7 +112,7 @@ def test_evaluation_says_how_many_frames_it_left_out(trained_project, capsys):
     """Frames whose file is gone are not scored, and the evaluation says how many: a figure over fewer
     frames than the split holds must not pass for the split's."""
     p = trained_project
-    weights = p.resolve_path(p.run("tiny")["weights"])
+    weights = p.resolve_path(p.run("tiny").weights)
     full = evaluate(p, weights, split="val", imgsz=96)
     assert full.left_out == 0
     p.conn.execute("INSERT INTO videos (id, kind, split, path, status, frame_count) "

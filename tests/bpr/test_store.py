@@ -130,13 +130,13 @@ def test_a_run_whose_process_died_reads_as_interrupted(project, other_process):
               "other machine": json.dumps(["elsewhere", 1, 0.0])}
     for name, value in owners.items():
         project.update_run(name, owner=value)
-    assert project.run("killed")["status"] == "running"  # its process runs
+    assert project.run("killed").status == "running"  # its process runs
     child.kill()
     child.wait()
-    status = {r["name"]: r["status"] for r in project.runs()}
+    status = {r.name: r.status for r in project.runs()}
     assert status == {"mine": "running", "killed": "cancelled", "reused pid": "cancelled",
                       "older version": "running", "other machine": "running"}
-    assert project.run("killed")["error"].startswith("interrupted")
+    assert project.run("killed").error.startswith("interrupted")
 
 
 def test_image_sequences_group_images_by_their_real_folder(project, tmp_path):

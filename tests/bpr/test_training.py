@@ -72,7 +72,7 @@ def test_train_validate_predict_offline_and_plain_checkpoint(demo_project, no_ne
     events, threads = [], []
     run = train(demo_project, tiny_config(), name="tiny",
                 on_event=lambda e: (events.append(e), threads.append(torch.get_num_threads())))
-    assert run["status"] == "finished" and run["error"] is None
+    assert run.status == "finished" and run.error is None
     # ultralytics' own choice, cores - 1, would compute on one thread of two cores
     assert set(threads) == {max(1, min(8, os.cpu_count() - 1), min(2, os.cpu_count()))}
     kinds = [e.kind for e in events]
@@ -80,13 +80,13 @@ def test_train_validate_predict_offline_and_plain_checkpoint(demo_project, no_ne
     batches = [e for e in events if e.kind == "batch"]
     assert [e.batch for e in batches] == list(range(1, batches[0].batches + 1))
     assert batches[-1].eta_s == pytest.approx(0, abs=1e-6)
-    [epoch] = run["metrics"]
+    [epoch] = run.metrics
     assert epoch["epoch"] == 1 and "mAP50" in epoch and "cls_loss" in epoch
     drop = epoch["drop"]
     assert drop["negatives"] > 0 and 0.4 < drop["obj_drop_fraction"] < 0.6
     assert 0.1 < drop["box_drop_fraction"] < 0.4
-    assert run["summary"]["best"].keys() >= {"mAP50", "mAP50-95"}
-    weights = demo_project.resolve_path(run["weights"])
+    assert run.summary["best"].keys() >= {"mAP50", "mAP50-95"}
+    weights = demo_project.resolve_path(run.weights)
     assert weights.name == "best.pt" and weights.exists()
 
     # prediction, still offline
@@ -117,7 +117,7 @@ def test_train_validate_predict_offline_and_plain_checkpoint(demo_project, no_ne
 def test_cancel_then_resume_from_last_epoch(demo_project):
     cancel_in_second_epoch(demo_project, "c")
     run = demo_project.run("c")
-    assert run["status"] == "cancelled" and [m["epoch"] for m in run["metrics"]] == [1]
+    assert run.status == "cancelled" and [m["epoch"] for m in run.metrics] == [1]
     last = demo_project.folder / "runs" / "c" / "train" / "weights" / "last.pt"
     betas_saved = adam_betas(last)
 
@@ -129,10 +129,10 @@ def test_cancel_then_resume_from_last_epoch(demo_project):
             betas_resumed.append(adam_betas(last))
 
     run = train(demo_project, resume="c", on_event=on_event)
-    assert run["status"] == "finished" and [m["epoch"] for m in run["metrics"]] == [1, 2]
+    assert run.status == "finished" and [m["epoch"] for m in run.metrics] == [1, 2]
     assert events[0].kind == "start" and events[0].epoch == 2  # continued, not restarted
-    assert run["metrics"][1]["drop"]["negatives_dropped"] > 0  # BPR re-installed after the resume
-    assert [m["software"] for m in run["metrics"]] == [software("cpu")] * 2  # each sitting says what it ran on
+    assert run.metrics[1]["drop"]["negatives_dropped"] > 0  # BPR re-installed after the resume
+    assert [m["software"] for m in run.metrics] == [software("cpu")] * 2  # each sitting says what it ran on
     # The resumed run logs AdamW(momentum=0.937), its args' default, but trains on with the betas it
     # was checkpointed with (ultralytics' automatic AdamW: 0.9), restored from the optimizer's state.
     assert betas_resumed == [betas_saved] and {b[0] for b in betas_saved} == {0.9}
@@ -157,8 +157,8 @@ def test_a_run_resumes_in_a_project_moved_or_copied_between_sittings(demo_templa
 
     with Project.open(after) as project:
         run = train(project, resume="m")
-        assert run["status"] == "finished" and [m["epoch"] for m in run["metrics"]] == [1, 2]
-        assert project.resolve_path(run["weights"]).is_relative_to(after / "runs" / "m" / "train" / "weights")
+        assert run.status == "finished" and [m["epoch"] for m in run.metrics] == [1, 2]
+        assert project.resolve_path(run.weights).is_relative_to(after / "runs" / "m" / "train" / "weights")
     if how == "moved":
         assert not before.exists()
     else:
@@ -175,10 +175,10 @@ def test_a_crash_mid_epoch_marks_the_run_failed_and_a_new_run_can_start(demo_pro
     with pytest.raises(RuntimeError, match="simulated failure"):
         train(demo_project, tiny_config(), name="boom", on_event=crash)
     run = demo_project.run("boom")
-    assert run["status"] == "failed" and "RuntimeError: simulated failure" in run["error"]
+    assert run.status == "failed" and "RuntimeError: simulated failure" in run.error
     assert demo_project.summary() == before
     assert demo_project.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert train(demo_project, tiny_config(), name="after")["status"] == "finished"
+    assert train(demo_project, tiny_config(), name="after").status == "finished"
 
 
 @pytest.mark.slow
@@ -189,7 +189,7 @@ def test_the_same_seed_retraces_the_same_run_on_one_machine(demo_project):
     def losses_and_drops(name, seed):
         config = tiny_config(epochs=2, workers=1, seed=seed, extra={"cache": "ram"})
         run = train(demo_project, config, name=name)
-        return [({k: v for k, v in m.items() if k.endswith("_loss")}, m["drop"]) for m in run["metrics"]]
+        return [({k: v for k, v in m.items() if k.endswith("_loss")}, m["drop"]) for m in run.metrics]
 
     first = losses_and_drops("first", seed=3)
     assert len(first) == 2 and first[0][1]["negatives_dropped"] > 0
@@ -240,8 +240,8 @@ def test_precision_chooses_ultralytics_amp_and_full_turns_tf32_off_on_a_gpu():
 def test_train_on_a_gpu_offline(demo_project, no_network, precision):
     """The GPU path: ultralytics' AMP check (which downloads a model) is never reached, BPR drops on CUDA."""
     run = train(demo_project, tiny_config(device="cuda", epochs=2, precision=precision), name="gpu")
-    assert run["status"] == "finished" and run["error"] is None
-    assert 0.4 < run["metrics"][-1]["drop"]["obj_drop_fraction"] < 0.6
+    assert run.status == "finished" and run.error is None
+    assert 0.4 < run.metrics[-1]["drop"]["obj_drop_fraction"] < 0.6
     assert no_network == []
 
 
@@ -250,11 +250,11 @@ def test_train_on_a_gpu_offline(demo_project, no_network, precision):
 def test_a_run_checkpointed_on_the_cpu_resumes_on_a_gpu(demo_project):
     """Device "auto" on a laptop, then on a GPU machine: ultralytics trains channels_last on CUDA alone."""
     cancel_in_second_epoch(demo_project, "c")
-    demo_project.update_run("c", config={**demo_project.run("c")["config"], "device": "cuda"})
+    demo_project.update_run("c", config={**demo_project.run("c").config, "device": "cuda"})
     run = train(demo_project, resume="c")
-    assert run["status"] == "finished" and run["error"] is None
-    assert [m["epoch"] for m in run["metrics"]] == [1, 2]
-    assert [m["software"]["device"] for m in run["metrics"]] == ["CPU", software("0")["device"]]
+    assert run.status == "finished" and run.error is None
+    assert [m["epoch"] for m in run.metrics] == [1, 2]
+    assert [m["software"]["device"] for m in run.metrics] == ["CPU", software("0")["device"]]
 
 
 def test_optimizer_state_takes_its_parameters_layout():

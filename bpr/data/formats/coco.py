@@ -155,7 +155,7 @@ def export_coco(project: Project, path: str | os.PathLike, run: str | None = Non
                     "id": box_id, "image_id": image_ids[(v, f)], "category_id": sid,
                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
     else:
-        run_id = project.run(run)["id"]
+        run_id = project.run(run).id
         data = [{"image_id": image_ids[(v, f)], "category_id": sid, "bbox": [x1, y1, x2 - x1, y2 - y1],
                  "score": conf}
                 for v, f, sid, x1, y1, x2, y2, conf in project.conn.execute(

@@ -89,7 +89,7 @@ def export_viame(project: Project, out_dir: str | os.PathLike, run: str | None =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = [v for v in project.videos() if videos is None or v["id"] in videos]
-    run_id = project.run(run)["id"] if run else None
+    run_id = project.run(run).id if run else None
     written, taken = [], set()
     for video in (v for v in chosen if v["kind"] == "video"):
         rows = _box_rows(project, video["id"], run_id, min_conf)
