@@ -230,24 +230,29 @@ def frame_counts(project: Project, source: CountSource, video: str | ImageSequen
 
 def shown_per_frame(project: Project, video_ids: list[str], run: str | None, conf: float,
                     frame: int | None = None) -> dict[tuple[str, int], dict[str, int]]:
-    """What the frame view shows, counted per frame and species: ``run``'s detections at ``conf`` or above,
-    or, with no run, the labels (on every frame, labeled or not); of one ``frame`` only, if given.
-    {(video, frame): {species: count}}; frames with nothing are left out. The timeline draws these, and
-    the Review panel lists the current frame's."""
+    """What the frame view shows, counted per frame and species: on the frames ``run`` has processed, its
+    detections at ``conf`` or above; on every other frame (all of them with no run), the labels, labeled
+    frame or not. Of one ``frame`` only, if given. {(video, frame): {species: count}}; frames with nothing
+    are left out. The timeline draws these, and the Review panel lists the current frame's."""
     where, params = _video_filter(list(video_ids), "t")
     if frame is not None:
         where, params = where + " AND t.frame_index = ?", [*params, frame]
+    labels = (f"SELECT t.video_id, t.frame_index, s.name, count(*) FROM boxes t JOIN species s ON s.id = t.species_id "
+              f"WHERE 1 {where} {{unprocessed}} GROUP BY t.video_id, t.frame_index, t.species_id")
     if run is None:
-        sql = (f"SELECT t.video_id, t.frame_index, s.name, count(*) FROM boxes t JOIN species s ON s.id = t.species_id "
-               f"WHERE 1 {where} GROUP BY t.video_id, t.frame_index, t.species_id")
+        sql, all_params = labels.format(unprocessed=""), params
     else:
-        sql = (f"SELECT t.video_id, t.frame_index, s.name, count(*) FROM detections t "
-               f"JOIN species s ON s.id = t.species_id WHERE t.run_id = ? AND t.confidence >= ? {where} "
-               f"GROUP BY t.video_id, t.frame_index, t.species_id")
-        params = [project.run(run).id, conf, *params]
+        run_id = project.run(run).id
+        detections = (f"SELECT t.video_id, t.frame_index, s.name, count(*) FROM detections t "
+                      f"JOIN species s ON s.id = t.species_id WHERE t.run_id = ? AND t.confidence >= ? {where} "
+                      f"GROUP BY t.video_id, t.frame_index, t.species_id")
+        unprocessed = ("AND NOT EXISTS (SELECT 1 FROM detected_frames p WHERE p.run_id = ? "
+                       "AND p.video_id = t.video_id AND p.frame_index = t.frame_index)")
+        sql = f"{detections} UNION ALL {labels.format(unprocessed=unprocessed)}"
+        all_params = [run_id, conf, *params, *params, run_id]
     out: dict[tuple[str, int], dict[str, int]] = {}
-    for vid, frame, species, n in project.conn.execute(sql, params):
-        out.setdefault((vid, frame), {})[species] = n
+    for vid, index, species, n in project.conn.execute(sql, all_params):
+        out.setdefault((vid, index), {})[species] = n
     return out
 
 

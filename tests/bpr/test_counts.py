@@ -179,8 +179,8 @@ def test_counts_of_an_unknown_video_name_it(counted):
 
 
 def test_what_the_frame_view_shows_counted_per_frame(counted):
-    """The run's detections at the threshold or above, per frame and species; with no run, the labels on
-    every frame, labeled or not; one frame alone when asked."""
+    """The run's detections at the threshold or above on the frames it processed, per frame and species;
+    the labels on every other frame (on every frame with no run), labeled or not; one frame when asked."""
     from bpr.results.counts import shown_per_frame
 
     shown = shown_per_frame(counted, ["v", "w"], "r", 0.3)
@@ -188,4 +188,7 @@ def test_what_the_frame_view_shows_counted_per_frame(counted):
                      ("v", 4): {"urchin": 1}, ("w", 0): {"sea star": 1}}
     assert shown_per_frame(counted, ["v"], "r", 0.05, frame=3) == {("v", 3): {"urchin": 4}}
     counted.add_box("v", 7, "urchin", (0, 0, 5, 5))  # frame 7 is not a labeled frame: shown all the same
-    assert shown_per_frame(counted, ["v"], None, 0.3) == {("v", 7): {"urchin": 1}}
+    counted.add_box("v", 1, "urchin", (0, 0, 5, 5))  # frame 1 the run processed: its detections show
+    assert shown_per_frame(counted, ["v"], None, 0.3) == {("v", 1): {"urchin": 1}, ("v", 7): {"urchin": 1}}
+    assert shown_per_frame(counted, ["v"], "r", 0.3)[("v", 7)] == {"urchin": 1}
+    assert shown_per_frame(counted, ["v"], "r", 0.3)[("v", 1)] == {"urchin": 3, "sea star": 1}
