@@ -37,7 +37,7 @@ from app.video_list import VideoList
 from app.workers import Worker
 from bpr.config import from_flat, options
 from bpr.results.counts import timecode
-from bpr.data.registry import FORMATS, exporters, importers
+from bpr.data.registry import FORMATS, exporters, import_options, importers
 from bpr.data.store import Project
 
 SPEEDS = ["0.25x", "0.5x", "1x", "2x", "4x"]
@@ -361,7 +361,7 @@ class MainWindow(QMainWindow):
                 return None
             values[ask.option] = answer[0]
         worker = Worker(_import_job, fmt.name, str(self.state.project.folder), source,
-                        fmt.import_options(**values) if fmt.import_options else None)
+                        import_options(fmt, **values))
 
         def done(report):
             self.state.reload()

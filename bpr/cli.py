@@ -15,7 +15,6 @@ from pathlib import Path
 
 from bpr import __version__
 from bpr.config import KEEP_CONF, Option, TrainConfig, from_flat, options
-from bpr.results.counts import CountSource
 
 
 class _Bar:
@@ -178,7 +177,7 @@ def cmd_train(args) -> None:
     _print_run(run)
 
 
-def _print_run(run: dict) -> None:
+def _print_run(run) -> None:
     from bpr.learn.training import trained_on
 
     config, metrics = run.config, run.metrics
@@ -321,7 +320,7 @@ def _species_conf(items: list[str] | None) -> dict[str, float]:
 
 
 def cmd_counts(args) -> None:
-    from bpr.results.counts import frame_counts, video_summary, write_frame_csv, write_summary_csv
+    from bpr.results.counts import CountSource, frame_counts, video_summary, write_frame_csv, write_summary_csv
 
     if not args.run and not args.labels:
         raise ValueError("give --run RUN (count detections) or --labels (count labeled boxes)")
@@ -462,9 +461,6 @@ def _settings(cls, args: argparse.Namespace):
     return from_flat(cls, values)
 
 
-DATASET_OPTIONS = ("species", "hide_fraction", "protocol")  # what goes into an exported training set
-
-
 def _add_device_option(p: argparse.ArgumentParser) -> None:
     _add_options(p, TrainConfig, ("device",))
 
@@ -551,6 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="count this run's detections")
     p.add_argument("--labels", action="store_true", help="count the labeled boxes instead")
     p.add_argument("--full-only", action="store_true", help="with --labels: only fully labeled frames")
+    from bpr.results.counts import CountSource  # the store, and sqlite_utils: not for every command
+
     _add_options(p, CountSource, ("conf",))
     p.add_argument("--species-conf", nargs="+", metavar="NAME=CONF", help="per-species thresholds")
     p.add_argument("--video", help="only this video, or this folder of images (its name, or one image's id)")

@@ -47,7 +47,6 @@ class Option:
     flag: str | None = None       # the command's flag: "--p-obj"; for a bool that defaults to True, the
                                   # flag that turns it off ("--all-frames")
     flag_help: str | None = None  # that flag's help, where it is not the option's
-    path: str | None = None       # "file" or "folder": the value names one (the app offers a browse button)
 
     @property
     def cli_flag(self) -> str:
@@ -57,10 +56,10 @@ class Option:
 def option(default: Any = MISSING, *, help: str, group: str, label: str | None = None,
            choices: tuple | None = None, low: float | None = None, high: float | None = None,
            step: float | None = None, percent: bool = False, flag: str | None = None,
-           flag_help: str | None = None, path: str | None = None, default_factory: Any = MISSING):
+           flag_help: str | None = None, default_factory: Any = MISSING):
     """A dataclass field that is a user-settable option (see :class:`Option`)."""
     metadata = {"option": dict(help=help, group=group, label=label, choices=choices, low=low, high=high,
-                               step=step, percent=percent, flag=flag, flag_help=flag_help, path=path)}
+                               step=step, percent=percent, flag=flag, flag_help=flag_help)}
     return field(default=default, default_factory=default_factory, metadata=metadata)
 
 

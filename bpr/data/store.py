@@ -515,6 +515,13 @@ class Project:
     def runs(self) -> list[Run]:
         return [_decode_run(r) for r in self.db.query("SELECT * FROM runs ORDER BY id")]
 
+    def run_id(self, name: str) -> int:
+        """A run's id, without reading its record (settings and curves are JSON to decode)."""
+        row = self.conn.execute("SELECT id FROM runs WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no run {name!r} in {self.folder}")
+        return row[0]
+
     def run(self, name: str) -> Run:
         rows = list(self.db.query("SELECT * FROM runs WHERE name = ?", [name]))
         if not rows:

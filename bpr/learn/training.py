@@ -20,7 +20,7 @@ from typing import Any
 
 from bpr.config import Rebalancing, TrainConfig  # noqa: F401  (re-exported)
 from bpr.paths import replace_whole
-from bpr.data.store import Project, this_process, trained_elsewhere
+from bpr.data.store import Project, Run, this_process, trained_elsewhere
 
 
 class TrainingCancelled(Exception):
@@ -304,7 +304,7 @@ def _follow_move(folder: Path, dataset: Path, last: Path) -> None:
 
 def train(project: Project, config: TrainConfig | None = None, name: str | None = None,
           resume: str | None = None, on_event: Callable[[TrainEvent], None] | None = None,
-          cancel: Callable[[], bool] | None = None) -> dict:
+          cancel: Callable[[], bool] | None = None) -> Run:
     """Train (or resume) a run; returns the run's record from the store.
 
     A bad device or a missing weights file is refused before anything is recorded. Then the run is

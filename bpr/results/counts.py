@@ -44,7 +44,7 @@ class CountSource:
 
 
 def _run_id(project: Project, source: CountSource) -> int:
-    return project.run(source.run).id
+    return project.run_id(source.run)
 
 
 def _threshold_sql(project: Project, source: CountSource) -> tuple[str, list]:
@@ -237,18 +237,17 @@ def shown_per_frame(project: Project, video_ids: list[str], run: str | None, con
     where, params = _video_filter(list(video_ids), "t")
     if frame is not None:
         where, params = where + " AND t.frame_index = ?", [*params, frame]
-    labels = (f"SELECT t.video_id, t.frame_index, s.name, count(*) FROM boxes t JOIN species s ON s.id = t.species_id "
-              f"WHERE 1 {where} {{unprocessed}} GROUP BY t.video_id, t.frame_index, t.species_id")
-    if run is None:
-        sql, all_params = labels.format(unprocessed=""), params
-    else:
-        run_id = project.run(run).id
-        detections = (f"SELECT t.video_id, t.frame_index, s.name, count(*) FROM detections t "
-                      f"JOIN species s ON s.id = t.species_id WHERE t.run_id = ? AND t.confidence >= ? {where} "
-                      f"GROUP BY t.video_id, t.frame_index, t.species_id")
-        unprocessed = ("AND NOT EXISTS (SELECT 1 FROM detected_frames p WHERE p.run_id = ? "
-                       "AND p.video_id = t.video_id AND p.frame_index = t.frame_index)")
-        sql = f"{detections} UNION ALL {labels.format(unprocessed=unprocessed)}"
+    run_id = None if run is None else project.run_id(run)
+    unprocessed = "" if run_id is None else (
+        "AND NOT EXISTS (SELECT 1 FROM detected_frames p WHERE p.run_id = ? "
+        "AND p.video_id = t.video_id AND p.frame_index = t.frame_index)")
+    sql = (f"SELECT t.video_id, t.frame_index, s.name, count(*) FROM boxes t JOIN species s ON s.id = t.species_id "
+           f"WHERE 1 {where} {unprocessed} GROUP BY t.video_id, t.frame_index, t.species_id")
+    all_params = params
+    if run_id is not None:
+        sql = (f"SELECT t.video_id, t.frame_index, s.name, count(*) FROM detections t "
+               f"JOIN species s ON s.id = t.species_id WHERE t.run_id = ? AND t.confidence >= ? {where} "
+               f"GROUP BY t.video_id, t.frame_index, t.species_id UNION ALL {sql}")
         all_params = [run_id, conf, *params, *params, run_id]
     out: dict[tuple[str, int], dict[str, int]] = {}
     for vid, index, species, n in project.conn.execute(sql, all_params):

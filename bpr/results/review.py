@@ -37,7 +37,7 @@ def missing_labels(project: Project, run: str, conf: float = 0.5, video: str | I
     an annotator working through an image set wants the suggestions of all its images, not one at a
     time).
     """
-    run_id = project.run(run).id
+    run_id = project.run_id(run)
     params: list = [run_id, conf]
     video_filter = ""
     if video is not None:

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from bpr.data.formats.coco import export_coco, read_coco
 from bpr.data.formats.common import ImportReport, LabelFormatError, write_batch
-from bpr.progress import Progress
 from bpr.data.formats.cvat import read_cvat
 from bpr.data.formats.dusia import read_dusia
 from bpr.data.formats.viame import ViameImport, export_viame, read_viame, read_viame_images
 from bpr.data.formats.viame import read_into as read_viame_into
 from bpr.data.formats.yolo import read_yolo
 from bpr.data.store import Project
+from bpr.progress import Progress
 
 __all__ = [
     "ImportReport", "LabelFormatError", "import_coco", "import_cvat", "import_dusia", "import_yolo",

@@ -155,7 +155,7 @@ def export_coco(project: Project, path: str | os.PathLike, run: str | None = Non
                     "id": box_id, "image_id": image_ids[(v, f)], "category_id": sid,
                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
     else:
-        run_id = project.run(run).id
+        run_id = project.run_id(run)
         data = [{"image_id": image_ids[(v, f)], "category_id": sid, "bbox": [x1, y1, x2 - x1, y2 - y1],
                  "score": conf}
                 for v, f, sid, x1, y1, x2, y2, conf in project.conn.execute(
@@ -184,7 +184,7 @@ def _file_names(project: Project, videos: list[dict]) -> tuple[Path | None, dict
 
 @dataclass
 class CocoImport:
-    images: str | None = option(None, group="import", label="Images folder", path="folder",
+    images: str | None = option(None, group="import", label="Images folder",
                                 help="folder the file names are relative to (default: the info.images_root "
                                      "bpr's exports give, else the JSON's folder)")
     split: str | None = option(None, group="import", label="Split", choices=SPLITS,

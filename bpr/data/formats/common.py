@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bpr.config import option
-from bpr.progress import Progress
 from bpr.data.store import Project, source_counts
+from bpr.progress import Progress
 
 
 SAME_BOX_PX = 0.5  # an imported box this close to one of the frame's boxes (every side) is that box

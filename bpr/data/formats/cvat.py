@@ -158,7 +158,7 @@ def read_cvat(path: str | Path, video_id: str | None = None, video_file: Path | 
 
 @dataclass
 class CvatImport:
-    video: str | None = option(None, group="import", label="Video file", path="file",
+    video: str | None = option(None, group="import", label="Video file",
                                help="the video file the annotations belong to")
     video_id: str | None = option(None, group="import", label="Video id",
                                   help="id for the video (default: the task name)")

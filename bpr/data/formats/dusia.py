@@ -157,7 +157,7 @@ def read_dusia(root: str | Path, videos_dir: str | Path | None = None,
 
 @dataclass
 class DusiaImport:
-    videos: str | None = option(None, group="import", label="Videos folder", path="folder",
+    videos: str | None = option(None, group="import", label="Videos folder",
                                 help="folder with the <video id>.mp4 files, if you have them")
 
 

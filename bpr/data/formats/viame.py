@@ -29,7 +29,7 @@ from bpr.data.formats.common import (
     normalise_species,
 )
 from bpr.data.media import VideoError, folder_images, image_size, is_image
-from bpr.data.store import LABEL_STATUSES, SPLITS, Project, image_file_name, unique_name
+from bpr.data.store import LABEL_STATUSES, SPLITS, NotFoundError, Project, image_file_name, unique_name
 
 HEADER = ("# 1: Detection or Track-id,2: Video or Image Identifier,3: Unique Frame Identifier,"
           "4-7: Img-bbox(TL_x,TL_y,BR_x,BR_y),8: Detection or Length Confidence,"
@@ -89,7 +89,7 @@ def export_viame(project: Project, out_dir: str | os.PathLike, run: str | None =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = [v for v in project.videos() if videos is None or v["id"] in videos]
-    run_id = project.run(run).id if run else None
+    run_id = project.run_id(run) if run else None
     written, taken = [], set()
     for video in (v for v in chosen if v["kind"] == "video"):
         rows = _box_rows(project, video["id"], run_id, min_conf)
@@ -336,7 +336,7 @@ def _images_folder(path: Path, rows: list[_Row], known: dict[Path, str]) -> Path
 class ViameImport:
     video_id: str | None = option(None, group="import", label="Video id",
                                   help="the video the rows belong to (default: the CSV's name)")
-    images: str | None = option(None, group="import", label="Images folder", path="folder",
+    images: str | None = option(None, group="import", label="Images folder",
                                 help="the folder of images the rows belong to (default, when the rows name image "
                                      "files: the CSV's folder, or the project's folder of those images)")
     split: str | None = option(None, group="import", label="Split", choices=SPLITS,
@@ -357,14 +357,17 @@ def read_into(path: str | os.PathLike, options: ViameImport, project: Project | 
     ``options.images`` is given or, without a ``video_id``, the CSV's rows name image files."""
     if options.images is not None and options.video_id is not None:
         raise ValueError("a VIAME CSV goes into one video or into a folder's images, not both")
-    videos = project.videos() if project is not None else []
     if options.images is not None or (options.video_id is None and names_images(path)):
+        videos = project.videos() if project is not None else []
         known = {project.resolve_path(v["path"]).resolve(): v["id"] for v in videos
                  if v["kind"] == "image" and v["path"]}
         return read_viame_images(path, options.images, options.split, options.status, known,
                                  {v["id"] for v in videos}, options.replace)
     vid = options.video_id or Path(path).stem
-    video = next((v for v in videos if v["id"] == vid), None)
+    try:
+        video = project.video(vid) if project is not None else None
+    except NotFoundError:
+        video = None
     width, height = (video["width"], video["height"]) if video else (None, None)
     return read_viame(path, vid, options.split, options.status, width, height, options.replace)
 
