@@ -130,62 +130,105 @@ def cmd_export(args) -> None:
         print(line)
 
 
-def cmd_train(args) -> None:
+class _TrainProgress:
+    """Prints a training's events: a bar per run, a line per epoch and per round's mining."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, event) -> None:
+        from tqdm import tqdm
+
+        if event.kind == "start":
+            self.close()
+            print(event.message)
+            total = event.epochs * event.batches
+            self.bar = tqdm(total=total, initial=(event.epoch - 1) * event.batches, unit="batch",
+                            file=sys.stderr, dynamic_ncols=True)
+        elif event.kind == "batch" and self.bar is not None:
+            self.bar.update(1)
+            fraction = event.drop.get("obj_drop_fraction")
+            self.bar.set_description(f"epoch {event.epoch}/{event.epochs}")
+            self.bar.set_postfix({k.removesuffix("_loss"): f"{v:.3g}" for k, v in event.losses.items()}
+                                 | ({"obj drop": f"{fraction:.2f}"} if fraction is not None else {}))
+        elif event.kind == "epoch":
+            line = f"epoch {event.epoch}/{event.epochs}: " + ", ".join(
+                f"{k} {v:.4f}" for k, v in event.metrics.items())
+            (self.bar.write if self.bar is not None else print)(line)
+        elif event.kind == "mine":
+            self.close()
+            print(f"\r{event.message}", end="\n" if event.batch == event.batches else "", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _quiet_ultralytics(args) -> None:
     import os
 
     if not args.verbose:
         os.environ.setdefault("YOLO_VERBOSE", "False")  # our progress bar replaces ultralytics' output
-    from tqdm import tqdm
 
+
+def cmd_train(args) -> None:
+    _quiet_ultralytics(args)
     from bpr.learn.training import TrainingCancelled, train
 
     config = None if args.resume is not None else _settings(TrainConfig, args)
-    bar = None
-
-    def on_event(event) -> None:
-        nonlocal bar
-        if event.kind == "start":
-            print(event.message)
-            total = event.epochs * event.batches
-            bar = tqdm(total=total, initial=(event.epoch - 1) * event.batches, unit="batch",
-                       file=sys.stderr, dynamic_ncols=True)
-        elif event.kind == "batch" and bar is not None:
-            bar.update(1)
-            fraction = event.drop.get("obj_drop_fraction")
-            bar.set_description(f"epoch {event.epoch}/{event.epochs}")
-            bar.set_postfix({k.removesuffix("_loss"): f"{v:.3g}" for k, v in event.losses.items()}
-                            | ({"obj drop": f"{fraction:.2f}"} if fraction is not None else {}))
-        elif event.kind == "epoch":
-            line = f"epoch {event.epoch}/{event.epochs}: " + ", ".join(
-                f"{k} {v:.4f}" for k, v in event.metrics.items())
-            (bar.write if bar is not None else print)(line)
-
+    progress = _TrainProgress()
     with _open(args.project) as project, \
             _graceful_stop("stopping after this batch (Ctrl+C again to stop at once)") as stop:
         try:
-            run = train(project, config, name=args.name, resume=args.resume, on_event=on_event,
+            run = train(project, config, name=args.name, resume=args.resume, on_event=progress,
                         cancel=stop.is_set)
         except TrainingCancelled as e:
-            if bar is not None:
-                bar.close()
+            progress.close()
             name = args.resume or args.name or project.runs()[-1].name  # the run just stopped
             print(f"{e}; resume with: bpr train {args.project} --resume {name}")
             raise SystemExit(130) from None
         finally:
-            if bar is not None:
-                bar.close()
+            progress.close()
     _print_run(run)
 
 
+def cmd_selftrain(args) -> None:
+    _quiet_ultralytics(args)
+    from bpr.config import SelfTraining
+    from bpr.learn.training import TrainingCancelled
+    from bpr.selftrain import selftrain
+
+    config, settings = _settings(TrainConfig, args), _settings(SelfTraining, args)
+    progress = _TrainProgress()
+    with _open(args.project) as project, \
+            _graceful_stop("stopping after this batch (Ctrl+C again to stop at once)") as stop:
+        try:
+            result = selftrain(project, config, args.name, settings, from_run=args.from_run,
+                               on_event=progress, cancel=stop.is_set)
+        except TrainingCancelled as e:
+            progress.close()
+            print(f"{e}; the same command goes on")
+            raise SystemExit(130) from None
+        finally:
+            progress.close()
+    for mining in result.mining:
+        print(f"round {mining.round}: {mining.teacher} found {mining.pseudo_boxes} pseudo-boxes "
+              f"({mining.new_pseudo_boxes} new) and {mining.ignore_regions} ignore regions "
+              f"on {mining.frames} partially labeled frames")
+    if result.stopped_early:
+        print(f"stopped early: {result.stopped_early}")
+    for run in result.runs:
+        _print_run(run)
+
+
 def _print_run(run) -> None:
-    from bpr.learn.training import trained_on
+    from bpr.learn.training import describe_method, trained_on
 
     config, metrics = run.config, run.metrics
-    rb = config["rebalancing"]
     print(f"run {run.name}: {run.status}, {len(metrics)}/{config['epochs']} epochs, "
           f"{config['model']} at {config['imgsz']} px")
-    print(f"  rebalancing: p_obj {rb['p_obj']}, p_box {rb['p_box']}, mode {rb['mode']}, "
-          f"neg_iou {rb['neg_iou']}, {'partial frames only' if rb['partial_only'] else 'all frames'}")
+    print(f"  method: {describe_method(config)}")
     if metrics:
         last = metrics[-1]
         drop = last.get("drop", {})
@@ -209,7 +252,7 @@ def _print_run(run) -> None:
 
 
 def cmd_runs(args) -> None:
-    from bpr.learn.training import trained_on
+    from bpr.learn.training import describe_method, trained_on
 
     with _open(args.project) as project:
         runs = project.runs()
@@ -224,14 +267,12 @@ def cmd_runs(args) -> None:
         if not run.is_training:  # a record for detections with outside weights
             print(f"{run.name:{width}} {run.status:10} outside weights {config.get('external_weights', '-')}")
             continue
-        rb = config["rebalancing"]
         best = run.best_map50
         left = _time_left(metrics, config["epochs"]) if run.status == "running" else ""
         where = trained_on(metrics)
         print(f"{run.name:{width}} {run.status:10} {config['model']:14} "
-              f"{len(metrics):>3}/{config['epochs']:<3} ep  p_obj {rb['p_obj']:<5} p_box {rb['p_box']:<5} "
-              f"{rb['mode']:9} best val mAP50 {'-' if best is None else f'{best:.4f}'}"
-              f"{', on ' + where if where else ''}{left}")
+              f"{len(metrics):>3}/{config['epochs']:<3} ep  best val mAP50 {'-' if best is None else f'{best:.4f}'}"
+              f"  {describe_method(config)}{', on ' + where if where else ''}{left}")
 
 
 def _time_left(metrics: list[dict], epochs: int) -> str:
@@ -398,6 +439,10 @@ def cmd_info(args) -> None:
     print(", ".join(f"{noun}: {n}" for noun, n in project_sources)
           + f" ({summary['missing_videos']} missing, {summary['unreadable_videos']} unreadable)")
     print(f"boxes: {summary['boxes']}")
+    pseudo = summary["pseudo_boxes"]
+    if any(pseudo.values()) or summary["ignore_regions"]:
+        print(f"pseudo-boxes (not labels): {pseudo['pending']} in use, {pseudo['accepted']} accepted into "
+              f"labels, {pseudo['rejected']} rejected; {summary['ignore_regions']} ignore regions")
     print(f"labeled frames: {summary['frames']['partial']} partial, {summary['frames']['full']} full")
     for split, s in summary["splits"].items():
         sources = counted(source_counts(s["videos"], s["images"], empty=project_sources[0][0]))
@@ -563,6 +608,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="resume a cancelled or failed run from its last epoch")
     p.add_argument("--verbose", action="store_true", help="show ultralytics' own output")
     p.set_defaults(func=cmd_train)
+
+    from bpr.config import SelfTraining
+
+    p = sub.add_parser("selftrain", help="self-training rounds: each round's teacher gives the next its "
+                                         "pseudo-boxes (resumable)")
+    p.add_argument("project", help="the project folder")
+    p.add_argument("--name", required=True, help="the rounds are the runs NAME-r0, NAME-r1, ...")
+    p.add_argument("--from-run", metavar="RUN", help="a finished run to use as round 0 instead of training one")
+    _add_options(p, SelfTraining)
+    _add_options(p, TrainConfig)
+    p.add_argument("--verbose", action="store_true", help="show ultralytics' own output")
+    p.set_defaults(func=cmd_selftrain)
 
     p = sub.add_parser("experiment", help="the paper's experiment: baseline vs BPR settings over seeds")
     p.add_argument("data", help="a project folder or a YOLO data.yaml")

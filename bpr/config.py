@@ -17,6 +17,7 @@ from typing import Any
 MODES = ("random", "confident")
 PRECISIONS = ("auto", "full")
 PROTOCOLS = ("dusia", "all-labeled")
+TEACHERS = ("none", "ema")
 
 # Detection stores boxes at or above this confidence, for the command and the app alike: low, because
 # counts and review choose their own threshold later, and the app's slider starts at 0.01.
@@ -142,6 +143,44 @@ class Rebalancing:
 
 
 @dataclass
+class PseudoLabels:
+    """What a teacher's detections on the partially labeled training frames teach: a detection that
+    overlaps no label is a pseudo-box (trained on as an animal) from ``pseudo_conf`` up, and an ignore
+    region (neither animal nor background, see bpr.learn.loss) from ``ignore_conf`` up. The teacher is
+    the model's own running average during training (``teacher="ema"``), or, in self-training, the
+    previous round's run (``teacher_run``). The defaults use no teacher."""
+
+    teacher: str = option("none", group="pseudo-labels", label="Online teacher", choices=TEACHERS,
+                          help="none, or ema: after the burn-in the model's running average (ultralytics' EMA) "
+                               "scores each training batch, and its detections become that step's pseudo-boxes "
+                               "and ignore regions")
+    burn_in: int = option(20, group="pseudo-labels", label="Burn-in epochs", low=0, high=10_000,
+                          help="with the EMA teacher: epochs trained on the labels alone before it starts")
+    pseudo_conf: float = option(0.5, group="pseudo-labels", label="Pseudo-box score", low=0.0, high=1.0,
+                                step=0.05, help="teacher score from which a detection overlapping no label is "
+                                                "trained on as an animal")
+    ignore_conf: float = option(0.1, group="pseudo-labels", label="Ignore score", low=0.0, high=1.0, step=0.05,
+                                help="teacher score from which a detection below the pseudo-box score is "
+                                     "ignored by the loss (neither animal nor background)")
+    pseudo_boxes: bool = option(True, group="pseudo-labels", label="Train on pseudo-boxes",
+                                help="train on the teacher's confident detections as boxes",
+                                flag="--no-pseudo-boxes",
+                                flag_help="use every teacher detection from the ignore score up as an ignore "
+                                          "region, and none as a box (the ignore band alone)")
+    teacher_run: str | None = None  # self-training: the run whose detections gave this run's pseudo-boxes
+    round: int = 0                  # self-training: this run's round (0 trains on the labels alone)
+
+    def __post_init__(self):
+        check(self)
+        if self.ignore_conf > self.pseudo_conf:
+            raise ValueError(f"ignore_conf ({self.ignore_conf}) must not exceed pseudo_conf ({self.pseudo_conf})")
+
+    @property
+    def active(self) -> bool:
+        return self.teacher != "none" or self.teacher_run is not None
+
+
+@dataclass
 class TrainConfig:
     """Everything a training run needs; the command fills it from flags, the app from its panel."""
 
@@ -157,6 +196,7 @@ class TrainConfig:
                        help="seed of the hidden boxes, and in training of the initial weights, the data order "
                             "and the drops")
     rebalancing: Rebalancing = field(default_factory=Rebalancing)
+    pseudo: PseudoLabels = field(default_factory=PseudoLabels)
     species: list[str] | None = option(None, group="data", label="Species",
                                        help="species to train on (default: all marked for training)")
     hide_fraction: float = option(0.0, group="data", label="Hide boxes", low=0.0, high=1.0, percent=True,
@@ -189,5 +229,19 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> TrainConfig:
         data = dict(data)
         data["rebalancing"] = Rebalancing(**data.get("rebalancing", {}))
+        data["pseudo"] = PseudoLabels(**data.get("pseudo", {}))
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class SelfTraining:
+    """Rounds of self-training: round 0 trains on the labels; each next round's teacher is the round
+    before, which detects on the partially labeled training frames to give a fresh student its
+    pseudo-boxes and ignore regions (PseudoLabels)."""
+
+    rounds: int = option(2, group="self-training", label="Rounds", low=1, high=20,
+                         help="rounds after round 0 (each trains one run)")
+    tta: bool = option(True, group="self-training", label="Teacher test-time augmentation",
+                       help="the teacher detects with ultralytics' test-time augmentation (flips and scales)",
+                       flag="--no-tta", flag_help="the teacher detects on the frames as they are")

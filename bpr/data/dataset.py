@@ -33,6 +33,9 @@ PROTOCOLS = {
     "all-labeled": {"train": ("partial", "full"), "val": ("partial", "full"), "test": ("partial", "full")},
 }
 EXPORT_MANIFEST = "export.json"
+# Beside a split's images/ and labels/: each image's ignore regions, as YOLO label lines (ultralytics
+# refuses the negative class they travel as in training: bpr.learn.pseudo.add_ignore_rows).
+IGNORE_FOLDER = "ignore_regions"
 
 
 class ExportError(Exception):
@@ -46,6 +49,8 @@ class ExportResult:
     images: dict[str, int] = field(default_factory=dict)   # split -> images written
     boxes: dict[str, int] = field(default_factory=dict)    # split -> boxes in the label files
     hidden_boxes: int = 0
+    pseudo_boxes: int = 0       # a teacher run's pseudo-boxes written as training labels
+    ignore_regions: int = 0     # and its ignore regions, written beside them
     skipped_frames: dict[str, int] = field(default_factory=dict)  # video id -> frames left out
     partial_images: list[str] = field(default_factory=list)  # train image names of partial frames
     labels_sha256: dict[str, str] = field(default_factory=dict)  # split -> checksum of its label files
@@ -77,14 +82,16 @@ def _prepare_folder(out: Path) -> None:
 
 def export_yolo(project: Project, out: str | Path, species: list[str] | None = None,
                 splits: tuple[str, ...] = ("train", "val", "test"), hide_fraction: float = 0.0,
-                seed: int = 0, protocol: str = "dusia", progress: Progress | None = None,
-                cancel=None) -> ExportResult:
+                seed: int = 0, protocol: str = "dusia", pseudo_from: str | None = None,
+                progress: Progress | None = None, cancel=None) -> ExportResult:
     """Write the project's labeled frames as a YOLO dataset in ``out``.
 
     species: names to train on (default: every species marked for training), in class order.
     hide_fraction: hide this fraction of the *training* boxes, chosen with ``seed`` — to build a
     controlled partial-label benchmark from fully labeled data. Val/test boxes are never hidden.
     protocol: which labeled frames each split takes (see PROTOCOLS).
+    pseudo_from: a teacher run whose pseudo-boxes (bpr.learn.pseudo) on the partially labeled training
+    frames are written as labels, and whose ignore regions are written beside them (IGNORE_FOLDER).
     cancel: optional callable returning True to stop between frames (raises ExportError).
     """
     if protocol not in PROTOCOLS:
@@ -114,14 +121,8 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     partial: set[tuple[str, int]] = set()
     result = ExportResult(data_yaml=out / "data.yaml", names=names)
     for split in splits:
-        statuses = PROTOCOLS[protocol][split]
-        rows = project.conn.execute(
-            f"SELECT f.video_id, f.frame_index, f.label_status FROM frames f "
-            f"JOIN videos v ON v.id = f.video_id "
-            f"WHERE v.split = ? AND f.label_status IN ({','.join('?' * len(statuses))}) "
-            f"ORDER BY f.video_id, f.frame_index", (split, *statuses)).fetchall()
         usable = []
-        for vid, frame, status in rows:
+        for vid, frame, status in project.split_frames(split, PROTOCOLS[protocol][split]):
             if videos[vid]["status"] == "ok":
                 usable.append((vid, frame))
                 if split == "train" and status == "partial":
@@ -155,6 +156,13 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
         hidden = {train_ids[i] for i in rng.permutation(len(train_ids))[:count]}
     result.hidden_boxes = len(hidden)
 
+    pseudo: dict[tuple[str, int], list[dict]] = {}
+    if pseudo_from is not None:
+        for row in project.pseudo_boxes(teacher=pseudo_from):
+            key = (row["video_id"], row["frame_index"])
+            if key in partial and (row["kind"] == "ignore" or row["species_id"] in class_of):
+                pseudo.setdefault(key, []).append(row)
+
     _prepare_folder(out)
     total = sum(len(frames) for frames in plan.values())
     done = 0
@@ -175,15 +183,22 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
                 _link(image, image_dir / name)
                 if split == "train" and (vid, frame) in partial:
                     result.partial_images.append(name)
-                width, height = video["width"], video["height"]
-                lines = []
-                for box_id, _, _, species_id, x1, y1, x2, y2 in boxes.get((vid, frame), []):
-                    if split == "train" and box_id in hidden:
-                        continue
-                    lines.append(f"{class_of[species_id]} {(x1 + x2) / 2 / width:.6f} "
-                                 f"{(y1 + y2) / 2 / height:.6f} {(x2 - x1) / width:.6f} "
-                                 f"{(y2 - y1) / height:.6f}")
+                size = video["width"], video["height"]
+                lines = [_yolo_line(class_of[species_id], box, *size)
+                         for box_id, _, _, species_id, *box in boxes.get((vid, frame), [])
+                         if not (split == "train" and box_id in hidden)]
                 n_boxes += len(lines)
+                teacher = pseudo.get((vid, frame), []) if split == "train" else []
+                extra = [_yolo_line(class_of[row["species_id"]], _xyxy(row), *size)
+                         for row in teacher if row["kind"] == "pseudo"]
+                ignore = [_yolo_line(0, _xyxy(row), *size) for row in teacher if row["kind"] == "ignore"]
+                lines += extra
+                result.pseudo_boxes += len(extra)
+                result.ignore_regions += len(ignore)
+                if ignore:
+                    (out / split / IGNORE_FOLDER).mkdir(exist_ok=True)
+                    (out / split / IGNORE_FOLDER / Path(name).with_suffix(".txt")).write_text(
+                        "".join(line + "\n" for line in ignore))
                 text = "".join(line + "\n" for line in lines)
                 (label_dir / Path(name).with_suffix(".txt")).write_text(text)
                 written.append((name, text))
@@ -205,9 +220,20 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     result.data_yaml.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     manifest = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
     manifest.update(project=str(project.folder), hide_fraction=hide_fraction, seed=seed, protocol=protocol,
-                    hidden_box_ids=sorted(hidden))
+                    hidden_box_ids=sorted(hidden), pseudo_from=pseudo_from)
     (out / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=1))
     return result
+
+
+def _yolo_line(klass: int, box, width: int, height: int) -> str:
+    """A YOLO label line for an xyxy box in pixels."""
+    x1, y1, x2, y2 = box
+    return (f"{klass} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} {(x2 - x1) / width:.6f} "
+            f"{(y2 - y1) / height:.6f}")
+
+
+def _xyxy(row: dict) -> tuple[float, float, float, float]:
+    return row["x1"], row["y1"], row["x2"], row["y2"]
 
 
 def labels_checksum(labels: list[tuple[str, str]]) -> str:

@@ -131,7 +131,30 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN owner TEXT;
     """,
+    # 5: what a teacher run's detections on partially labeled training frames give its student
+    # (bpr.learn.pseudo): pseudo-boxes, trained on as animals, and ignore regions. Never labels: a
+    # user accepts one into a label (label_id) or rejects it, and a rejected one is never used again.
+    """
+    CREATE TABLE pseudo_boxes (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,  -- the teacher
+        round INTEGER NOT NULL,               -- the self-training round that trains on it
+        first_round INTEGER NOT NULL,         -- the round that first mined it (it persisted since)
+        kind TEXT NOT NULL CHECK (kind IN ('pseudo', 'ignore')),
+        video_id TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+        frame_index INTEGER NOT NULL,
+        species_id INTEGER NOT NULL REFERENCES species(id),
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+        score REAL NOT NULL,                  -- the teacher's confidence
+        review TEXT NOT NULL DEFAULT 'pending' CHECK (review IN ('pending', 'accepted', 'rejected')),
+        label_id INTEGER REFERENCES boxes(id) ON DELETE SET NULL,
+        CHECK (x2 > x1 AND y2 > y1)
+    );
+    CREATE INDEX pseudo_boxes_teacher ON pseudo_boxes(run_id, video_id, frame_index);
+    CREATE INDEX pseudo_boxes_frame ON pseudo_boxes(video_id, frame_index);
+    """,
 ]
+PSEUDO_KINDS = ("pseudo", "ignore")
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Distinct, readable on dark water; species beyond the list get a colour from their hash.
@@ -414,6 +437,13 @@ class Project:
             [video_id],
         ))
 
+    def split_frames(self, split: str, statuses: tuple[str, ...]) -> list[tuple[str, int, str]]:
+        """(video id, frame, label status) of a split's frames in these label statuses."""
+        return self.conn.execute(
+            "SELECT f.video_id, f.frame_index, f.label_status FROM frames f JOIN videos v ON v.id = f.video_id "
+            "WHERE v.split = ? AND f.label_status IN (SELECT value FROM json_each(?)) "
+            "ORDER BY f.video_id, f.frame_index", (split, json.dumps(list(statuses)))).fetchall()
+
     def label_status_counts(self, video_id: str | None = None) -> dict[str, dict[str, int]]:
         """{video id: {label status: number of frames}}, of every video or of one."""
         where, params = ("WHERE video_id = ?", [video_id]) if video_id is not None else ("", [])
@@ -486,6 +516,53 @@ class Project:
     def delete_box(self, box_id: int) -> None:
         with self.transaction():
             self.conn.execute("DELETE FROM boxes WHERE id = ?", (box_id,))
+
+    # -- pseudo-boxes ------------------------------------------------------------------------
+    def replace_pseudo_boxes(self, teacher: str, round: int, rows: Iterable[tuple]) -> int:
+        """Store what a teacher run gave round ``round``, replacing what it gave before (a mining
+        repeated after an interruption). rows: (kind, video id, frame, species id, x1, y1, x2, y2,
+        score, first round). Returns how many were stored."""
+        run_id = self.run_id(teacher)
+        rows = [(run_id, round, *row) for row in rows]
+        with self.transaction():
+            self.conn.execute("DELETE FROM pseudo_boxes WHERE run_id = ? AND review = 'pending'", (run_id,))
+            self.conn.executemany(
+                "INSERT INTO pseudo_boxes (run_id, round, kind, video_id, frame_index, species_id, "
+                "x1, y1, x2, y2, score, first_round) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return len(rows)
+
+    def pseudo_boxes(self, teacher: str | None = None, video_id: str | None = None,
+                     frame_index: int | None = None, kind: str | None = None,
+                     review: tuple[str, ...] = ("pending",)) -> list[dict]:
+        """Pseudo-boxes and ignore regions (of one teacher, video, frame or kind), in the given review
+        states (default: those neither accepted nor rejected), with their species' name and their
+        teacher's run name."""
+        where, params = ["p.review IN (SELECT value FROM json_each(?))"], [json.dumps(list(review))]
+        for column, value in (("r.name", teacher), ("p.video_id", video_id), ("p.frame_index", frame_index),
+                              ("p.kind", kind)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        return list(self.db.query(
+            "SELECT p.*, s.name AS species, r.name AS teacher FROM pseudo_boxes p "
+            "JOIN species s ON s.id = p.species_id JOIN runs r ON r.id = p.run_id "
+            f"WHERE {' AND '.join(where)} ORDER BY p.video_id, p.frame_index, p.score DESC", params))
+
+    def review_pseudo_box(self, pseudo_id: int, accept: bool) -> int | None:
+        """Accept a pseudo-box into a label (returns the label's id) or reject it for good."""
+        with self.transaction():
+            row = self.conn.execute(
+                "SELECT video_id, frame_index, species_id, x1, y1, x2, y2, review FROM pseudo_boxes "
+                "WHERE id = ?", (pseudo_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no pseudo-box {pseudo_id}")
+            video_id, frame, species_id, *box, review = row
+            if review != "pending":
+                raise ValueError(f"pseudo-box {pseudo_id} has been {review} already")
+            label_id = self.add_box(video_id, frame, species_id, box, source="accepted") if accept else None
+            self.conn.execute("UPDATE pseudo_boxes SET review = ?, label_id = ? WHERE id = ?",
+                              ("accepted" if accept else "rejected", label_id, pseudo_id))
+        return label_id
 
     # -- training runs -----------------------------------------------------------------------
     def create_run(self, name: str, config: dict) -> int:
@@ -560,6 +637,10 @@ class Project:
             "species": species,
             "frames": frames,
             "splits": splits,
+            "pseudo_boxes": {"pending": 0, "accepted": 0, "rejected": 0, **dict(q(
+                "SELECT review, count(*) FROM pseudo_boxes WHERE kind = 'pseudo' GROUP BY 1").fetchall())},
+            "ignore_regions": q("SELECT count(*) FROM pseudo_boxes WHERE kind = 'ignore' "
+                                "AND review = 'pending'").fetchone()[0],
             "missing_videos": q("SELECT count(*) FROM videos WHERE status = 'missing'").fetchone()[0],
             "unreadable_videos": q(
                 "SELECT count(*) FROM videos WHERE status = 'unreadable'").fetchone()[0],

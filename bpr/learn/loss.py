@@ -13,9 +13,10 @@ weight of a true negative. BPR removes a random fraction of the negative predict
   a low-IoU positive; a fraction ``p_box`` of those is removed from the box loss (IoU term and DFL/L1).
 
 - the **ignore band**: a negative anchor whose predicted box overlaps (IoU >= ``neg_iou``) one of its
-  image's *ignore regions* (``batch["ignore_bboxes"]``, with ``batch["ignore_batch_idx"]``: boxes a
-  teacher model scored too low to call an animal and too high to call background) is neither punished
-  nor rewarded: weight 0 in the classification BCE.
+  image's *ignore regions* (boxes a teacher model scored too low to call an animal and too high to call
+  background) is neither punished nor rewarded: weight 0 in the classification BCE. Ignore regions
+  travel through ultralytics' augmentation as label rows of class IGNORE_CLASS, which the loss takes
+  out of the labels (``batch["ignore_bboxes"]`` and ``batch["ignore_batch_idx"]`` may also give them).
 
 Both act through one per-anchor weight on the classification BCE (0 for what they leave out).
 Positives and the loss normaliser (sum of target scores) are unchanged, so ``p_obj = p_box = 0`` with
@@ -38,6 +39,29 @@ from bpr.offline import configure
 configure()  # before ultralytics is imported: no network at import time
 from ultralytics.utils.loss import E2ELoss, v8DetectionLoss  # noqa: E402
 from ultralytics.utils.tal import make_anchors  # noqa: E402
+
+# A label row of this class is an ignore region, not an animal (bpr.learn.pseudo writes them).
+IGNORE_CLASS = -1
+
+
+def split_ignore_regions(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch with its label rows of IGNORE_CLASS moved to ``ignore_bboxes``/``ignore_batch_idx``
+    (after any given there); the batch itself when it has none."""
+    cls = batch.get("cls")
+    if cls is None or not len(cls):
+        return batch
+    ignore = cls.view(-1) == IGNORE_CLASS
+    if not bool(ignore.any()):
+        return batch
+    keep = ~ignore
+    out = dict(batch, cls=cls[keep], bboxes=batch["bboxes"][keep], batch_idx=batch["batch_idx"][keep])
+    boxes, index = batch["bboxes"][ignore], batch["batch_idx"][ignore]
+    if batch.get("ignore_bboxes") is not None and len(batch["ignore_bboxes"]):
+        boxes = torch.cat((batch["ignore_bboxes"].to(boxes), boxes))
+        index = torch.cat((batch["ignore_batch_idx"].to(index).view(-1), index.view(-1)))
+    order = index.view(-1).argsort(stable=True)  # ultralytics' preprocess reads each image's rows as one run
+    out["ignore_bboxes"], out["ignore_batch_idx"] = boxes[order], index.view(-1)[order]
+    return out
 
 class DropStats:
     """Counts of what BPR saw and dropped: for the last step, and summed since the last reset.
@@ -152,6 +176,7 @@ class RebalancedDetectionLoss(v8DetectionLoss):
 
     def get_assigned_targets_and_loss(self, preds: dict[str, torch.Tensor], batch: dict[str, Any],
                                       **assign_kwargs) -> tuple:
+        batch = split_ignore_regions(batch)
         if not torch.is_grad_enabled():
             return super().get_assigned_targets_and_loss(preds, batch, **assign_kwargs)
         # The same computation as v8DetectionLoss.get_assigned_targets_and_loss (ultralytics 8.4),

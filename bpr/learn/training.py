@@ -1,8 +1,11 @@
-"""Train a YOLO detector on a project with Box Prediction Rebalancing: config, progress, cancel, resume.
+"""Train a YOLO detector on a project with Box Prediction Rebalancing and pseudo-labels: config,
+progress, cancel, resume.
 
 The model stays a plain ultralytics DetectionModel; BPR's criterion is installed from a trainer callback
 after set-up (and re-installed after a resume or a NaN recovery), so checkpoints load anywhere without
-bpr. The training set is exported from the store into the run's own folder.
+bpr. The training set is exported from the store into the run's own folder, with the pseudo-boxes and
+ignore regions of the run's teacher run if it has one; an online (EMA) teacher is given to the trainer
+(bpr.learn.trainer) before its set-up.
 """
 
 from __future__ import annotations
@@ -105,6 +108,24 @@ def trained_on(metrics: list[dict]) -> str:
     return ", ".join(parts)
 
 
+def describe_method(config: dict) -> str:
+    """How a run (its stored config) treats the boxes nobody drew, in a few words: 'labels only',
+    'BPR p_obj 0.25 p_box 0 (random)', 'EMA teacher from epoch 20', 'self-training round 1 (teacher a-r0)'."""
+    rb, pseudo = config["rebalancing"], config.get("pseudo", {})
+    parts = []
+    if rb["p_obj"] or rb["p_box"]:
+        where = "" if rb["partial_only"] else ", all frames"
+        parts.append(f"BPR p_obj {rb['p_obj']:g} p_box {rb['p_box']:g} ({rb['mode']}{where})")
+    if pseudo.get("teacher") == "ema" or pseudo.get("teacher_run"):
+        what = (f"pseudo-boxes from {pseudo['pseudo_conf']:g}, " if pseudo["pseudo_boxes"] else "") \
+            + f"ignored from {pseudo['ignore_conf']:g}"
+        if pseudo.get("teacher_run"):
+            parts.append(f"self-training round {pseudo['round']} (teacher {pseudo['teacher_run']}; {what})")
+        else:
+            parts.append(f"EMA teacher from epoch {pseudo['burn_in']} ({what})")
+    return ", ".join(parts) or "labels only"
+
+
 @contextlib.contextmanager
 def _arithmetic(device: str, precision: str):
     """Yields ultralytics' ``amp`` argument for ``precision`` on ``device`` (bpr.config.TrainConfig).
@@ -188,6 +209,11 @@ class _Session:
         self.on_event = on_event
         self.cancel = cancel
         self.stats = DropStats()
+        self.teacher = None
+        if config.pseudo.teacher == "ema":
+            from bpr.learn.pseudo import OnlineTeacher
+
+            self.teacher = OnlineTeacher(config.pseudo, partial_images)
         self.metrics: list[dict] = project.run(run).metrics
         self.software = software(device)  # recorded with each epoch: a resumed run may span machines
         self.started = time.time()
@@ -198,10 +224,14 @@ class _Session:
             self.on_event(event)
 
     def attach(self, model) -> None:
+        model.add_callback("on_pretrain_routine_start", self.give_teacher)
         model.add_callback("on_pretrain_routine_end", self.install)
         model.add_callback("on_train_epoch_start", self.ensure_installed)
         model.add_callback("on_train_batch_end", self.batch_end)
         model.add_callback("on_fit_epoch_end", self.epoch_end)
+
+    def give_teacher(self, trainer) -> None:
+        trainer.teacher = self.teacher
 
     def install(self, trainer) -> None:
         from bpr.learn.loss import build_criterion
@@ -223,6 +253,8 @@ class _Session:
         if criterion_stats(getattr(unwrap_model(trainer.model), "criterion", None)) is not self.stats:
             self.install(trainer)
         self.stats.reset()
+        if self.teacher is not None:
+            self.teacher.reset()
         # Before the first step of a resumed run (or after ultralytics reloads last.pt to recover from NaN).
         match_optimizer_state_layout(trainer.optimizer)
 
@@ -247,6 +279,8 @@ class _Session:
             return
         record = {"epoch": trainer.epoch + 1, **_losses(trainer), **_metrics(trainer),
                   "drop": self.stats.summary(), "time": time.time(), "software": self.software}
+        if self.teacher is not None and self.teacher.applies(trainer):
+            record["teacher"] = dict(self.teacher.counts)
         self.metrics.append(record)
         self.project.update_run(self.run, metrics=self.metrics)  # committed now: a crash keeps it
         self.emit(TrainEvent("epoch", self.run, epoch=trainer.epoch + 1, epochs=trainer.epochs,
@@ -346,10 +380,13 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
             partial = set(manifest["partial_images"])
         else:
             export = export_yolo(project, dataset_folder, species=config.species,
-                                 hide_fraction=config.hide_fraction, seed=config.seed, protocol=config.protocol)
+                                 hide_fraction=config.hide_fraction, seed=config.seed, protocol=config.protocol,
+                                 pseudo_from=config.pseudo.teacher_run)
             partial = set(export.partial_images)
 
         from ultralytics import YOLO
+
+        from bpr.learn.trainer import PartialLabelTrainer
 
         session = _Session(project, name, config, device, partial, on_event, cancel)
         with _arithmetic(device, config.precision) as amp:
@@ -357,7 +394,7 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
                 _follow_move(folder, dataset_folder, last)
                 model = YOLO(str(last))
                 session.attach(model)
-                model.train(resume=str(last), device=device, workers=config.workers)
+                model.train(resume=str(last), device=device, workers=config.workers, trainer=PartialLabelTrainer)
             else:
                 model = YOLO(model)
                 session.attach(model)
@@ -366,7 +403,7 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
                             deterministic=True, workers=config.workers, patience=config.patience,
                             val=config.val, plots=False, amp=amp, pretrained=config.model.endswith(".pt"),
                             project=str(folder), name="train", exist_ok=True, verbose=False,
-                            **config.extra)
+                            trainer=PartialLabelTrainer, **config.extra)
     except TrainingCancelled as e:
         project.update_run(name, status="cancelled", error=str(e), finished=time.time())
         raise

@@ -134,13 +134,14 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
 
 
 def predict_frames(project: Project, model, frames: list[tuple[dict, int]], imgsz: int = 640,
-                   conf: float = 0.001, device: str = "cpu", batch: int = 8, progress=None
-                   ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per frame: (boxes (N, 4) xyxy pixels, scores (N,), classes (N,)), in the order of ``frames``."""
+                   conf: float = 0.001, device: str = "cpu", batch: int = 8, progress=None,
+                   augment: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per frame: (boxes (N, 4) xyxy pixels, scores (N,), classes (N,)), in the order of ``frames``.
+    ``augment``: ultralytics' test-time augmentation (the frame flipped and at two smaller scales)."""
     done = 0
     for images in _batches(_prefetch(_read_frames(project, frames), depth=2 * batch), batch):
         results = model.predict(images, imgsz=imgsz, conf=conf, device=device, batch=len(images),
-                                verbose=False, max_det=300)
+                                verbose=False, max_det=300, augment=augment)
         for result in results:
             b = result.boxes
             yield (b.xyxy.cpu().numpy().astype(float), b.conf.cpu().numpy().astype(float),

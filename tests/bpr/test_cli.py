@@ -134,10 +134,10 @@ def test_train_and_runs(demo_template, tmp_path, capsys):
     args = (project / "runs" / "cli" / "train" / "args.yaml").read_text()
     assert "\nnbs: 16\n" in args and "\nmosaic: 0.5\n" in args
     out = capsys.readouterr().out
-    assert "run cli: finished, 1/1 epochs" in out and "mode confident" in out
+    assert "run cli: finished, 1/1 epochs" in out and "method: BPR p_obj 0.75 p_box 0.25 (confident)" in out
     assert "measured drop (last epoch): objectness 0.7" in out and "\n  trained on CPU\n" in out
     assert main(["runs", str(project)]) == 0
-    assert "cli" in capsys.readouterr().out
+    assert "BPR p_obj 0.75 p_box 0.25 (confident)" in capsys.readouterr().out
     assert main(["train", str(project), "--name", "cli", "--epochs", "1"]) == 1
     assert "exists already" in capsys.readouterr().err
     assert main(["train", str(project), "--resume", "nope"]) == 1
@@ -281,8 +281,8 @@ def test_runs_line_up_and_say_which_processors_trained_them(project, capsys):
     assert main(["runs", str(project.folder)]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert lines["a-long-run-name"].endswith(", on NVIDIA H200 (epochs 1-2), CPU (3)")
-    assert lines["b"].endswith("best val mAP50 0.1000, on CPU")
-    assert lines["old"].endswith("best val mAP50 0.1000")
+    assert lines["b"].endswith("best val mAP50 0.1000  labels only, on CPU")
+    assert lines["old"].endswith("best val mAP50 0.1000  labels only")
     assert len({line.index(" finished") for line in lines.values()}) == 1  # the columns line up
 
 

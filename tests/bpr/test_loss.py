@@ -359,3 +359,29 @@ def test_ignore_regions_travel_from_the_batch_to_the_weights():
             assert bool(ignored[b, a]) == (on_region and not fg_mask[b, a]), (b, a)
     assert ignored.sum() == criterion.stats.negatives_ignored > 0
     assert ours[0] == plain[0] and ours[2] == plain[2] and ours[1] < plain[1]
+
+
+def test_ignore_regions_as_label_rows_of_the_ignore_class_are_taken_out_of_the_labels():
+    """How regions travel through ultralytics' augmentation: label rows of IGNORE_CLASS. The loss is the
+    same as with the regions given apart, and those rows are never trained on as animals."""
+    from bpr.learn.loss import IGNORE_CLASS, split_ignore_regions
+
+    model = tiny_model()
+    apart = make_batch(boxes_per_image=(2, 1))
+    apart["ignore_bboxes"] = torch.tensor([[0.3, 0.3, 0.4, 0.4], [0.7, 0.6, 0.3, 0.5]])
+    apart["ignore_batch_idx"] = torch.tensor([0.0, 1.0])
+    rows = dict(apart)
+    del rows["ignore_bboxes"], rows["ignore_batch_idx"]
+    rows["cls"] = torch.cat((apart["cls"], torch.full((2, 1), float(IGNORE_CLASS))))
+    rows["bboxes"] = torch.cat((apart["bboxes"], apart["ignore_bboxes"]))
+    rows["batch_idx"] = torch.cat((apart["batch_idx"], apart["ignore_batch_idx"]))
+
+    split = split_ignore_regions(rows)
+    assert torch.equal(split["cls"], apart["cls"]) and torch.equal(split["bboxes"], apart["bboxes"])
+    assert torch.equal(split["ignore_bboxes"], apart["ignore_bboxes"])
+    assert split_ignore_regions(apart) is apart  # no rows of the class: the batch as it was
+
+    criterion = build_criterion(model, Rebalancing(neg_iou=0.1))
+    preds = model(apart["img"])
+    assert torch.equal(criterion(preds, apart)[0], criterion(preds, rows)[0])
+    assert criterion.stats.last["negatives_ignored"] > 0

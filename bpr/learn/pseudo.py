@@ -1,0 +1,131 @@
+"""Pseudo-boxes and ignore regions from a teacher's detections: partial-label learning that mines the
+animals nobody boxed instead of only reweighting the loss.
+
+On a partially labeled training frame a teacher detection that overlaps no label (IoU < MATCH_IOU with
+each) is most likely an unboxed animal when the teacher is sure of it, and may be one when it is not:
+- from ``pseudo_conf`` up it is a **pseudo-box**, trained on as an animal of its class;
+- from ``ignore_conf`` up to ``pseudo_conf`` it is an **ignore region**: the loss neither punishes nor
+  rewards the negatives on it (bpr.learn.loss, the ignore band).
+This is Efficient Teacher's split of a teacher's scores (positive from 0.6, ignored from 0.1), with the
+thresholds of bpr.config.PseudoLabels. A detection near one the user rejected (IoU >= MATCH_IOU) is
+never used.
+
+Two teachers give the detections: the previous round of self-training (bpr.selftrain, detections
+stored in the project), or the model's own running average during training (OnlineTeacher, nothing
+stored). Ignore regions ride through ultralytics' augmentation as label rows of IGNORE_CLASS, which
+ultralytics' label files cannot hold (it refuses negative classes): an export writes them beside the
+labels, in ``ignore_regions/``, and add_ignore_rows puts them into the training dataset's labels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bpr.config import PseudoLabels
+from bpr.data.dataset import IGNORE_FOLDER
+from bpr.learn.loss import IGNORE_CLASS, pairwise_iou
+
+MATCH_IOU = 0.5  # a detection at this IoU or more with a label is that label, not a new animal
+
+
+def mine(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, settings: PseudoLabels,
+         rejected: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pseudo, ignore): boolean masks over one frame's teacher detections.
+
+    boxes (N, 4) and labels (M, 4), rejected (R, 4) are xyxy in the same units; scores (N,).
+    """
+    keep = scores >= settings.ignore_conf
+    for others in (labels, rejected):
+        if others is not None and len(others) and len(boxes):
+            keep &= pairwise_iou(boxes[None].float(), others[None].float())[0].amax(-1) < MATCH_IOU
+    if not settings.pseudo_boxes:
+        return torch.zeros_like(keep), keep
+    pseudo = keep & (scores >= settings.pseudo_conf)
+    return pseudo, keep & ~pseudo
+
+
+def add_ignore_rows(dataset) -> int:
+    """Append each training image's ignore regions (its file in ``ignore_regions/``, if any) to its
+    labels in an ultralytics YOLODataset, as rows of IGNORE_CLASS; returns how many were added. They are
+    then mosaicked, flipped and scaled with the image's boxes."""
+    added = 0
+    for label in dataset.labels:
+        image = Path(label["im_file"])
+        side = image.parent.parent / IGNORE_FOLDER / (image.stem + ".txt")
+        if not side.exists():
+            continue
+        rows = np.loadtxt(side, ndmin=2, dtype=np.float32).reshape(-1, 5)
+        if not len(rows):
+            continue
+        label["cls"] = np.concatenate((label["cls"].reshape(-1, 1),
+                                       np.full((len(rows), 1), IGNORE_CLASS, np.float32)))
+        label["bboxes"] = np.concatenate((label["bboxes"].reshape(-1, 4), rows[:, 1:]))
+        added += len(rows)
+    return added
+
+
+class OnlineTeacher:
+    """The EMA teacher: after the burn-in, ultralytics' own ``trainer.ema`` model detects on each
+    training batch, and its detections on the partially labeled images become that step's
+    pseudo-boxes and ignore regions. No extra training run; the checkpoints stay plain."""
+
+    def __init__(self, settings: PseudoLabels, partial_images: set[str]):
+        self.settings = settings
+        self.partial_images = partial_images
+        self.counts = {"pseudo_boxes": 0, "ignore_regions": 0, "batches": 0}
+
+    def reset(self) -> None:
+        self.counts = dict.fromkeys(self.counts, 0)
+
+    def applies(self, trainer) -> bool:
+        return trainer.epoch >= self.settings.burn_in and getattr(trainer, "ema", None) is not None
+
+    @torch.no_grad()
+    def __call__(self, trainer, batch: dict[str, Any]) -> dict[str, Any]:
+        from ultralytics.utils.nms import non_max_suppression
+        from ultralytics.utils.torch_utils import autocast
+
+        if not self.applies(trainer):
+            return batch
+        names = [str(f).replace("\\", "/").rsplit("/", 1)[-1] for f in batch["im_file"]]
+        partial = [i for i, name in enumerate(names) if name in self.partial_images]
+        if not partial:
+            return batch
+        teacher = trainer.ema.ema
+        images = batch["img"][partial]
+        with autocast(trainer.amp, device=trainer.device.type):
+            out = teacher(images)
+        predictions = out[0] if isinstance(out, (list, tuple)) else out
+        detections = non_max_suppression(predictions.float(), conf_thres=self.settings.ignore_conf,
+                                         iou_thres=0.7, max_det=300, end2end=getattr(teacher, "end2end", False))
+        height, width = batch["img"].shape[2:]
+        scale = torch.tensor([width, height, width, height], device=images.device, dtype=torch.float32)
+        cls, bboxes, index = [batch["cls"].view(-1, 1)], [batch["bboxes"]], [batch["batch_idx"].view(-1)]
+        for i, found in zip(partial, detections):
+            mine_here = (batch["batch_idx"].view(-1) == i) & (batch["cls"].view(-1) != IGNORE_CLASS)
+            labels = _xyxy(batch["bboxes"][mine_here]) * scale
+            pseudo, ignore = mine(found[:, :4], found[:, 4], labels, self.settings)
+            for mask, klass in ((pseudo, found[:, 5]), (ignore, torch.full_like(found[:, 5], IGNORE_CLASS))):
+                if mask.any():
+                    cls.append(klass[mask].view(-1, 1).to(batch["cls"].dtype))
+                    bboxes.append(_xywh(found[mask, :4] / scale).to(batch["bboxes"].dtype))
+                    index.append(torch.full((int(mask.sum()),), float(i), device=images.device,
+                                            dtype=batch["batch_idx"].dtype))
+            self.counts["pseudo_boxes"] += int(pseudo.sum())
+            self.counts["ignore_regions"] += int(ignore.sum())
+        self.counts["batches"] += 1
+        index = torch.cat(index)
+        order = index.argsort(stable=True)  # ultralytics' loss reads each image's rows as one run
+        return dict(batch, cls=torch.cat(cls)[order], bboxes=torch.cat(bboxes)[order], batch_idx=index[order])
+
+
+def _xyxy(xywh: torch.Tensor) -> torch.Tensor:
+    return torch.cat((xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2), 1)
+
+
+def _xywh(xyxy: torch.Tensor) -> torch.Tensor:
+    return torch.cat(((xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]), 1)

@@ -1,0 +1,279 @@
+"""Pseudo-boxes and ignore regions: the mining rule by hand, their journey through the export and
+ultralytics' augmentation, the store's review, the EMA teacher on a batch and in a run, and
+self-training rounds (resumed after SIGKILL)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bpr.config import PseudoLabels, SelfTraining, TrainConfig
+from bpr.learn.loss import IGNORE_CLASS
+from bpr.learn.pseudo import OnlineTeacher, add_ignore_rows, mine
+
+
+def tiny_config(**pseudo):
+    return TrainConfig(model="yolov5n.yaml", epochs=1, imgsz=96, batch=16, workers=0, device="cpu",
+                       pseudo=PseudoLabels(**pseudo))
+
+
+def test_the_mining_rule_by_hand():
+    """Scores against the thresholds, IoU with labels and with rejected boxes (0.5 is 'the same box')."""
+    label = [0.0, 0, 10, 10]
+    boxes = torch.tensor([
+        [0, 0, 10, 10],      # the label itself: 0.9 but not new
+        [0, 0, 10, 4.9],     # IoU 0.49 with the label: a new animal
+        [20, 20, 30, 30],    # far away, 0.7: pseudo
+        [40, 40, 50, 50],    # 0.3: ignore region
+        [60, 60, 70, 70],    # 0.05: nothing
+        [80, 80, 90, 90],    # 0.8 but rejected before
+        [0, 0, 10, 5]])      # IoU 0.5 with the label: the label
+    scores = torch.tensor([0.9, 0.6, 0.7, 0.3, 0.05, 0.8, 0.6])
+    labels, rejected = torch.tensor([label]), torch.tensor([[81.0, 80, 91, 90]])
+    settings = PseudoLabels(pseudo_conf=0.5, ignore_conf=0.1)
+    pseudo, ignore = mine(boxes, scores, labels, settings, rejected)
+    assert pseudo.tolist() == [False, True, True, False, False, False, False]
+    assert ignore.tolist() == [False, False, False, True, False, False, False]
+    # the score bounds are inclusive
+    pseudo, ignore = mine(boxes[2:4], torch.tensor([0.5, 0.1]), labels, settings)
+    assert pseudo.tolist() == [True, False] and ignore.tolist() == [False, True]
+    # the ignore band alone: everything from ignore_conf up that is not a label is ignored
+    pseudo, ignore = mine(boxes, scores, labels, PseudoLabels(pseudo_boxes=False), rejected)
+    assert not pseudo.any() and ignore.tolist() == [False, True, True, True, False, False, False]
+    # nothing to compare with
+    pseudo, ignore = mine(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, 4), settings)
+    assert pseudo.shape == ignore.shape == (0,)
+    with pytest.raises(ValueError, match="ignore_conf"):
+        PseudoLabels(pseudo_conf=0.2, ignore_conf=0.3)
+
+
+def store_rows(project):
+    return project.conn.execute("SELECT * FROM boxes ORDER BY id").fetchall()
+
+
+def teach(project, teacher, rows, round=1):
+    """Store a teacher's findings as mining would: (kind, video, frame, species, box, score)."""
+    project.replace_pseudo_boxes(teacher, round, [(*row, round) for row in rows])
+
+
+def partial_frame(project):
+    vid, frame, _ = project.split_frames("train", ("partial",))[0]
+    return vid, frame, project.boxes(vid, frame)
+
+
+def test_an_export_trains_on_the_pseudo_boxes_and_writes_ignore_regions_beside_the_labels(trained_project,
+                                                                                            tmp_path):
+    from bpr.data.dataset import IGNORE_FOLDER, export_yolo
+
+    project = trained_project
+    vid, frame, labels = partial_frame(project)
+    species = labels[0]["species_id"] if labels else project.species()[0]["id"]
+    video = project.video(vid)
+    teach(project, "tiny", [("pseudo", vid, frame, species, 5.0, 6.0, 25.0, 30.0, 0.8),
+                            ("pseudo", vid, frame, species, 40.0, 40.0, 60.0, 50.0, 0.7),
+                            ("ignore", vid, frame, species, 70.0, 10.0, 90.0, 20.0, 0.3)])
+    before = store_rows(project)
+    rejected = project.pseudo_boxes(teacher="tiny", kind="pseudo")[1]
+    project.review_pseudo_box(rejected["id"], accept=False)
+
+    plain = export_yolo(project, tmp_path / "plain")
+    result = export_yolo(project, tmp_path / "taught", pseudo_from="tiny")
+    assert (result.pseudo_boxes, result.ignore_regions) == (1, 1)
+    assert result.boxes == plain.boxes  # the labels' count: pseudo-boxes are not labels
+    stem = f"{vid.replace('/', '__')}_{frame:07d}"
+    ours = (tmp_path / "taught/train/labels" / f"{stem}.txt").read_text().splitlines()
+    theirs = (tmp_path / "plain/train/labels" / f"{stem}.txt").read_text().splitlines()
+    w, h = video["width"], video["height"]
+    assert ours[:len(theirs)] == theirs and len(ours) == len(theirs) + 1
+    klass, *xywh = map(float, ours[-1].split())
+    assert xywh == pytest.approx([15 / w, 18 / h, 20 / w, 24 / h], abs=1e-6)
+    ignore = (tmp_path / "taught/train" / IGNORE_FOLDER / f"{stem}.txt").read_text().split()
+    assert list(map(float, ignore[1:])) == pytest.approx([80 / w, 15 / h, 20 / w, 10 / h], abs=1e-6)
+    assert not (tmp_path / "plain/train" / IGNORE_FOLDER).exists()
+    assert store_rows(project) == before  # nothing of the labels changed
+    assert json.loads((tmp_path / "taught/export.json").read_text())["pseudo_from"] == "tiny"
+
+
+def test_ignore_regions_ride_through_ultralytics_augmentation(trained_project, tmp_path):
+    """An export's ignore regions become label rows of IGNORE_CLASS in ultralytics' training dataset, and
+    come out of its mosaic and flips with the image's boxes; the labels are as without them."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+
+    from bpr.data.dataset import export_yolo
+
+    project = trained_project
+    frames = project.split_frames("train", ("partial",))
+    rows = []
+    for vid, frame, _ in frames:
+        video = project.video(vid)
+        rows.append(("ignore", vid, frame, project.species()[0]["id"], 0.0, 0.0, video["width"] / 2.0,
+                     video["height"] / 2.0, 0.3))
+    teach(project, "tiny", rows)
+    export = export_yolo(project, tmp_path / "taught", pseudo_from="tiny")
+    assert export.ignore_regions == len(frames)
+    data = check_det_dataset(str(export.data_yaml))
+    args = get_cfg(overrides={"imgsz": 96, "mosaic": 1.0, "fliplr": 0.5})
+
+    def dataset():
+        return build_yolo_dataset(args, str(tmp_path / "taught/train/images"), 16, data, mode="train")
+
+    plain, taught = dataset(), dataset()
+    assert add_ignore_rows(taught) == len(frames)
+    partial = set(export.partial_images)
+    for before, after in zip(plain.labels, taught.labels):
+        added = int((after["cls"] == IGNORE_CLASS).sum())
+        assert added == (Path(after["im_file"]).name in partial)
+        assert np.array_equal(after["cls"][after["cls"][:, 0] != IGNORE_CLASS], before["cls"])
+    seen = 0
+    for i in range(len(taught)):
+        item = taught[i]
+        seen += int((item["cls"] == IGNORE_CLASS).sum())
+        assert item["cls"].shape[0] == item["bboxes"].shape[0]
+    assert seen > 0  # through the mosaic and flips, cropped away at times
+
+
+def test_a_rejected_pseudo_box_is_never_used_again_and_an_accepted_one_becomes_a_label(trained_project):
+    from bpr.selftrain import mine_round
+
+    project = trained_project
+    everything = tiny_config(pseudo_conf=0.0, ignore_conf=0.0)  # every detection is a pseudo-box
+    labels_before = store_rows(project)
+    first = mine_round(project, "tiny", 1, everything, tta=False)
+    assert first.pseudo_boxes > 2 and first.new_pseudo_boxes == first.pseudo_boxes
+    assert store_rows(project) == labels_before  # mining never touches a label
+    found = project.pseudo_boxes(teacher="tiny")
+    assert len(found) == first.pseudo_boxes and all(p["kind"] == "pseudo" and p["round"] == 1 for p in found)
+    assert json.loads(json.dumps(project.summary()))["pseudo_boxes"]["pending"] == len(found)
+
+    rejected, accepted = found[0], found[-1]
+    project.review_pseudo_box(rejected["id"], accept=False)
+    label_id = project.review_pseudo_box(accepted["id"], accept=True)
+    label = project.box(label_id)
+    assert label["source"] == "accepted" and label["species_id"] == accepted["species_id"]
+    assert [label[k] for k in ("x1", "y1", "x2", "y2")] == [accepted[k] for k in ("x1", "y1", "x2", "y2")]
+    with pytest.raises(ValueError, match="rejected already"):
+        project.review_pseudo_box(rejected["id"], accept=True)
+
+    again = mine_round(project, "tiny", 1, everything, tta=False)  # the same teacher mines again
+    now = project.pseudo_boxes(teacher="tiny")
+    from bpr.results.evaluate import box_iou
+
+    def boxes(rows):
+        return np.array([[r["x1"], r["y1"], r["x2"], r["y2"]] for r in rows], float).reshape(-1, 4)
+
+    here = [p for p in now if (p["video_id"], p["frame_index"]) == (rejected["video_id"], rejected["frame_index"])]
+    assert not len(here) or box_iou(boxes([rejected]), boxes(here)).max() < 0.5
+    where = [p for p in now if (p["video_id"], p["frame_index"]) == (accepted["video_id"], accepted["frame_index"])]
+    assert not len(where) or box_iou(boxes([accepted]), boxes(where)).max() < 0.5  # it is a label now
+    assert again.pseudo_boxes == len(now) < first.pseudo_boxes
+    summary = project.summary()["pseudo_boxes"]
+    assert (summary["accepted"], summary["rejected"]) == (1, 1)
+
+
+class _Trainer:
+    """What OnlineTeacher reads of an ultralytics trainer."""
+
+    def __init__(self, model, epoch):
+        from types import SimpleNamespace
+
+        self.ema = SimpleNamespace(ema=model.eval())
+        self.epoch, self.amp, self.device = epoch, False, torch.device("cpu")
+
+
+def test_the_ema_teacher_adds_its_findings_on_partial_images_only_after_the_burn_in():
+    from tests.bpr.test_loss import make_batch, tiny_model
+
+    batch = make_batch(boxes_per_image=(2, 0, 1), size=96)
+    batch["im_file"] = ["/d/train/images/p0.jpg", "/d/train/images/full.jpg", "/d/train/images/p2.jpg"]
+    teacher = OnlineTeacher(PseudoLabels(teacher="ema", burn_in=3, pseudo_conf=0.0, ignore_conf=0.0),
+                            partial_images={"p0.jpg", "p2.jpg"})
+    model = tiny_model()
+    assert teacher(_Trainer(model, epoch=2), batch) is batch  # in the burn-in: untouched
+    taught = teacher(_Trainer(model, epoch=3), batch)
+    index = taught["batch_idx"]
+    assert torch.equal(index, index.sort(stable=True).values)  # each image's rows together
+    assert (index == 1).sum() == (batch["batch_idx"] == 1).sum()  # nothing on the full image
+    for i in (0, 2):
+        assert (index == i).sum() > (batch["batch_idx"] == i).sum()
+        # the labels are all still there
+        original = batch["bboxes"][batch["batch_idx"] == i]
+        mine_here = taught["bboxes"][index == i]
+        assert all(any(torch.equal(row, other) for other in mine_here) for row in original)
+    assert teacher.counts["pseudo_boxes"] == len(index) - len(batch["batch_idx"]) > 0
+    ignore_only = OnlineTeacher(PseudoLabels(pseudo_boxes=False, ignore_conf=0.0), {"p0.jpg"})
+    taught = ignore_only(_Trainer(model, epoch=50), batch)
+    assert int((taught["cls"].view(-1) == IGNORE_CLASS).sum()) == ignore_only.counts["ignore_regions"] > 0
+
+
+@pytest.mark.slow
+def test_the_ema_teacher_trains_a_tiny_run_whose_weights_are_plain_ultralytics(demo_project):
+    from ultralytics import YOLO
+
+    from bpr.learn.training import describe_method, train
+
+    run = train(demo_project, tiny_config(teacher="ema", burn_in=0, pseudo_conf=0.0, ignore_conf=0.0), name="ema")
+    assert run.status == "finished"
+    [epoch] = run.metrics
+    assert epoch["teacher"]["pseudo_boxes"] > 0 and epoch["teacher"]["batches"] > 0
+    assert describe_method(run.config).startswith("EMA teacher from epoch 0")
+    model = YOLO(str(demo_project.resolve_path(run.weights)))
+    assert type(model.model).__name__ == "DetectionModel" and not hasattr(model.model, "teacher")
+
+
+@pytest.mark.slow
+def test_self_training_rounds_resume_after_sigkill(trained_template, tmp_path):
+    """`bpr selftrain` killed with SIGKILL inside round 1's training; the same command finishes every
+    round, each run names its teacher, and no label was changed."""
+    import shutil
+
+    from bpr.data.store import Project
+
+    folder = tmp_path / "demo"
+    shutil.copytree(trained_template, folder)
+    with Project.open(folder) as project:
+        labels = store_rows(project)
+    command = [sys.executable, "-m", "bpr.cli", "selftrain", str(folder), "--name", "st", "--from-run", "tiny",
+               "--rounds", "2", "--no-tta", "--pseudo-conf", "0", "--ignore-conf", "0", "--epochs", "2",
+               "--imgsz", "96", "--workers", "0", "--device", "cpu"]
+    env = dict(os.environ, YOLO_VERBOSE="False")
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in child.stdout:  # killed as round 1 trains its second epoch
+        seen.append(line)
+        if line.startswith("epoch 1/2"):
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    with Project.open(folder) as project:
+        assert project.run("st-r1").status == "cancelled"  # its process is gone
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with Project.open(folder) as project:
+        r1, r2 = project.run("st-r1"), project.run("st-r2")
+        assert r1.status == r2.status == "finished" and len(r1.metrics) == 2
+        assert (r1.config["pseudo"]["teacher_run"], r2.config["pseudo"]["teacher_run"]) == ("tiny", "st-r1")
+        assert project.pseudo_boxes(teacher="st-r1") and store_rows(project) == labels
+        manifest = json.loads((folder / "runs/st-r2/dataset/export.json").read_text())
+        assert manifest["pseudo_from"] == "st-r1" and manifest["pseudo_boxes"] > 0
+    assert "self-training round 2 (teacher st-r1" in done.stdout
+
+
+def test_selftrain_takes_every_train_option_and_its_own(tmp_path):
+    from bpr.cli import build_parser
+    from bpr.config import options
+
+    args = build_parser().parse_args(["selftrain", str(tmp_path), "--name", "a"])
+    for o in options(TrainConfig) + options(SelfTraining):
+        value = getattr(args, o.name)
+        assert value == (o.default if o.name != "extra" else []), o.name
+    args = build_parser().parse_args(["selftrain", str(tmp_path), "--name", "a", "--rounds", "3", "--no-tta",
+                                      "--no-pseudo-boxes", "--p-obj", "0.25"])
+    assert (args.rounds, args.tta, args.pseudo_boxes, args.p_obj) == (3, False, False, 0.25)
