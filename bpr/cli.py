@@ -399,13 +399,27 @@ def _pairs(text: str) -> list[tuple[float, float]]:
     return pairs
 
 
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _method_pairs(text: str) -> list[tuple[str, float]]:
+    pairs = []
+    for item in _names(text):
+        method, _, value = item.partition(":")
+        pairs.append((method, _fraction(value)))
+    return pairs
+
+
 def cmd_experiment(args) -> None:
     from bpr.experiment import EXPERIMENT_TRAIN_OPTIONS, ExperimentSpec, run_experiment
     from bpr.learn.training import TrainingCancelled
 
     spec = ExperimentSpec(
         data=args.data, out=Path(args.out), hide=args.hide, p_obj=args.p_obj, p_box=args.p_box,
-        both=args.both, confident=args.confident, upper_bound=not args.no_upper_bound, seeds=args.seeds,
+        both=args.both, confident=args.confident, pseudo=args.pseudo, combine=args.combine,
+        pseudo_conf=args.pseudo_conf, ignore_conf=args.ignore_conf, burn_in=args.burn_in, tta=args.tta,
+        upper_bound=not args.no_upper_bound, seeds=args.seeds,
         **{name: getattr(args, name) for name in EXPERIMENT_TRAIN_OPTIONS if name != "extra"},
         extra=dict(args.extra))
     runs = spec.runs(args.only)  # an unknown --only name is refused before anything is printed
@@ -633,8 +647,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="both at once, P_OBJ:P_BOX pairs (default 0.75:0.25)")
     p.add_argument("--confident", type=_fractions, default=[0.75], metavar="LIST",
                    help="objectness drops in confident mode (default 0.75)")
+    from bpr.experiment import PSEUDO_SETTINGS
+
+    p.add_argument("--pseudo", type=_names, default=list(PSEUDO_SETTINGS), metavar="LIST",
+                   help=f"pseudo-label settings, comma-separated (default {','.join(PSEUDO_SETTINGS)}; "
+                        "none: --pseudo '')")
+    p.add_argument("--combine", type=_method_pairs, default=[("selftrain1", 0.25)], metavar="PAIRS",
+                   help="pseudo-label settings with BPR's objectness drop, METHOD:P_OBJ pairs (default "
+                        "selftrain1:0.25)")
+    from bpr.config import PseudoLabels, SelfTraining
+
+    _add_options(p, PseudoLabels, ("pseudo_conf", "ignore_conf", "burn_in"), {"burn_in": None})
+    _add_options(p, SelfTraining, ("tta",))
     p.add_argument("--no-upper-bound", action="store_true", help="skip the run with all labels")
-    p.add_argument("--only", type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
+    p.add_argument("--only", type=_names,
                    metavar="NAMES", help="train only these settings (names as in the table, e.g. "
                    "baseline,obj0.75) or runs (e.g. box0.25-seed1), to split one sweep between processes "
                    "sharing --out")

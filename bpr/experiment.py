@@ -1,11 +1,18 @@
-"""The paper's experiment as one resumable command: baseline vs BPR settings over seeds, a results table.
+"""The experiment as one resumable command: baseline vs BPR and pseudo-label settings over seeds, a
+results table.
 
-Every setting trains with identical hyperparameters and seeds (only the rebalancing differs), on a
+Every setting trains with identical hyperparameters and seeds (only the method differs), on a
 training set where a seeded fraction of the boxes is hidden (the partial labels), and is evaluated on
 the val and test splits' fully labeled frames. Each finished run's result is appended to
 ``results.jsonl`` at once; a rerun skips what is there, resumes interrupted runs, and rewrites the
 table (markdown and CSV) and the plot. Single runs on small data are noisy, so each setting is
 repeated over seeds and reported as mean ± standard deviation.
+
+The pseudo-label settings learn from a teacher run of the same seed: ``ignore`` (the ignore band of the
+baseline's detections, no pseudo-boxes), ``selftrain1`` (the baseline's pseudo-boxes and ignore
+regions), ``selftrain2`` (selftrain1's), ``ema`` (an online EMA teacher, no teacher run), and each
+``combine`` entry (a method with BPR's p_obj). Round 0 with the baseline's settings *is* the baseline run:
+its best.pt is kept in ``teachers/`` so that later rounds go on elsewhere without retraining it.
 """
 
 from __future__ import annotations
@@ -19,10 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpr.config import Rebalancing, default, from_flat
+from bpr.config import PseudoLabels, Rebalancing, default, from_flat
 from bpr.paths import replace_whole
-from bpr.data.store import LINK_HINT, NotFoundError, Project, trained_elsewhere
-from bpr.learn.training import TrainConfig, TrainingCancelled, export_manifest, resolve_device, software, train
+from bpr.data.store import LINK_HINT, NotFoundError, Project, Run, trained_elsewhere
+from bpr.learn.training import (TrainConfig, TrainingCancelled, describe_method, export_manifest, resolve_device,
+                                software, train)
+from bpr.selftrain import mine_round, mined_already, pseudo_quality
 
 
 @dataclass
@@ -30,6 +39,12 @@ class Setting:
     name: str
     rebalancing: Rebalancing
     hide: float                  # fraction of training boxes hidden (0 for the upper bound)
+    pseudo: PseudoLabels = field(default_factory=PseudoLabels)
+    teacher: str | None = None   # the setting whose run of the same seed teaches this one
+
+
+# The pseudo-label settings (see the module's docstring), each with its teacher setting.
+PSEUDO_SETTINGS = {"ignore": "baseline", "selftrain1": "baseline", "selftrain2": "selftrain1", "ema": None}
 
 
 # The training options a sweep sets, alike for every run of it (bpr.config describes them), and the
@@ -56,6 +71,12 @@ class ExperimentSpec:
     p_box: list[float] = field(default_factory=lambda: [0.25])
     both: list[tuple[float, float]] = field(default_factory=lambda: [(0.75, 0.25)])
     confident: list[float] = field(default_factory=lambda: [0.75])   # p_obj values in confident mode
+    pseudo: list[str] = field(default_factory=lambda: list(PSEUDO_SETTINGS))
+    combine: list[tuple[str, float]] = field(default_factory=lambda: [("selftrain1", 0.25)])  # (method, p_obj)
+    pseudo_conf: float = default(PseudoLabels, "pseudo_conf")
+    ignore_conf: float = default(PseudoLabels, "ignore_conf")
+    burn_in: int | None = None           # the EMA teacher's burn-in; None: half the epochs
+    tta: bool = True                     # the teachers detect with test-time augmentation
     upper_bound: bool = True
     seeds: int = 3
     model: str = _train_default("model")
@@ -70,15 +91,36 @@ class ExperimentSpec:
 
     def __post_init__(self):
         # refuses values out of range, and arguments the trainer sets itself, before any run starts
-        self.train_config(0, Rebalancing(), self.hide)
+        self.train_config(0, Setting("baseline", Rebalancing(), self.hide))
+        self.settings()
 
-    def train_config(self, seed: int, rebalancing: Rebalancing, hide: float) -> TrainConfig:
+    def train_config(self, seed: int, setting: Setting) -> TrainConfig:
         """The training settings of one run of the sweep."""
         values = {name: getattr(self, name) for name in EXPERIMENT_TRAIN_OPTIONS}
         values["extra"] = {"cache": "ram", **self.extra}  # disk if RAM is short
-        config = from_flat(TrainConfig, {**values, "seed": seed, "hide_fraction": hide})
-        config.rebalancing = dataclasses.replace(rebalancing, seed=seed)
+        config = from_flat(TrainConfig, {**values, "seed": seed, "hide_fraction": setting.hide})
+        config.rebalancing = dataclasses.replace(setting.rebalancing, seed=seed)
+        config.pseudo = setting.pseudo
+        if setting.teacher is not None:
+            config.pseudo = dataclasses.replace(setting.pseudo, teacher_run=f"{setting.teacher}-seed{seed}",
+                                                round=self.round_of(setting))
         return config
+
+    def round_of(self, setting: Setting) -> int:
+        """A setting's self-training round: 0 without a teacher, else its teacher's round + 1."""
+        by_name = {s.name: s for s in self.settings()}
+        return 0 if setting.teacher is None else self.round_of(by_name[setting.teacher]) + 1
+
+    def _pseudo_setting(self, method: str, rebalancing: Rebalancing, name: str) -> Setting:
+        if method not in PSEUDO_SETTINGS:
+            raise ValueError(f"no pseudo-label setting {method!r}: use {', '.join(PSEUDO_SETTINGS)}")
+        thresholds = dict(pseudo_conf=self.pseudo_conf, ignore_conf=self.ignore_conf)
+        if method == "ema":
+            burn_in = self.epochs // 2 if self.burn_in is None else self.burn_in
+            pseudo = PseudoLabels(teacher="ema", burn_in=burn_in, **thresholds)
+        else:
+            pseudo = PseudoLabels(pseudo_boxes=method != "ignore", **thresholds)
+        return Setting(name, rebalancing, self.hide, pseudo, PSEUDO_SETTINGS[method])
 
     def settings(self) -> list[Setting]:
         out = [Setting("baseline", Rebalancing(), self.hide)]
@@ -88,6 +130,12 @@ class ExperimentSpec:
                 for po, pb in self.both]
         out += [Setting(f"confident-obj{p:g}", Rebalancing(p_obj=p, mode="confident"), self.hide)
                 for p in self.confident]
+        out += [self._pseudo_setting(method, Rebalancing(), method) for method in self.pseudo]
+        out += [self._pseudo_setting(method, Rebalancing(p_obj=p), f"{method}+obj{p:g}") for method, p in self.combine]
+        names = {s.name for s in out}
+        for s in out:
+            if s.teacher is not None and s.teacher not in names:
+                raise ValueError(f"{s.name} learns from {s.teacher}'s runs: keep {s.teacher} among the settings")
         if self.upper_bound:
             out.append(Setting("all-labels", Rebalancing(), 0.0))
         return out
@@ -142,7 +190,8 @@ def _done(results_path: Path) -> dict[str, dict]:
 # What every run of a sweep shares: results trained under different values must not meet in one table.
 # The lists of settings and the number of seeds may grow between sittings; device and workers may change.
 # A spec.json written before one of these was an option lacks it, and is not held to it.
-SHARED_HYPERPARAMETERS = ("hide", "model", "epochs", "imgsz", "batch", "patience", "precision", "extra")
+SHARED_HYPERPARAMETERS = ("hide", "model", "epochs", "imgsz", "batch", "patience", "precision", "extra",
+                          "pseudo_conf", "ignore_conf", "burn_in", "tta")
 
 
 def _check_same_experiment(spec: ExperimentSpec) -> None:
@@ -179,50 +228,84 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
     results_path = spec.out / "results.jsonl"
     done = _done(results_path)
     project = _project(spec)
+    by_name = {s.name: s for s in spec.settings()}
+    teaching = {s.teacher for s in by_name.values() if s.teacher is not None}
+
+    def trained(name: str, setting: Setting, seed: int) -> Run | None:
+        """The run, trained, resumed or as it finished; None when another process trains it."""
+        try:
+            record = project.run(name)
+            status = record.status
+        except NotFoundError:
+            record, status = None, None
+            kept = spec.out / "teachers" / f"{name}.pt"
+            if setting.name in teaching and kept.exists() and name in done:  # a teacher trained elsewhere
+                return _restore_teacher(project, name, spec.train_config(seed, setting), kept, on_message)
+        if status is not None and (pid := trained_elsewhere(record)) is not None:
+            on_message(f"skipping {name}: process {pid} is training it")  # a process sharing the sweep
+            return None
+        if status != "finished" and cancel is not None and cancel():  # asked while evaluating
+            raise TrainingCancelled(f"the sweep stopped before training {name}")
+        config = spec.train_config(seed, setting)
+        if status != "finished" and setting.teacher is not None:
+            teacher = config.pseudo.teacher_run
+            if trained(teacher, by_name[setting.teacher], seed) is None:
+                return None
+            if status is None and not mined_already(project, teacher, config.pseudo.round, config, spec.tta):
+                on_message(f"{teacher} finds pseudo-boxes for {name}")
+                mine_round(project, teacher, config.pseudo.round, config, tta=spec.tta, cancel=cancel)
+        if status is None:
+            on_message(f"training {name}")
+            record = train(project, config, name=name, on_event=on_event, cancel=cancel)
+        elif status != "finished":
+            on_message(f"resuming {name} ({status})")
+            record = train(project, resume=name, on_event=on_event, cancel=cancel)
+        if setting.name in teaching:  # kept, so that its students can be trained elsewhere without it
+            kept = spec.out / "teachers" / f"{name}.pt"
+            if not kept.exists():
+                kept.parent.mkdir(exist_ok=True)
+                replace_whole(kept, project.resolve_path(record.weights).read_bytes())
+        return record
+
     try:
         for name, setting, seed in runs:
             if name in done:
                 continue
-            config = spec.train_config(seed, setting.rebalancing, setting.hide)
-            try:
-                record = project.run(name)
-                status = record.status
-            except NotFoundError:
-                status = None
-            if status is not None and (pid := trained_elsewhere(record)) is not None:
-                on_message(f"skipping {name}: process {pid} is training it")  # a process sharing the sweep
+            record = trained(name, setting, seed)
+            if record is None:
                 continue
-            if status != "finished" and cancel is not None and cancel():  # asked while evaluating
-                raise TrainingCancelled(f"the sweep stopped before training {name}")
-            if status is None:
-                on_message(f"training {name}")
-                record = train(project, config, name=name, on_event=on_event, cancel=cancel)
-            elif status != "finished":
-                on_message(f"resuming {name} ({status})")
-                record = train(project, resume=name, on_event=on_event, cancel=cancel)
-            else:
-                record = project.run(name)
             weights = project.resolve_path(record.weights)
             row = {"run": name, "setting": setting.name, "seed": seed, "hide": setting.hide,
                    "p_obj": setting.rebalancing.p_obj, "p_box": setting.rebalancing.p_box,
-                   "mode": setting.rebalancing.mode, "epochs": len(record.metrics),
+                   "mode": setting.rebalancing.mode, "method": describe_method(record.config),
+                   "epochs": len(record.metrics),
                    "val_curve_mAP50": [m.get("mAP50") for m in record.metrics],
                    "measured_obj_drop": record.metrics[-1]["drop"]["obj_drop_fraction"],
                    "measured_box_drop": record.metrics[-1]["drop"]["box_drop_fraction"],
                    "software": trained_and_evaluated_with(
                        record.metrics, software(resolve_device(spec.device)))}
+            pseudo = record.config.get("pseudo", {})
+            if pseudo.get("teacher_run"):
+                row.update(teacher=pseudo["teacher_run"], round=pseudo["round"],
+                           teacher_pseudo_boxes=pseudo_quality(project, pseudo["teacher_run"]))
+            if "teacher" in record.metrics[-1]:
+                row["ema_teacher_last_epoch"] = record.metrics[-1]["teacher"]
             manifest = export_manifest(project, name)
             if manifest.exists():  # its training set may have been deleted since
                 # exports written before the checksum was recorded carry none
                 row["train_labels_sha256"] = json.loads(manifest.read_text()).get("labels_sha256", {}).get("train")
+            count_conf = None
             for split in ("val", "test"):
-                result = evaluate(project, weights, split=split, imgsz=spec.imgsz, device=spec.device)
+                result = evaluate(project, weights, split=split, imgsz=spec.imgsz, device=spec.device,
+                                  count_conf=count_conf)
                 if result.left_out:  # the runs of a sweep must be scored on the same frames
                     raise ValueError(f"{name}: {result.left_out} fully labeled {split} frame(s) have no "
                                      f"file ({LINK_HINT}); then rerun the sweep")
                 row[f"{split}_mAP50"] = result.ultralytics["mAP50"]
                 row[f"{split}_mAP50-95"] = result.ultralytics["mAP50-95"]
                 row[f"{split}_coco_mAP50"] = result.coco["mAP50"]
+                count_conf = result.f1_best_conf  # chosen on val, read on test
+            row["count_conf"], row["test_count_mae"] = count_conf, result.count_mae
             with open(results_path, "a") as f:  # written at once: the sweep can stop any time
                 f.write(json.dumps(row) + "\n")
             done = _done(results_path)  # with what other processes sharing the sweep have written
@@ -233,6 +316,25 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
     rows = list(_done(results_path).values())
     write_report(spec, rows)
     return rows
+
+
+def _restore_teacher(project: Project, name: str, config: TrainConfig, weights: Path,
+                     on_message: Callable[[str], None]) -> Run:
+    """A teacher trained before (its best.pt kept in the sweep's teachers/) recorded as a finished run,
+    with the training set it was trained on exported again (the hidden boxes follow from the seed)."""
+    from bpr.data.dataset import export_yolo
+    from bpr.learn.training import run_dataset
+
+    on_message(f"{name}: using the kept {weights}")
+    project.create_run(name, config.to_dict())
+    try:
+        export_yolo(project, run_dataset(project, name), species=config.species, hide_fraction=config.hide_fraction,
+                    seed=config.seed, protocol=config.protocol)
+    except BaseException:
+        project.update_run(name, status="failed", error="its training set could not be exported")
+        raise
+    project.update_run(name, status="finished", weights=project.stored_path(weights), owner=None)
+    return project.run(name)
 
 
 def trained_and_evaluated_with(epochs: list[dict], evaluation: dict[str, str]) -> dict[str, str]:
@@ -303,6 +405,7 @@ def summary_table(spec: ExperimentSpec, rows: list[dict]) -> list[dict]:
     for row in rows:
         by_setting.setdefault(row["setting"], []).append(row)
     baseline = {r["seed"]: r["test_mAP50"] for r in by_setting.get("baseline", [])}
+    upper = {r["seed"]: r["test_mAP50"] for r in by_setting.get("all-labels", [])}
     table = []
     for name in order:
         runs = by_setting.get(name)
@@ -316,6 +419,14 @@ def summary_table(spec: ExperimentSpec, rows: list[dict]) -> list[dict]:
         for key in ("val_mAP50", "test_mAP50", "test_coco_mAP50"):
             out[key], out[key + "_sd"] = _mean_sd([r[key] for r in runs])
         out["test_gain"], out["test_gain_sd"] = _mean_sd(gains) if gains else (None, None)
+        # the gap won back, (method - baseline) / (all labels - baseline), paired by seed
+        won = [] if name in ("baseline", "all-labels") else \
+            [(r["test_mAP50"] - baseline[r["seed"]]) / (upper[r["seed"]] - baseline[r["seed"]]) for r in runs
+             if r["seed"] in baseline and r["seed"] in upper and upper[r["seed"]] != baseline[r["seed"]]]
+        out["gap_won"], out["gap_won_sd"] = _mean_sd(won) if won else (None, None)
+        out["seeds_above_baseline"] = sum(g > 0 for g in gains) if gains else None
+        counted = [r["test_count_mae"] for r in runs if "test_count_mae" in r]
+        out["test_count_mae"], out["test_count_mae_sd"] = _mean_sd(counted) if counted else (None, None)
         for key in ("measured_obj_drop", "measured_box_drop"):  # what the loss really dropped, last epoch
             measured = [r[key] for r in runs if r[key] is not None]   # None: that loss dropped nothing
             out[key] = statistics.fmean(measured) if measured else None
@@ -398,6 +509,21 @@ def late_curves(spec: ExperimentSpec, rows: list[dict], windows: int = 5) -> lis
     return lines
 
 
+def teacher_lines(rows: list[dict]) -> list[str]:
+    """Markdown: per teacher run, its round and its pseudo-boxes' precision and recall."""
+    seen = {}
+    for row in rows:
+        if "teacher_pseudo_boxes" in row:
+            seen[row["teacher"]] = (row["round"], row["teacher_pseudo_boxes"])
+    if not seen:
+        return []
+    lines = ["| teacher | for round | pseudo-boxes | hidden boxes | precision | recall |", "|---|---|---|---|---|---|"]
+    for teacher, (round, q) in sorted(seen.items(), key=lambda item: (item[1][0], item[0])):
+        lines.append(f"| {teacher} | {round} | {q['pseudo_boxes']} | {q['hidden_boxes']} | "
+                     f"{q['precision'] * 100:.1f} % | {q['recall'] * 100:.1f} % |")
+    return lines
+
+
 def label_pairing(rows: list[dict]) -> str | None:
     """Whether the runs of each seed trained on the same labels, by the checksum of their training
     label files; None when no row carries one (rows written before it was recorded)."""
@@ -429,7 +555,8 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
     finished = [r for r in rows if r["setting"] in names and r["seed"] < spec.seeds]
     columns = ["setting", "p_obj", "p_box", "mode", "hide", "seeds", "val_mAP50", "val_mAP50_sd",
                "test_mAP50", "test_mAP50_sd", "test_coco_mAP50", "test_coco_mAP50_sd", "test_gain",
-               "test_gain_sd", "measured_obj_drop", "measured_box_drop"]
+               "test_gain_sd", "gap_won", "gap_won_sd", "seeds_above_baseline", "test_count_mae",
+               "test_count_mae_sd", "measured_obj_drop", "measured_box_drop"]
     csv_text = io.StringIO(newline="")
     writer = csv.DictWriter(csv_text, columns)
     writer.writeheader()
@@ -454,15 +581,26 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
         "",
         *([pairing, ""] if (pairing := label_pairing(finished)) else []),
         ("| setting | p_obj | p_box | mode | seeds | val mAP50 | test mAP50 | test mAP50 (COCO) "
-         "| test gain vs baseline | dropped obj / box |"),
-        "|---|---|---|---|---|---|---|---|---|---|",
+         "| test gain vs baseline | gap won back | test count error | dropped obj / box |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
+        above = "" if r["seeds_above_baseline"] is None else f" ({r['seeds_above_baseline']}/{r['seeds']} seeds up)"
         lines.append(f"| {r['setting']} | {r['p_obj']} | {r['p_box']} | {r['mode']} | {r['seeds']} | "
                      f"{pm(r['val_mAP50'], r['val_mAP50_sd'])} | {pm(r['test_mAP50'], r['test_mAP50_sd'])} | "
                      f"{pm(r['test_coco_mAP50'], r['test_coco_mAP50_sd'])} | "
-                     f"{pm(r['test_gain'], r['test_gain_sd'])} | "
+                     f"{pm(r['test_gain'], r['test_gain_sd'])}{above} | "
+                     f"{pm(r['gap_won'], r['gap_won_sd'])}{'' if r['gap_won'] is None else ' %'} | "
+                     f"{pm(r['test_count_mae'], r['test_count_mae_sd'], scale=1)} | "
                      f"{_fraction(r['measured_obj_drop'])} / {_fraction(r['measured_box_drop'])} |")
+    lines += ["", "Gap won back: (setting − baseline) / (all labels − baseline) in test mAP50, per seed. Test "
+              "count error: mean absolute error of each test frame's count of detections against its labels, at "
+              "the confidence of the run's best F1 on val."]
+    teachers = teacher_lines(finished)
+    if teachers:
+        lines += ["", "Each teacher's pseudo-boxes against the boxes hidden from it (IoU 0.5, one to one, most "
+                  "confident first; precision is a lower bound: an animal nobody boxed counts as wrong):", "",
+                  *teachers]
     mixed = mosaic_epochs(spec)
     verdicts = [(r["seed"], plateau(r["val_curve_mAP50"], mixed))
                 for r in sorted(rows, key=lambda r: r["seed"]) if r["setting"] == "baseline"]

@@ -61,6 +61,9 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
     record = project.run(teacher)
     if record.status != "finished" or not record.weights:
         raise ValueError(f"run {teacher} has not finished: it cannot teach yet")
+    # Stored as found; a student that trains on the ignore band alone reads its pseudo-boxes as ignore
+    # regions (export_yolo's pseudo_as_ignore), so students of one teacher share one mining.
+    settings = dataclasses.replace(config.pseudo, pseudo_boxes=True)
     manifest = json.loads(export_manifest(project, teacher).read_text())
     hidden = set(manifest["hidden_box_ids"])  # what the teacher was not shown is not a label here either
     videos = {v["id"]: v for v in project.videos("train")}
@@ -68,9 +71,9 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
               if videos[vid]["status"] == "ok"]
     model, device = load_model(project.resolve_path(record.weights), config.device)
     species = {int(k): project.species_id(v) for k, v in model.names.items()}
-    earlier_teacher = record.config.get("pseudo", {}).get("teacher_run")
-    earlier = _by_frame(project.pseudo_boxes(teacher=earlier_teacher, kind="pseudo",
-                                             review=("pending",))) if earlier_teacher else {}
+    earlier_teacher = record.config.get("pseudo", {}).get("teacher_run")  # absent from a teacher carried here
+    earlier = _by_frame(project.pseudo_boxes(teacher=earlier_teacher, kind="pseudo")) \
+        if earlier_teacher in {r.name for r in project.runs()} else {}
     rejected = _by_frame(project.pseudo_boxes(kind="pseudo", review=("rejected",)))
 
     summary = Mining(round=round, teacher=teacher, frames=len(frames))
@@ -86,7 +89,7 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
                       if b["id"] not in hidden]
             boxes_t = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
             pseudo, ignore = mine(boxes_t, torch.as_tensor(scores, dtype=torch.float32),
-                                  torch.tensor(labels, dtype=torch.float32).reshape(-1, 4), config.pseudo,
+                                  torch.tensor(labels, dtype=torch.float32).reshape(-1, 4), settings,
                                   _boxes(rejected.get((video["id"], frame), [])))
             before = earlier.get((video["id"], frame), [])
             for i in range(len(boxes)):
@@ -106,7 +109,19 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
     finally:
         predictions.close()
     project.replace_pseudo_boxes(teacher, round, rows)
+    project.update_run(teacher, summary={**(record.summary or {}), "mined": mining_settings(round, config, tta)})
     return summary
+
+
+def mining_settings(round: int, config: TrainConfig, tta: bool) -> dict:
+    """What a teacher's stored findings were mined with (kept in its run's summary)."""
+    return {"round": round, "pseudo_conf": config.pseudo.pseudo_conf, "ignore_conf": config.pseudo.ignore_conf,
+            "tta": tta}
+
+
+def mined_already(project: Project, teacher: str, round: int, config: TrainConfig, tta: bool) -> bool:
+    """Whether the teacher's stored findings are what this round asks for."""
+    return (project.run(teacher).summary or {}).get("mined") == mining_settings(round, config, tta)
 
 
 def _by_frame(rows: list[dict]) -> dict[tuple[str, int], list[dict]]:
@@ -153,10 +168,11 @@ def selftrain(project: Project, config: TrainConfig, name: str, settings: SelfTr
     for k in range(1, settings.rounds + 1):
         student = round_name(name, k)
         if not _exists(project, student):
-            if not project.pseudo_boxes(teacher=teacher, review=("pending", "accepted", "rejected")):
+            if not mined_already(project, teacher, k, config, settings.tta):
                 mining = mine_round(project, teacher, k, config, tta=settings.tta, on_event=on_event, cancel=cancel)
                 result.mining.append(mining)
-                found = mining.new_pseudo_boxes if config.pseudo.pseudo_boxes else mining.ignore_regions
+                found = mining.new_pseudo_boxes if config.pseudo.pseudo_boxes else \
+                    mining.pseudo_boxes + mining.ignore_regions
                 if not found:
                     result.stopped_early = (f"round {k}: {teacher} found no new pseudo-box"
                                             if config.pseudo.pseudo_boxes else f"round {k}: {teacher} found nothing")
@@ -182,3 +198,32 @@ def _train_round(project: Project, config: TrainConfig, name: str, on_event, can
     if record.status == "finished":
         return record
     return train(project, resume=name, on_event=on_event, cancel=cancel)
+
+
+def pseudo_quality(project: Project, teacher: str) -> dict[str, float | int]:
+    """The teacher's pseudo-boxes against the boxes hidden from it (a controlled partial-label set): the
+    share that is a hidden animal (precision; a lower bound, as an animal nobody ever boxed counts as
+    wrong) and the share of hidden animals found (recall). Matched per frame at IoU >= 0.5, one to one,
+    most confident first, species aside, as the finder's benchmark matches."""
+    import numpy as np
+
+    from bpr.results.evaluate import ImageResult, greedy_hits
+
+    hidden_ids = set(json.loads(export_manifest(project, teacher).read_text())["hidden_box_ids"])
+    found = _by_frame(project.pseudo_boxes(teacher=teacher, kind="pseudo", review=("pending", "accepted",
+                                                                                      "rejected")))
+    hits = hidden = 0
+    for vid, frame, _ in project.split_frames("train", ("partial",)):
+        truth = [b for b in project.boxes(vid, frame) if b["id"] in hidden_ids]
+        hidden += len(truth)
+        here = found.get((vid, frame), [])
+        if not (truth and here):
+            continue
+        image = ImageResult(
+            gt_boxes=np.array([[b["x1"], b["y1"], b["x2"], b["y2"]] for b in truth], float),
+            gt_classes=np.zeros(len(truth), int), boxes=_boxes(here).numpy().astype(float),
+            scores=np.array([r["score"] for r in here]), classes=np.zeros(len(here), int))
+        hits += int(greedy_hits(image, MATCH_IOU)[2].sum())
+    total = sum(len(rows) for rows in found.values())
+    return {"pseudo_boxes": total, "hidden_boxes": hidden, "precision": hits / total if total else 0.0,
+            "recall": hits / hidden if hidden else 0.0}

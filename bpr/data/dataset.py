@@ -53,7 +53,8 @@ class ExportResult:
     ignore_regions: int = 0     # and its ignore regions, written beside them
     skipped_frames: dict[str, int] = field(default_factory=dict)  # video id -> frames left out
     partial_images: list[str] = field(default_factory=list)  # train image names of partial frames
-    labels_sha256: dict[str, str] = field(default_factory=dict)  # split -> checksum of its label files
+    labels_sha256: dict[str, str] = field(default_factory=dict)  # split -> checksum of its labels (files less
+                                                                 # any pseudo-boxes)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -83,7 +84,7 @@ def _prepare_folder(out: Path) -> None:
 def export_yolo(project: Project, out: str | Path, species: list[str] | None = None,
                 splits: tuple[str, ...] = ("train", "val", "test"), hide_fraction: float = 0.0,
                 seed: int = 0, protocol: str = "dusia", pseudo_from: str | None = None,
-                progress: Progress | None = None, cancel=None) -> ExportResult:
+                pseudo_as_ignore: bool = False, progress: Progress | None = None, cancel=None) -> ExportResult:
     """Write the project's labeled frames as a YOLO dataset in ``out``.
 
     species: names to train on (default: every species marked for training), in class order.
@@ -91,7 +92,8 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     controlled partial-label benchmark from fully labeled data. Val/test boxes are never hidden.
     protocol: which labeled frames each split takes (see PROTOCOLS).
     pseudo_from: a teacher run whose pseudo-boxes (bpr.learn.pseudo) on the partially labeled training
-    frames are written as labels, and whose ignore regions are written beside them (IGNORE_FOLDER).
+    frames are written as labels, and whose ignore regions are written beside them (IGNORE_FOLDER);
+    with ``pseudo_as_ignore`` its pseudo-boxes are written as ignore regions too (the ignore band alone).
     cancel: optional callable returning True to stop between frames (raises ExportError).
     """
     if protocol not in PROTOCOLS:
@@ -189,9 +191,10 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
                          if not (split == "train" and box_id in hidden)]
                 n_boxes += len(lines)
                 teacher = pseudo.get((vid, frame), []) if split == "train" else []
-                extra = [_yolo_line(class_of[row["species_id"]], _xyxy(row), *size)
-                         for row in teacher if row["kind"] == "pseudo"]
-                ignore = [_yolo_line(0, _xyxy(row), *size) for row in teacher if row["kind"] == "ignore"]
+                as_box = [row for row in teacher if row["kind"] == "pseudo" and not pseudo_as_ignore]
+                extra = [_yolo_line(class_of[row["species_id"]], _xyxy(row), *size) for row in as_box]
+                ignore = [_yolo_line(0, _xyxy(row), *size) for row in teacher if row not in as_box]
+                labels_text = "".join(line + "\n" for line in lines)
                 lines += extra
                 result.pseudo_boxes += len(extra)
                 result.ignore_regions += len(ignore)
@@ -201,7 +204,7 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
                         "".join(line + "\n" for line in ignore))
                 text = "".join(line + "\n" for line in lines)
                 (label_dir / Path(name).with_suffix(".txt")).write_text(text)
-                written.append((name, text))
+                written.append((name, labels_text))  # the labels' checksum: a teacher's pseudo-boxes aside
                 done += 1
                 if progress and (done % 20 == 0 or done == total):
                     progress(done, total, f"exporting {split}")
@@ -220,7 +223,7 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     result.data_yaml.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     manifest = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
     manifest.update(project=str(project.folder), hide_fraction=hide_fraction, seed=seed, protocol=protocol,
-                    hidden_box_ids=sorted(hidden), pseudo_from=pseudo_from)
+                    hidden_box_ids=sorted(hidden), pseudo_from=pseudo_from, pseudo_as_ignore=pseudo_as_ignore)
     (out / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=1))
     return result
 

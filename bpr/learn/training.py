@@ -381,7 +381,8 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
         else:
             export = export_yolo(project, dataset_folder, species=config.species,
                                  hide_fraction=config.hide_fraction, seed=config.seed, protocol=config.protocol,
-                                 pseudo_from=config.pseudo.teacher_run)
+                                 pseudo_from=config.pseudo.teacher_run,
+                                 pseudo_as_ignore=not config.pseudo.pseudo_boxes)
             partial = set(export.partial_images)
 
         from ultralytics import YOLO

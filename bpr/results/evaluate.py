@@ -161,6 +161,27 @@ def precision_recall_at(images: list[ImageResult], conf: float, iou: float = 0.5
     return (tp / (tp + fp) if tp + fp else 0.0), (tp / n_gt if n_gt else 0.0)
 
 
+def f1_best_conf(images: list[ImageResult], iou: float = 0.5) -> float:
+    """The confidence threshold at which the detections' F1 is highest (greedy matching at ``iou``):
+    the threshold a run's counts are read at, chosen on val so that test never sees it chosen."""
+    scored = [(scores, hits) for scores, _, hits in (greedy_hits(image, iou) for image in images)]
+    scores = np.concatenate([s for s, _ in scored] or [np.zeros(0)])
+    hits = np.concatenate([h for _, h in scored] or [np.zeros(0, bool)])
+    if not len(scores):
+        return 1.0
+    order = np.argsort(-scores, kind="mergesort")
+    tp = np.cumsum(hits[order])
+    f1 = 2 * tp / (np.arange(1, len(order) + 1) + sum(len(i.gt_boxes) for i in images))
+    return float(scores[order][int(np.argmax(f1))])
+
+
+def count_mae(images: list[ImageResult], conf: float) -> float:
+    """Mean absolute error of the per-frame count of detections at or above ``conf`` against the labels."""
+    if not images:
+        return 0.0
+    return float(np.mean([abs(int((i.scores >= conf).sum()) - len(i.gt_boxes)) for i in images]))
+
+
 @dataclass
 class Evaluation:
     split: str
@@ -176,6 +197,9 @@ class Evaluation:
     recall: float = 0.0
     pr_curve: str | None = None
     left_out: int = 0  # fully labeled frames of the split not scored: their video or image has no file
+    f1_best_conf: float = 0.0          # the threshold of the best F1 on this split
+    count_conf: float = 0.0            # the threshold the counting error is read at
+    count_mae: float = 0.0             # mean absolute error of the per-frame counts there
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -251,12 +275,13 @@ def _split_frames(project: Project, split: str) -> tuple[list[tuple[dict, int]],
 
 def evaluate(project: Project, weights: str | os.PathLike, split: str = "test", conf: float = 0.25,
              imgsz: int | None = None, device: str = "auto", batch: int = 16, pr_curve: str | os.PathLike | None = None,
-             progress=None) -> Evaluation:
+             progress=None, count_conf: float | None = None) -> Evaluation:
     """Run ``weights`` over the split's fully labeled frames and score them both ways.
 
     The model's class names are matched to the project's species by name (case-insensitive); boxes
     of species the model does not know are not counted as ground truth. ``imgsz`` defaults to the
-    size the weights were trained at.
+    size the weights were trained at. The counting error is read at ``count_conf`` (a threshold chosen on
+    another split: f1_best_conf of val), else at this split's own F1-best threshold.
     """
     from bpr.results.detect import inference_size, load_model, predict_frames
 
@@ -279,8 +304,11 @@ def evaluate(project: Project, weights: str | os.PathLike, split: str = "test", 
             gt_classes=np.array([c for _, c in gt], int), boxes=boxes, scores=scores, classes=classes,
             name=f"{video['id']}:{frame}"))
     result = summarise(images, names, conf)
+    best = f1_best_conf(images)
+    count_conf = best if count_conf is None else count_conf
     evaluation = Evaluation(split=split, images=len(images), boxes=int(sum(len(i.gt_boxes) for i in images)),
-                            weights=str(weights), imgsz=imgsz, conf=conf, left_out=left_out, **result)
+                            weights=str(weights), imgsz=imgsz, conf=conf, left_out=left_out, f1_best_conf=best,
+                            count_conf=count_conf, count_mae=count_mae(images, count_conf), **result)
     if pr_curve is not None:
         evaluation.pr_curve = str(pr_curve_image(images, names, pr_curve))
     return evaluation

@@ -153,3 +153,19 @@ def test_coco_figure_agrees_with_pycocotools(seed):
             assert row["ultralytics_mAP50-95"] == pytest.approx(row["coco_mAP50-95"], abs=0.05)
     # The two ways differ, but only by interpolation: within a few points on the same predictions.
     assert result["ultralytics"]["mAP50"] == pytest.approx(expected50, abs=0.03)
+
+
+def test_the_f1_best_threshold_and_the_counting_error_by_hand():
+    """Frame a: hits at 0.9 and 0.2, a false detection at 0.8, 2 labels; frame b: a hit at 0.6, 1 label.
+    F1 from the top: 2/(1+3) = 0.5, 2/(2+3) = 0.4, 4/(3+3) = 0.67, 6/(4+3) = 0.86 -> threshold 0.2."""
+    from bpr.results.evaluate import ImageResult, count_mae, f1_best_conf
+
+    a = ImageResult(gt_boxes=np.array([[0, 0, 10, 10], [50, 50, 60, 60]], float), gt_classes=np.array([0, 0]),
+                    boxes=np.array([[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60]], float),
+                    scores=np.array([0.9, 0.8, 0.2]), classes=np.array([0, 0, 0]))
+    b = ImageResult(gt_boxes=np.array([[0, 0, 10, 10]], float), gt_classes=np.array([0]),
+                    boxes=np.array([[0, 0, 10, 10]], float), scores=np.array([0.6]), classes=np.array([0]))
+    assert f1_best_conf([a, b]) == 0.2
+    assert count_mae([a, b], 0.85) == 1.0
+    assert count_mae([a, b], 0.7) == 0.5  # a: 2 found (0.9, 0.8), 2 labels; b: 0 found, 1 label
+    assert count_mae([a, b], 0.1) == 0.5  # a: 3 found, 2 labels; b: 1 and 1

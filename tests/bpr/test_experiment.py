@@ -12,7 +12,8 @@ from bpr.learn.training import TrainingCancelled
 
 def tiny_spec(data, out, **overrides):
     settings = dict(data=str(data), out=out, hide=0.5, p_obj=[0.75], p_box=[], both=[], confident=[],
-                    upper_bound=True, seeds=2, epochs=1, imgsz=96, batch=16, device="cpu", workers=0)
+                    pseudo=[], combine=[], upper_bound=True, seeds=2, epochs=1, imgsz=96, batch=16, device="cpu",
+                    workers=0)
     settings.update(overrides)
     return ExperimentSpec(**settings)
 
@@ -21,8 +22,17 @@ def test_default_settings_follow_the_paper(tmp_path):
     spec = ExperimentSpec(data="x", out=tmp_path)
     assert [s.name for s in spec.settings()] == [
         "baseline", "obj0.1", "obj0.25", "obj0.5", "obj0.75", "box0.25", "obj0.75+box0.25",
-        "confident-obj0.75", "all-labels"]
+        "confident-obj0.75", "ignore", "selftrain1", "selftrain2", "ema", "selftrain1+obj0.25", "all-labels"]
     assert spec.settings()[-1].hide == 0 and spec.settings()[0].hide == 0.5
+    by_name = {s.name: s for s in spec.settings()}
+    assert [spec.round_of(by_name[n]) for n in ("baseline", "ignore", "selftrain2", "ema")] == [0, 1, 2, 0]
+    config = spec.train_config(2, by_name["selftrain2"])
+    assert (config.pseudo.teacher_run, config.pseudo.round, config.pseudo.pseudo_boxes) == ("selftrain1-seed2", 2, True)
+    assert not spec.train_config(0, by_name["ignore"]).pseudo.pseudo_boxes
+    assert spec.train_config(0, by_name["ema"]).pseudo.burn_in == spec.epochs // 2
+    assert spec.train_config(0, by_name["selftrain1+obj0.25"]).rebalancing.p_obj == 0.25
+    with pytest.raises(ValueError, match="selftrain2 learns from selftrain1's runs"):
+        ExperimentSpec(data="x", out=tmp_path, pseudo=["selftrain2"], combine=[])
 
 
 def test_a_sweep_refuses_other_hyperparameters_and_unknown_settings(tmp_path):
@@ -45,7 +55,8 @@ def test_a_sweep_refuses_other_hyperparameters_and_unknown_settings(tmp_path):
 
 
 def test_experiment_runs_in_seed_major_order(tmp_path):
-    spec = ExperimentSpec(data="x", out=tmp_path, p_obj=[0.5], p_box=[], both=[], confident=[], seeds=2)
+    spec = ExperimentSpec(data="x", out=tmp_path, p_obj=[0.5], p_box=[], both=[], confident=[], pseudo=[],
+                          combine=[], seeds=2)
     assert [name for name, _, _ in spec.runs()] == [
         "baseline-seed0", "obj0.5-seed0", "all-labels-seed0", "baseline-seed1", "obj0.5-seed1", "all-labels-seed1"]
     assert [name for name, _, _ in spec.runs(["all-labels", "obj0.5-seed1"])] == [
@@ -136,8 +147,8 @@ def test_the_report_shows_the_late_val_curves_in_spans(tmp_path):
             "| baseline, seed 1 | 21.50 | 23.50 | 25.50 | 27.50 | 29.50 | 35.50 |\n"
             "| obj0.75, seed 0 | 21.50 | 23.50 | 25.50 | 27.50 | 29.50 | 35.50 |\n") in text
     # the baseline's gain over itself is no result; obj0.75's is paired with baseline seed 0
-    assert "| baseline | 0.0 | 0.0 | random | 2 | 30.0 ± 0.0 | 30.0 ± 0.0 | 30.0 ± 0.0 | – | – / – |" in text
-    assert "| obj0.75 | 0.75 | 0.0 | random | 1 | 30.0 | 30.0 | 30.0 | 0.0 | – / – |" in text
+    assert "| baseline | 0.0 | 0.0 | random | 2 | 30.0 ± 0.0 | 30.0 ± 0.0 | 30.0 ± 0.0 | – | – | – | – / – |" in text
+    assert "| obj0.75 | 0.75 | 0.0 | random | 1 | 30.0 | 30.0 | 30.0 | 0.0 (0/1 seeds up) | – | – | – / – |" in text
 
 
 def test_the_report_says_which_software_made_the_runs(tmp_path):
@@ -150,7 +161,7 @@ def test_the_report_says_which_software_made_the_runs(tmp_path):
 
     old = {"bpr": "0.1.0", "ultralytics": "8.4.1", "torch": "2.9.1"}
     new = {"bpr": "0.1.0", "ultralytics": "8.4.2", "torch": "2.9.1"}
-    spec = ExperimentSpec(data="x", out=tmp_path, epochs=1)
+    spec = ExperimentSpec(data="x", out=tmp_path, epochs=1, pseudo=[], combine=[])
     write_report(spec, [row("baseline-seed0", old), row("baseline-seed1", old)])
     assert ("\nFinished: 2 of 27 runs (9 settings x 3 seeds). Software: bpr 0.1.0, ultralytics 8.4.1, torch 2.9.1.\n"
             in (tmp_path / "results.md").read_text())
@@ -175,9 +186,10 @@ def test_the_report_names_runs_of_one_seed_that_trained_on_other_labels(tmp_path
                 "test_coco_mAP50": 0.1, "measured_obj_drop": None, "measured_box_drop": None,
                 "val_curve_mAP50": [0.1], **({"train_labels_sha256": digest} if digest else {})}
 
-    spec = ExperimentSpec(data="x", out=tmp_path, epochs=1)
+    spec = ExperimentSpec(data="x", out=tmp_path, epochs=1, pseudo=[], combine=[])
     write_report(spec, [row("baseline-seed0", None), row("obj0.75-seed0", None)])
-    assert "labels" not in (tmp_path / "results.md").read_text()  # rows from before the checksum
+    text = (tmp_path / "results.md").read_text()
+    assert "Training labels:" not in text and "Not paired" not in text  # rows from before the checksum
     write_report(spec, [row("baseline-seed0", "a" * 64), row("obj0.75-seed0", "a" * 64),
                         row("baseline-seed1", "b" * 64), row("obj0.5-seed1", None)])
     assert ("Training labels: the runs of each seed trained on the same labels (checksum of the label "
@@ -347,3 +359,44 @@ def test_an_interrupted_sweep_resumes_and_reports(demo_template, tmp_path):
     # a third call has nothing to do
     again = run_experiment(tiny_spec(data, out), on_message=lambda m: pytest.fail(m))
     assert len(again) == 6
+
+
+@pytest.mark.slow
+def test_the_pseudo_label_settings_learn_from_their_seeds_teachers_and_report_it(demo_template, tmp_path):
+    """selftrain1 and ignore learn from the baseline of their seed; the teacher's best.pt is kept, and a
+    sweep carried elsewhere without the project trains selftrain2 from the kept teacher."""
+    import shutil
+
+    data = tmp_path / "demo"
+    shutil.copytree(demo_template, data)
+    out = tmp_path / "exp"
+    spec = tiny_spec(data, out, seeds=1, p_obj=[], pseudo=["ignore", "selftrain1", "selftrain2", "ema"],
+                     pseudo_conf=0.0, ignore_conf=0.0, burn_in=0, tta=False)
+    rows = run_experiment(spec, on_message=lambda m: None, only=["baseline", "ignore", "selftrain1", "ema",
+                                                                 "all-labels"])
+    by = {r["setting"]: r for r in rows}
+    assert by["selftrain1"]["teacher"] == by["ignore"]["teacher"] == "baseline-seed0"
+    assert by["selftrain1"]["method"].startswith("self-training round 1 (teacher baseline-seed0")
+    quality = by["selftrain1"]["teacher_pseudo_boxes"]
+    assert quality["pseudo_boxes"] > 0 and quality["hidden_boxes"] > 0 and 0 <= quality["precision"] <= 1
+    assert by["ema"]["ema_teacher_last_epoch"]["pseudo_boxes"] > 0
+    assert all(r["test_count_mae"] >= 0 and 0 < r["count_conf"] <= 1 for r in rows)
+    assert (out / "teachers" / "baseline-seed0.pt").exists()
+    report = (out / "results.md").read_text()
+    assert "gap won back" in report and "| baseline-seed0 | 1 |" in report
+
+    # carried to another machine: the results and the kept teachers, not the project's runs
+    assert (out / "teachers" / "selftrain1-seed0.pt").exists()  # it teaches selftrain2
+    moved, fresh = tmp_path / "moved", tmp_path / "fresh"
+    moved.mkdir()
+    shutil.copytree(demo_template, fresh)
+    for name in ("results.jsonl", "spec.json", "teachers"):
+        (shutil.copytree if (out / name).is_dir() else shutil.copy)(out / name, moved / name)
+    messages = []
+    carried = tiny_spec(fresh, moved, seeds=1, p_obj=[], pseudo=["ignore", "selftrain1", "selftrain2", "ema"],
+                        pseudo_conf=0.0, ignore_conf=0.0, burn_in=0, tta=False)
+    rows = run_experiment(carried, on_message=messages.append, only=["selftrain2"])
+    assert any(m.startswith("selftrain1-seed0: using the kept") for m in messages), messages
+    assert not any(m.startswith("training baseline") or m.startswith("training selftrain1") for m in messages)
+    [row] = [r for r in rows if r["setting"] == "selftrain2"]
+    assert row["teacher"] == "selftrain1-seed0" and row["round"] == 2

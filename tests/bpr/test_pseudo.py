@@ -85,7 +85,7 @@ def test_an_export_trains_on_the_pseudo_boxes_and_writes_ignore_regions_beside_t
     plain = export_yolo(project, tmp_path / "plain")
     result = export_yolo(project, tmp_path / "taught", pseudo_from="tiny")
     assert (result.pseudo_boxes, result.ignore_regions) == (1, 1)
-    assert result.boxes == plain.boxes  # the labels' count: pseudo-boxes are not labels
+    assert result.boxes == plain.boxes and result.labels_sha256 == plain.labels_sha256  # pseudo-boxes are not labels
     stem = f"{vid.replace('/', '__')}_{frame:07d}"
     ours = (tmp_path / "taught/train/labels" / f"{stem}.txt").read_text().splitlines()
     theirs = (tmp_path / "plain/train/labels" / f"{stem}.txt").read_text().splitlines()
@@ -98,6 +98,10 @@ def test_an_export_trains_on_the_pseudo_boxes_and_writes_ignore_regions_beside_t
     assert not (tmp_path / "plain/train" / IGNORE_FOLDER).exists()
     assert store_rows(project) == before  # nothing of the labels changed
     assert json.loads((tmp_path / "taught/export.json").read_text())["pseudo_from"] == "tiny"
+    # the ignore band alone: the pseudo-box is an ignore region too, and the labels are the plain ones
+    alone = export_yolo(project, tmp_path / "alone", pseudo_from="tiny", pseudo_as_ignore=True)
+    assert (alone.pseudo_boxes, alone.ignore_regions) == (0, 2)
+    assert alone.labels_sha256 == plain.labels_sha256
 
 
 def test_ignore_regions_ride_through_ultralytics_augmentation(trained_project, tmp_path):
