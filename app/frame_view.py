@@ -1,4 +1,5 @@
-"""The frame view: the current frame with labels (solid) and detections (dashed), zoom, pan, drawing."""
+"""The frame view: the current frame with labels (solid), detections (dashed) and a self-training round's
+pseudo-boxes (dotted), zoom, pan, drawing."""
 
 from __future__ import annotations
 
@@ -184,6 +185,15 @@ class FrameView(QGraphicsView):
             item.setData(0, "detection")
             self.scene().addItem(item)
             self._caption(item, f"{det['species']} {confidence_text(det['confidence'])}", at=QPointF(x1, y2))
+        for pseudo in self.state.pseudo_boxes():
+            x1, y1, x2, y2 = pseudo["x1"], pseudo["y1"], pseudo["x2"], pseudo["y2"]
+            item = QGraphicsRectItem(QRectF(x1, y1, x2 - x1, y2 - y1))
+            pen = QPen(QColor(colors.get(pseudo["species"], "#ffffff")), 2, Qt.PenStyle.DotLine)
+            pen.setCosmetic(True)
+            item.setPen(pen)
+            item.setData(0, "pseudo")
+            self.scene().addItem(item)
+            self._caption(item, f"pseudo {pseudo['species']} {confidence_text(pseudo['score'])}", at=QPointF(x1, y2))
 
     def _caption(self, parent: QGraphicsRectItem, text: str, at: QPointF | None = None):
         """Species (and confidence) in the box's colour on a dark backing, readable on any seafloor."""

@@ -1,5 +1,5 @@
-"""The side panels: Labels (draw, edit, frame status, undo), Train (rebalancing sliders, live progress),
-Review (detection, confidence, counts, the missing-label finder)."""
+"""The side panels: Labels (draw, edit, frame status, undo), Train (rebalancing, pseudo-labels, live
+progress), Review (detection, confidence, counts, the missing-label finder and the pseudo-boxes' review)."""
 
 from __future__ import annotations
 
@@ -32,16 +32,18 @@ from PySide6.QtWidgets import (
 from app.frame_view import confidence_text
 from app.state import ProjectState
 from app.workers import ChildCrashed, Worker, in_child_process
-from bpr.config import KEEP_CONF, Option, TrainConfig, from_flat, options
+from bpr.config import KEEP_CONF, Option, SelfTraining, TrainConfig, from_flat, options
 from bpr.results.counts import shown_per_frame
 from bpr.data.store import Project
-from bpr.learn.training import trained_on
+from bpr.learn.training import describe_method, trained_on
 
 MODELS = ["yolov5n.yaml", "yolov5s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
 # The training options the Train panel offers, in the order of their description (bpr.config); the
 # command line has them all.
 PANEL_OPTIONS = ("model", "epochs", "imgsz", "batch", "device", "workers", "p_obj", "p_box", "mode", "neg_iou",
-                 "partial_only")
+                 "partial_only", "pseudo_conf", "ignore_conf", "pseudo_boxes", "burn_in", "rounds", "tta")
+# The Train panel's methods: how the unboxed animals of partial frames are treated.
+METHODS = {"labels": "Labels only", "ema": "EMA teacher", "selftrain": "Self-training"}
 
 
 def _wrapped(text: str) -> QLabel:
@@ -241,15 +243,22 @@ class Curves(QWidget):
         p.end()
 
 
-def _train_child(folder: str, config: TrainConfig | None, name: str | None, resume: str | None, send,
-                 stop):
-    """In the training process: train, sending each event back, and a cancel as ("cancelled", message)."""
+def _train_child(folder: str, config: TrainConfig | None, name: str | None, resume: str | None,
+                 selftrain: tuple[SelfTraining, bool] | None, send, stop):
+    """In the training process: train (or run self-training rounds), sending each event back, and a
+    cancel as ("cancelled", message)."""
     from bpr.learn.training import TrainingCancelled, train
 
+    on_event = lambda e: send(("event", e))  # noqa: E731
     try:
         with Project.open(folder) as project:
-            return train(project, config, name=name, resume=resume, on_event=lambda e: send(("event", e)),
-                         cancel=stop.is_set)
+            if selftrain is not None:
+                from bpr.selftrain import selftrain as rounds
+
+                settings, pause = selftrain
+                return rounds(project, config, name, settings, pause_for_review=pause, on_event=on_event,
+                              cancel=stop.is_set)
+            return train(project, config, name=name, resume=resume, on_event=on_event, cancel=stop.is_set)
     except TrainingCancelled as e:
         send(("cancelled", str(e)))
         return None
@@ -260,7 +269,7 @@ class TrainingCrashed(Exception):
 
 
 def train_job(folder: str, config: TrainConfig | None, name: str | None, resume: str | None,
-              progress, stop, on_event, on_process=None):
+              progress, stop, on_event, on_process=None, selftrain: tuple[SelfTraining, bool] | None = None):
     """Supervise training in a child process, so the GUI's event loop never waits on the training's GIL
     and a hard crash cannot take the app down. Stop is cooperative: the child stops at the end of its
     batch, resumable from last.pt."""
@@ -276,7 +285,7 @@ def train_job(folder: str, config: TrainConfig | None, name: str | None, resume:
             cancelled.append(message[1])
 
     try:
-        run = in_child_process(_train_child, (folder, config, name, resume), stop, on_message,
+        run = in_child_process(_train_child, (folder, config, name, resume, selftrain), stop, on_message,
                                name="bpr-training", on_process=on_process)
     except ChildCrashed as e:
         reason = f"the training process ended unexpectedly ({e}); the run can be resumed from its last epoch"
@@ -311,19 +320,40 @@ class TrainPanel(QWidget):
         # The widgets come from the settings' descriptions (bpr.config): the defaults, ranges, choices
         # and tooltips are those of `bpr train --help`. Each is this panel's attribute of the option's name.
         self._options = [o for o in options(TrainConfig) if o.name in PANEL_OPTIONS]
+        self._selftrain_options = [o for o in options(SelfTraining) if o.name in PANEL_OPTIONS]
         form = QFormLayout()
         bpr_box = QGroupBox("Box Prediction Rebalancing")
         bpr_form = QFormLayout(bpr_box)
-        for o in self._options:
+        pseudo_box = QGroupBox("Pseudo-labels")
+        pseudo_form = QFormLayout(pseudo_box)
+        self.method = QComboBox()
+        for key, text in METHODS.items():
+            self.method.addItem(text, key)
+        self.method.setToolTip("How the animals nobody boxed are learned. Labels only: train on the labels (with "
+                               "any BPR drop). EMA teacher: after the burn-in, the model's "
+                               "running average finds the unboxed animals of each batch. Self-training: each "
+                               "round's teacher is the round before; its pseudo-boxes can be reviewed between "
+                               "rounds in the Review panel's finder.")
+        self.method.currentIndexChanged.connect(self._method_changed)
+        pseudo_form.addRow("Method", self.method)
+        groups = {"rebalancing": bpr_form, "pseudo-labels": pseudo_form, "self-training": pseudo_form}
+        for o in self._options + self._selftrain_options:
             widget, shown = self._option_widget(o)
             setattr(self, o.name, widget)
-            target = bpr_form if o.group == "rebalancing" else form
+            target = groups.get(o.group, form)
             if isinstance(widget, QCheckBox):
                 target.addRow(shown)
             else:
                 target.addRow(o.label, shown)
+        self.pause_for_review = QCheckBox("Pause for review")
+        self.pause_for_review.setChecked(True)
+        self.pause_for_review.setToolTip("after a teacher finds a round's pseudo-boxes, wait: accept or reject "
+                                         "them in the Review panel's finder, then press Continue rounds")
+        pseudo_form.addRow(self.pause_for_review)
         layout.addLayout(form)
         layout.addWidget(bpr_box)
+        layout.addWidget(pseudo_box)
+        self._selftrain: tuple | None = None  # (config, name, settings) of the rounds waiting for review
 
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start")
@@ -332,7 +362,10 @@ class TrainPanel(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.resume_button = QPushButton("Resume")
         self.resume_button.clicked.connect(self.resume)
-        for b in (self.start_button, self.stop_button, self.resume_button):
+        self.continue_button = QPushButton("Continue rounds", visible=False)
+        self.continue_button.setToolTip("train the round whose pseudo-boxes you have reviewed, and go on")
+        self.continue_button.clicked.connect(self.continue_rounds)
+        for b in (self.start_button, self.stop_button, self.resume_button, self.continue_button):
             buttons.addWidget(b)
         layout.addLayout(buttons)
         self.progress = QProgressBar(visible=False)  # shown while training: idle, it is an empty box
@@ -342,13 +375,23 @@ class TrainPanel(QWidget):
         self.curves = Curves()
         for w in (self.progress, self.status, self.drop, self.curves):
             layout.addWidget(w)
-        self.runs = _tree(["Run", "Status", "Best val mAP50", "Epochs", "Obj drop", "Box drop", "Mode",
-                           "Trained on"])  # the score first: the dock is narrow
+        self.runs = _tree(["Run", "Status", "Best val mAP50", "Epochs", "Method", "Trained on"])  # the score
+        # first: the dock is narrow
         self.runs.itemSelectionChanged.connect(self._update_buttons)
         self.runs.currentItemChanged.connect(self._show_run_curves)
         layout.addWidget(self.runs, 1)
         state.projectChanged.connect(self.reload_runs)
+        self._method_changed()
         self._update_buttons()
+
+    def _method_changed(self, *_):
+        """Only the settings of the chosen method are enabled."""
+        method = self.method.currentData()
+        for name in ("pseudo_conf", "ignore_conf", "pseudo_boxes"):
+            getattr(self, name).setEnabled(method != "labels")
+        self.burn_in.setEnabled(method == "ema")
+        for widget in (self.rounds, self.tta, self.pause_for_review):
+            widget.setEnabled(method == "selftrain")
 
     def _option_widget(self, o: Option) -> tuple[QWidget, QWidget]:
         """(the widget holding the option's value, what the form shows: the widget, or a row with it)."""
@@ -426,20 +469,41 @@ class TrainPanel(QWidget):
             self.model.setCurrentText(path)
 
     def config(self) -> TrainConfig:
-        return from_flat(TrainConfig, {o.name: self._option_value(o) for o in self._options})
+        values = {o.name: self._option_value(o) for o in self._options}
+        values["teacher"] = "ema" if self.method.currentData() == "ema" else "none"
+        return from_flat(TrainConfig, values)
+
+    def selftrain_settings(self) -> SelfTraining:
+        return from_flat(SelfTraining, {o.name: self._option_value(o) for o in self._selftrain_options})
 
     def running(self) -> bool:
         return self.worker is not None and self.worker.thread.isRunning()
 
     def start(self, config: TrainConfig | None = None):
-        self._launch(config or self.config(), None)
+        config = config or self.config()
+        if self.method.currentData() == "selftrain":
+            taken = {r.name.rsplit("-r", 1)[0] for r in self.state.project.runs()}
+            name = next(f"selftrain{n}" for n in range(1, len(taken) + 2) if f"selftrain{n}" not in taken)
+            self._selftrain = (config, name, self.selftrain_settings())
+            self.continue_rounds()
+            return
+        self._launch(config, None)
+
+    def continue_rounds(self):
+        """Self-training: train (or go on with) the rounds started last."""
+        if self._selftrain is None:
+            return
+        config, name, settings = self._selftrain
+        self.continue_button.hide()
+        self._launch(config, None, selftrain=(name, settings, self.pause_for_review.isChecked()))
 
     def resume(self):
         item = self.runs.currentItem()
         if item is not None:
             self._launch(None, item.text(0))
 
-    def _launch(self, config: TrainConfig | None, resume: str | None):
+    def _launch(self, config: TrainConfig | None, resume: str | None, selftrain: tuple | None = None):
+        """Train, resume, or (``selftrain``: name, settings, pause for review) run self-training rounds."""
         from bpr.learn.training import TrainingCancelled
 
         if self.running():
@@ -448,8 +512,10 @@ class TrainPanel(QWidget):
         self.progress.setValue(0)
         self.progress.show()
         self.status.setText("starting (loading PyTorch and ultralytics)...")
-        self.worker = Worker(train_job, str(self.state.project.folder), config, None, resume,
+        name, rounds = (None, None) if selftrain is None else (selftrain[0], selftrain[1:])
+        self.worker = Worker(train_job, str(self.state.project.folder), config, name, resume,
                              cancel_exceptions=(TrainingCancelled,))
+        self.worker.kwargs["selftrain"] = rounds
         self.worker.kwargs["on_event"] = self.worker.emitter()
         self.worker.kwargs["on_process"] = lambda process: setattr(self, "process", process)
         self.worker.event.connect(self._on_event)
@@ -466,6 +532,11 @@ class TrainPanel(QWidget):
 
     def _on_event(self, event):
         if event.kind == "start":
+            self.curves.clear()  # a round's run: its own curves
+            self.status.setText(event.message)
+        elif event.kind == "mine":
+            self.progress.setMaximum(event.batches)
+            self.progress.setValue(event.batch)
             self.status.setText(event.message)
         elif event.kind == "batch":
             total = event.epochs * event.batches
@@ -492,12 +563,32 @@ class TrainPanel(QWidget):
             parts.append(f"box {drop['box_drop_fraction']:.1%} of {drop['low_iou_positives']} low-IoU")
         self.drop.setText("measured drop: " + ", ".join(parts) if parts else "")
 
-    def _finished(self, run):
-        self.status.setText(f"run {run.name} finished")
+    def _finished(self, result):
+        from bpr.selftrain import SelfTrainResult
+
+        if not isinstance(result, SelfTrainResult):
+            self.status.setText(f"run {result.name} finished")
+        elif result.waiting_for_review is not None:
+            found = result.mining[-1]
+            self.status.setText(
+                f"round {found.round}: {found.teacher} found {found.pseudo_boxes} pseudo-boxes "
+                f"({found.new_pseudo_boxes} new) and {found.ignore_regions} ignore regions. Accept or reject "
+                "them in the Review panel's finder (they are drawn dotted), then press Continue rounds.")
+            self.continue_button.show()
+        else:
+            done = ", ".join(r.name for r in result.runs)
+            self.status.setText(f"self-training finished: {done}"
+                                + (f" ({result.stopped_early})" if result.stopped_early else ""))
+            self._selftrain = None
         self._done()
+        self.state.labelsChanged.emit()  # the pseudo-boxes to draw and list have changed
 
     def _cancelled(self, message):
-        self.status.setText(f"{message}; select the run and press Resume to continue")
+        if self._selftrain is not None:
+            self.status.setText(f"{message}: press Continue rounds to go on")
+            self.continue_button.show()
+        else:
+            self.status.setText(f"{message}; select the run and press Resume to continue")
         self._done()
 
     def _failed(self, message, details):
@@ -523,11 +614,11 @@ class TrainPanel(QWidget):
         headers = [self.runs.headerItem().text(i) for i in range(2, self.runs.columnCount())]
         for r in self.state.project.runs():
             if not r.is_training:  # a record for detections with outside weights: nothing was trained
-                cells = ["-"] * 6
+                cells = ["-"] * 4
             else:
-                rb, best = r.config["rebalancing"], r.best_map50
+                best = r.best_map50
                 cells = ["-" if best is None else f"{best:.4f}", f"{len(r.metrics)}/{r.config['epochs']}",
-                         f"{rb['p_obj']:.0%}", f"{rb['p_box']:.0%}", rb["mode"], trained_on(r.metrics) or "-"]
+                         describe_method(r.config), trained_on(r.metrics) or "-"]
             item = QTreeWidgetItem([r.name, r.status, *cells])
             tip = f"{r.name}: {r.status}\n" + "\n".join(f"{h}: {c}" for h, c in zip(headers, cells))
             for column in range(self.runs.columnCount()):  # the dock is narrow: names and columns are cut
@@ -550,6 +641,7 @@ class TrainPanel(QWidget):
         running = self.running()
         item = self.runs.currentItem()
         self.start_button.setEnabled(not running)
+        self.continue_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         self.resume_button.setEnabled(not running and item is not None
                                       and item.text(1) in ("cancelled", "failed"))
@@ -646,8 +738,8 @@ class ReviewPanel(QWidget):
         self.video_counts.itemDoubleClicked.connect(self._jump_maxn)
         layout.addWidget(self.video_counts)
 
-        layout.addWidget(_wrapped("Missing-label finder: confident detections on partial frames that "
-                                  "overlap no label"))
+        layout.addWidget(_wrapped("Missing-label finder: the pseudo-boxes of the next self-training round, "
+                                  "and confident detections on partial frames that overlap no label"))
         self.missing = _tree(["Frame", "Species", "Confidence"])
         self.missing.itemSelectionChanged.connect(self._suggestion_selected)
         layout.addWidget(self.missing)
@@ -747,7 +839,7 @@ class ReviewPanel(QWidget):
         """Counts and suggestions of the current video, or of the current image's folder: in an image set
         each image is one item, and MaxN and the unboxed animals are looked for across its folder."""
         from bpr.results.counts import CountSource, video_summary
-        from bpr.results.review import missing_labels
+        from bpr.results.review import missing_labels, pseudo_suggestions
 
         self.refresh_frame()
         chosen = self._current_suggestion()
@@ -778,17 +870,20 @@ class ReviewPanel(QWidget):
                                     str(row["frames_present"])])
             item.setData(0, Qt.ItemDataRole.UserRole, (row["maxn_image"], row["maxn_frame"]))
             self.video_counts.addTopLevelItem(item)
+        # the pseudo-boxes waiting for review first: the next self-training round trains on them
+        self.suggestions = pseudo_suggestions(self.state.project, video=target)
         if self.state.run:
-            self.suggestions = missing_labels(self.state.project, self.state.run, self.state.conf, video=target)
-            for s in self.suggestions:
-                where = _image_name(s.video_id) if sequence else str(s.frame_index)
-                self.missing.addTopLevelItem(QTreeWidgetItem([where, s.species, confidence_text(s.confidence)]))
+            self.suggestions += missing_labels(self.state.project, self.state.run, self.state.conf, video=target)
+        for s in self.suggestions:
+            where = _image_name(s.video_id) if sequence else str(s.frame_index)
+            species = s.species if s.pseudo_id is None else f"{s.species} (pseudo-box, round {s.round})"
+            self.missing.addTopLevelItem(QTreeWidgetItem([where, species, confidence_text(s.confidence)]))
         _fit_columns(self.video_counts)
         self.frame_counts.setColumnWidth(0, self.video_counts.columnWidth(0))  # the same species; steady per frame
         _fit_columns(self.missing)
         # keep the suggestion being looked at chosen, if it is still one
-        index = next((i for i, s in enumerate(self.suggestions)
-                      if chosen is not None and s.detection_id == chosen.detection_id), None)
+        index = next((i for i, s in enumerate(self.suggestions) if chosen is not None
+                      and (s.detection_id, s.pseudo_id) == (chosen.detection_id, chosen.pseudo_id)), None)
         self.missing.setCurrentItem(None if index is None else self.missing.topLevelItem(index))
         self.missing.blockSignals(False)
         self.accept_button.setEnabled(index is not None)
@@ -826,10 +921,17 @@ class ReviewPanel(QWidget):
             self._go_to(s)
 
     def accept(self):
+        from bpr.results.review import accept
+
         s = self._current_suggestion()
-        if s is not None:
-            self._go_to(s)
-            self.state.add_box(s.species, s.box, source="accepted")
+        if s is None:
+            return
+        self._go_to(s)
+        if s.pseudo_id is None:
+            self.state.add_box(s.species, s.box, source="accepted")  # undoable, as a drawn box
+        else:
+            accept(self.state.project, s)
+            self.state.labelsChanged.emit()
 
     def reject(self):
         from bpr.results.review import reject
@@ -838,3 +940,5 @@ class ReviewPanel(QWidget):
         if s is not None:
             reject(self.state.project, s)
             self.refresh_all()
+            if s.pseudo_id is not None:
+                self.state.labelsChanged.emit()  # the frame view stops drawing it

@@ -148,6 +148,14 @@ class ProjectState(QObject):
             return []
         return self.project.detections(self.run, self.video["id"], self.frame, self.conf)
 
+    def pseudo_boxes(self) -> list[dict]:
+        """The latest teacher's pseudo-boxes on this frame that are neither accepted nor rejected."""
+        teacher = self.project.latest_pseudo_teacher() if self.video else None
+        if teacher is None:
+            return []
+        return self.project.pseudo_boxes(teacher=teacher, video_id=self.video["id"], frame_index=self.frame,
+                                         kind="pseudo")
+
     def set_run(self, run: str | None) -> None:
         if run != self.run:
             self.run = run

@@ -242,6 +242,6 @@ class SelfTraining:
 
     rounds: int = option(2, group="self-training", label="Rounds", low=1, high=20,
                          help="rounds after round 0 (each trains one run)")
-    tta: bool = option(True, group="self-training", label="Teacher test-time augmentation",
+    tta: bool = option(True, group="self-training", label="Teacher TTA",
                        help="the teacher detects with ultralytics' test-time augmentation (flips and scales)",
                        flag="--no-tta", flag_help="the teacher detects on the frames as they are")

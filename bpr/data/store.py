@@ -548,6 +548,12 @@ class Project:
             "JOIN species s ON s.id = p.species_id JOIN runs r ON r.id = p.run_id "
             f"WHERE {' AND '.join(where)} ORDER BY p.video_id, p.frame_index, p.score DESC", params))
 
+    def latest_pseudo_teacher(self) -> str | None:
+        """The teacher whose findings were stored last (the round about to train, or trained last)."""
+        row = self.conn.execute("SELECT r.name FROM pseudo_boxes p JOIN runs r ON r.id = p.run_id "
+                                "ORDER BY p.id DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
     def review_pseudo_box(self, pseudo_id: int, accept: bool) -> int | None:
         """Accept a pseudo-box into a label (returns the label's id) or reject it for good."""
         with self.transaction():

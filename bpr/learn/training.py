@@ -114,7 +114,7 @@ def describe_method(config: dict) -> str:
     rb, pseudo = config["rebalancing"], config.get("pseudo", {})
     parts = []
     if rb["p_obj"] or rb["p_box"]:
-        where = "" if rb["partial_only"] else ", all frames"
+        where = "" if rb.get("partial_only", True) else ", all frames"
         parts.append(f"BPR p_obj {rb['p_obj']:g} p_box {rb['p_box']:g} ({rb['mode']}{where})")
     if pseudo.get("teacher") == "ema" or pseudo.get("teacher_run"):
         what = (f"pseudo-boxes from {pseudo['pseudo_conf']:g}, " if pseudo["pseudo_boxes"] else "") \

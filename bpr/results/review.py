@@ -1,8 +1,10 @@
-"""The missing-label finder: confident detections on partially labeled frames that overlap no label.
+"""The missing-label finder: confident detections on partially labeled frames that overlap no label,
+and the pseudo-boxes a self-training round is about to train on.
 
 On a ``partial`` frame an annotator boxed some animals and left others; a detection the model is
 confident about that overlaps none of the labels is most likely one of the unboxed animals. Accepting
-turns it into a label (source ``accepted``); rejecting hides it for good.
+turns it into a label (source ``accepted``); rejecting hides it for good. A rejected pseudo-box is
+never used again, as a pseudo-box or as an ignore region.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ OVERLAP_IOU = 0.3  # a detection overlapping a label at this IoU or more is that
 
 @dataclass
 class Suggestion:
-    detection_id: int
+    detection_id: int | None       # a detection's, or None for a pseudo-box
     video_id: str
     frame_index: int
     species: str
     confidence: float
     box: tuple[float, float, float, float]
+    pseudo_id: int | None = None   # a pseudo-box's id (bpr.learn.pseudo)
+    round: int | None = None       # the self-training round that trains on it
 
 
 def missing_labels(project: Project, run: str, conf: float = 0.5, video: str | ImageSequence | None = None,
@@ -65,13 +69,32 @@ def missing_labels(project: Project, run: str, conf: float = 0.5, video: str | I
     return out
 
 
+def pseudo_suggestions(project: Project, video: str | ImageSequence | None = None) -> list[Suggestion]:
+    """The pseudo-boxes of the latest teacher (the round about to train, or trained last) not yet
+    reviewed, on the frames of ``video`` (as for missing_labels) or everywhere, most confident first."""
+    teacher = project.latest_pseudo_teacher()
+    if teacher is None:
+        return []
+    ids = None if video is None else set(project.resolve_scope(video)[0])
+    out = [Suggestion(None, p["video_id"], p["frame_index"], p["species"], p["score"],
+                      (p["x1"], p["y1"], p["x2"], p["y2"]), pseudo_id=p["id"], round=p["round"])
+           for p in project.pseudo_boxes(teacher=teacher, kind="pseudo") if ids is None or p["video_id"] in ids]
+    out.sort(key=lambda s: -s.confidence)
+    return out
+
+
 def accept(project: Project, suggestion: Suggestion) -> int:
     """Turn a suggestion into a label; returns the new box id."""
+    if suggestion.pseudo_id is not None:
+        return project.review_pseudo_box(suggestion.pseudo_id, accept=True)
     return project.add_box(suggestion.video_id, suggestion.frame_index, suggestion.species, suggestion.box,
                            source="accepted")
 
 
 def reject(project: Project, suggestion: Suggestion) -> None:
+    if suggestion.pseudo_id is not None:
+        project.review_pseudo_box(suggestion.pseudo_id, accept=False)
+        return
     with project.transaction():
         project.conn.execute("INSERT OR IGNORE INTO rejected_detections VALUES (?, ?)",
                              (suggestion.detection_id, time.time()))

@@ -262,7 +262,7 @@ def test_train_stop_resume_from_the_panel(window, qtbot):
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
     assert panel.runs.topLevelItem(0).text(1) == "finished"
     assert panel.runs.topLevelItem(0).text(3) == "2/2"
-    assert panel.runs.topLevelItem(0).text(7) == "CPU"  # the processor that trained it
+    assert panel.runs.topLevelItem(0).text(5) == "CPU"  # the processor that trained it
     assert window.review.run.findText("run1") >= 0
 
 
@@ -363,7 +363,7 @@ def test_a_record_of_outside_weights_lists_no_training_settings(window, tmp_path
     detection_run(window.state.project, weights=weights)
     window.train.reload_runs()
     row = window.train.runs.topLevelItem(0)
-    assert [row.text(i) for i in range(8)] == ["weights:other", "finished", "-", "-", "-", "-", "-", "-"]
+    assert [row.text(i) for i in range(6)] == ["weights:other", "finished", "-", "-", "-", "-"]
 
 
 def test_an_image_folder_is_reviewed_as_one_sequence(make_window, tmp_path, qtbot, monkeypatch):
@@ -457,9 +457,9 @@ def test_a_run_resumed_on_another_machine_says_where_each_epoch_ran(window):
     p.update_run("moved", metrics=metrics)
     window.train.reload_runs()
     row = window.train.runs.findItems("moved", Qt.MatchFlag.MatchExactly, 0)[0]
-    assert row.text(7) == "NVIDIA H200 (epochs 1-2), CPU (3)"
-    assert row.toolTip(0) == row.toolTip(7) == (
-        "moved: finished\nBest val mAP50: 0.3000\nEpochs: 3/3\nObj drop: 50%\nBox drop: 0%\nMode: random\n"
+    assert row.text(5) == "NVIDIA H200 (epochs 1-2), CPU (3)"
+    assert row.toolTip(0) == row.toolTip(5) == (
+        "moved: finished\nBest val mAP50: 0.3000\nEpochs: 3/3\nMethod: BPR p_obj 0.5 p_box 0 (random)\n"
         "Trained on: NVIDIA H200 (epochs 1-2), CPU (3)")
 
 
@@ -505,12 +505,12 @@ def test_the_train_panel_shows_the_described_defaults_ranges_and_help(qtbot):
 
     from app.panels import PANEL_OPTIONS, TrainPanel
     from app.state import ProjectState
-    from bpr.config import TrainConfig, options
+    from bpr.config import SelfTraining, TrainConfig, options
 
     panel = TrainPanel(ProjectState(), show_error=lambda *args: None)
     qtbot.addWidget(panel)
-    assert panel.config() == TrainConfig()
-    described = {o.name: o for o in options(TrainConfig)}
+    assert panel.config() == TrainConfig() and panel.selftrain_settings() == SelfTraining()
+    described = {o.name: o for o in options(TrainConfig) + options(SelfTraining)}
     for name in PANEL_OPTIONS:
         o, widget = described[name], getattr(panel, name)
         assert o.help[1:] in widget.toolTip()
@@ -525,3 +525,54 @@ def test_the_train_panel_shows_the_described_defaults_ranges_and_help(qtbot):
     panel.p_obj.setValue(25)
     panel.partial_only.setChecked(False)
     assert panel.config().rebalancing.p_obj == 0.25 and not panel.config().rebalancing.partial_only
+
+
+@pytest.mark.slow
+def test_self_training_rounds_wait_for_the_review_of_their_pseudo_boxes(window, qtbot):
+    """Self-training from the Train panel: round 0 trains, its pseudo-boxes are drawn dotted and listed
+    first in the finder; a rejected one leaves the list for good, an accepted one becomes a label; then
+    Continue rounds trains round 1 on what was kept, and the runs list names its teacher."""
+    panel, review, project = window.train, window.review, window.state.project
+    set_tiny_training(panel, 1)
+    panel.method.setCurrentIndex(panel.method.findData("selftrain"))
+    assert panel.rounds.isEnabled() and not panel.burn_in.isEnabled()
+    panel.pseudo_conf.setValue(0.0)  # an untrained model is sure of nothing: take all it finds
+    panel.ignore_conf.setValue(0.0)
+    panel.rounds.setValue(1)
+    panel.tta.setChecked(False)
+    assert panel.pause_for_review.isChecked()
+    labels_before = project.conn.execute("SELECT count(*) FROM boxes").fetchone()[0]
+    panel.start_button.click()
+    with qtbot.waitSignal(panel.worker.finished, timeout=300000):
+        pass
+    assert "Continue rounds" in panel.status.text() and not panel.continue_button.isHidden()
+    assert [r.name for r in project.runs()] == ["selftrain1-r0"]  # round 1 waits
+
+    pseudo = [s for s in review.suggestions if s.pseudo_id is not None]  # those of this video
+    assert pseudo and review.suggestions[:len(pseudo)] == pseudo
+    mined = len(project.pseudo_boxes(teacher="selftrain1-r0", kind="pseudo"))  # of every video
+    first = review.missing.topLevelItem(0)
+    assert "(pseudo-box, round 1)" in first.text(1)
+    review.missing.setCurrentItem(first)  # goes to its frame, where it is drawn dotted
+    assert window.state.frame == pseudo[0].frame_index
+    dotted = [i for i in window.view.scene().items() if i.data(0) == "pseudo"]
+    assert len(dotted) == sum(p.frame_index == pseudo[0].frame_index and p.video_id == pseudo[0].video_id
+                              for p in pseudo)
+    review.reject_button.click()
+    assert all(s.pseudo_id != pseudo[0].pseudo_id for s in review.suggestions)
+    review.missing.setCurrentItem(review.missing.topLevelItem(0))
+    accepted = review._current_suggestion()
+    review.accept_button.click()
+    assert project.conn.execute("SELECT count(*) FROM boxes").fetchone()[0] == labels_before + 1
+    assert all(s.pseudo_id != accepted.pseudo_id for s in review.suggestions)
+
+    panel.continue_button.click()
+    with qtbot.waitSignal(panel.worker.finished, timeout=300000):
+        pass
+    assert "self-training finished" in panel.status.text() and panel.continue_button.isHidden()
+    row = panel.runs.findItems("selftrain1-r1", Qt.MatchFlag.MatchExactly, 0)[0]
+    assert row.text(1) == "finished" and "self-training round 1 (teacher selftrain1-r0" in row.text(4)
+    manifest = project.folder / "runs" / "selftrain1-r1" / "dataset" / "export.json"
+    import json
+
+    assert json.loads(manifest.read_text())["pseudo_boxes"] == mined - 2  # less the two reviewed
