@@ -40,7 +40,7 @@ from bpr.learn.training import describe_method, trained_on
 MODELS = ["yolov5n.yaml", "yolov5s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
 # The training options the Train panel offers, in the order of their description (bpr.config); the
 # command line has them all.
-PANEL_OPTIONS = ("model", "epochs", "imgsz", "batch", "device", "workers", "p_obj", "p_box", "mode", "neg_iou",
+PANEL_OPTIONS = ("model", "epochs", "imgsz", "batch", "device", "workers", "p_obj", "p_box", "neg_iou",
                  "partial_only", "pseudo_conf", "ignore_conf", "pseudo_boxes", "burn_in", "rounds", "tta")
 # The Train panel's methods: how the unboxed animals of partial frames are treated.
 METHODS = {"labels": "Labels only", "ema": "EMA teacher", "selftrain": "Self-training"}

@@ -417,7 +417,7 @@ def cmd_experiment(args) -> None:
 
     spec = ExperimentSpec(
         data=args.data, out=Path(args.out), hide=args.hide, p_obj=args.p_obj, p_box=args.p_box,
-        both=args.both, confident=args.confident, pseudo=args.pseudo, combine=args.combine,
+        both=args.both, pseudo=args.pseudo, combine=args.combine,
         pseudo_conf=args.pseudo_conf, ignore_conf=args.ignore_conf, burn_in=args.burn_in, tta=args.tta,
         upper_bound=not args.no_upper_bound, seeds=args.seeds,
         **{name: getattr(args, name) for name in EXPERIMENT_TRAIN_OPTIONS if name != "extra"},
@@ -645,8 +645,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="box drops, comma-separated (default 0.25)")
     p.add_argument("--both", type=_pairs, default=[(0.75, 0.25)], metavar="PAIRS",
                    help="both at once, P_OBJ:P_BOX pairs (default 0.75:0.25)")
-    p.add_argument("--confident", type=_fractions, default=[0.75], metavar="LIST",
-                   help="objectness drops in confident mode (default 0.75)")
     from bpr.experiment import PSEUDO_SETTINGS
 
     p.add_argument("--pseudo", type=_names, default=list(PSEUDO_SETTINGS), metavar="LIST",

@@ -70,7 +70,6 @@ class ExperimentSpec:
     p_obj: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75])
     p_box: list[float] = field(default_factory=lambda: [0.25])
     both: list[tuple[float, float]] = field(default_factory=lambda: [(0.75, 0.25)])
-    confident: list[float] = field(default_factory=lambda: [0.75])   # p_obj values in confident mode
     pseudo: list[str] = field(default_factory=lambda: list(PSEUDO_SETTINGS))
     combine: list[tuple[str, float]] = field(default_factory=lambda: [("selftrain1", 0.25)])  # (method, p_obj)
     pseudo_conf: float = default(PseudoLabels, "pseudo_conf")
@@ -128,8 +127,6 @@ class ExperimentSpec:
         out += [Setting(f"box{p:g}", Rebalancing(p_box=p), self.hide) for p in self.p_box]
         out += [Setting(f"obj{po:g}+box{pb:g}", Rebalancing(p_obj=po, p_box=pb), self.hide)
                 for po, pb in self.both]
-        out += [Setting(f"confident-obj{p:g}", Rebalancing(p_obj=p, mode="confident"), self.hide)
-                for p in self.confident]
         out += [self._pseudo_setting(method, Rebalancing(), method) for method in self.pseudo]
         out += [self._pseudo_setting(method, Rebalancing(p_obj=p), f"{method}+obj{p:g}") for method, p in self.combine]
         names = {s.name for s in out}
@@ -277,7 +274,7 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
             weights = project.resolve_path(record.weights)
             row = {"run": name, "setting": setting.name, "seed": seed, "hide": setting.hide,
                    "p_obj": setting.rebalancing.p_obj, "p_box": setting.rebalancing.p_box,
-                   "mode": setting.rebalancing.mode, "method": describe_method(record.config),
+                   "mode": "random", "method": describe_method(record.config),
                    "epochs": len(record.metrics),
                    "val_curve_mAP50": [m.get("mAP50") for m in record.metrics],
                    "measured_obj_drop": record.metrics[-1]["drop"]["obj_drop_fraction"],

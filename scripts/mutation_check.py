@@ -75,9 +75,13 @@ MUTATIONS = [
     Mutation("drops_not_limited_to_candidates", "bpr/learn/loss.py", [(
         "return candidates & (draw.to(candidates.device) < fraction)", "return draw.to(candidates.device) < fraction")],
         ["tests/bpr/test_loss.py"]),
-    Mutation("confident_ranks_lowest_first", "bpr/learn/loss.py", [(
-        "order = masked.argsort(dim=1, descending=True)", "order = masked.argsort(dim=1, descending=False)")],
-        ["tests/bpr/test_loss.py"]),
+    # -- pseudo-boxes
+    Mutation("mining_takes_a_label_at_iou_0_5_as_new", "bpr/learn/pseudo.py", [(
+        ".amax(-1) < MATCH_IOU", ".amax(-1) <= MATCH_IOU")],
+        ["tests/bpr/test_pseudo.py"]),
+    Mutation("rejected_pseudo_boxes_used_again", "bpr/learn/pseudo.py", [(
+        "for others in (labels, rejected):", "for others in (labels,):")],
+        ["tests/bpr/test_pseudo.py"]),
     Mutation("neg_iou_boundary", "bpr/learn/loss.py", [(
         "candidates = ~fg_mask & (best < s.neg_iou) & applies",
         "candidates = ~fg_mask & (best <= s.neg_iou) & applies")],

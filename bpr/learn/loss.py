@@ -20,10 +20,9 @@ weight of a true negative. BPR removes a random fraction of the negative predict
 
 Both act through one per-anchor weight on the classification BCE (0 for what they leave out).
 Positives and the loss normaliser (sum of target scores) are unchanged, so ``p_obj = p_box = 0`` with
-no ignore regions gives exactly ultralytics' loss. ``mode="random"`` draws the dropped negatives uniformly with a seeded
-generator of its own (the paper); ``mode="confident"`` drops, per image, the negatives with the
-highest predicted score first (the paper's future work: those are the likeliest unboxed animals).
-Dropping happens only when gradients are on, so validation losses stay plain.
+no ignore regions gives exactly ultralytics' loss. The dropped negatives are drawn uniformly with a
+seeded generator of its own (the paper). Dropping happens only when gradients are on, so validation
+losses stay plain.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from typing import Any
 
 import torch
 
-from bpr.config import MODES, Rebalancing  # noqa: F401  (re-exported: the loss's settings)
+from bpr.config import Rebalancing  # noqa: F401  (re-exported: the loss's settings)
 from bpr.offline import configure
 
 configure()  # before ultralytics is imported: no network at import time
@@ -124,28 +123,17 @@ def pairwise_iou(boxes: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return inter.div_(union)
 
 
-def choose_drops(candidates: torch.Tensor, fraction: float, mode: str, scores: torch.Tensor,
-                 generator: torch.Generator) -> torch.Tensor:
-    """Which candidates to drop.
+def choose_drops(candidates: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """Which candidates to drop: each independently with probability ``fraction``.
 
-    candidates: (B, A) bool, the anchors that may be dropped. scores: (B, A), higher = more confident.
-    random: each candidate is dropped independently with probability ``fraction``.
-    confident: in each image, the round(fraction * n) highest-scoring candidates are dropped.
-    Returns (B, A) bool, a subset of ``candidates``.
+    candidates: (B, A) bool, the anchors that may be dropped. Returns (B, A) bool, a subset of them.
     """
     if fraction <= 0:
         return torch.zeros_like(candidates)
     if fraction >= 1:
         return candidates.clone()
-    if mode == "random":
-        draw = torch.rand(candidates.shape, generator=generator, device=generator.device)
-        return candidates & (draw.to(candidates.device) < fraction)
-    masked = scores.masked_fill(~candidates, float("-inf"))
-    order = masked.argsort(dim=1, descending=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
-    count = (candidates.sum(1, keepdim=True).float() * fraction).round().long()
-    return candidates & (rank < count)
+    draw = torch.rand(candidates.shape, generator=generator, device=generator.device)
+    return candidates & (draw.to(candidates.device) < fraction)
 
 
 class RebalancedDetectionLoss(v8DetectionLoss):
@@ -243,7 +231,6 @@ class RebalancedDetectionLoss(v8DetectionLoss):
         if not s.active and ignore is None:
             return None, fg_mask
         applies = self._applies_to(batch, batch_size)[:, None]          # (B, 1)
-        confidence = pred_sigmoid.max(-1).values                          # (B, A)
 
         counts = torch.zeros(len(DropStats.FIELDS), dtype=torch.long, device=fg_mask.device)
         keep = torch.ones_like(fg_mask)
@@ -252,9 +239,9 @@ class RebalancedDetectionLoss(v8DetectionLoss):
                 # Padding rows of gt_bboxes are all zeros and give IoU 0: no mask needed.
                 best = pairwise_iou(pred_pixels, gt_bboxes).amax(-1)       # (B, A)
             else:
-                best = torch.zeros_like(confidence)
+                best = torch.zeros_like(fg_mask, dtype=pred_pixels.dtype)
             candidates = ~fg_mask & (best < s.neg_iou) & applies
-            drop = choose_drops(candidates, s.p_obj, s.mode, confidence, self.generator)
+            drop = choose_drops(candidates, s.p_obj, self.generator)
             keep &= ~drop
             counts[0], counts[1] = candidates.sum(), drop.sum()
 
@@ -262,7 +249,7 @@ class RebalancedDetectionLoss(v8DetectionLoss):
         if s.p_box > 0:
             iou = _aligned_iou(pred_pixels, target_bboxes)                 # (B, A)
             candidates = fg_mask & (iou < s.neg_iou) & applies
-            drop = choose_drops(candidates, s.p_box, s.mode, confidence, self.generator)
+            drop = choose_drops(candidates, s.p_box, self.generator)
             box_fg = fg_mask & ~drop
             counts[2], counts[3] = candidates.sum(), drop.sum()
 

@@ -110,12 +110,12 @@ def trained_on(metrics: list[dict]) -> str:
 
 def describe_method(config: dict) -> str:
     """How a run (its stored config) treats the boxes nobody drew, in a few words: 'labels only',
-    'BPR p_obj 0.25 p_box 0 (random)', 'EMA teacher from epoch 20', 'self-training round 1 (teacher a-r0)'."""
+    'BPR p_obj 0.25 p_box 0', 'EMA teacher from epoch 20', 'self-training round 1 (teacher a-r0)'."""
     rb, pseudo = config["rebalancing"], config.get("pseudo", {})
     parts = []
     if rb["p_obj"] or rb["p_box"]:
-        where = "" if rb.get("partial_only", True) else ", all frames"
-        parts.append(f"BPR p_obj {rb['p_obj']:g} p_box {rb['p_box']:g} ({rb['mode']}{where})")
+        where = "" if rb.get("partial_only", True) else " (all frames)"
+        parts.append(f"BPR p_obj {rb['p_obj']:g} p_box {rb['p_box']:g}{where}")
     if pseudo.get("teacher") == "ema" or pseudo.get("teacher_run"):
         what = (f"pseudo-boxes from {pseudo['pseudo_conf']:g}, " if pseudo["pseudo_boxes"] else "") \
             + f"ignored from {pseudo['ignore_conf']:g}"

@@ -459,7 +459,7 @@ def test_a_run_resumed_on_another_machine_says_where_each_epoch_ran(window):
     row = window.train.runs.findItems("moved", Qt.MatchFlag.MatchExactly, 0)[0]
     assert row.text(5) == "NVIDIA H200 (epochs 1-2), CPU (3)"
     assert row.toolTip(0) == row.toolTip(5) == (
-        "moved: finished\nBest val mAP50: 0.3000\nEpochs: 3/3\nMethod: BPR p_obj 0.5 p_box 0 (random)\n"
+        "moved: finished\nBest val mAP50: 0.3000\nEpochs: 3/3\nMethod: BPR p_obj 0.5 p_box 0\n"
         "Trained on: NVIDIA H200 (epochs 1-2), CPU (3)")
 
 

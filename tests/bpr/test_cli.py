@@ -128,16 +128,16 @@ def test_train_and_runs(demo_template, tmp_path, capsys):
     project = tmp_path / "demo"
     shutil.copytree(demo_template, project)
     argv = ["train", str(project), "--epochs", "1", "--imgsz", "96", "--batch", "16", "--workers", "0",
-            "--p-obj", "0.75", "--p-box", "0.25", "--mode", "confident", "--name", "cli",
+            "--p-obj", "0.75", "--p-box", "0.25", "--all-frames", "--name", "cli",
             "--train-arg", "nbs=16", "--train-arg", "mosaic=0.5"]
     assert main(argv) == 0
     args = (project / "runs" / "cli" / "train" / "args.yaml").read_text()
     assert "\nnbs: 16\n" in args and "\nmosaic: 0.5\n" in args
     out = capsys.readouterr().out
-    assert "run cli: finished, 1/1 epochs" in out and "method: BPR p_obj 0.75 p_box 0.25 (confident)" in out
+    assert "run cli: finished, 1/1 epochs" in out and "method: BPR p_obj 0.75 p_box 0.25 (all frames)" in out
     assert "measured drop (last epoch): objectness 0.7" in out and "\n  trained on CPU\n" in out
     assert main(["runs", str(project)]) == 0
-    assert "BPR p_obj 0.75 p_box 0.25 (confident)" in capsys.readouterr().out
+    assert "BPR p_obj 0.75 p_box 0.25 (all frames)" in capsys.readouterr().out
     assert main(["train", str(project), "--name", "cli", "--epochs", "1"]) == 1
     assert "exists already" in capsys.readouterr().err
     assert main(["train", str(project), "--resume", "nope"]) == 1

@@ -58,7 +58,7 @@ def test_values_out_of_range_or_choices_are_refused_naming_the_option():
     with pytest.raises(ValueError, match=r"protocol 'loose': use dusia or all-labeled"):
         TrainConfig(protocol="loose")
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["train", "p", "--mode", "greedy"])
+        build_parser().parse_args(["train", "p", "--teacher", "mean"])
 
 
 def test_flat_values_fill_the_nested_settings():

@@ -11,7 +11,7 @@ from bpr.learn.training import TrainingCancelled
 
 
 def tiny_spec(data, out, **overrides):
-    settings = dict(data=str(data), out=out, hide=0.5, p_obj=[0.75], p_box=[], both=[], confident=[],
+    settings = dict(data=str(data), out=out, hide=0.5, p_obj=[0.75], p_box=[], both=[],
                     pseudo=[], combine=[], upper_bound=True, seeds=2, epochs=1, imgsz=96, batch=16, device="cpu",
                     workers=0)
     settings.update(overrides)
@@ -22,7 +22,7 @@ def test_default_settings_follow_the_paper(tmp_path):
     spec = ExperimentSpec(data="x", out=tmp_path)
     assert [s.name for s in spec.settings()] == [
         "baseline", "obj0.1", "obj0.25", "obj0.5", "obj0.75", "box0.25", "obj0.75+box0.25",
-        "confident-obj0.75", "ignore", "selftrain1", "selftrain2", "ema", "selftrain1+obj0.25", "all-labels"]
+        "ignore", "selftrain1", "selftrain2", "ema", "selftrain1+obj0.25", "all-labels"]
     assert spec.settings()[-1].hide == 0 and spec.settings()[0].hide == 0.5
     by_name = {s.name: s for s in spec.settings()}
     assert [spec.round_of(by_name[n]) for n in ("baseline", "ignore", "selftrain2", "ema")] == [0, 1, 2, 0]
@@ -55,7 +55,7 @@ def test_a_sweep_refuses_other_hyperparameters_and_unknown_settings(tmp_path):
 
 
 def test_experiment_runs_in_seed_major_order(tmp_path):
-    spec = ExperimentSpec(data="x", out=tmp_path, p_obj=[0.5], p_box=[], both=[], confident=[], pseudo=[],
+    spec = ExperimentSpec(data="x", out=tmp_path, p_obj=[0.5], p_box=[], both=[], pseudo=[],
                           combine=[], seeds=2)
     assert [name for name, _, _ in spec.runs()] == [
         "baseline-seed0", "obj0.5-seed0", "all-labels-seed0", "baseline-seed1", "obj0.5-seed1", "all-labels-seed1"]
@@ -163,7 +163,7 @@ def test_the_report_says_which_software_made_the_runs(tmp_path):
     new = {"bpr": "0.1.0", "ultralytics": "8.4.2", "torch": "2.9.1"}
     spec = ExperimentSpec(data="x", out=tmp_path, epochs=1, pseudo=[], combine=[])
     write_report(spec, [row("baseline-seed0", old), row("baseline-seed1", old)])
-    assert ("\nFinished: 2 of 27 runs (9 settings x 3 seeds). Software: bpr 0.1.0, ultralytics 8.4.1, torch 2.9.1.\n"
+    assert ("\nFinished: 2 of 24 runs (8 settings x 3 seeds). Software: bpr 0.1.0, ultralytics 8.4.1, torch 2.9.1.\n"
             in (tmp_path / "results.md").read_text())
 
     write_report(spec, [row("baseline-seed0", None), row("baseline-seed1", old)])

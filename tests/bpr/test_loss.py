@@ -130,7 +130,7 @@ def _iou(a, b):
 
 @pytest.mark.parametrize("boxes", [(0, 0), (0,)])
 @pytest.mark.parametrize("settings", [Rebalancing(), Rebalancing(p_obj=0.75, p_box=0.25),
-                                      Rebalancing(p_obj=1.0, p_box=1.0, mode="confident")])
+                                      Rebalancing(p_obj=1.0, p_box=1.0)])
 def test_images_without_boxes(boxes, settings):
     """No boxes (or every box hidden): finite loss, box loss exactly 0, every anchor a negative."""
     model = tiny_model()
@@ -157,13 +157,15 @@ def test_box_drop_removes_low_iou_positives_from_the_box_loss():
     assert dropped[0] < plain[0]           # an untrained model's positives are mostly low-IoU
 
 
-def test_confident_mode_drops_the_highest_scoring_negatives_first():
-    candidates = torch.tensor([[True, True, False, True, True], [False, True, True, True, False]])
-    scores = torch.tensor([[0.1, 0.9, 0.99, 0.5, 0.3], [0.9, 0.2, 0.8, 0.4, 0.1]])
-    drop = choose_drops(candidates, 0.5, "confident", scores, torch.Generator())
-    # image 0: 4 candidates -> drop 2: scores 0.9 and 0.5 (0.99 is not a candidate)
-    # image 1: 3 candidates -> drop round(1.5) = 2: scores 0.8 and 0.4
-    assert drop.tolist() == [[False, True, False, True, False], [False, False, True, True, False]]
+def test_a_run_stored_in_the_removed_confident_mode_is_refused_with_the_reason():
+    from bpr.config import TrainConfig
+
+    stored = TrainConfig().to_dict()
+    stored["rebalancing"]["mode"] = "random"  # as every run stored before the removal carries it
+    assert TrainConfig.from_dict(stored) == TrainConfig()
+    stored["rebalancing"]["mode"] = "confident"
+    with pytest.raises(ValueError, match="confident mode was removed: .* lost 11.8 test mAP50 points"):
+        TrainConfig.from_dict(stored)
 
 
 def test_seeded_runs_are_reproducible():
@@ -262,22 +264,19 @@ def test_the_partial_frames_rule_from_the_store_through_the_export_to_the_drop_m
     assert criterion.stats.negatives == criterion.stats.negatives_dropped == dropped[1].sum()
 
 
-@pytest.mark.parametrize("mode", ["random", "confident"])
 @pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.75])
-def test_drops_are_candidates_in_the_asked_fraction_over_a_million_anchors(mode, p):
+def test_drops_are_candidates_in_the_asked_fraction_over_a_million_anchors(p):
     """About 10^6 candidates: the measured fraction is within 5 binomial sigma of p (0.15 % at p = 0.1,
     so a draw 5 % low fails), and nothing that is not a candidate is ever dropped."""
     g = torch.Generator().manual_seed(11)
     candidates = torch.rand(16, 125_000, generator=g) < 0.5
-    scores = torch.rand(16, 125_000, generator=g)
-    drop = choose_drops(candidates, p, mode, scores, torch.Generator().manual_seed(5))
+    drop = choose_drops(candidates, p, torch.Generator().manual_seed(5))
     assert not (drop & ~candidates).any()
     n, k = int(candidates.sum()), int(drop.sum())
     assert n > 900_000
     assert abs(k / n - p) < 5 * (p * (1 - p) / n) ** 0.5, (k / n, p)
-    if mode == "random":  # independent per anchor: every image near p too
-        per_image = drop.sum(1) / candidates.sum(1)
-        assert (per_image - p).abs().max() < 6 * (p * (1 - p) / candidates.sum(1).min()) ** 0.5
+    per_image = drop.sum(1) / candidates.sum(1)  # independent per anchor: every image near p too
+    assert (per_image - p).abs().max() < 6 * (p * (1 - p) / candidates.sum(1).min()) ** 0.5
 
 
 def test_neg_iou_is_a_strict_bound_for_negatives_and_low_iou_positives():
@@ -309,8 +308,6 @@ def test_pairwise_iou_against_hand_values():
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="p_obj"):
         Rebalancing(p_obj=1.5)
-    with pytest.raises(ValueError, match="mode"):
-        Rebalancing(mode="greedy")
     assert not Rebalancing().active and Rebalancing(p_box=0.1).active
 
 

@@ -276,7 +276,10 @@ def test_optimizer_state_takes_its_parameters_layout():
 
 
 def test_config_round_trips_through_the_store():
-    config = tiny_config(species=["Basket star"], rebalancing=Rebalancing(p_obj=0.75, mode="confident"))
+    from bpr.config import PseudoLabels
+
+    config = tiny_config(species=["Basket star"], rebalancing=Rebalancing(p_obj=0.75, partial_only=False),
+                         pseudo=PseudoLabels(pseudo_conf=0.6, pseudo_boxes=False, teacher_run="r0", round=1))
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 
