@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,26 @@ def trained_project(trained_template, tmp_path):
     shutil.copytree(trained_template, folder)
     with Project.open(folder) as p:
         yield p
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail on any attempt to reach the network (DNS included)."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError(f"test forbids network access: {args!r}")
+
+    real_connect = socket.socket.connect
+
+    def connect(self, address):
+        if self.family == socket.AF_UNIX:
+            return real_connect(self, address)
+        refuse(address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", lambda self, address: refuse(address))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return attempts

@@ -130,6 +130,9 @@ def test_ignore_regions_ride_through_ultralytics_augmentation(trained_project, t
         return build_yolo_dataset(args, str(tmp_path / "taught/train/images"), 16, data, mode="train")
 
     plain, taught = dataset(), dataset()
+    untaught = build_yolo_dataset(args, str(export_yolo(project, tmp_path / "plain").data_yaml.parent /
+                                            "train/images"), 16, data, mode="train")
+    assert add_ignore_rows(untaught) == 0  # no teacher: the dataset is ultralytics' own
     assert add_ignore_rows(taught) == len(frames)
     partial = set(export.partial_images)
     for before, after in zip(plain.labels, taught.labels):
@@ -218,7 +221,7 @@ def test_the_ema_teacher_adds_its_findings_on_partial_images_only_after_the_burn
 
 
 @pytest.mark.slow
-def test_the_ema_teacher_trains_a_tiny_run_whose_weights_are_plain_ultralytics(demo_project):
+def test_the_ema_teacher_trains_a_tiny_run_whose_weights_are_plain_ultralytics(demo_project, no_network):
     from ultralytics import YOLO
 
     from bpr.learn.training import describe_method, train
@@ -230,6 +233,21 @@ def test_the_ema_teacher_trains_a_tiny_run_whose_weights_are_plain_ultralytics(d
     assert describe_method(run.config).startswith("EMA teacher from epoch 0")
     model = YOLO(str(demo_project.resolve_path(run.weights)))
     assert type(model.model).__name__ == "DetectionModel" and not hasattr(model.model, "teacher")
+    assert no_network == []
+
+
+@pytest.mark.slow
+def test_self_training_runs_offline(trained_project, no_network):
+    from ultralytics import YOLO
+
+    from bpr.selftrain import selftrain
+
+    result = selftrain(trained_project, tiny_config(pseudo_conf=0.0, ignore_conf=0.0), "st",
+                       SelfTraining(rounds=1, tta=True), from_run="tiny")
+    [mined] = result.mining
+    assert mined.pseudo_boxes > 0 and [r.name for r in result.runs] == ["tiny", "st-r1"]
+    assert YOLO(str(trained_project.resolve_path(result.runs[-1].weights))).names
+    assert no_network == []
 
 
 @pytest.mark.slow

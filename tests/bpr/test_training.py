@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -40,29 +39,6 @@ def adam_betas(checkpoint):
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["optimizer"]
     return [tuple(group["betas"]) for group in state["param_groups"]]
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Fail on any attempt to reach the network (DNS included)."""
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError(f"test forbids network access: {args!r}")
-
-    real_connect = socket.socket.connect
-
-    def connect(self, address):
-        if self.family == socket.AF_UNIX:
-            return real_connect(self, address)
-        refuse(address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", lambda self, address: refuse(address))
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    return attempts
 
 
 @pytest.mark.slow
