@@ -176,24 +176,19 @@ class FrameView(QGraphicsView):
             item = BoxItem(self, box, QColor(colors.get(box["species"], "#ffffff")))
             self.scene().addItem(item)
             self._caption(item, box["species"])
-        for det in self.state.detections():
-            x1, y1, x2, y2 = det["x1"], det["y1"], det["x2"], det["y2"]
+        # what a model found, in the species' colour: detections dashed, a round's pseudo-boxes dotted
+        found = [(det, "detection", det["confidence"], Qt.PenStyle.DashLine) for det in self.state.detections()]
+        found += [(p, "pseudo", p["score"], Qt.PenStyle.DotLine) for p in self.state.pseudo_boxes()]
+        for row, kind, score, style in found:
+            x1, y1, x2, y2 = row["x1"], row["y1"], row["x2"], row["y2"]
             item = QGraphicsRectItem(QRectF(x1, y1, x2 - x1, y2 - y1))
-            pen = QPen(QColor(colors.get(det["species"], "#ffffff")), 2, Qt.PenStyle.DashLine)
+            pen = QPen(QColor(colors.get(row["species"], "#ffffff")), 2, style)
             pen.setCosmetic(True)
             item.setPen(pen)
-            item.setData(0, "detection")
+            item.setData(0, kind)
             self.scene().addItem(item)
-            self._caption(item, f"{det['species']} {confidence_text(det['confidence'])}", at=QPointF(x1, y2))
-        for pseudo in self.state.pseudo_boxes():
-            x1, y1, x2, y2 = pseudo["x1"], pseudo["y1"], pseudo["x2"], pseudo["y2"]
-            item = QGraphicsRectItem(QRectF(x1, y1, x2 - x1, y2 - y1))
-            pen = QPen(QColor(colors.get(pseudo["species"], "#ffffff")), 2, Qt.PenStyle.DotLine)
-            pen.setCosmetic(True)
-            item.setPen(pen)
-            item.setData(0, "pseudo")
-            self.scene().addItem(item)
-            self._caption(item, f"pseudo {pseudo['species']} {confidence_text(pseudo['score'])}", at=QPointF(x1, y2))
+            prefix = "pseudo " if kind == "pseudo" else ""
+            self._caption(item, f"{prefix}{row['species']} {confidence_text(score)}", at=QPointF(x1, y2))
 
     def _caption(self, parent: QGraphicsRectItem, text: str, at: QPointF | None = None):
         """Species (and confidence) in the box's colour on a dark backing, readable on any seafloor."""

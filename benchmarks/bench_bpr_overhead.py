@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def setup(device: str, imgsz: int, batch: int, boxes: int):
+def model_and_batch(device: str, imgsz: int, batch: int, boxes: int):
+    """A yolov5n in training mode (10 classes) and a batch of random images with ``boxes`` each."""
     import torch
 
-    from bpr.learn.loss import Rebalancing, build_criterion
     from bpr.offline import configure
 
     configure()
@@ -46,6 +46,13 @@ def setup(device: str, imgsz: int, batch: int, boxes: int):
         "cls": torch.randint(0, 10, (batch * boxes, 1), generator=g).float(),
         "bboxes": torch.cat([centres, sizes], 1),
     }
+    return model, data
+
+
+def setup(device: str, imgsz: int, batch: int, boxes: int):
+    from bpr.learn.loss import Rebalancing, build_criterion
+
+    model, data = model_and_batch(device, imgsz, batch, boxes)
     criteria = {
         "plain": model.init_criterion(),
         "bpr": build_criterion(model, Rebalancing(p_obj=0.75, p_box=0.25)),

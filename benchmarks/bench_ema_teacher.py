@@ -28,33 +28,18 @@ sys.path.insert(0, str(ROOT))
 
 def setup(device: str, imgsz: int, batch: int, boxes: int):
     import torch
+    from bench_bpr_overhead import model_and_batch
 
     from bpr.config import PseudoLabels
     from bpr.learn.loss import Rebalancing, build_criterion
     from bpr.learn.pseudo import OnlineTeacher
-    from bpr.offline import configure
-
-    configure()
-    from ultralytics.cfg import get_cfg
-    from ultralytics.nn.tasks import DetectionModel
     from ultralytics.utils.torch_utils import ModelEMA
 
-    torch.manual_seed(0)
-    model = DetectionModel("yolov5n.yaml", nc=10, verbose=False).to(device)
-    model.args = get_cfg()
-    model.train()
-    g = torch.Generator().manual_seed(0)
-    centres = torch.rand(batch * boxes, 2, generator=g) * 0.8 + 0.1
-    sizes = torch.rand(batch * boxes, 2, generator=g) * 0.08 + 0.02
+    model, data = model_and_batch(device, imgsz, batch, boxes)
+    data = {k: v.to(device) for k, v in data.items()}
     names = [f"/d/train/images/{i}.jpg" for i in range(batch)]
-    data = {
-        "img": torch.rand(batch, 3, imgsz, imgsz, generator=g).to(device),
-        "batch_idx": torch.arange(batch).repeat_interleave(boxes).float().to(device),
-        "cls": torch.randint(0, 10, (batch * boxes, 1), generator=g).float().to(device),
-        "bboxes": torch.cat([centres, sizes], 1).to(device),
-        "im_file": names,
-    }
-    criterion = build_criterion(model, Rebalancing())
+    data["im_file"] = names
+    criterion = build_criterion(model, Rebalancing())  # no drop: ultralytics' loss, less the ignore rows
     trainer = SimpleNamespace(ema=ModelEMA(model), epoch=100, amp=False, device=torch.device(device))
     partial = {Path(n).name for n in names}
     teachers = {
