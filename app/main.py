@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bpr-app", description="The bpr desktop app.")
     parser.add_argument("project", nargs="?", help="project folder (default: the last one, else the demo)")
     parser.add_argument("--headless", action="store_true",
-                        help="no window: run the demo pipeline (train briefly, detect, counts CSV) on "
-                             "PROJECT (default: the demo project) and print where the outputs are")
+                        help="no window: the main job on the demo project PROJECT (default: the demo "
+                             "project): train plain and one round of self-training, score both against the "
+                             "demo's truth, write the report and the counts, and print where they are")
     parser.add_argument("--self-test", action="store_true",
                         help="offscreen: open the demo, render a frame with labels, run one detection "
                              "step; exit 0 if all worked (checks an installation or a bundle)")

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QRadioButton,
@@ -247,7 +248,8 @@ def _train_child(folder: str, config: TrainConfig | None, name: str | None, resu
                  selftrain: tuple[SelfTraining, bool] | None, send, stop):
     """In the training process: train (or run self-training rounds), sending each event back, and a
     cancel as ("cancelled", message)."""
-    from bpr.learn.training import TrainingCancelled, train
+    from bpr.learn.training import TrainEvent, TrainingCancelled, train
+    from bpr.results.evaluate import choose_thresholds
 
     on_event = lambda e: send(("event", e))  # noqa: E731
     try:
@@ -256,9 +258,18 @@ def _train_child(folder: str, config: TrainConfig | None, name: str | None, resu
                 from bpr.selftrain import selftrain as rounds
 
                 settings, pause = selftrain
-                return rounds(project, config, name, settings, pause_for_review=pause, on_event=on_event,
-                              cancel=stop.is_set)
-            return train(project, config, name=name, resume=resume, on_event=on_event, cancel=stop.is_set)
+                result = rounds(project, config, name, settings, pause_for_review=pause, on_event=on_event,
+                                cancel=stop.is_set)
+                finished = [r for r in result.runs if r.status == "finished"]
+            else:
+                result = train(project, config, name=name, resume=resume, on_event=on_event, cancel=stop.is_set)
+                finished = [result]
+            for run in finished:  # the counting thresholds, chosen on val
+                if "thresholds" not in (run.summary or {}):
+                    on_event(TrainEvent("note", run.name, message=f"choosing {run.name}'s counting thresholds "
+                                                                   "on its val frames"))
+                    choose_thresholds(project, run.name, device=run.config.get("device", "auto"))
+            return result
     except TrainingCancelled as e:
         send(("cancelled", str(e)))
         return None
@@ -534,6 +545,8 @@ class TrainPanel(QWidget):
         if event.kind == "start":
             self.curves.clear()  # a round's run: its own curves
             self.status.setText(event.message)
+        elif event.kind == "note":
+            self.status.setText(event.message)
         elif event.kind == "mine":
             self.progress.setMaximum(event.batches)
             self.progress.setValue(event.batch)
@@ -617,7 +630,8 @@ class TrainPanel(QWidget):
                 cells = ["-"] * 4
             else:
                 best = r.best_map50
-                cells = ["-" if best is None else f"{best:.4f}", f"{len(r.metrics)}/{r.config['epochs']}",
+                score = "-" if best is None else f"{best:.4f}" + (" (not learned)" if r.not_learned else "")
+                cells = [score, f"{len(r.metrics)}/{r.config['epochs']}",
                          describe_method(r.config), trained_on(r.metrics) or "-"]
             item = QTreeWidgetItem([r.name, r.status, *cells])
             tip = f"{r.name}: {r.status}\n" + "\n".join(f"{h}: {c}" for h, c in zip(headers, cells))
@@ -689,8 +703,12 @@ class ReviewPanel(QWidget):
         layout = QVBoxLayout(self)
         form = QFormLayout()
         self.run = QComboBox()
-        self.run.currentTextChanged.connect(lambda name: self.state.set_run(name or None))
+        self.run.currentTextChanged.connect(self._run_chosen)
         form.addRow("Run", self.run)
+        self.not_learned = _wrapped("")  # a warning, shown for a run that has not learned
+        self.not_learned.setStyleSheet("color: #d08000")
+        self.not_learned.hide()
+        form.addRow(self.not_learned)
         detect_row = QHBoxLayout()
         self.stride = QSpinBox(minimum=1, maximum=1000, value=1)
         self.stride.setPrefix("every ")
@@ -770,8 +788,20 @@ class ReviewPanel(QWidget):
         if names:  # keep the chosen run; else the newest
             self.run.setCurrentText(self.state.run if self.state.run in names else names[-1])
         self.run.blockSignals(False)
-        self.state.set_run(self.run.currentText() or None)
+        self._run_chosen(self.run.currentText())
         self._detect_buttons()
+
+    def _run_chosen(self, name: str) -> None:
+        """The chosen run: its warning if it has not learned, and the threshold chosen on its val frames."""
+        record = self.state.project.run(name) if name else None
+        if record is not None and record.not_learned:
+            self.not_learned.setText(f"This run has not learned (best val mAP50 {record.best_map50:.4f}): its "
+                                     "detections and the finder's suggestions are noise.")
+        self.not_learned.setVisible(record is not None and record.not_learned)
+        chosen = (record.summary or {}).get("thresholds") if record is not None else None
+        if chosen and name != self.state.run:
+            self.conf_spin.setValue(max(chosen["overall"], self.conf_spin.minimum()))
+        self.state.set_run(name or None)
 
     def _detect_buttons(self, detecting: bool | None = None) -> None:
         if detecting is not None:
@@ -793,6 +823,13 @@ class ReviewPanel(QWidget):
         """On the current video (or the current image's folder), or with ``everything`` on all of the
         project's."""
         if not self.state.run or not (everything or self.state.video) or self.detecting:
+            return
+        record = self.state.project.run(self.state.run)
+        if record.not_learned and QMessageBox.question(
+                self, "Detect with a model that has not learned?",
+                f"Run {record.name} has not learned: its best val mAP50 is {record.best_map50:.4f}. Its detections, "
+                "its counts and the finder's suggestions would be noise. Detect anyway?") \
+                != QMessageBox.StandardButton.Yes:
             return
         sequence = self.state.image_sequence()
         videos = None if everything else (list(sequence.frames) if sequence else [self.state.video["id"]])

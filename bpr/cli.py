@@ -190,7 +190,22 @@ def cmd_train(args) -> None:
             raise SystemExit(130) from None
         finally:
             progress.close()
+        _choose_thresholds(project, run)
     _print_run(run)
+
+
+def _choose_thresholds(project, run) -> None:
+    """Choose and keep the run's counting thresholds on its val frames, and say so."""
+    from bpr.results.evaluate import choose_thresholds
+
+    chosen = choose_thresholds(project, run.name, device=run.config.get("device", "auto"))
+    if chosen is None:
+        print(f"run {run.name}: no fully labeled val frame to choose counting thresholds on; counts use "
+              "--conf (default 0.25)")
+        return
+    species = ", ".join(f"{name} {conf:.3f}" for name, conf in chosen["species"].items())
+    print(f"run {run.name}: counting thresholds chosen on val (F1-best): {species or 'none'}; "
+          f"other species {chosen['overall']:.3f}")
 
 
 def cmd_selftrain(args) -> None:
@@ -212,6 +227,9 @@ def cmd_selftrain(args) -> None:
             raise SystemExit(130) from None
         finally:
             progress.close()
+        for run in result.runs:
+            if run.status == "finished" and "thresholds" not in (run.summary or {}):
+                _choose_thresholds(project, run)
     for mining in result.mining:
         print(f"round {mining.round}: {mining.teacher} found {mining.pseudo_boxes} pseudo-boxes "
               f"({mining.new_pseudo_boxes} new) and {mining.ignore_regions} ignore regions "
@@ -229,6 +247,9 @@ def _print_run(run) -> None:
     print(f"run {run.name}: {run.status}, {len(metrics)}/{config['epochs']} epochs, "
           f"{config['model']} at {config['imgsz']} px")
     print(f"  method: {describe_method(config)}")
+    if run.not_learned:
+        print(f"  NOT LEARNED: its best val mAP50 is {run.best_map50:.4f}; its detections would be noise. Train "
+              "longer or on more labels")
     if metrics:
         last = metrics[-1]
         drop = last.get("drop", {})
@@ -265,12 +286,13 @@ def cmd_runs(args) -> None:
     for run in runs:
         config, metrics = run.config, run.metrics
         if not run.is_training:  # a record for detections with outside weights
-            print(f"{run.name:{width}} {run.status:10} outside weights {config.get('external_weights', '-')}")
+            print(f"{run.name:{width}} {run.status:11} outside weights {config.get('external_weights', '-')}")
             continue
         best = run.best_map50
         left = _time_left(metrics, config["epochs"]) if run.status == "running" else ""
         where = trained_on(metrics)
-        print(f"{run.name:{width}} {run.status:10} {config['model']:14} "
+        status = "not learned" if run.not_learned else run.status
+        print(f"{run.name:{width}} {status:11} {config['model']:14} "
               f"{len(metrics):>3}/{config['epochs']:<3} ep  best val mAP50 {'-' if best is None else f'{best:.4f}'}"
               f"  {describe_method(config)}{', on ' + where if where else ''}{left}")
 
@@ -365,10 +387,11 @@ def cmd_counts(args) -> None:
 
     if not args.run and not args.labels:
         raise ValueError("give --run RUN (count detections) or --labels (count labeled boxes)")
-    source = CountSource(run=None if args.labels else args.run, conf=args.conf,
-                         species_conf=_species_conf(args.species_conf),
-                         label_statuses=("full",) if args.full_only else ("partial", "full"))
     with _open(args.project) as project:
+        if args.labels:
+            source = CountSource(label_statuses=("full",) if args.full_only else ("partial", "full"))
+        else:
+            source = CountSource.for_run(project, args.run, args.conf, _species_conf(args.species_conf))
         rows = video_summary(project, source, video=args.video)
         if args.csv:
             print(f"summary: {write_summary_csv(rows, args.csv)} ({len(rows)} rows)")
@@ -608,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-only", action="store_true", help="with --labels: only fully labeled frames")
     from bpr.results.counts import CountSource  # the store, and sqlite_utils: not for every command
 
-    _add_options(p, CountSource, ("conf",))
+    _add_options(p, CountSource, ("conf",), {"conf": None})
     p.add_argument("--species-conf", nargs="+", metavar="NAME=CONF", help="per-species thresholds")
     p.add_argument("--video", help="only this video, or this folder of images (its name, or one image's id)")
     p.add_argument("--csv", help="write the per-video summary here (else print it)")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bpr.config import PseudoLabels, Rebalancing, default, from_flat
 from bpr.paths import replace_whole
-from bpr.data.store import LINK_HINT, NotFoundError, Project, Run, trained_elsewhere
+from bpr.data.store import LEARNED_MAP50, LINK_HINT, NotFoundError, Project, Run, trained_elsewhere
 from bpr.learn.training import (TrainConfig, TrainingCancelled, describe_method, export_manifest, resolve_device,
                                 software, train)
 from bpr.selftrain import mine_round, mined_already, pseudo_quality
@@ -432,7 +432,7 @@ def summary_table(spec: ExperimentSpec, rows: list[dict]) -> list[dict]:
 
 
 FLAT_RISE = 0.05   # a curve is flat when its last tenth is under 5 % above the tenth before
-LEARNED = 0.01     # and a model has learned when that last tenth reaches 1 point of val mAP50
+LEARNED = LEARNED_MAP50  # and a model has learned when that last tenth reaches it
 
 
 @dataclass

@@ -25,6 +25,7 @@ from bpr.data.store import Project, Run
 from bpr.learn.pseudo import MATCH_IOU, mine
 from bpr.learn.training import TrainEvent, TrainingCancelled, export_manifest, train
 from bpr.learn.loss import pairwise_iou
+from bpr.results.review import plausible
 
 
 @dataclass
@@ -93,7 +94,7 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
                                   _boxes(rejected.get((video["id"], frame), [])))
             before = earlier.get((video["id"], frame), [])
             for i in range(len(boxes)):
-                if not (pseudo[i] or ignore[i]):
+                if not (pseudo[i] or ignore[i]) or not plausible(boxes[i], video["width"], video["height"]):
                     continue
                 kind, first = ("pseudo", _first_round(boxes_t[i], species[int(classes[i])], before, round)) \
                     if pseudo[i] else ("ignore", round)

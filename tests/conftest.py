@@ -145,3 +145,33 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     return attempts
+
+
+def perfect_teacher(project, model, frames, imgsz=640, conf=0.001, device="cpu", batch=8, progress=None,
+                    augment=False):
+    """In place of bpr.results.detect.predict_frames for self-training tests on the demo: a teacher that
+    finds what the demo drew (its truth.json), the boxed animals at 0.8 and the unboxed ones at 0.9 and
+    0.3 in turn (a pseudo-box, then an ignore region). A model trained for a few CPU epochs finds
+    nothing a finder may suggest (boxes over most of the frame)."""
+    import json
+
+    import numpy as np
+
+    from bpr.demo import TRUTH_FILE
+
+    truth = json.loads((project.folder / TRUTH_FILE).read_text())["videos"]
+    class_of = {name: int(k) for k, name in model.names.items()}
+    for video, frame in frames:
+        animals = truth[video["id"]].get(str(frame), [])
+        scores = [0.8 if a[5] else (0.9 if i % 2 == 0 else 0.3) for i, a in enumerate(animals)]
+        kept = [i for i, s in enumerate(scores) if s >= conf]
+        yield (np.array([animals[i][1:5] for i in kept], float).reshape(-1, 4), np.array([scores[i] for i in kept]),
+               np.array([class_of[animals[i][0]] for i in kept], int))
+
+
+@pytest.fixture
+def truth_teacher(monkeypatch):
+    """Teachers detect with perfect_teacher (the training itself is real)."""
+    import bpr.results.detect
+
+    monkeypatch.setattr(bpr.results.detect, "predict_frames", perfect_teacher)

@@ -155,6 +155,7 @@ MIGRATIONS: list[str] = [
     """,
 ]
 PSEUDO_KINDS = ("pseudo", "ignore")
+LEARNED_MAP50 = 0.01  # a run has learned once its val mAP50 reaches 1 point; below, it finds noise
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Distinct, readable on dark water; species beyond the list get a colour from their hash.
@@ -750,6 +751,12 @@ class Run:
     def best_map50(self) -> float | None:
         """The best val mAP50 of its epochs, or None before the first."""
         return max((m.get("mAP50", 0.0) for m in self.metrics), default=None)
+
+    @property
+    def not_learned(self) -> bool:
+        """A training run whose validation never reached LEARNED_MAP50: its detections are noise."""
+        best = self.best_map50
+        return self.is_training and best is not None and best < LEARNED_MAP50
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -34,7 +34,8 @@ class TrainingCancelled(Exception):
 class TrainEvent:
     """Progress reported to ``on_event`` (called on the training thread)."""
 
-    kind: str                      # "start", "batch", "epoch" (after validation) or "end"
+    kind: str                      # "start", "batch", "epoch" (after validation), "end"; self-training's
+                                   # "mine" (a teacher detecting); "note" (a message)
     run: str
     epoch: int = 0                 # 1-based
     epochs: int = 0

@@ -23,7 +23,9 @@ from bpr.config import option
 from bpr.data.store import ImageSequence, Project
 
 SUMMARY_COLUMNS = ["video", "species", "maxn", "maxn_frame", "maxn_time_s", "maxn_timecode", "maxn_image",
-                   "mean_count", "frames_present", "frames_counted", "threshold", "run"]
+                   "mean_count", "frames_present", "frames_counted", "threshold", "detection_floor",
+                   "below_floor", "run"]
+DEFAULT_CONF = 0.25  # counts of a run with no thresholds chosen on val (weights trained elsewhere)
 
 
 @dataclass
@@ -31,10 +33,21 @@ class CountSource:
     """Where counts come from: a detection run at confidence thresholds, or the labels."""
 
     run: str | None = None                     # None: count labeled boxes
-    conf: float = option(0.25, group="counting", label="Confidence", low=0.0, high=1.0, step=0.01,
-                         help="detections at or above this confidence count")
+    conf: float = option(DEFAULT_CONF, group="counting", label="Confidence", low=0.0, high=1.0, step=0.01,
+                         help="detections at or above this confidence count (default: the run's thresholds, "
+                              "chosen per species on its val frames)")
     species_conf: dict[str, float] = field(default_factory=dict)  # per-species overrides
     label_statuses: tuple[str, ...] = ("partial", "full")          # which labeled frames (labels only)
+
+    @classmethod
+    def for_run(cls, project: Project, run: str, conf: float | None = None,
+                species_conf: dict[str, float] | None = None) -> CountSource:
+        """Counts of a run's detections at the thresholds chosen on its val frames
+        (bpr.results.evaluate.choose_thresholds); ``conf`` overrides them all, ``species_conf`` some."""
+        stored = (project.run(run).summary or {}).get("thresholds")
+        if conf is None and stored:
+            return cls(run=run, conf=stored["overall"], species_conf={**stored["species"], **(species_conf or {})})
+        return cls(run=run, conf=DEFAULT_CONF if conf is None else conf, species_conf=dict(species_conf or {}))
 
     def threshold_for(self, species: str) -> float | None:
         if self.run is None:
@@ -169,16 +182,21 @@ def video_summary(project: Project, source: CountSource, video: str | ImageSeque
     frames_counted = _frames_counted(project, source, ids)
     names = {s["id"]: s["name"] for s in project.species()}
     species_ids = _species_ids(project, source)
+    # the confidence detection kept boxes from, per video (a threshold below it counts what was kept)
+    floors = (project.run(source.run).summary or {}).get("detection_floor", {}) if source.run else {}
 
     def row(unit: str, sid: int, n: int, frame: int | None, seconds: float | None, image: str | None,
-            total: int, present: int, counted_frames: int) -> dict:
+            total: int, present: int, counted_frames: int, floor: float | None) -> dict:
+        threshold = source.threshold_for(names[sid])
         return {
             "video": unit, "species": names[sid], "maxn": n, "maxn_frame": frame,
             "maxn_time_s": None if seconds is None else round(seconds, 3),
             "maxn_timecode": timecode(seconds), "maxn_image": image,
             "mean_count": total / counted_frames if counted_frames else 0.0,
             "frames_present": present, "frames_counted": counted_frames,
-            "threshold": source.threshold_for(names[sid]), "run": source.run or "labels",
+            "threshold": threshold, "detection_floor": floor,
+            "below_floor": None if floor is None or threshold is None else threshold < floor,
+            "run": source.run or "labels",
         }
 
     rows = []
@@ -188,7 +206,8 @@ def video_summary(project: Project, source: CountSource, video: str | ImageSeque
         for sid in species_ids:
             n, frame, total, present = found.get((vid, sid), (0, None, 0, 0))
             seconds = frame / fps[vid] if frame is not None and fps.get(vid) else None
-            rows.append(row(vid, sid, n, frame, seconds, None, total, present, frames_counted[vid]))
+            rows.append(row(vid, sid, n, frame, seconds, None, total, present, frames_counted[vid],
+                            floors.get(vid)))
     for sequence in sequences:
         images = [image["id"] for image in sequence.images if image["id"] in frames_counted]  # frame order
         if not images:
@@ -199,7 +218,8 @@ def video_summary(project: Project, source: CountSource, video: str | ImageSeque
             first = next(vid for count, vid in per_image if count == n) if n else None
             rows.append(row(sequence.name, sid, n, None if first is None else sequence.frames[first], None,
                             first, sum(count for count, _ in per_image),
-                            sum(1 for count, _ in per_image if count), len(images)))
+                            sum(1 for count, _ in per_image if count), len(images),
+                            max((floors[i] for i in images if i in floors), default=None)))
     rows.sort(key=lambda r: r["video"])  # stable: species stay in order within each
     return rows
 

@@ -207,14 +207,18 @@ def detect(project: Project, run: str | None = None, weights: str | os.PathLike 
     model, device = load_model(project.resolve_path(record.weights), device)
     imgsz = inference_size(model, imgsz)
     species = {int(k): project.species_id(v) for k, v in model.names.items()}
-    # Counts list every species the model looks for, found or not (MaxN 0 is a result).
-    project.update_run(record.name, summary={**(record.summary or {}),
-                                                "classes": list(model.names.values())})
+    # Counts list every species the model looks for, found or not (MaxN 0 is a result); and each
+    # video's floor, the confidence its boxes were kept from (the highest, where detection went on at
+    # another): a count at a lower threshold counts only what was kept.
     chosen = [v for v in project.videos() if videos is None or v["id"] in videos]
     if videos is not None:
         missing = set(videos) - {v["id"] for v in chosen}
         if missing:
             raise NotFoundError(f"no video(s) {sorted(missing)} in {project.folder}")
+    floors = dict((record.summary or {}).get("detection_floor", {}))
+    floors.update({v["id"]: max(min_conf, floors.get(v["id"], 0.0)) for v in chosen})
+    project.update_run(record.name, summary={**(record.summary or {}), "classes": list(model.names.values()),
+                                                "detection_floor": floors})
     summary = DetectSummary(run=record.name)
     plan: list[tuple[dict, int]] = []
     for video in chosen:

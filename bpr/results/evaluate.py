@@ -175,6 +175,18 @@ def f1_best_conf(images: list[ImageResult], iou: float = 0.5) -> float:
     return float(scores[order][int(np.argmax(f1))])
 
 
+def class_thresholds(images: list[ImageResult], names: dict[int, str], iou: float = 0.5) -> dict[str, float]:
+    """Per species with a label among ``images``: the F1-best threshold of its own detections."""
+    out = {}
+    for c, name in names.items():
+        own = [ImageResult(gt_boxes=i.gt_boxes[i.gt_classes == c], gt_classes=i.gt_classes[i.gt_classes == c],
+                           boxes=i.boxes[i.classes == c], scores=i.scores[i.classes == c],
+                           classes=i.classes[i.classes == c]) for i in images]
+        if any(len(i.gt_boxes) for i in own):
+            out[name] = f1_best_conf(own, iou)
+    return out
+
+
 def count_mae(images: list[ImageResult], conf: float) -> float:
     """Mean absolute error of the per-frame count of detections at or above ``conf`` against the labels."""
     if not images:
@@ -200,6 +212,7 @@ class Evaluation:
     f1_best_conf: float = 0.0          # the threshold of the best F1 on this split
     count_conf: float = 0.0            # the threshold the counting error is read at
     count_mae: float = 0.0             # mean absolute error of the per-frame counts there
+    thresholds: dict[str, float] = field(default_factory=dict)  # per species: its F1-best threshold here
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -308,7 +321,27 @@ def evaluate(project: Project, weights: str | os.PathLike, split: str = "test", 
     count_conf = best if count_conf is None else count_conf
     evaluation = Evaluation(split=split, images=len(images), boxes=int(sum(len(i.gt_boxes) for i in images)),
                             weights=str(weights), imgsz=imgsz, conf=conf, left_out=left_out, f1_best_conf=best,
-                            count_conf=count_conf, count_mae=count_mae(images, count_conf), **result)
+                            count_conf=count_conf, count_mae=count_mae(images, count_conf),
+                            thresholds=class_thresholds(images, names), **result)
     if pr_curve is not None:
         evaluation.pr_curve = str(pr_curve_image(images, names, pr_curve))
     return evaluation
+
+
+THRESHOLD_RULE = "the F1-best confidence on the run's fully labeled val frames (IoU 0.5), per species"
+
+
+def choose_thresholds(project: Project, run: str, device: str = "auto", progress=None) -> dict | None:
+    """Choose a run's counting thresholds on its val frames and keep them in its record (``summary``):
+    per species its own F1-best threshold, and for a species without a val label the F1-best threshold
+    of all detections. None (nothing stored) when the val split has no fully labeled frame to choose on."""
+    record = project.run(run)
+    try:
+        result = evaluate(project, project.resolve_path(record.weights), split="val", device=device,
+                          progress=progress)
+    except ValueError:
+        return None
+    chosen = {"rule": THRESHOLD_RULE, "overall": result.f1_best_conf, "species": result.thresholds,
+              "val_mAP50": result.ultralytics["mAP50"]}
+    project.update_run(run, summary={**(project.run(run).summary or {}), "thresholds": chosen})
+    return chosen

@@ -19,6 +19,16 @@ from bpr.results.evaluate import box_iou
 from bpr.data.store import ImageSequence, Project
 
 OVERLAP_IOU = 0.3  # a detection overlapping a label at this IoU or more is that label, not a new animal
+MIN_SIDE = 2.0         # pixels: a thinner box is degenerate, no animal
+MAX_FRAME_SHARE = 0.5  # a box over half of the frame is an untrained model's guess, no animal
+
+
+def plausible(box: tuple[float, float, float, float], width: int | None, height: int | None) -> bool:
+    """Whether a suggested box can be an animal: not degenerate, not covering most of its frame."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    if w < MIN_SIDE or h < MIN_SIDE:
+        return False
+    return not (width and height and w * h > MAX_FRAME_SHARE * width * height)
 
 
 @dataclass
@@ -59,8 +69,11 @@ def missing_labels(project: Project, run: str, conf: float = 0.5, video: str | I
         labels[(vid, frame)] = np.array(project.conn.execute(
             "SELECT x1, y1, x2, y2 FROM boxes WHERE video_id = ? AND frame_index = ?", (vid, frame)
         ).fetchall(), float).reshape(-1, 4)
+    sizes = _sizes(project)
     out = []
     for det_id, vid, frame, species, confidence, *box in detections:
+        if not plausible(box, *sizes[vid]):
+            continue
         here = labels[(vid, frame)]
         if len(here) and box_iou(np.array([box], float), here).max() >= overlap_iou:
             continue
@@ -76,11 +89,18 @@ def pseudo_suggestions(project: Project, video: str | ImageSequence | None = Non
     if teacher is None:
         return []
     ids = None if video is None else set(project.resolve_scope(video)[0])
+    sizes = _sizes(project)
     out = [Suggestion(None, p["video_id"], p["frame_index"], p["species"], p["score"],
                       (p["x1"], p["y1"], p["x2"], p["y2"]), pseudo_id=p["id"], round=p["round"])
-           for p in project.pseudo_boxes(teacher=teacher, kind="pseudo") if ids is None or p["video_id"] in ids]
+           for p in project.pseudo_boxes(teacher=teacher, kind="pseudo")
+           if (ids is None or p["video_id"] in ids)
+           and plausible((p["x1"], p["y1"], p["x2"], p["y2"]), *sizes[p["video_id"]])]
     out.sort(key=lambda s: -s.confidence)
     return out
+
+
+def _sizes(project: Project) -> dict[str, tuple[int | None, int | None]]:
+    return {v["id"]: (v["width"], v["height"]) for v in project.videos()}
 
 
 def accept(project: Project, suggestion: Suggestion) -> int:

@@ -528,16 +528,22 @@ def test_the_train_panel_shows_the_described_defaults_ranges_and_help(qtbot):
 
 
 @pytest.mark.slow
-def test_self_training_rounds_wait_for_the_review_of_their_pseudo_boxes(window, qtbot):
+def test_self_training_rounds_wait_for_the_review_of_their_pseudo_boxes(window, qtbot, truth_teacher, monkeypatch):
     """Self-training from the Train panel: round 0 trains, its pseudo-boxes are drawn dotted and listed
     first in the finder; a rejected one leaves the list for good, an accepted one becomes a label; then
-    Continue rounds trains round 1 on what was kept, and the runs list names its teacher."""
+    Continue rounds trains round 1 on what was kept, and the runs list names its teacher. The teacher
+    detects with the demo's truth (a 1-epoch model finds nothing plausible), so the training runs here,
+    in the test's process, rather than in a child process of its own."""
+    import app.panels
+
+    def here(fn, args, stop, on_message, name, on_process=None):
+        return fn(*args, send=on_message, stop=stop)
+
+    monkeypatch.setattr(app.panels, "in_child_process", here)
     panel, review, project = window.train, window.review, window.state.project
     set_tiny_training(panel, 1)
     panel.method.setCurrentIndex(panel.method.findData("selftrain"))
     assert panel.rounds.isEnabled() and not panel.burn_in.isEnabled()
-    panel.pseudo_conf.setValue(0.0)  # an untrained model is sure of nothing: take all it finds
-    panel.ignore_conf.setValue(0.0)
     panel.rounds.setValue(1)
     panel.tta.setChecked(False)
     assert panel.pause_for_review.isChecked()
@@ -576,3 +582,31 @@ def test_self_training_rounds_wait_for_the_review_of_their_pseudo_boxes(window, 
     import json
 
     assert json.loads(manifest.read_text())["pseudo_boxes"] == mined - 2  # less the two reviewed
+
+
+def test_a_run_that_has_not_learned_is_flagged_and_detection_asks_first(window, monkeypatch, tmp_path):
+    """The runs list and the Review panel say it; Detect asks before running it; choosing a run sets
+    the confidence to the threshold chosen on its val frames."""
+    from PySide6.QtWidgets import QMessageBox
+
+    p = window.state.project
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"")
+    for name, best in (("noise", 0.0), ("good", 0.7)):
+        add_finished_run(p, name, [best])
+        p.update_run(name, weights=str(weights), summary={"thresholds": {"overall": 0.3 if best else 0.02,
+                                                                         "species": {}}})
+    window.train.reload_runs()
+    rows = {window.train.runs.topLevelItem(i).text(0): window.train.runs.topLevelItem(i) for i in range(2)}
+    assert rows["noise"].text(2) == "0.0000 (not learned)" and rows["good"].text(2) == "0.7000"
+    review = window.review
+    review.reload_runs()
+    review.run.setCurrentText("good")
+    assert review.not_learned.isHidden() and window.state.conf == pytest.approx(0.3)
+    review.run.setCurrentText("noise")
+    assert not review.not_learned.isHidden() and "has not learned" in review.not_learned.text()
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *args, **kw: asked.append(args[2]) or QMessageBox.StandardButton.No)
+    review.detect()
+    assert asked and "has not learned" in asked[0] and review.worker is None  # nothing started

@@ -192,3 +192,31 @@ def test_what_the_frame_view_shows_counted_per_frame(counted):
     assert shown_per_frame(counted, ["v"], None, 0.3) == {("v", 1): {"urchin": 1}, ("v", 7): {"urchin": 1}}
     assert shown_per_frame(counted, ["v"], "r", 0.3)[("v", 7)] == {"urchin": 1}
     assert shown_per_frame(counted, ["v"], "r", 0.3)[("v", 1)] == {"urchin": 3, "sea star": 1}
+
+
+def test_a_runs_counts_use_the_thresholds_chosen_on_val_unless_overridden(counted):
+    """The thresholds kept in the run's record (bpr.results.evaluate.choose_thresholds): per species,
+    and the overall one for the others; --conf overrides them all, --species-conf one."""
+    counted.update_run("r", summary={"thresholds": {"overall": 0.05, "species": {"sea star": 0.85}}})
+    source = CountSource.for_run(counted, "r")
+    rows = video_summary(counted, source)
+    assert row(rows, "v", "urchin")["maxn"] == 4 and row(rows, "v", "urchin")["threshold"] == 0.05
+    assert row(rows, "v", "sea star")["maxn"] == 0 and row(rows, "v", "sea star")["threshold"] == 0.85
+    assert CountSource.for_run(counted, "r", conf=0.25) == CountSource(run="r", conf=0.25)
+    assert CountSource.for_run(counted, "r", species_conf={"sea star": 0.5}).species_conf == {"sea star": 0.5}
+    counted.update_run("r", summary={})
+    assert CountSource.for_run(counted, "r").conf == 0.25  # no thresholds kept: the documented default
+
+
+def test_a_threshold_below_the_detection_floor_is_flagged(counted, tmp_path):
+    """Detection kept boxes from 0.2 on video v: a count at 0.05 there counts only what was kept, and its
+    row says so."""
+    counted.update_run("r", summary={"detection_floor": {"v": 0.2}})
+    rows = video_summary(counted, CountSource(run="r", conf=0.05))
+    assert row(rows, "v", "urchin")["below_floor"] is True and row(rows, "v", "urchin")["detection_floor"] == 0.2
+    assert row(rows, "w", "urchin")["below_floor"] is None  # no floor recorded there
+    rows = video_summary(counted, CountSource(run="r", conf=0.25))
+    assert row(rows, "v", "urchin")["below_floor"] is False
+    with open(write_summary_csv(rows, tmp_path / "c.csv")) as f:
+        written = list(csv.DictReader(f))
+    assert {r["below_floor"] for r in written if r["video"] == "v"} == {"False"}

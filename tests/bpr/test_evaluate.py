@@ -169,3 +169,18 @@ def test_the_f1_best_threshold_and_the_counting_error_by_hand():
     assert count_mae([a, b], 0.85) == 1.0
     assert count_mae([a, b], 0.7) == 0.5  # a: 2 found (0.9, 0.8), 2 labels; b: 0 found, 1 label
     assert count_mae([a, b], 0.1) == 0.5  # a: 3 found, 2 labels; b: 1 and 1
+
+
+def test_each_species_gets_the_threshold_of_its_own_best_f1():
+    """Species 0: a hit at 0.9, a false one at 0.7, a hit at 0.4, 2 labels: F1 2/3 at 0.9, 1/2 at 0.7,
+    4/5 at 0.4 -> 0.4. Species 1: a hit at 0.6, a false one at 0.3, 1 label -> 0.6. Species 2 has no
+    label: no threshold of its own."""
+    from bpr.results.evaluate import ImageResult, class_thresholds
+
+    image = ImageResult(
+        gt_boxes=np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], float),
+        gt_classes=np.array([0, 0, 1]),
+        boxes=np.array([[0, 0, 10, 10], [60, 60, 70, 70], [20, 0, 30, 10], [40, 0, 50, 10], [80, 80, 90, 90],
+                        [0, 0, 10, 10]], float),
+        scores=np.array([0.9, 0.7, 0.4, 0.6, 0.3, 0.8]), classes=np.array([0, 0, 0, 1, 1, 2]))
+    assert class_thresholds([image], {0: "urchin", 1: "star", 2: "crab"}) == {"urchin": 0.4, "star": 0.6}

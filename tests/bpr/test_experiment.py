@@ -362,7 +362,8 @@ def test_an_interrupted_sweep_resumes_and_reports(demo_template, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_pseudo_label_settings_learn_from_their_seeds_teachers_and_report_it(demo_template, tmp_path):
+def test_the_pseudo_label_settings_learn_from_their_seeds_teachers_and_report_it(demo_template, tmp_path,
+                                                                                 truth_teacher):
     """selftrain1 and ignore learn from the baseline of their seed; the teacher's best.pt is kept, and a
     sweep carried elsewhere without the project trains selftrain2 from the kept teacher."""
     import shutil

@@ -147,17 +147,21 @@ def test_ignore_regions_ride_through_ultralytics_augmentation(trained_project, t
     assert seen > 0  # through the mosaic and flips, cropped away at times
 
 
-def test_a_rejected_pseudo_box_is_never_used_again_and_an_accepted_one_becomes_a_label(trained_project):
-    from bpr.selftrain import mine_round
+def test_a_rejected_pseudo_box_is_never_used_again_and_an_accepted_one_becomes_a_label(trained_project,
+                                                                                        truth_teacher):
+    from bpr.selftrain import mine_round, pseudo_quality
 
     project = trained_project
-    everything = tiny_config(pseudo_conf=0.0, ignore_conf=0.0)  # every detection is a pseudo-box
+    everything = tiny_config()
     labels_before = store_rows(project)
     first = mine_round(project, "tiny", 1, everything, tta=False)
     assert first.pseudo_boxes > 2 and first.new_pseudo_boxes == first.pseudo_boxes
+    assert first.ignore_regions > 0  # the unboxed animals at 0.3
+    quality = pseudo_quality(project, "tiny")  # the demo hides no boxes: none to find
+    assert quality["hidden_boxes"] == 0 and quality["pseudo_boxes"] == first.pseudo_boxes
     assert store_rows(project) == labels_before  # mining never touches a label
-    found = project.pseudo_boxes(teacher="tiny")
-    assert len(found) == first.pseudo_boxes and all(p["kind"] == "pseudo" and p["round"] == 1 for p in found)
+    found = project.pseudo_boxes(teacher="tiny", kind="pseudo")
+    assert len(found) == first.pseudo_boxes and all(p["round"] == 1 for p in found)
     assert json.loads(json.dumps(project.summary()))["pseudo_boxes"]["pending"] == len(found)
 
     rejected, accepted = found[0], found[-1]
@@ -170,7 +174,7 @@ def test_a_rejected_pseudo_box_is_never_used_again_and_an_accepted_one_becomes_a
         project.review_pseudo_box(rejected["id"], accept=True)
 
     again = mine_round(project, "tiny", 1, everything, tta=False)  # the same teacher mines again
-    now = project.pseudo_boxes(teacher="tiny")
+    now = project.pseudo_boxes(teacher="tiny", kind="pseudo")
     from bpr.results.evaluate import box_iou
 
     def boxes(rows):
@@ -237,13 +241,12 @@ def test_the_ema_teacher_trains_a_tiny_run_whose_weights_are_plain_ultralytics(d
 
 
 @pytest.mark.slow
-def test_self_training_runs_offline(trained_project, no_network):
+def test_self_training_runs_offline(trained_project, no_network, truth_teacher):
     from ultralytics import YOLO
 
     from bpr.selftrain import selftrain
 
-    result = selftrain(trained_project, tiny_config(pseudo_conf=0.0, ignore_conf=0.0), "st",
-                       SelfTraining(rounds=1, tta=True), from_run="tiny")
+    result = selftrain(trained_project, tiny_config(), "st", SelfTraining(rounds=1, tta=True), from_run="tiny")
     [mined] = result.mining
     assert mined.pseudo_boxes > 0 and [r.name for r in result.runs] == ["tiny", "st-r1"]
     assert YOLO(str(trained_project.resolve_path(result.runs[-1].weights))).names
@@ -252,8 +255,8 @@ def test_self_training_runs_offline(trained_project, no_network):
 
 @pytest.mark.slow
 def test_self_training_rounds_resume_after_sigkill(trained_template, tmp_path):
-    """`bpr selftrain` killed with SIGKILL inside round 1's training; the same command finishes every
-    round, each run names its teacher, and no label was changed."""
+    """`bpr selftrain` killed with SIGKILL inside round 1's training; the same command finishes it, each
+    run names its teacher, no label was changed, and the rounds stop when a teacher finds nothing new."""
     import shutil
 
     from bpr.data.store import Project
@@ -262,9 +265,12 @@ def test_self_training_rounds_resume_after_sigkill(trained_template, tmp_path):
     shutil.copytree(trained_template, folder)
     with Project.open(folder) as project:
         labels = store_rows(project)
-    command = [sys.executable, "-m", "bpr.cli", "selftrain", str(folder), "--name", "st", "--from-run", "tiny",
-               "--rounds", "2", "--no-tta", "--pseudo-conf", "0", "--ignore-conf", "0", "--epochs", "2",
-               "--imgsz", "96", "--workers", "0", "--device", "cpu"]
+    argv = ["selftrain", str(folder), "--name", "st", "--from-run", "tiny", "--rounds", "2", "--no-tta",
+            "--epochs", "2", "--imgsz", "96", "--workers", "0", "--device", "cpu"]
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(root)!r}); import bpr.results.detect as d; "
+               "from tests.conftest import perfect_teacher; d.predict_frames = perfect_teacher; "
+               f"from bpr.cli import main; sys.exit(main({argv!r}))"]
     env = dict(os.environ, YOLO_VERBOSE="False")
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
@@ -279,13 +285,16 @@ def test_self_training_rounds_resume_after_sigkill(trained_template, tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     with Project.open(folder) as project:
-        r1, r2 = project.run("st-r1"), project.run("st-r2")
-        assert r1.status == r2.status == "finished" and len(r1.metrics) == 2
-        assert (r1.config["pseudo"]["teacher_run"], r2.config["pseudo"]["teacher_run"]) == ("tiny", "st-r1")
-        assert project.pseudo_boxes(teacher="st-r1") and store_rows(project) == labels
-        manifest = json.loads((folder / "runs/st-r2/dataset/export.json").read_text())
-        assert manifest["pseudo_from"] == "st-r1" and manifest["pseudo_boxes"] > 0
-    assert "self-training round 2 (teacher st-r1" in done.stdout
+        r1 = project.run("st-r1")
+        assert r1.status == "finished" and len(r1.metrics) == 2 and r1.config["pseudo"]["teacher_run"] == "tiny"
+        manifest = json.loads((folder / "runs/st-r1/dataset/export.json").read_text())
+        assert manifest["pseudo_from"] == "tiny" and manifest["pseudo_boxes"] > 0
+        # round 2's teacher finds the same animals again: nothing new, so the rounds stop
+        assert project.pseudo_boxes(teacher="st-r1") and "st-r2" not in {r.name for r in project.runs()}
+        assert all(p["first_round"] == 1 for p in project.pseudo_boxes(teacher="st-r1", kind="pseudo"))
+        assert store_rows(project) == labels
+    assert "stopped early: round 2: st-r1 found no new pseudo-box" in done.stdout
+    assert "self-training round 1 (teacher tiny" in done.stdout
 
 
 def test_selftrain_takes_every_train_option_and_its_own(tmp_path):

@@ -48,3 +48,18 @@ def test_an_images_suggestions_cover_its_folder(project):
     assert [s.video_id for s in missing_labels(p, "r", video="train")] == ["train/b", "train/a"]
     assert [s.video_id for s in missing_labels(p, "r", video="v")] == ["v"]
     assert len(missing_labels(p, "r")) == 4
+
+
+def test_the_finder_never_suggests_a_degenerate_box_or_one_over_most_of_the_frame(project):
+    p = project
+    p.conn.execute("INSERT INTO videos (id, width, height) VALUES ('v', 100, 100)")
+    p.set_frame_status("v", 0, "partial")
+    run = p.create_run("r", {})
+    sid = p.species_id("urchin")
+    rows = [(10, 10, 11.5, 30, 0.9),   # 1.5 px wide: degenerate
+            (0, 0, 80, 70, 0.9),       # 56 % of the frame: an untrained model's guess
+            (0, 0, 70, 70, 0.8),       # 49 %: kept
+            (50, 50, 60, 60, 0.7)]
+    p.conn.executemany("INSERT INTO detections (run_id, video_id, frame_index, species_id, x1, y1, x2, y2, "
+                       "confidence) VALUES (?, 'v', 0, ?, ?, ?, ?, ?, ?)", [(run, sid, *r) for r in rows])
+    assert [s.box for s in missing_labels(p, "r", conf=0.5)] == [(0, 0, 70, 70), (50, 50, 60, 60)]

@@ -240,3 +240,16 @@ def test_counted_names_videos_and_images_apart():
     assert counted(source_counts(4, 4)) == "4 images"
     assert counted(source_counts(0, 0)) == "0 videos"
     assert counted(source_counts(0, 0, empty="images")) == "0 images"
+
+
+def test_a_run_that_never_reached_one_point_of_val_map50_has_not_learned(project):
+    from bpr.config import TrainConfig
+
+    project.create_run("r", TrainConfig().to_dict())
+    assert not project.run("r").not_learned  # no epoch yet: nothing to judge
+    project.update_run("r", metrics=[{"epoch": 1, "mAP50": 0.0}, {"epoch": 2, "mAP50": 0.009}])
+    assert project.run("r").not_learned
+    project.update_run("r", metrics=[{"epoch": 1, "mAP50": 0.0}, {"epoch": 2, "mAP50": 0.01}])
+    assert not project.run("r").not_learned
+    project.create_run("w", {"external_weights": "x.pt"})  # weights trained elsewhere: not judged
+    assert not project.run("w").not_learned
