@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.self_test:
         return self_test()
     if args.headless:
+        os.environ.setdefault("YOLO_VERBOSE", "False")  # the job says what it does; ultralytics' bars would bury it
         from bpr.demo import run_pipeline
 
         run_pipeline(Path(args.project) if args.project else user_data_dir() / "demo")

@@ -345,13 +345,17 @@ def run_pipeline(folder: str | Path, say=print, recipe: Recipe | None = None) ->
         name = next(f"demo{n}" for n in range(1, len(taken) + 2) if f"demo{n}" not in taken)
         say(f"training {name}-base: yolov5n from scratch, {recipe.base_epochs} epochs at {recipe.imgsz} px, on the "
             "partial labels as they are")
-        base = train(project, recipe.config(recipe.base_epochs), name=f"{name}-base")
+        def progress(event) -> None:  # a line every tenth of a run
+            if event.kind == "epoch" and (event.epoch % max(1, event.epochs // 10) == 0 or event.epoch == event.epochs):
+                say(f"  {event.run}: epoch {event.epoch}/{event.epochs}")
+
+        base = train(project, recipe.config(recipe.base_epochs), name=f"{name}-base", on_event=progress)
         start = str(project.resolve_path(base.weights))
         say(f"training {name}-plain: {recipe.epochs} more epochs on the labels")
-        plain = train(project, recipe.config(recipe.epochs, model=start), name=f"{name}-plain")
+        plain = train(project, recipe.config(recipe.epochs, model=start), name=f"{name}-plain", on_event=progress)
         say(f"training {name}-r1: {recipe.epochs} more epochs on the labels and the pseudo-boxes {base.name} finds")
         result = selftrain(project, recipe.config(recipe.epochs, model=start), name, SelfTraining(rounds=1, tta=False),
-                           from_run=base.name)
+                           from_run=base.name, on_event=progress)
         student = result.runs[-1]
         methods = {"plain": plain.name}
         if student.name != base.name:

@@ -1,9 +1,11 @@
 """Take the README's screenshots of the app in a real window (run under Xvfb, see below).
 
-    xvfb-run -s "-screen 0 1600x1000x24" python scripts/screenshots.py docs/screenshots
+    bpr-app --headless LEARNED          # the demo's main job, once (about 5 minutes)
+    xvfb-run -s "-screen 0 1600x1000x24" python scripts/screenshots.py docs/screenshots LEARNED
 
 Builds the demo project in a temporary folder, then shows: browsing with labels, a training run with
-both rebalancing sliders on (live), and review after detection with a one-epoch model.
+both rebalancing sliders on (live); then, in LEARNED (a demo project the main job ran on), the Review
+panel with the plain run's detections and the finder's suggestions on a training frame.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "docs" / "screenshots")
+    learned = Path(sys.argv[2]) if len(sys.argv) > 2 else None
+    if learned is None or not (learned / "exports" / "report.json").exists():
+        print("give a demo project the main job has run on (bpr-app --headless FOLDER) as the second argument")
+        return 1
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
     from app.main import _clean_qt_environment
@@ -100,22 +106,18 @@ def main() -> int:
     step(1000, wait_for_training)
 
     def review():
+        window.open_project(learned)
         window.tabs.setCurrentWidget(window.review)
-        window.review.reload_runs()
-        window.review.keep.setValue(0.0005)
-        window.review.stride.setValue(5)
-        window.review.detect_button.click()
+        plain = next(r.name for r in s.project.runs() if r.name.endswith("-plain"))
+        window.review.run.setCurrentText(plain)  # its threshold chosen on val comes with it
+        s.set_video(s.project.videos("train")[0]["id"])
+        # the keyframe with the most suggestions of the finder
+        window.review.refresh_all()
+        frames = [x.frame_index for x in window.review.suggestions]
+        s.set_frame(max(set(frames), key=frames.count) if frames else 20)
 
-    step(500, review)
-
-    def wait_for_detection():
-        if window.review.worker.thread.isRunning():
-            steps.insert(0, (300, wait_for_detection))
-            return
-        window.review.conf_spin.setValue(0.002)
-        s.set_frame(20)
-    step(500, wait_for_detection)
-    step(800, lambda: shot("review-missing-labels.png"))
+    step(3000, review)
+    step(1500, lambda: shot("review-missing-labels.png"))
     step(100, app.quit)
     run_steps()
     app.exec()
