@@ -111,3 +111,25 @@ def test_an_image_sets_export_names_the_original_files(tmp_path, project):
         assert image["status"] == "ok" and image["width"] == 200
         assert [(b["species"], b["x1"], b["y2"]) for b in again.boxes(image["id"], 0)] == \
             [(b["species"], b["x1"], b["y2"]) for b in project.boxes("train/images/a", 0)]
+
+
+def test_crowd_regions_are_left_out_with_a_warning_naming_them(tmp_path, project):
+    """COCO's iscrowd regions mark a group of objects: not one animal's box. pycocotools leaves them out
+    of matching; the import leaves them out and says which."""
+    data = coco()
+    data["annotations"] += [{"id": 12 + k, "image_id": 1, "category_id": 3, "bbox": [50, 5, 20, 20], "iscrowd": 1}
+                            for k in range(7)]
+    report = import_coco(project, write(tmp_path, data), split="val")
+    assert report.boxes_added == 2
+    [warning] = [w for w in report.warnings if "crowd region" in w]
+    assert "7 crowd region(s)" in warning and "annotation id 12, 13, 14, 15, 16 and 2 more" in warning
+
+
+def test_the_export_gives_every_annotation_an_empty_segmentation(tmp_path, project):
+    """Boxes only: `segmentation: []`, so that tools reading COCO (datumaro) find the key they expect."""
+    from bpr.data.formats.coco import export_coco
+
+    import_coco(project, write(tmp_path, coco()), split="val")
+    out = export_coco(project, tmp_path / "out.json")
+    annotations = json.loads(out.read_text())["annotations"]
+    assert annotations and all(a["segmentation"] == [] and a["iscrowd"] == 0 for a in annotations)

@@ -93,6 +93,7 @@ def read_coco(path: str | Path, images_dir: str | Path | None = None, split: str
 
     checker = BoxChecker(path)
     annotation_ids: set[int] = set()
+    crowds: list[int] = []  # annotation ids of crowd regions, left out
     for i, ann in enumerate(sections["annotations"]):
         where = f"annotations[{i}]"
         aid = _require(ann, "id", int, f"{path}: {where}")
@@ -106,6 +107,9 @@ def read_coco(path: str | Path, images_dir: str | Path | None = None, split: str
             raise LabelFormatError(f"{path}: {where}: image_id {iid} is not among the images")
         if cid not in categories:
             raise LabelFormatError(f"{path}: {where}: category_id {cid} is not among the categories")
+        if ann.get("iscrowd") in (1, True):  # a group of objects in one region (pycocotools ignores it too)
+            crowds.append(aid)
+            continue
         bbox = ann.get("bbox")
         if (not isinstance(bbox, list) or len(bbox) != 4
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
@@ -115,6 +119,10 @@ def read_coco(path: str | Path, images_dir: str | Path | None = None, split: str
         x1, y1, x2, y2 = checker.check(where, x, y, x + w, y + h, width, height)
         batch.boxes.append(BoxRecord(vid, 0, categories[cid], x1, y1, x2, y2, origin_key=f"coco:{aid}"))
     batch.warnings += checker.warnings()
+    if crowds:
+        shown = ", ".join(map(str, crowds[:5])) + (f" and {len(crowds) - 5} more" if len(crowds) > 5 else "")
+        batch.warnings.append(f"{path}: {len(crowds)} crowd region(s) (iscrowd 1: a group of objects, not one "
+                              f"animal) left out: annotation id {shown}")
     return batch
 
 
@@ -153,7 +161,8 @@ def export_coco(project: Project, path: str | os.PathLike, run: str | None = Non
             if (v, f) in image_ids:
                 data["annotations"].append({
                     "id": box_id, "image_id": image_ids[(v, f)], "category_id": sid,
-                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
+                    "segmentation": []})  # boxes only; datumaro warns of every annotation without the key
     else:
         run_id = project.run_id(run)
         data = [{"image_id": image_ids[(v, f)], "category_id": sid, "bbox": [x1, y1, x2 - x1, y2 - y1],
