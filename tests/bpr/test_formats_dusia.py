@@ -187,3 +187,18 @@ def test_malformed_split_list(tmp_path):
     make_mini_dusia(tmp_path, split_txt="1\nvideo-two\n")
     with pytest.raises(LabelFormatError, match=r"train_auspec.txt:2: 'video-two' is not a DUSIA video id"):
         read_dusia(tmp_path)
+
+
+def test_an_empty_annotation_file_records_its_video_with_no_annotations(tmp_path):
+    """A clone of DUSIA's repository without its large files leaves some XMLs at zero bytes: the import
+    goes on with the others, records those videos without annotations, and says which files."""
+    make_mini_dusia(tmp_path, split_txt="1\n2\n",
+                    frames_txt="00000000000000000001_0000003\n00000000000000000002_0000005\n")
+    (tmp_path / "cvat_annos" / "00000000000000000002.xml").write_bytes(b"")
+    batch = read_dusia(tmp_path)
+    assert len(batch.boxes) == 1 and batch.frames == [("00000000000000000001", 3, "partial")]
+    assert {v.id: v.split for v in batch.videos} == {"00000000000000000001": "train",
+                                                      "00000000000000000002": "train"}
+    [warning] = [w for w in batch.warnings if "are empty (" in w]
+    assert "1 annotation file(s)" in warning and "00000000000000000002.xml" in warning
+    assert not any("have no annotation file" in w for w in batch.warnings)

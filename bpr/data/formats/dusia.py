@@ -75,7 +75,7 @@ def read_dusia(root: str | Path, videos_dir: str | Path | None = None,
         raise LabelFormatError(f"{videos_dir}: the videos folder does not exist")
     batch = ImportBatch()
 
-    splits: dict[str, str] = {}
+    splits: dict[str, str | None] = {}
     for split, name in SPLIT_LISTS.items():
         path = lists / name
         if not path.exists():
@@ -93,7 +93,12 @@ def read_dusia(root: str | Path, videos_dir: str | Path | None = None,
         raise LabelFormatError(f"{annos}: no CVAT XML files")
     frame_counts: dict[str, int | None] = {}
     clipped = []
+    empty: list[Path] = []  # zero-byte files, as a clone of DUSIA's repository without its large files has
     for done, xml in enumerate(xmls, 1):
+        if not xml.read_bytes().strip():
+            empty.append(xml)
+            splits.setdefault(video_id(xml.stem, f"{xml}: its name"), None)  # recorded, with no annotations
+            continue
         parsed = parse_cvat_video(xml)
         vid = video_id(parsed.name or xml.stem, f"{xml}: <task><name>")
         if vid in frame_counts:
@@ -111,6 +116,10 @@ def read_dusia(root: str | Path, videos_dir: str | Path | None = None,
         if progress:
             progress(done, len(xmls), f"read {xml.name}")
     batch.warnings += clipped
+    if empty:
+        names = ", ".join(x.name for x in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        batch.warnings.append(f"{len(empty)} annotation file(s) in {annos} are empty ({names}): their videos are "
+                              "recorded with no annotations")
 
     no_xml = sorted(set(splits) - set(frame_counts))
     for vid in no_xml:
@@ -142,11 +151,12 @@ def read_dusia(root: str | Path, videos_dir: str | Path | None = None,
             seen[(vid, frame)] = status
     batch.frames = [(vid, frame, status) for (vid, frame), status in seen.items()]
 
-    if no_xml:
-        listed = sum(skipped.values())
+    emptied = {video_id(x.stem, str(x)) for x in empty}
+    if missing := [vid for vid in no_xml if vid not in emptied]:
+        listed = sum(skipped.get(vid, 0) for vid in missing)
         batch.warnings.append(
-            f"{len(no_xml)} video(s) in the split lists have no annotation file "
-            f"({', '.join(no_xml)}): recorded with their split, and their {listed} listed frame(s) "
+            f"{len(missing)} video(s) in the split lists have no annotation file "
+            f"({', '.join(missing)}): recorded with their split, and their {listed} listed frame(s) "
             "were not marked")
     unknown = sorted(set(skipped) - set(no_xml))
     if unknown:
