@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from bpr.config import SelfTraining, TrainConfig
-from bpr.data.store import Project, Run
+from bpr.data.store import NotFoundError, Project, Run
 from bpr.learn.pseudo import MATCH_IOU, mine
 from bpr.learn.training import TrainEvent, TrainingCancelled, export_manifest, train
 from bpr.learn.loss import pairwise_iou
@@ -74,7 +74,7 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
     species = {int(k): project.species_id(v) for k, v in model.names.items()}
     earlier_teacher = record.config.get("pseudo", {}).get("teacher_run")  # absent from a teacher carried here
     earlier = _by_frame(project.pseudo_boxes(teacher=earlier_teacher, kind="pseudo")) \
-        if earlier_teacher in {r.name for r in project.runs()} else {}
+        if earlier_teacher and _exists(project, earlier_teacher) else {}
     rejected = _by_frame(project.pseudo_boxes(kind="pseudo", review=("rejected",)))
 
     summary = Mining(round=round, teacher=teacher, frames=len(frames))
@@ -188,7 +188,12 @@ def selftrain(project: Project, config: TrainConfig, name: str, settings: SelfTr
 
 
 def _exists(project: Project, name: str) -> bool:
-    return any(r.name == name for r in project.runs())
+    """Whether the project has a run of this name (without decoding every run's record)."""
+    try:
+        project.run_id(name)
+    except NotFoundError:
+        return False
+    return True
 
 
 def _train_round(project: Project, config: TrainConfig, name: str, on_event, cancel) -> Run:

@@ -191,9 +191,10 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
                          if not (split == "train" and box_id in hidden)]
                 n_boxes += len(lines)
                 teacher = pseudo.get((vid, frame), []) if split == "train" else []
-                as_box = [row for row in teacher if row["kind"] == "pseudo" and not pseudo_as_ignore]
-                extra = [_yolo_line(class_of[row["species_id"]], _xyxy(row), *size) for row in as_box]
-                ignore = [_yolo_line(0, _xyxy(row), *size) for row in teacher if row not in as_box]
+                as_box = [row["kind"] == "pseudo" and not pseudo_as_ignore for row in teacher]
+                extra = [_yolo_line(class_of[row["species_id"]], _xyxy(row), *size)
+                         for row, box in zip(teacher, as_box) if box]
+                ignore = [_yolo_line(0, _xyxy(row), *size) for row, box in zip(teacher, as_box) if not box]
                 labels_text = "".join(line + "\n" for line in lines)
                 lines += extra
                 result.pseudo_boxes += len(extra)

@@ -87,6 +87,7 @@ class OnlineTeacher:
     @torch.no_grad()
     def __call__(self, trainer, batch: dict[str, Any]) -> dict[str, Any]:
         from ultralytics.utils.nms import non_max_suppression
+        from ultralytics.utils.ops import xywh2xyxy, xyxy2xywh
         from ultralytics.utils.torch_utils import autocast
 
         if not self.applies(trainer):
@@ -107,12 +108,12 @@ class OnlineTeacher:
         cls, bboxes, index = [batch["cls"].view(-1, 1)], [batch["bboxes"]], [batch["batch_idx"].view(-1)]
         for i, found in zip(partial, detections):
             mine_here = (batch["batch_idx"].view(-1) == i) & (batch["cls"].view(-1) != IGNORE_CLASS)
-            labels = _xyxy(batch["bboxes"][mine_here]) * scale
+            labels = xywh2xyxy(batch["bboxes"][mine_here]) * scale
             pseudo, ignore = mine(found[:, :4], found[:, 4], labels, self.settings)
             for mask, klass in ((pseudo, found[:, 5]), (ignore, torch.full_like(found[:, 5], IGNORE_CLASS))):
                 if mask.any():
                     cls.append(klass[mask].view(-1, 1).to(batch["cls"].dtype))
-                    bboxes.append(_xywh(found[mask, :4] / scale).to(batch["bboxes"].dtype))
+                    bboxes.append(xyxy2xywh(found[mask, :4] / scale).to(batch["bboxes"].dtype))
                     index.append(torch.full((int(mask.sum()),), float(i), device=images.device,
                                             dtype=batch["batch_idx"].dtype))
             self.counts["pseudo_boxes"] += int(pseudo.sum())
@@ -122,10 +123,3 @@ class OnlineTeacher:
         order = index.argsort(stable=True)  # ultralytics' loss reads each image's rows as one run
         return dict(batch, cls=torch.cat(cls)[order], bboxes=torch.cat(bboxes)[order], batch_idx=index[order])
 
-
-def _xyxy(xywh: torch.Tensor) -> torch.Tensor:
-    return torch.cat((xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2), 1)
-
-
-def _xywh(xyxy: torch.Tensor) -> torch.Tensor:
-    return torch.cat(((xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]), 1)
