@@ -10,6 +10,7 @@ import signal
 import statistics
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -98,7 +99,8 @@ def cmd_import(args) -> None:
     bar = _Bar()
     try:
         report = import_source(args.project, fmt.name, args.source,
-                               _settings(fmt.import_options, args) if fmt.import_options else None, progress=bar)
+                               _settings(fmt.import_options, args) if fmt.import_options else None, progress=bar,
+                               strict=args.strict)
     finally:
         bar.close()
     _report(report)
@@ -487,6 +489,13 @@ def cmd_info(args) -> None:
     print("species (boxes):")
     for name, n in summary["species"].items():
         print(f"  {name}: {n}")
+    if summary["left_out"]:
+        print(f"left out by imports ({len(summary['left_out'])} of {summary['imports']} left something out):")
+        for entry in summary["left_out"]:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry["time"]))
+            print(f"  {when} {entry['format']} {entry['source']}:")
+            for line in entry["left_out"]:
+                print(f"    {line}")
 
 
 def _fraction(text: str) -> float:
@@ -572,6 +581,10 @@ def build_parser() -> argparse.ArgumentParser:
         q = fmt.add_parser(f.name, help=f.title + (f": {f.source_help}" if f.source_help else ""))
         q.add_argument("source", metavar=f.source.upper() or "SOURCE", help=f.source_help)
         q.add_argument("--project", required=True, help="project folder (created if new)")
+        q.add_argument("--strict", action="store_true",
+                       help="refuse the source if anything of it would be left out (a box with no area or wholly "
+                            "outside the frame, a crowd region, an empty file); by default those are left out, "
+                            "counted and named")
         if f.import_options:
             _add_options(q, f.import_options)
     p.set_defaults(func=cmd_import)

@@ -51,6 +51,9 @@ def folder_images(folder: str | os.PathLike | None, also: Iterable[str] = ()) ->
     return sorted(names, key=natural_key)
 
 
+EXIF_ORIENTATION = 274
+
+
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) of an image file, read from its header without decoding it.
 
@@ -65,7 +68,13 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
     try:
         with Image.open(path) as im:
-            return im.size
+            width, height = im.size
+            # A camera's EXIF orientation 5 to 8 turns the picture a quarter turn: OpenCV (what
+            # ultralytics trains with, and what shows a frame here) decodes it turned, so the labels are
+            # on the turned picture. ultralytics' exif_size swaps the sides for 6 and 8.
+            if im.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8):
+                width, height = height, width
+            return width, height
     except FileNotFoundError:
         raise
     except ImportError:
@@ -80,7 +89,7 @@ def probe(path: str | os.PathLike) -> dict:
     if not path.exists():
         raise VideoError(f"{path}: no such file")
     if is_image(path):
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # turned as its EXIF orientation says, as shown
         if image is None:
             raise VideoError(f"{path}: not a readable image")
         return {"fps": None, "frame_count": 1, "width": image.shape[1], "height": image.shape[0],

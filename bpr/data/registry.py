@@ -64,25 +64,33 @@ def import_options(format: Format, **values):
 
 
 def import_source(folder: str | os.PathLike, format: str, source: str | os.PathLike, options=None,
-                  progress: Progress | None = None) -> ImportReport:
+                  progress: Progress | None = None, strict: bool = False) -> ImportReport:
     """Import ``source`` in ``format`` into the project in ``folder``, created if there is none.
 
     The whole source is read and checked before the project is touched: a source that cannot be
-    imported changes nothing, and leaves no new project folder behind.
+    imported changes nothing, and leaves no new project folder behind. What the reference tools read
+    but bpr cannot import (a box with no area, a crowd region, an empty file) is left out, counted and
+    named in the report; ``strict`` refuses the source instead.
     """
     fmt = FORMATS[format]
     source, folder = Path(source), Path(folder)
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such {'folder' if fmt.source_is_folder else 'file'}")
     options = options if options is not None else import_options(fmt)
+    logged_as = (fmt.name, str(source.resolve()))
     if (folder / DB_NAME).exists():
         with Project.open(folder) as project:
-            return write_batch(project, fmt.read(source, options, project, progress), progress)
+            batch = fmt.read(source, options, project, progress)
+            if strict:
+                batch.refuse_left_out()
+            return write_batch(project, batch, progress, logged_as=logged_as)
     batch = fmt.read(source, options, None, progress)
+    if strict:
+        batch.refuse_left_out()
     made = not folder.exists()
     try:
         with Project.open(folder, create=True) as project:
-            return write_batch(project, batch, progress)
+            return write_batch(project, batch, progress, logged_as=logged_as)
     except BaseException:
         if made:  # nothing of a failed import stays behind
             shutil.rmtree(folder, ignore_errors=True)

@@ -153,6 +153,17 @@ MIGRATIONS: list[str] = [
     CREATE INDEX pseudo_boxes_teacher ON pseudo_boxes(run_id, video_id, frame_index);
     CREATE INDEX pseudo_boxes_frame ON pseudo_boxes(video_id, frame_index);
     """,
+    # 6: each import, and what it left out (JSON list of messages), so `bpr info` can say so later
+    """
+    CREATE TABLE imports (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        format TEXT NOT NULL,
+        source TEXT NOT NULL,
+        boxes_added INTEGER NOT NULL,
+        left_out TEXT NOT NULL DEFAULT '[]'
+    );
+    """,
 ]
 PSEUDO_KINDS = ("pseudo", "ignore")
 LEARNED_MAP50 = 0.01  # a run has learned once its val mAP50 reaches 1 point; below, it finds noise
@@ -648,6 +659,11 @@ class Project:
                 "SELECT review, count(*) FROM pseudo_boxes WHERE kind = 'pseudo' GROUP BY 1").fetchall())},
             "ignore_regions": q("SELECT count(*) FROM pseudo_boxes WHERE kind = 'ignore' "
                                 "AND review = 'pending'").fetchone()[0],
+            "imports": q("SELECT count(*) FROM imports").fetchone()[0],
+            "left_out": [  # what imports left out
+                {"time": when, "format": fmt, "source": source, "left_out": json.loads(lines)}
+                for when, fmt, source, lines in q(
+                    "SELECT time, format, source, left_out FROM imports WHERE left_out != '[]' ORDER BY id")],
             "missing_videos": q("SELECT count(*) FROM videos WHERE status = 'missing'").fetchone()[0],
             "unreadable_videos": q(
                 "SELECT count(*) FROM videos WHERE status = 'unreadable'").fetchone()[0],

@@ -199,6 +199,7 @@ def test_an_empty_annotation_file_records_its_video_with_no_annotations(tmp_path
     assert len(batch.boxes) == 1 and batch.frames == [("00000000000000000001", 3, "partial")]
     assert {v.id: v.split for v in batch.videos} == {"00000000000000000001": "train",
                                                       "00000000000000000002": "train"}
-    [warning] = [w for w in batch.warnings if "are empty (" in w]
-    assert "1 annotation file(s)" in warning and "00000000000000000002.xml" in warning
+    assert [e.message() for e in batch.left_out] == [
+        f"{tmp_path / 'cvat_annos'}: 1 empty annotation files (their videos are recorded with no annotations) "
+        "(00000000000000000002.xml)"]
     assert not any("have no annotation file" in w for w in batch.warnings)

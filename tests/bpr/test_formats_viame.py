@@ -75,15 +75,51 @@ def test_a_tracks_second_box_on_a_frame_is_kept_as_a_box_of_its_own(project, tmp
 @pytest.mark.parametrize("row, message", [
     ("1,img.png,3,10,10,50", r"a.csv:2: expected at least 9 columns"),
     ("x,img.png,3,10,10,50,50,1,-1,fish,1", r"a.csv:2: track, frame and box must be numbers"),
-    ("1,img.png,3,10,10,50,50,1,-1,fish", r"a.csv:2: expected species,confidence pairs"),
     ("1,img.png,3,10,10,50,50,1,-1,fish,high", r"a.csv:2: a species confidence is not a number"),
-    ("1,img.png,3,50,10,10,50,1,-1,fish,1", r"a.csv: line 2: box has x2 <= x1"),
 ])
 def test_bad_rows(tmp_path, row, message):
     path = tmp_path / "a.csv"
     path.write_text(HEADER + "\n" + row + "\n")
     with pytest.raises(LabelFormatError, match=message):
         read_viame(path)
+
+
+def test_rows_as_dives_web_writer_pads_them(tmp_path):
+    """DIVE's web writer pads the header and rows with empty columns; a pair is a name and a number,
+    both there, as DIVE's own parser reads them. The highest confidence names the species."""
+    path = tmp_path / "a.csv"
+    path.write_text(HEADER + ",,,,\n"
+                    "1,v.mp4,3,10,10,50,50,0.894,-1,seriola,0.894,pristipomoides_auricilla,0.72,,,,\n"
+                    "2,v.mp4,3,60,10,90,50,1,-1,urchin,1,\n"
+                    "3,v.mp4,4,60,10,90,50,1,-1,urchin,0.4,,,sea star,0.9,(atr) length 3\n")
+    batch = read_viame(path, "v")
+    assert [(b.track_id, b.species) for b in batch.boxes] == [(1, "seriola"), (2, "urchin"), (3, "sea star")]
+    assert batch.warnings == [] and batch.left_out == []
+
+
+def test_rows_without_a_species_are_unknown_as_dive_reads_them(tmp_path):
+    """VIAME's C++ writer writes a detection without a class as the 9 columns alone."""
+    path = tmp_path / "a.csv"
+    path.write_text("1,v.mp4,3,10,10,50,50,0.7,-1\n2,v.mp4,3,60,10,90,50,0.6,-1,,\n3,v.mp4,4,1,1,9,9,1,-1,urchin,1\n")
+    batch = read_viame(path, "v")
+    assert [b.species for b in batch.boxes] == ["unknown", "unknown", "urchin"]
+    assert batch.warnings == [f"{path}: 2 row(s) name no species (first: line 1); imported as 'unknown', "
+                              "as DIVE reads them"]
+
+
+def test_boxes_with_no_area_are_left_out_and_named_by_line(tmp_path, project):
+    """DIVE's test data has rows with y2 < y1; DIVE's parser does not put the corners in order, so
+    neither does this: the box is left out, the rest of the file imported."""
+    path = tmp_path / "a.csv"
+    rows = [f"{i},v.mp4,{i},10,10,50,50,1,-1,urchin,1" for i in range(6)]
+    rows[1] = "1,v.mp4,1,10,50,50,10,1,-1,urchin,1"       # y2 < y1
+    rows += [f"{i},v.mp4,{i},10,10,10,50,1,-1,urchin,1" for i in range(6, 10)]  # no width
+    path.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
+    report = import_viame(project, path, video_id="v")
+    assert report.boxes_added == 5
+    assert report.left_out == [f"{path}: 5 boxes with no area (x2 <= x1 or y2 <= y1) left out "
+                               "(line 3, line 8, line 9, … 5 in all)"]
+    assert f"left out: {report.left_out[0]}" in report.lines()
 
 
 def test_binary_garbage(tmp_path):
@@ -338,8 +374,8 @@ def test_a_bad_csv_replaces_nothing(demo_project, tmp_path):
     before = boxes_of(demo_project, video)
     [csv_path] = export_viame(demo_project, tmp_path, videos=[video])
     with open(csv_path, "a") as f:
-        f.write("901,v.mp4,12,40,10,10,40,1,-1,urchin,1\n")   # x2 < x1 on the last line
-    with pytest.raises(LabelFormatError, match="x2 <= x1"):
+        f.write("901,v.mp4,12,40,10,10,40,1,-1,urchin,high\n")   # not a number on the last line
+    with pytest.raises(LabelFormatError, match="not a number"):
         import_viame(demo_project, csv_path, video_id=video, replace=True)
     assert boxes_of(demo_project, video) == before
 

@@ -93,7 +93,6 @@ def read_coco(path: str | Path, images_dir: str | Path | None = None, split: str
 
     checker = BoxChecker(path)
     annotation_ids: set[int] = set()
-    crowds: list[int] = []  # annotation ids of crowd regions, left out
     for i, ann in enumerate(sections["annotations"]):
         where = f"annotations[{i}]"
         aid = _require(ann, "id", int, f"{path}: {where}")
@@ -108,7 +107,7 @@ def read_coco(path: str | Path, images_dir: str | Path | None = None, split: str
         if cid not in categories:
             raise LabelFormatError(f"{path}: {where}: category_id {cid} is not among the categories")
         if ann.get("iscrowd") in (1, True):  # a group of objects in one region (pycocotools ignores it too)
-            crowds.append(aid)
+            batch.leave_out(path, "crowd regions (iscrowd 1: a group of objects, not one animal) left out", where)
             continue
         bbox = ann.get("bbox")
         if (not isinstance(bbox, list) or len(bbox) != 4
@@ -116,13 +115,10 @@ def read_coco(path: str | Path, images_dir: str | Path | None = None, split: str
             raise LabelFormatError(f"{path}: {where}: bbox must be [x, y, width, height]")
         vid, width, height = images[iid]
         x, y, w, h = (float(v) for v in bbox)
-        x1, y1, x2, y2 = checker.check(where, x, y, x + w, y + h, width, height)
-        batch.boxes.append(BoxRecord(vid, 0, categories[cid], x1, y1, x2, y2, origin_key=f"coco:{aid}"))
-    batch.warnings += checker.warnings()
-    if crowds:
-        shown = ", ".join(map(str, crowds[:5])) + (f" and {len(crowds) - 5} more" if len(crowds) > 5 else "")
-        batch.warnings.append(f"{path}: {len(crowds)} crowd region(s) (iscrowd 1: a group of objects, not one "
-                              f"animal) left out: annotation id {shown}")
+        checked = checker.check(where, x, y, x + w, y + h, width, height)
+        if checked is not None:
+            batch.boxes.append(BoxRecord(vid, 0, categories[cid], *checked, origin_key=f"coco:{aid}"))
+    checker.report_to(batch)
     return batch
 
 

@@ -3,6 +3,7 @@ what a format declares (Format) so that the command and the app offer it."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from bpr.progress import Progress
 
 
 SAME_BOX_PX = 0.5  # an imported box this close to one of the frame's boxes (every side) is that box
+PLACES_SHOWN = 3   # a left-out message names this many places (lines, ids), then the total
 
 
 class LabelFormatError(ValueError):
@@ -48,6 +50,22 @@ class BoxRecord:
 
 
 @dataclass
+class LeftOut:
+    """Things of one kind that an import leaves out of one source (boxes with no area, crowd regions,
+    empty files), and where each was: what the reference tools read but cannot be imported as boxes."""
+
+    file: str
+    what: str                                         # a plural noun: "boxes with no area"
+    places: list[str] = field(default_factory=list)   # "line 12", "annotation id 7", a file name
+
+    def message(self) -> str:
+        shown = ", ".join(self.places[:PLACES_SHOWN])
+        if len(self.places) > PLACES_SHOWN:
+            shown += f", … {len(self.places)} in all"
+        return f"{self.file}: {len(self.places)} {self.what} ({shown})"
+
+
+@dataclass
 class ImportBatch:
     """Everything one import adds, checked before anything is written."""
 
@@ -56,7 +74,24 @@ class ImportBatch:
     frames: list[tuple[str, int, str]] = field(default_factory=list)  # video id, frame, status
     boxes: list[BoxRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    left_out: list[LeftOut] = field(default_factory=list)
     replace: list[str] = field(default_factory=list)   # videos whose labels these boxes replace
+
+    def leave_out(self, file: str | Path, what: str, place: str) -> None:
+        """Count one thing left out of ``file`` (with the others of its kind there)."""
+        entry = next((e for e in self.left_out if e.file == str(file) and e.what == what), None)
+        if entry is None:
+            entry = LeftOut(str(file), what)
+            self.left_out.append(entry)
+        entry.places.append(place)
+
+    def refuse_left_out(self) -> None:
+        """Raise for the first thing left out: a strict import refuses a source rather than leave
+        anything of it out."""
+        if self.left_out:
+            first = self.left_out[0]
+            raise LabelFormatError(f"{first.file}: {first.places[0]}: one of {first.message()}; a strict "
+                                   "import refuses the source (without --strict, only these are left out)")
 
 
 @dataclass
@@ -71,6 +106,7 @@ class ImportReport:
     species_new: list[str] = field(default_factory=list)
     missing_videos: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # LeftOut messages
 
     def lines(self) -> list[str]:
         sources = ", ".join(f"{noun}: {n}" for noun, n in source_counts(self.videos, self.images))
@@ -86,38 +122,44 @@ class ImportReport:
         if self.species_new:
             out.append(f"new species: {', '.join(self.species_new)}")
         out += [f"warning: {w}" for w in self.warnings]
+        out += [f"left out: {line}" for line in self.left_out]
         return out
 
 
 class BoxChecker:
-    """Rejects degenerate boxes and clips boxes that leave the frame, counting the clips.
+    """Leaves out boxes with no area, and clips boxes that leave the frame, counting both.
 
-    Degenerate boxes (x2 <= x1 or y2 <= y1) make the whole import fail: they are corrupt data and
-    silently dropping them would hide it. Boxes reaching outside the frame are common (annotators drag
-    past the edge), so they are clipped and reported as one warning per file.
+    A box with x2 <= x1 or y2 <= y1 (zero width or height, or corners the wrong way round) is left
+    out: public datasets hold a few (ultralytics drops zero-area boxes when it trains; DIVE's test data
+    has rows with y2 < y1) and none of the reference tools puts inverted corners in order, so neither
+    does this. Boxes reaching outside the frame are common (annotators drag past the edge): they are
+    clipped, and a box wholly outside it is left out.
     """
+
+    NO_AREA = "boxes with no area (x2 <= x1 or y2 <= y1) left out"
+    OUTSIDE = "boxes wholly outside the frame left out"
 
     def __init__(self, file: Path | str):
         self.file = str(file)
         self.clipped = 0
+        self.left_out: dict[str, list[str]] = {self.NO_AREA: [], self.OUTSIDE: []}
 
     def check(self, where: str, x1: float, y1: float, x2: float, y2: float,
-              width: int | None, height: int | None) -> tuple[float, float, float, float]:
+              width: int | None, height: int | None) -> tuple[float, float, float, float] | None:
+        """The box, clipped to the frame; None for a box left out."""
         values = (x1, y1, x2, y2)
         if any(v != v or v in (float("inf"), float("-inf")) for v in values):
             raise LabelFormatError(f"{self.file}: {where}: box coordinates are not finite: {values}")
         if x2 <= x1 or y2 <= y1:
-            raise LabelFormatError(
-                f"{self.file}: {where}: box has x2 <= x1 or y2 <= y1 "
-                f"(x1={x1:g}, y1={y1:g}, x2={x2:g}, y2={y2:g})")
+            self.left_out[self.NO_AREA].append(where)
+            return None
         if width and height:
             cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
             cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
             if (cx1, cy1, cx2, cy2) != values:
                 if cx2 <= cx1 or cy2 <= cy1:
-                    raise LabelFormatError(
-                        f"{self.file}: {where}: box lies wholly outside the {width}x{height} frame "
-                        f"(x1={x1:g}, y1={y1:g}, x2={x2:g}, y2={y2:g})")
+                    self.left_out[self.OUTSIDE].append(where)
+                    return None
                 self.clipped += 1
                 return cx1, cy1, cx2, cy2
         return values
@@ -127,10 +169,21 @@ class BoxChecker:
             return []
         return [f"{self.file}: {self.clipped} box(es) reached outside the frame and were clipped to it"]
 
+    def report_to(self, batch: ImportBatch) -> None:
+        """Add what this file's boxes left out, and the clip warning, to ``batch``."""
+        batch.warnings += self.warnings()
+        for what, places in self.left_out.items():
+            for place in places:
+                batch.leave_out(self.file, what, place)
+
 
 def write_batch(project: Project, batch: ImportBatch, progress: Progress | None = None,
-                probe: Callable[[Path], dict] | None = None) -> ImportReport:
+                probe: Callable[[Path], dict] | None = None,
+                logged_as: tuple[str, str] | None = None) -> ImportReport:
     """Write a checked batch in one transaction; re-importing the same batch adds nothing.
+
+    ``logged_as`` (format, source) records the import, and what it left out, in the project's log
+    of imports (``bpr info`` lists what imports left out).
 
     Existing boxes are never overwritten: a box already imported (same video, frame and origin key)
     is kept as it is in the store, so re-importing does not undo edits made since. A box the frame
@@ -143,7 +196,7 @@ def write_batch(project: Project, batch: ImportBatch, progress: Progress | None 
     here too. Their boxes it has (the same box, as above) are kept as they are, with their id, source
     and times.
     """
-    report = ImportReport(warnings=list(batch.warnings))
+    report = ImportReport(warnings=list(batch.warnings), left_out=[e.message() for e in batch.left_out])
     if probe is None:
         from bpr.data.media import probe_status as probe
     # Probe files before the transaction: reading video headers can be slow, and must not hold the lock.
@@ -225,6 +278,9 @@ def write_batch(project: Project, batch: ImportBatch, progress: Progress | None 
         report.boxes_added = conn.total_changes - before
         if not batch.replace:
             report.boxes_already_there = len(boxes) - report.boxes_added
+        if logged_as is not None:
+            conn.execute("INSERT INTO imports (time, format, source, boxes_added, left_out) VALUES (?, ?, ?, ?, ?)",
+                         (now, *logged_as, report.boxes_added, json.dumps(report.left_out)))
     return report
 
 

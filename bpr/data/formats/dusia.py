@@ -92,7 +92,6 @@ def read_dusia(root: str | Path, videos_dir: str | Path | None = None,
     if not xmls:
         raise LabelFormatError(f"{annos}: no CVAT XML files")
     frame_counts: dict[str, int | None] = {}
-    clipped = []
     empty: list[Path] = []  # zero-byte files, as a clone of DUSIA's repository without its large files has
     for done, xml in enumerate(xmls, 1):
         if not xml.read_bytes().strip():
@@ -109,17 +108,14 @@ def read_dusia(root: str | Path, videos_dir: str | Path | None = None,
         batch.boxes += parsed.boxes
         for name, color in parsed.labels.items():
             batch.species.setdefault(name, color)
-        clipped += parsed.warnings
+        parsed.checker.report_to(batch)
         batch.videos.append(VideoRecord(
             vid, path=find_video(videos_dir, vid), frame_count=parsed.frame_count,
             width=parsed.width, height=parsed.height, split=splits.get(vid), source=xml.name))
         if progress:
             progress(done, len(xmls), f"read {xml.name}")
-    batch.warnings += clipped
-    if empty:
-        names = ", ".join(x.name for x in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
-        batch.warnings.append(f"{len(empty)} annotation file(s) in {annos} are empty ({names}): their videos are "
-                              "recorded with no annotations")
+    for xml in empty:
+        batch.leave_out(annos, "empty annotation files (their videos are recorded with no annotations)", xml.name)
 
     no_xml = sorted(set(splits) - set(frame_counts))
     for vid in no_xml:

@@ -31,6 +31,7 @@ from bpr.data.formats.common import (
 from bpr.data.media import VideoError, folder_images, image_size, is_image
 from bpr.data.store import LABEL_STATUSES, SPLITS, NotFoundError, Project, image_file_name, unique_name
 
+UNTYPED = "unknown"  # the species of a row without a species,confidence pair, as DIVE names it
 HEADER = ("# 1: Detection or Track-id,2: Video or Image Identifier,3: Unique Frame Identifier,"
           "4-7: Img-bbox(TL_x,TL_y,BR_x,BR_y),8: Detection or Length Confidence,"
           "9: Target Length (0 or -1 if invalid),10-11+: Repeated Species,Confidence Pairs or Attributes")
@@ -150,7 +151,7 @@ def _read_rows(path: Path) -> tuple[list[_Row], float | None, list[str]]:
         raise LabelFormatError(f"{path}: not a text CSV file") from None
     except OSError as e:
         raise LabelFormatError(f"{path}: cannot be read ({e.strerror})") from None
-    rows, fps = [], None
+    rows, fps, untyped = [], None, []
     seen: dict[tuple[int, str, int], int] = {}  # (track, column 2, frame) -> rows so far
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -172,13 +173,17 @@ def _read_rows(path: Path) -> tuple[list[_Row], float | None, list[str]]:
             x1, y1, x2, y2, _conf = (float(c) for c in columns[3:8])
         except ValueError:
             raise LabelFormatError(f"{path}:{number}: track, frame and box must be numbers") from None
-        pairs = [c for c in columns[9:] if not c.startswith("(")]  # "(kp) ..." etc. are attributes
-        if len(pairs) < 2 or len(pairs) % 2:
-            raise LabelFormatError(f"{path}:{number}: expected species,confidence pairs after column 9")
+        # As DIVE reads them: a pair is a name and a confidence, both there, from column 10 on, two at a
+        # time; empty columns (DIVE's web writer pads rows) and "(kp) ..."-style attributes are not pairs.
+        pairs = [(columns[i], columns[i + 1]) for i in range(9, len(columns) - 1, 2)
+                 if columns[i].strip() and columns[i + 1].strip() and not columns[i].startswith("(")]
         try:
-            ranked = sorted(((float(pairs[i + 1]), pairs[i]) for i in range(0, len(pairs), 2)), reverse=True)
+            ranked = sorted(((float(conf), name) for name, conf in pairs), reverse=True)
         except ValueError:
             raise LabelFormatError(f"{path}:{number}: a species confidence is not a number") from None
+        if not ranked:  # VIAME's own writer leaves detections without a class so; DIVE reads them as unknown
+            untyped.append(number)
+            ranked = [(1.0, UNTYPED)]
         species = normalise_species(ranked[0][1])
         if not species:
             raise LabelFormatError(f"{path}:{number}: empty species name")
@@ -190,6 +195,9 @@ def _read_rows(path: Path) -> tuple[list[_Row], float | None, list[str]]:
     repeated = [r for r in rows if r.repeat]
     warnings = [f"{path}: {len(repeated)} row(s) repeat a track id on a frame (first: line {repeated[0].line}, "
                 f"track {repeated[0].track}); kept as boxes of their own, without a track"] if repeated else []
+    if untyped:
+        warnings.append(f"{path}: {len(untyped)} row(s) name no species (first: line {untyped[0]}); imported as "
+                        f"{UNTYPED!r}, as DIVE reads them")
     return rows, fps, warnings
 
 
@@ -219,13 +227,15 @@ def read_viame(path: str | os.PathLike, video_id: str | None = None, split: str 
     checker = BoxChecker(path)
     batch = ImportBatch(warnings=warnings)
     for row in rows:
-        batch.species.setdefault(row.species, None)
-        batch.boxes.append(row.record(vid, row.frame, checker.check(f"line {row.line}", *row.box, width, height)))
+        box = checker.check(f"line {row.line}", *row.box, width, height)
+        if box is not None:
+            batch.species.setdefault(row.species, None)
+            batch.boxes.append(row.record(vid, row.frame, box))
     batch.videos.append(VideoRecord(vid, fps=fps, split=split, source=path.name, width=width, height=height))
     batch.replace = [vid] if replace else []
     if status != "none":
         batch.frames = [(vid, f, status) for f in sorted({r.frame for r in rows})]
-    batch.warnings += checker.warnings()
+    checker.report_to(batch)
     return batch
 
 
@@ -292,8 +302,10 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
             except VideoError as e:
                 raise LabelFormatError(str(e)) from None
         vid, width, height = images[name]
-        batch.species.setdefault(row.species, None)
-        batch.boxes.append(row.record(vid, 0, checker.check(f"line {row.line}", *row.box, width, height)))
+        box = checker.check(f"line {row.line}", *row.box, width, height)
+        if box is not None:
+            batch.species.setdefault(row.species, None)
+            batch.boxes.append(row.record(vid, 0, box))
     if status == "full":  # a fully labeled sequence: its images without a row hold no animal
         unreadable = []
         for name in folder_images(folder):
@@ -313,7 +325,7 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
         emptied = sorted({vid for file, vid in known.items() if file.parent == here} - named)
         batch.videos += [VideoRecord(vid, kind="image", split=split) for vid in emptied]  # counted too
         batch.replace = sorted(named) + emptied
-    batch.warnings += checker.warnings()
+    checker.report_to(batch)
     return batch
 
 

@@ -42,7 +42,12 @@ def read_data_yaml(path: str | Path) -> tuple[Path, dict[str, list[Path]], list[
         raise LabelFormatError(f"{path}: malformed YAML ({e})") from None
     if not isinstance(data, dict):
         raise LabelFormatError(f"{path}: expected a mapping with train/val/test and names")
+    if "validation" in data and "val" not in data:  # as ultralytics reads it
+        data["val"] = data.pop("validation")
     names = data.get("names")
+    nc = data.get("nc")
+    if names is None and isinstance(nc, int) and not isinstance(nc, bool) and nc > 0:
+        names = [f"class_{i}" for i in range(nc)]  # ultralytics names them so
     if isinstance(names, dict):
         try:
             keys = sorted(int(k) for k in names)
@@ -52,7 +57,9 @@ def read_data_yaml(path: str | Path) -> tuple[Path, dict[str, list[Path]], list[
             raise LabelFormatError(f"{path}: class numbers in names must be 0..{len(keys) - 1}")
         names = [str(names[k] if k in names else names[str(k)]) for k in keys]
     if not isinstance(names, list) or not names:
-        raise LabelFormatError(f"{path}: 'names' must list the class names")
+        raise LabelFormatError(f"{path}: 'names' must list the class names (or 'nc' give their number)")
+    if isinstance(nc, int) and nc != len(names):
+        raise LabelFormatError(f"{path}: nc is {nc} but names lists {len(names)} classes")
     names = [normalise_species(str(n)) for n in names]
     root = Path(data.get("path") or ".")
     root = root if root.is_absolute() else (path.parent / root)
@@ -66,7 +73,11 @@ def read_data_yaml(path: str | Path) -> tuple[Path, dict[str, list[Path]], list[
         images: list[Path] = []
         for item in entry if isinstance(entry, list) else [entry]:
             location = Path(str(item))
-            location = location if location.is_absolute() else root / location
+            if not location.is_absolute():
+                location = root / location
+                if not location.exists() and str(item).startswith("../"):
+                    # Roboflow writes `train: ../train/images` beside train/; ultralytics retries without ../
+                    location = root / str(item)[3:]
             if location.is_dir():
                 images += sorted(p for p in location.rglob("*") if is_image(p))
             elif location.suffix == ".txt" and location.is_file():
@@ -118,8 +129,9 @@ def read_label_file(path: Path, names: list[str], width: int, height: int, video
                                    f"(data.yaml names {len(names)} classes: 0..{len(names) - 1})")
         x1, y1 = (cx - w / 2) * width, (cy - h / 2) * height
         x2, y2 = (cx + w / 2) * width, (cy + h / 2) * height
-        x1, y1, x2, y2 = checker.check(where, x1, y1, x2, y2, width, height)
-        boxes.append(BoxRecord(video_id, 0, names[cls], x1, y1, x2, y2, origin_key=f"yolo:{number}"))
+        checked = checker.check(where, x1, y1, x2, y2, width, height)
+        if checked is not None:
+            boxes.append(BoxRecord(video_id, 0, names[cls], *checked, origin_key=f"yolo:{number}"))
     return boxes
 
 
@@ -163,7 +175,7 @@ def read_yolo(data_yaml: str | Path, train_status: str = "partial",
             if labels.exists():
                 checker = BoxChecker(labels)
                 batch.boxes += read_label_file(labels, names, width, height, vid, checker)
-                batch.warnings += checker.warnings()
+                checker.report_to(batch)
             if progress and (done % 50 == 0 or done == total):
                 progress(done, total, "read images and labels")
     return batch
