@@ -306,16 +306,17 @@ def test_what_an_import_left_out_is_in_its_report_and_in_bpr_info(tmp_path, caps
     csv_path.write_text("0,v.mp4,1,10,10,50,50,1,-1,urchin,1\n1,v.mp4,2,10,50,50,10,1,-1,urchin,1\n")
     project = tmp_path / "p"
     assert main(["import", "viame", str(csv_path), "--project", str(project), "--strict"]) == 1
-    assert "dive.csv: line 2: one of" in capsys.readouterr().err
+    assert "dive.csv: line 2: a box with no area (x2 <= x1 or y2 <= y1); a strict import refuses the source" \
+        in capsys.readouterr().err
     assert not project.exists()
     assert main(["import", "viame", str(csv_path), "--project", str(project)]) == 0
     out = capsys.readouterr().out
     assert "boxes: 1 added" in out
-    assert f"left out: {csv_path}: 1 boxes with no area (x2 <= x1 or y2 <= y1) left out (line 2)" in out
+    assert f"left out: {csv_path}: 1 box with no area (x2 <= x1 or y2 <= y1) left out (line 2)" in out
     assert main(["info", str(project)]) == 0
     out = capsys.readouterr().out
     assert "left out by imports (1 of 1 left something out):" in out
-    assert f"viame {csv_path}:" in out and "1 boxes with no area" in out
+    assert f"viame {csv_path}:" in out and "1 box with no area" in out
     assert main(["info", str(project), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["imports"] == 1 and summary["left_out"][0]["format"] == "viame"

@@ -58,9 +58,10 @@ def test_a_box_with_no_area_is_left_out_and_named(tmp_path, project, coords):
     batch = read_cvat(path)
     assert [b.frame_index for b in batch.boxes] == [13]
     [left_out] = batch.left_out
-    assert left_out.message() == (f'{path}: 1 boxes with no area (x2 <= x1 or y2 <= y1) left out '
+    assert left_out.message() == (f'{path}: 1 box with no area (x2 <= x1 or y2 <= y1) left out '
                                   '(<track id="1"> <box frame="12">)')
-    with pytest.raises(LabelFormatError, match=r'clip.xml: <track id="1"> <box frame="12">: one of .* strict'):
+    refused = r'clip.xml: <track id="1"> <box frame="12">: a box with no area .* a strict import refuses'
+    with pytest.raises(LabelFormatError, match=refused):
         import_source(project.folder, "cvat", path, strict=True)
     assert project.summary()["boxes"] == 0
 
@@ -78,7 +79,7 @@ def test_a_box_wholly_outside_the_frame_is_left_out(tmp_path):
     batch = read_cvat(path)
     assert [b.frame_index for b in batch.boxes] == [2]
     assert [e.message() for e in batch.left_out] == [
-        f'{path}: 1 boxes wholly outside the frame left out (<track id="1"> <box frame="1">)']
+        f'{path}: 1 box wholly outside the frame left out (<track id="1"> <box frame="1">)']
 
 
 @pytest.mark.parametrize("body, message", [

@@ -200,6 +200,6 @@ def test_an_empty_annotation_file_records_its_video_with_no_annotations(tmp_path
     assert {v.id: v.split for v in batch.videos} == {"00000000000000000001": "train",
                                                       "00000000000000000002": "train"}
     assert [e.message() for e in batch.left_out] == [
-        f"{tmp_path / 'cvat_annos'}: 1 empty annotation files (their videos are recorded with no annotations) "
-        "(00000000000000000002.xml)"]
+        f"{tmp_path / 'cvat_annos'}: 1 empty annotation file (its video is recorded with no annotations) "
+        "left out (00000000000000000002.xml)"]
     assert not any("have no annotation file" in w for w in batch.warnings)

@@ -75,9 +75,9 @@ def test_bad_label_lines(tmp_path, text, message):
 
 
 @pytest.mark.parametrize("text, left_out", [
-    ("0 0.5 0.5 0.0 0.2\n1 0.5 0.5 0.2 0.2\n", "boxes with no area (x2 <= x1 or y2 <= y1) left out (line 1)"),
-    ("1 0.5 0.5 0.2 0.2\n0 0.5 0.5 -0.2 0.2\n", "boxes with no area (x2 <= x1 or y2 <= y1) left out (line 2)"),
-    ("0 1.5 0.5 0.2 0.2\n1 0.5 0.5 0.2 0.2\n", "boxes wholly outside the frame left out (line 1)"),
+    ("0 0.5 0.5 0.0 0.2\n1 0.5 0.5 0.2 0.2\n", "box with no area (x2 <= x1 or y2 <= y1) left out (line 1)"),
+    ("1 0.5 0.5 0.2 0.2\n0 0.5 0.5 -0.2 0.2\n", "box with no area (x2 <= x1 or y2 <= y1) left out (line 2)"),
+    ("0 1.5 0.5 0.2 0.2\n1 0.5 0.5 0.2 0.2\n", "box wholly outside the frame left out (line 1)"),
 ])
 def test_boxes_with_no_area_or_outside_the_frame_are_left_out(tmp_path, text, left_out):
     """A public underwater YOLO dataset holds 2 zero-area boxes among 4,817, and ultralytics trains on it
@@ -86,6 +86,20 @@ def test_boxes_with_no_area_or_outside_the_frame_are_left_out(tmp_path, text, le
     assert [b.species for b in batch.boxes] == ["star"]
     label = tmp_path / "train" / "labels" / "a.txt"
     assert [e.message() for e in batch.left_out] == [f"{label}: 1 {left_out}"]
+
+
+def test_what_is_left_out_of_many_files_is_one_line(tmp_path):
+    """Boxes with no area in several label files: one line naming the first few files and lines, then
+    the total, not a line a file."""
+    make_dataset(tmp_path, "0 0.5 0.5 0.2 0.2\n")
+    for i in range(4):
+        Image.new("RGB", (200, 100)).save(tmp_path / "train" / "images" / f"b{i}.jpg")
+        (tmp_path / "train" / "labels" / f"b{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.5 0.5 0.2 0\n")
+    [left_out] = read_yolo(tmp_path / "data.yaml").left_out
+    labels = tmp_path / "train" / "labels"
+    assert left_out.message() == (
+        f"4 boxes with no area (x2 <= x1 or y2 <= y1) left out, in 4 files ({labels / 'b0.txt'} line 2, "
+        f"{labels / 'b1.txt'} line 2, {labels / 'b2.txt'} line 2, … 4 in all)")
 
 
 def test_a_roboflow_export(tmp_path):

@@ -36,6 +36,10 @@ def _require(obj, key: str, kind, where: str):
     return value
 
 
+CROWD = ("crowd region (iscrowd 1: a group of objects, not one animal)",
+         "crowd regions (iscrowd 1: a group of objects, not one animal)")
+
+
 def read_coco(path: str | Path, images_dir: str | Path | None = None, split: str | None = None,
               status: str | None = None) -> ImportBatch:
     """A COCO file as an ImportBatch; each image is a single-frame video named by its file name.
@@ -107,7 +111,7 @@ def read_coco(path: str | Path, images_dir: str | Path | None = None, split: str
         if cid not in categories:
             raise LabelFormatError(f"{path}: {where}: category_id {cid} is not among the categories")
         if ann.get("iscrowd") in (1, True):  # a group of objects in one region (pycocotools ignores it too)
-            batch.leave_out(path, "crowd regions (iscrowd 1: a group of objects, not one animal) left out", where)
+            batch.leave_out(CROWD, path, where)
             continue
         bbox = ann.get("bbox")
         if (not isinstance(bbox, list) or len(bbox) != 4

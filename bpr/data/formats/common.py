@@ -51,18 +51,22 @@ class BoxRecord:
 
 @dataclass
 class LeftOut:
-    """Things of one kind that an import leaves out of one source (boxes with no area, crowd regions,
-    empty files), and where each was: what the reference tools read but cannot be imported as boxes."""
+    """Things of one kind that an import leaves out (boxes with no area, crowd regions, empty files), and
+    where each was: what the reference tools read but cannot be imported as boxes."""
 
-    file: str
-    what: str                                         # a plural noun: "boxes with no area"
-    places: list[str] = field(default_factory=list)   # "line 12", "annotation id 7", a file name
+    kind: tuple[str, str]                                       # the noun: one, several
+    places: list[tuple[str, str]] = field(default_factory=list)  # (file, "line 12" / "annotation id 7" / ...)
 
     def message(self) -> str:
-        shown = ", ".join(self.places[:PLACES_SHOWN])
-        if len(self.places) > PLACES_SHOWN:
-            shown += f", … {len(self.places)} in all"
-        return f"{self.file}: {len(self.places)} {self.what} ({shown})"
+        """One line: how many, and where the first few were."""
+        n, files = len(self.places), list(dict.fromkeys(file for file, _ in self.places))
+        noun = self.kind[0] if n == 1 else self.kind[1]
+        if len(files) == 1:
+            head, shown = f"{files[0]}: {n} {noun} left out", [place for _, place in self.places]
+        else:
+            head, shown = f"{n} {noun} left out, in {len(files)} files", [f"{f} {p}" for f, p in self.places]
+        more = f", … {n} in all" if n > PLACES_SHOWN else ""
+        return f"{head} ({', '.join(shown[:PLACES_SHOWN])}{more})"
 
 
 @dataclass
@@ -77,21 +81,22 @@ class ImportBatch:
     left_out: list[LeftOut] = field(default_factory=list)
     replace: list[str] = field(default_factory=list)   # videos whose labels these boxes replace
 
-    def leave_out(self, file: str | Path, what: str, place: str) -> None:
-        """Count one thing left out of ``file`` (with the others of its kind there)."""
-        entry = next((e for e in self.left_out if e.file == str(file) and e.what == what), None)
+    def leave_out(self, kind: tuple[str, str], file: str | Path, place: str) -> None:
+        """Count one thing of ``kind`` (its noun: one, several) left out of ``file`` at ``place``."""
+        entry = next((e for e in self.left_out if e.kind == kind), None)
         if entry is None:
-            entry = LeftOut(str(file), what)
+            entry = LeftOut(kind)
             self.left_out.append(entry)
-        entry.places.append(place)
+        entry.places.append((str(file), place))
 
     def refuse_left_out(self) -> None:
         """Raise for the first thing left out: a strict import refuses a source rather than leave
         anything of it out."""
         if self.left_out:
             first = self.left_out[0]
-            raise LabelFormatError(f"{first.file}: {first.places[0]}: one of {first.message()}; a strict "
-                                   "import refuses the source (without --strict, only these are left out)")
+            file, place = first.places[0]
+            raise LabelFormatError(f"{file}: {place}: a {first.kind[0]}; a strict import refuses the source "
+                                   f"(without --strict, it would leave out {first.message()})")
 
 
 @dataclass
@@ -136,13 +141,13 @@ class BoxChecker:
     clipped, and a box wholly outside it is left out.
     """
 
-    NO_AREA = "boxes with no area (x2 <= x1 or y2 <= y1) left out"
-    OUTSIDE = "boxes wholly outside the frame left out"
+    NO_AREA = ("box with no area (x2 <= x1 or y2 <= y1)", "boxes with no area (x2 <= x1 or y2 <= y1)")
+    OUTSIDE = ("box wholly outside the frame", "boxes wholly outside the frame")
 
     def __init__(self, file: Path | str):
         self.file = str(file)
         self.clipped = 0
-        self.left_out: dict[str, list[str]] = {self.NO_AREA: [], self.OUTSIDE: []}
+        self.left_out: dict[tuple[str, str], list[str]] = {self.NO_AREA: [], self.OUTSIDE: []}
 
     def check(self, where: str, x1: float, y1: float, x2: float, y2: float,
               width: int | None, height: int | None) -> tuple[float, float, float, float] | None:
@@ -172,9 +177,9 @@ class BoxChecker:
     def report_to(self, batch: ImportBatch) -> None:
         """Add what this file's boxes left out, and the clip warning, to ``batch``."""
         batch.warnings += self.warnings()
-        for what, places in self.left_out.items():
+        for kind, places in self.left_out.items():
             for place in places:
-                batch.leave_out(self.file, what, place)
+                batch.leave_out(kind, self.file, place)
 
 
 def write_batch(project: Project, batch: ImportBatch, progress: Progress | None = None,

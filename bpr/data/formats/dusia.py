@@ -61,6 +61,10 @@ def _lines(path: Path):
             yield number, line.strip()
 
 
+EMPTY_FILE = ("empty annotation file (its video is recorded with no annotations)",
+              "empty annotation files (their videos are recorded with no annotations)")
+
+
 def read_dusia(root: str | Path, videos_dir: str | Path | None = None,
                progress: Progress | None = None) -> ImportBatch:
     """Read a DUSIA annotation folder into one ImportBatch (nothing is written yet).
@@ -115,7 +119,7 @@ def read_dusia(root: str | Path, videos_dir: str | Path | None = None,
         if progress:
             progress(done, len(xmls), f"read {xml.name}")
     for xml in empty:
-        batch.leave_out(annos, "empty annotation files (their videos are recorded with no annotations)", xml.name)
+        batch.leave_out(EMPTY_FILE, annos, xml.name)
 
     no_xml = sorted(set(splits) - set(frame_counts))
     for vid in no_xml:
