@@ -108,10 +108,16 @@ class BoxItem(QGraphicsRectItem):
             self.view.state.move_box(self.box["id"], self.view.clip(new))
 
 
+HIGHLIGHT = "#ffe14d"   # the finder's chosen suggestion
+ZOOM_CONTEXT = 4        # zoomed to a suggestion, the view shows this many times its size
+ZOOM_MIN_PX = 160       # ... and never less than this many frame pixels
+
+
 class FrameView(QGraphicsView):
     """Shows the state's current frame; listens to the state and redraws."""
 
     boxSelected = Signal(object)   # the selected label dict, or None
+    boxDrawn = Signal()            # a box was drawn (drawing mode ends)
 
     def __init__(self, state: ProjectState, parent=None):
         super().__init__(parent)
@@ -140,6 +146,7 @@ class FrameView(QGraphicsView):
         state.confChanged.connect(self.refresh_boxes)
         state.videoChanged.connect(self._video_changed)
         state.projectChanged.connect(self.source.close)
+        state.highlightChanged.connect(self._show_highlight)
 
     # -- drawing the frame -----------------------------------------------------------------------
     def _video_changed(self, _):
@@ -189,6 +196,40 @@ class FrameView(QGraphicsView):
             self.scene().addItem(item)
             prefix = "pseudo " if kind == "pseudo" else ""
             self._caption(item, f"{prefix}{row['species']} {confidence_text(score)}", at=QPointF(x1, y2))
+
+        self._draw_highlight()
+
+    def _highlighted(self):
+        """The highlighted box, when it is on the frame shown."""
+        h = self.state.highlight
+        if h and self.state.video and (h[0], h[1]) == (self.state.video["id"], self.state.frame):
+            return h[2]
+        return None
+
+    def _draw_highlight(self):
+        box = self._highlighted()
+        if box is None:
+            return
+        x1, y1, x2, y2 = box
+        pad = max(3.0, 0.08 * max(x2 - x1, y2 - y1))
+        item = QGraphicsRectItem(QRectF(x1 - pad, y1 - pad, x2 - x1 + 2 * pad, y2 - y1 + 2 * pad))
+        pen = QPen(QColor(HIGHLIGHT), 3)
+        pen.setCosmetic(True)
+        item.setPen(pen)
+        item.setData(0, "highlight")
+        self.scene().addItem(item)
+
+    def _show_highlight(self):
+        """Outline the finder's chosen suggestion and zoom to it, with room around it to judge it."""
+        self.refresh_boxes()
+        box = self._highlighted()
+        if box is None:
+            return
+        x1, y1, x2, y2 = box
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        side = max(ZOOM_CONTEXT * max(x2 - x1, y2 - y1), ZOOM_MIN_PX)
+        self.fitInView(QRectF(cx - side / 2, cy - side / 2, side, side), Qt.AspectRatioMode.KeepAspectRatio)
+        self._fit_mode = False
 
     def _caption(self, parent: QGraphicsRectItem, text: str, at: QPointF | None = None):
         """Species (and confidence) in the box's colour on a dark backing, readable on any seafloor."""
@@ -266,6 +307,7 @@ class FrameView(QGraphicsView):
             if rect.width() > 3 and rect.height() > 3:
                 self.state.add_box(self.draw_species,
                                    self.clip((rect.left(), rect.top(), rect.right(), rect.bottom())))
+                self.boxDrawn.emit()
             return
         super().mouseReleaseEvent(event)
 

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.frame_view import confidence_text
+from app.species import SpeciesDialog, ask_new_species, species_icon
 from app.state import ProjectState
 from app.workers import ChildCrashed, Worker, in_child_process
 from bpr.config import KEEP_CONF, Option, SelfTraining, TrainConfig, from_flat, options
@@ -85,10 +86,19 @@ class LabelPanel(QWidget):
         self._boxes_fitted = False
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        self.species = QComboBox()
-        self.species.setEditable(True)
-        self.species.setToolTip("Species for new boxes and for relabelling; type a name to add one")
-        form.addRow("Species", self.species)
+        self.species = QComboBox()  # not editable: a key typed into it must never make a species
+        self.species.setToolTip("Species for new boxes and for relabelling; its colour is its boxes' colour")
+        self.add_species_button = QPushButton("Add...")
+        self.add_species_button.setToolTip("Add a species to the project (asks you to confirm)")
+        self.add_species_button.clicked.connect(self._add_species)
+        self.manage_species_button = QPushButton("Manage...")
+        self.manage_species_button.setToolTip("Rename, merge or delete species")
+        self.manage_species_button.clicked.connect(self._manage_species)
+        species_row = QHBoxLayout()
+        species_row.addWidget(self.species, 1)
+        species_row.addWidget(self.add_species_button)
+        species_row.addWidget(self.manage_species_button)
+        form.addRow("Species", species_row)
         layout.addLayout(form)
         buttons = QHBoxLayout()
         self.draw = QPushButton("Draw box (B)")
@@ -137,6 +147,7 @@ class LabelPanel(QWidget):
         self.undo_button.setEnabled(False)
         self.redo_button.setEnabled(False)
         state.projectChanged.connect(self._project_changed)
+        state.speciesChanged.connect(self.reload_species)
         state.frameChanged.connect(self.refresh)
         state.labelsChanged.connect(self.refresh)
         self.set_selected(None)
@@ -145,12 +156,21 @@ class LabelPanel(QWidget):
         self._boxes_fitted = False  # another project's names: the box list fits afresh
         self.reload_species()
 
-    def reload_species(self):
-        current = self.species.currentText()
+    def reload_species(self, select: str | None = None):
+        current = select or self.species.currentText()
         self.species.clear()
-        self.species.addItems([s["name"] for s in self.state.project.species()])
+        for species in self.state.project.species():
+            self.species.addItem(species_icon(species["color"]), species["name"])
         if current:
             self.species.setCurrentText(current)
+
+    def _add_species(self):
+        name = ask_new_species(self, self.state)
+        if name:
+            self.reload_species(select=name)
+
+    def _manage_species(self):
+        SpeciesDialog(self.state, self).exec()
 
     def refresh(self, *_):
         status = self.state.frame_status()
@@ -159,13 +179,13 @@ class LabelPanel(QWidget):
         labels = self.state.labels()
         # CVAT tracks put boxes on frames between keyframes; only marked frames reach a dataset.
         self.unused_hint.setVisible(status == "none" and bool(labels))
+        colors = self.state.species_colors()
         for b in labels:
-            self.boxes.addTopLevelItem(QTreeWidgetItem(
-                [b["species"], b["source"], *(f"{b[k]:.0f}" for k in ("x1", "y1", "x2", "y2"))]))
+            item = QTreeWidgetItem([b["species"], b["source"], *(f"{b[k]:.0f}" for k in ("x1", "y1", "x2", "y2"))])
+            item.setIcon(0, species_icon(colors.get(b["species"])))
+            self.boxes.addTopLevelItem(item)
         _fit_columns(self.boxes, grow_only=self._boxes_fitted)
         self._boxes_fitted = True
-        if self.state.project and self.species.count() != len(self.state.project.species()):
-            self.reload_species()
 
     def set_selected(self, box: dict | None):
         self.selected = box
@@ -173,13 +193,13 @@ class LabelPanel(QWidget):
         self.delete.setEnabled(box is not None)
 
     def current_species(self) -> str:
-        return " ".join(self.species.currentText().split())
+        return self.species.currentText()
 
     def _draw_toggled(self, on: bool):
         species = self.current_species() if on else None
         if on and not species:
             self.draw.setChecked(False)
-            self.state.statusMessage.emit("choose or type a species before drawing")
+            self.state.statusMessage.emit("add a species (Add...) before drawing")
             return
         self.drawToggled.emit(species)
 
@@ -923,6 +943,8 @@ class ReviewPanel(QWidget):
                       and (s.detection_id, s.pseudo_id) == (chosen.detection_id, chosen.pseudo_id)), None)
         self.missing.setCurrentItem(None if index is None else self.missing.topLevelItem(index))
         self.missing.blockSignals(False)
+        if index is None:
+            self.state.set_highlight(None)
         self.accept_button.setEnabled(index is not None)
         self.reject_button.setEnabled(index is not None)
 
@@ -956,26 +978,32 @@ class ReviewPanel(QWidget):
         self.reject_button.setEnabled(s is not None)
         if s is not None:
             self._go_to(s)
+            self.state.set_highlight(s.video_id, s.frame_index, s.box)
+        else:
+            self.state.set_highlight(None)
 
     def accept(self):
-        from bpr.results.review import accept
-
-        s = self._current_suggestion()
-        if s is None:
-            return
-        self._go_to(s)
-        if s.pseudo_id is None:
-            self.state.add_box(s.species, s.box, source="accepted")  # undoable, as a drawn box
-        else:
-            accept(self.state.project, s)
-            self.state.labelsChanged.emit()
-
-    def reject(self):
-        from bpr.results.review import reject
-
         s = self._current_suggestion()
         if s is not None:
-            reject(self.state.project, s)
-            self.refresh_all()
-            if s.pseudo_id is not None:
-                self.state.labelsChanged.emit()  # the frame view stops drawing it
+            self._go_to(s)
+            self._review(s, self.state.accept_suggestion)
+
+    def reject(self):
+        s = self._current_suggestion()
+        if s is not None:
+            self._review(s, self.state.reject_suggestion)
+
+    def review_key(self, accept: bool) -> None:
+        """A or R: review the chosen suggestion; with none chosen, choose the first."""
+        if self._current_suggestion() is None:
+            if self.missing.topLevelItemCount():
+                self.missing.setCurrentItem(self.missing.topLevelItem(0))
+            return
+        self.accept() if accept else self.reject()
+
+    def _review(self, suggestion, act) -> None:
+        """Accept or reject (undoably), then go on to the next suggestion: the queue advances by itself."""
+        index = self.suggestions.index(suggestion)
+        act(suggestion)  # the finder refills: the suggestion reviewed is no longer one
+        if self.suggestions:
+            self.missing.setCurrentItem(self.missing.topLevelItem(min(index, len(self.suggestions) - 1)))

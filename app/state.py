@@ -24,10 +24,12 @@ class ProjectState(QObject):
     videoChanged = Signal(str)
     frameChanged = Signal(int)
     labelsChanged = Signal()          # boxes or frame statuses changed
+    speciesChanged = Signal()         # a species added, renamed, merged or deleted
     detectionsChanged = Signal()      # new detections stored, or another run chosen
     confChanged = Signal(float)       # at once, for what is cheap to redraw (the current frame)
     confSettled = Signal(float)       # once the threshold has rested, for whole-video work
     runChanged = Signal(str)
+    highlightChanged = Signal()       # the finder's chosen suggestion changed
     statusMessage = Signal(str)
 
     def __init__(self, parent=None):
@@ -38,6 +40,7 @@ class ProjectState(QObject):
         self.run: str | None = None
         self.conf = default(CountSource, "conf")
         self.undo = QUndoStack(self)
+        self.highlight: tuple | None = None  # (video id, frame, (x1, y1, x2, y2)) the finder points at
         self._sequences: list | None = None  # the project's ImageSequences, until the project changes
         self._sequence_of: dict = {}         # image id -> its ImageSequence
         # A slider drag sets the threshold many times a second; counting a whole video each time
@@ -156,6 +159,13 @@ class ProjectState(QObject):
         return self.project.pseudo_boxes(teacher=teacher, video_id=self.video["id"], frame_index=self.frame,
                                          kind="pseudo")
 
+    def set_highlight(self, video_id: str | None = None, frame: int = 0, box=None) -> None:
+        """Point at a box (the finder's chosen suggestion): the frame view outlines it and zooms to it."""
+        highlight = (video_id, frame, tuple(box)) if box is not None else None
+        if highlight != self.highlight:
+            self.highlight = highlight
+            self.highlightChanged.emit()
+
     def set_run(self, run: str | None) -> None:
         if run != self.run:
             self.run = run
@@ -193,6 +203,42 @@ class ProjectState(QObject):
 
     def _box(self, box_id: int) -> dict:
         return self.project.box(box_id)
+
+    # -- the finder's suggestions (undoable too) --------------------------------------------------
+    def accept_suggestion(self, suggestion) -> None:
+        """A finder suggestion made a label: a detection's as a box drawn (undo deletes it), a pseudo-box's
+        through its review (undo makes it pending again)."""
+        from bpr.results.review import accept, reopen
+
+        if suggestion.pseudo_id is None:
+            self.add_box(suggestion.species, suggestion.box, source="accepted")
+            return
+        self.undo.push(_Review(self, f"accept pseudo {suggestion.species}", lambda p: accept(p, suggestion),
+                               lambda p: reopen(p, suggestion)))
+
+    def reject_suggestion(self, suggestion) -> None:
+        from bpr.results.review import reject, reopen
+
+        self.undo.push(_Review(self, f"reject {suggestion.species}", lambda p: reject(p, suggestion),
+                               lambda p: reopen(p, suggestion)))
+
+    # -- species (undoable too) ------------------------------------------------------------------
+    def add_species(self, name: str) -> None:
+        self.undo.push(_SpeciesEdit(self, f"add species {name}", lambda p: p.species_id(name),
+                                    lambda p, _: p.delete_species(name)))
+
+    def rename_species(self, name: str, new_name: str) -> None:
+        new_name = " ".join(new_name.split())
+        self.undo.push(_SpeciesEdit(self, f"rename {name} to {new_name}", lambda p: p.rename_species(name, new_name),
+                                    lambda p, _: p.rename_species(new_name, name)))
+
+    def merge_species(self, name: str, into: str) -> None:
+        self.undo.push(_SpeciesEdit(self, f"merge {name} into {into}", lambda p: p.merge_species(name, into),
+                                    lambda p, change: p.restore_species(change)))
+
+    def delete_species(self, name: str) -> None:
+        self.undo.push(_SpeciesEdit(self, f"delete species {name}", lambda p: p.delete_species(name),
+                                    lambda p, change: p.restore_species(change)))
 
 
 class _AddBox(QUndoCommand):
@@ -243,6 +289,43 @@ class _DeleteBox(QUndoCommand):
                                             (b["x1"], b["y1"], b["x2"], b["y2"]), source=b["source"],
                                             track_id=b["track_id"])
         self.box = {**b, "id": new_id}  # a later redo deletes the re-created row
+        self.state.labelsChanged.emit()
+
+
+class _SpeciesEdit(QUndoCommand):
+    """A species added, renamed, merged or deleted: ``do(project)`` returns what ``undo(project, it)`` needs."""
+
+    def __init__(self, state, text, do, undo):
+        super().__init__(text)
+        self.state, self._do, self._undo, self.change = state, do, undo, None
+
+    def _changed(self):
+        self.state.speciesChanged.emit()
+        self.state.labelsChanged.emit()
+        self.state.detectionsChanged.emit()
+
+    def redo(self):
+        self.change = self._do(self.state.project)
+        self._changed()
+
+    def undo(self):
+        self._undo(self.state.project, self.change)
+        self._changed()
+
+
+class _Review(QUndoCommand):
+    """A finder suggestion accepted or rejected, and back."""
+
+    def __init__(self, state, text, do, undo):
+        super().__init__(text)
+        self.state, self._do, self._undo = state, do, undo
+
+    def redo(self):
+        self._do(self.state.project)
+        self.state.labelsChanged.emit()
+
+    def undo(self):
+        self._undo(self.state.project)
         self.state.labelsChanged.emit()
 
 

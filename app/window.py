@@ -4,26 +4,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QAbstractSlider,
+    QAbstractSpinBox,
+    QApplication,
     QCheckBox,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QDockWidget,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QInputDialog,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QMenu,
     QMessageBox,
     QProgressDialog,
+    QPlainTextEdit,
     QPushButton,
     QSizePolicy,
     QSlider,
     QTabWidget,
+    QTextEdit,
     QToolButton,
+    QTreeWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
     QWidgetAction,
@@ -41,6 +51,29 @@ from bpr.data.registry import FORMATS, exporters, import_options, importers
 from bpr.data.store import Project
 
 SPEEDS = ["0.25x", "0.5x", "1x", "2x", "4x"]
+# Widgets that take plain keys for themselves: a window shortcut never fires inside them (an arrow key in a
+# focused slider moves the slider, a letter in a text field is typed), as in DIVE.
+TYPING_WIDGETS = (QLineEdit, QAbstractSpinBox, QAbstractSlider, QComboBox, QTextEdit, QPlainTextEdit)
+EDITING_KEYS = {Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_Home, Qt.Key.Key_End,
+                Qt.Key.Key_PageUp, Qt.Key.Key_PageDown, Qt.Key.Key_Backspace, Qt.Key.Key_Delete}
+# Every keyboard shortcut of the window, as Help ▸ Keyboard shortcuts lists them: (keys, what they do).
+# The menus' own shortcuts (Ctrl+Z, PgUp, M, ...) are listed here too.
+SHORTCUTS = [
+    ("Right, F", "next frame (next image of an image folder)"),
+    ("Left, D", "previous frame"),
+    ("Shift+Right / Shift+Left", "10 frames on / back"),
+    ("Home / End", "first / last frame"),
+    ("PgDown / PgUp", "next / previous labeled frame"),
+    ("Space", "play / pause"),
+    ("B", "draw a box of the chosen species (ends after one box)"),
+    ("Escape", "leave drawing, and clear the selection"),
+    ("Delete, Backspace", "delete the selected box"),
+    ("A / R", "accept / reject the finder's selected suggestion, and go to the next (Review panel)"),
+    ("M", "jump to the MaxN frame of a species"),
+    ("Ctrl+0", "fit the frame to the view"),
+    ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo"),
+    ("Wheel, drag", "zoom, pan"),
+]
 
 
 def _import_job(format: str, folder: str, source: str, options, progress, stop):
@@ -104,12 +137,18 @@ class MainWindow(QMainWindow):
         self.videos.setMinimumWidth(200)
         dock.setMinimumWidth(330)
         self.labels.drawToggled.connect(self.view.set_draw_species)
+        self.labels.drawToggled.connect(self._show_mode)
+        self.view.boxDrawn.connect(lambda: self.labels.draw.setChecked(False))  # one box, then back to editing
         self.view.boxSelected.connect(self.labels.set_selected)
+        self.mode_label = QLabel()
+        self.statusBar().addPermanentWidget(self.mode_label)
+        self._show_mode(None)
 
         self.play_timer = QTimer(self)
         self.play_timer.timeout.connect(self._advance)
         self._menus()
         self._shortcuts()
+        QApplication.instance().installEventFilter(self)  # keys typed into fields go to them (eventFilter)
         self.state.frameChanged.connect(self._update_frame_label)
         self.state.videoChanged.connect(self._update_frame_label)
         self.state.statusMessage.connect(lambda m: self.statusBar().showMessage(m, 8000))
@@ -201,6 +240,8 @@ class MainWindow(QMainWindow):
         self._action(view, "Next labeled frame", lambda: self.jump_labeled(+1), "PgDown")
         self._action(view, "Previous labeled frame", lambda: self.jump_labeled(-1), "PgUp")
         self._action(view, "Jump to MaxN frame of a species...", self.jump_to_maxn, "M")
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Keyboard shortcuts", self.show_shortcuts, QKeySequence.StandardKey.HelpContents)
 
     def _action(self, menu, text, slot, shortcut=None) -> QAction:
         action = QAction(text, self)
@@ -211,14 +252,60 @@ class MainWindow(QMainWindow):
         return action
 
     def _shortcuts(self):
-        """DIVE/CVAT-style stepping: Left/Right and D/F one frame, Shift 10, Space play, Home/End."""
+        """DIVE/CVAT-style stepping: Left/Right and D/F one frame, Shift 10, Space play, Home/End; B
+        draws, Escape leaves drawing; A and R review the finder's suggestion."""
         keys = {"Right": 1, "F": 1, "Left": -1, "D": -1, "Shift+Right": 10, "Shift+Left": -10}
         for key, delta in keys.items():
-            QShortcut(QKeySequence(key), self, activated=lambda d=delta: self.step(d))
-        QShortcut(QKeySequence("Space"), self, activated=lambda: self.play_button.toggle())
-        QShortcut(QKeySequence("Home"), self, activated=lambda: self.step(-self._sequence_length()))
-        QShortcut(QKeySequence("End"), self, activated=lambda: self.step(self._sequence_length()))
-        QShortcut(QKeySequence("B"), self, activated=lambda: self.labels.draw.toggle())
+            self._shortcut(key, lambda d=delta: self.step(d))
+        self._shortcut("Space", lambda: self.play_button.toggle())
+        self._shortcut("Home", lambda: self.step(-self._sequence_length()))
+        self._shortcut("End", lambda: self.step(self._sequence_length()))
+        self._shortcut("B", lambda: self.labels.draw.toggle())
+        self._shortcut("Escape", self.leave_mode)
+        self._shortcut("A", lambda: self.review.review_key(accept=True))
+        self._shortcut("R", lambda: self.review.review_key(accept=False))
+
+    def _shortcut(self, key: str, slot) -> QShortcut:
+        return QShortcut(QKeySequence(key), self, activated=slot)
+
+    def eventFilter(self, watched, event):
+        """A plain key (no Ctrl or Alt) pressed in a focused text field, spin box, slider or drop-down
+        goes to it, not to a window shortcut: accepting the shortcut override is how a widget claims a key."""
+        if (event.type() == QEvent.Type.ShortcutOverride and isinstance(watched, TYPING_WIDGETS)
+                and not event.modifiers() & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier)
+                and (event.key() < Qt.Key.Key_Escape or event.key() in EDITING_KEYS)):
+            event.accept()
+            return True
+        return super().eventFilter(watched, event)
+
+    def leave_mode(self):
+        """Escape: stop drawing, and clear the selection."""
+        self.labels.draw.setChecked(False)
+        self.view.scene().clearSelection()
+
+    def _show_mode(self, species: str | None):
+        self.mode_label.setText(f"Drawing a {species} box: drag on the frame (Esc leaves)" if species
+                                else "Select and edit (B draws a box)")
+
+    def show_shortcuts(self):
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Keyboard shortcuts")
+        layout = QVBoxLayout(dialog)
+        table = QTreeWidget()
+        table.setHeaderLabels(["Keys", "What they do"])
+        table.setRootIsDecorated(False)
+        for keys, what in SHORTCUTS:
+            table.addTopLevelItem(QTreeWidgetItem([keys, what]))
+        table.resizeColumnToContents(0)
+        layout.addWidget(table)
+        layout.addWidget(QLabel("Frame keys act everywhere but in a text field, a number entry, a slider or a "
+                                "drop-down, which take their keys themselves."))
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        close.rejected.connect(dialog.reject)
+        layout.addWidget(close)
+        dialog.resize(620, 420)
+        dialog.show()
+        return dialog
 
     # -- stepping: frames of a video; in an image set, its images ----------------------------------
     def _on_image(self) -> bool:

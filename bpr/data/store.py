@@ -180,6 +180,20 @@ class ProjectError(Exception):
     """A project cannot be opened or used (missing, made by a newer version, not a project)."""
 
 
+SPECIES_TABLES = ("boxes", "detections", "pseudo_boxes")  # what has a species
+
+
+@dataclasses.dataclass
+class SpeciesChange:
+    """What a merge or a delete of a species changed, for Project.restore_species to undo."""
+
+    species: dict                                      # its row
+    moved: dict[str, list[int]] | None = None          # merge: table -> ids moved to the other species
+    deleted: dict[str, list[tuple]] | None = None      # delete: table -> rows deleted
+    columns: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    rejected: list[tuple] = dataclasses.field(default_factory=list)  # rejected_detections rows deleted
+
+
 class NotFoundError(ProjectError):
     """No video, run or other item of that name in the project."""
 
@@ -313,6 +327,87 @@ class Project:
 
     def species(self) -> list[dict]:
         return list(self.db.query("SELECT * FROM species ORDER BY id"))
+
+    def _species_row(self, name: str) -> dict:
+        rows = list(self.db.query("SELECT * FROM species WHERE name = ?", [" ".join(name.split())]))
+        if not rows:
+            raise NotFoundError(f"no species {name!r} in {self.folder}")
+        return rows[0]
+
+    def species_usage(self, name: str) -> dict[str, int]:
+        """How many labels, detections and pseudo-boxes a species has: what renaming, merging or
+        deleting it touches."""
+        sid = self._species_row(name)["id"]
+        count = "SELECT count(*) FROM {} WHERE species_id = ?"
+        return {table: self.conn.execute(count.format(table), (sid,)).fetchone()[0] for table in SPECIES_TABLES}
+
+    def rename_species(self, name: str, new_name: str) -> None:
+        """Rename a species; its boxes, detections and pseudo-boxes follow. A name another species has
+        is refused: that is a merge."""
+        row, new_name = self._species_row(name), " ".join(new_name.split())
+        if not new_name:
+            raise ValueError("a species name cannot be empty")
+        other = self.conn.execute("SELECT name FROM species WHERE name = ? AND id != ?",
+                                  (new_name, row["id"])).fetchone()
+        if other:
+            raise ValueError(f"{other[0]!r} is another species: merge {name!r} into it instead")
+        with self.transaction():
+            self.conn.execute("UPDATE species SET name = ? WHERE id = ?", (new_name, row["id"]))
+
+    def merge_species(self, name: str, into: str) -> SpeciesChange:
+        """Move every box, detection and pseudo-box of ``name`` to ``into``, and remove ``name``.
+        Returns what :meth:`restore_species` needs to undo it."""
+        row, target = self._species_row(name), self._species_row(into)
+        if row["id"] == target["id"]:
+            raise ValueError(f"{name!r} and {into!r} are the same species")
+        change = SpeciesChange(row, moved={})
+        with self.transaction():
+            for table in SPECIES_TABLES:
+                change.moved[table] = [r[0] for r in self.conn.execute(
+                    f"SELECT id FROM {table} WHERE species_id = ?", (row["id"],))]
+                self.conn.execute(f"UPDATE {table} SET species_id = ? WHERE species_id = ?",
+                                  (target["id"], row["id"]))
+            self.conn.execute("DELETE FROM species WHERE id = ?", (row["id"],))
+        return change
+
+    def delete_species(self, name: str) -> SpeciesChange:
+        """Delete a species with its boxes, detections and pseudo-boxes. Returns what
+        :meth:`restore_species` needs to put them all back, with their ids."""
+        row = self._species_row(name)
+        change = SpeciesChange(row, deleted={})
+        with self.transaction():
+            change.rejected = self.conn.execute(
+                "SELECT r.* FROM rejected_detections r JOIN detections d ON d.id = r.detection_id "
+                "WHERE d.species_id = ?", (row["id"],)).fetchall()
+            for table in SPECIES_TABLES:
+                cursor = self.conn.execute(f"SELECT * FROM {table} WHERE species_id = ?", (row["id"],))
+                change.columns[table] = [c[0] for c in cursor.description]
+                change.deleted[table] = cursor.fetchall()
+            # pseudo-boxes first: they may point at the boxes (label_id), detections last
+            for table in ("pseudo_boxes", "boxes", "detections"):
+                self.conn.execute(f"DELETE FROM {table} WHERE species_id = ?", (row["id"],))
+            self.conn.execute("DELETE FROM species WHERE id = ?", (row["id"],))
+        return change
+
+    def restore_species(self, change: SpeciesChange) -> None:
+        """Undo a merge or a delete: the species again, with its id and colour, and its rows."""
+        row = change.species
+        with self.transaction():
+            self.conn.execute("INSERT INTO species (id, name, color, in_training) VALUES (?, ?, ?, ?)",
+                              (row["id"], row["name"], row["color"], row["in_training"]))
+            for table, ids in (change.moved or {}).items():
+                for start in range(0, len(ids), 10000):
+                    chunk = ids[start:start + 10000]
+                    marks = ",".join("?" * len(chunk))
+                    self.conn.execute(f"UPDATE {table} SET species_id = ? WHERE id IN ({marks})", (row["id"], *chunk))
+            for table in ("detections", "boxes", "pseudo_boxes"):  # what pseudo-boxes point at, first
+                rows = (change.deleted or {}).get(table)
+                if rows:
+                    columns = change.columns[table]
+                    self.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) "
+                                          f"VALUES ({', '.join('?' * len(columns))})", rows)
+            if change.rejected:
+                self.conn.executemany("INSERT INTO rejected_detections VALUES (?, ?)", change.rejected)
 
     # -- videos ------------------------------------------------------------------------------
     def videos(self, split: str | None = None) -> list[dict]:
@@ -581,6 +676,17 @@ class Project:
             self.conn.execute("UPDATE pseudo_boxes SET review = ?, label_id = ? WHERE id = ?",
                               ("accepted" if accept else "rejected", label_id, pseudo_id))
         return label_id
+
+    def reopen_pseudo_box(self, pseudo_id: int) -> None:
+        """Undo a review: the pseudo-box is pending again, and the label an accept made is deleted."""
+        with self.transaction():
+            row = self.conn.execute("SELECT label_id FROM pseudo_boxes WHERE id = ?", (pseudo_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no pseudo-box {pseudo_id}")
+            if row[0] is not None:
+                self.delete_box(row[0])
+            self.conn.execute("UPDATE pseudo_boxes SET review = 'pending', label_id = NULL WHERE id = ?",
+                              (pseudo_id,))
 
     # -- training runs -----------------------------------------------------------------------
     def create_run(self, name: str, config: dict) -> int:

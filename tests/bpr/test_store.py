@@ -253,3 +253,53 @@ def test_a_run_that_never_reached_one_point_of_val_map50_has_not_learned(project
     assert not project.run("r").not_learned
     project.create_run("w", {"external_weights": "x.pt"})  # weights trained elsewhere: not judged
     assert not project.run("w").not_learned
+
+
+def species_project(project):
+    """Two species with a label each; "urchn" (a typo) also has a detection the user rejected."""
+    project.conn.execute("INSERT INTO videos (id) VALUES ('v')")
+    project.add_box("v", 0, "urchin", (1, 1, 5, 5))
+    typo = project.add_box("v", 1, "urchn", (1, 1, 5, 5))
+    run = project.create_run("r", {})
+    project.conn.execute("INSERT INTO detections (run_id, video_id, frame_index, species_id, x1, y1, x2, y2, "
+                         "confidence) VALUES (?, 'v', 2, ?, 1, 1, 5, 5, 0.9)", (run, project.species_id("urchn")))
+    project.conn.execute("INSERT INTO rejected_detections VALUES (1, 0)")
+    return typo
+
+
+def state_of(project):
+    return (project.species(), project.conn.execute("SELECT * FROM boxes").fetchall(),
+            project.conn.execute("SELECT * FROM detections").fetchall(),
+            project.conn.execute("SELECT * FROM rejected_detections").fetchall())
+
+
+def test_merging_a_species_moves_everything_and_undoes_exactly(project):
+    species_project(project)
+    before = state_of(project)
+    assert project.species_usage("urchn") == {"boxes": 1, "detections": 1, "pseudo_boxes": 0}
+    change = project.merge_species("urchn", "Urchin")
+    assert [s["name"] for s in project.species()] == ["urchin"]
+    assert project.species_usage("urchin") == {"boxes": 2, "detections": 1, "pseudo_boxes": 0}
+    project.restore_species(change)
+    assert state_of(project) == before
+    with pytest.raises(ValueError, match="the same species"):
+        project.merge_species("urchin", "URCHIN")
+
+
+def test_deleting_a_species_deletes_its_rows_and_undoes_exactly(project):
+    species_project(project)
+    before = state_of(project)
+    change = project.delete_species("urchn")
+    assert [s["name"] for s in project.species()] == ["urchin"]
+    assert project.conn.execute("SELECT count(*) FROM detections").fetchone()[0] == 0
+    project.restore_species(change)
+    assert state_of(project) == before
+
+
+def test_renaming_a_species_to_another_ones_name_is_a_merge_not_a_rename(project):
+    species_project(project)
+    with pytest.raises(ValueError, match="'urchin' is another species: merge 'urchn' into it instead"):
+        project.rename_species("urchn", "urchin")
+    project.rename_species("urchn", "Urchin pale")
+    project.rename_species("Urchin pale", "urchin Pale")  # its own name in other letters
+    assert [s["name"] for s in project.species()] == ["urchin", "urchin Pale"]

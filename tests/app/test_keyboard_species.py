@@ -1,0 +1,136 @@
+"""The keyboard model (keys go to a focused text field, spin box or slider; Escape leaves drawing; a drawn
+box ends drawing; a list of shortcuts) and the species manager (no species made by a stray key; add,
+rename, merge and delete confirmed, counted and undoable)."""
+
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QInputDialog, QMessageBox
+
+from tests.app.test_labels import drag
+
+
+def species_names(window):
+    return [s["name"] for s in window.state.project.species()]
+
+
+def test_b_typed_into_the_focused_species_picker_never_makes_a_species(window, qtbot):
+    """It once typed "b" into the editable picker, and drawing then made the species "squat lobsterb"."""
+    s, panel = window.state, window.labels
+    before = species_names(window)
+    s.set_frame(3)
+    panel.species.setCurrentText("squat lobster")
+    panel.species.setFocus()
+    qtbot.waitUntil(panel.species.hasFocus)
+    QTest.keyClick(panel.species, Qt.Key.Key_B)
+    assert not panel.species.isEditable() and not panel.draw.isChecked()  # the key went to the picker
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key.Key_B)
+    assert panel.draw.isChecked()
+    drag(window.view, (100, 100), (160, 150))
+    assert species_names(window) == before
+    assert {b["species"] for b in s.labels() if b["source"] == "drawn"} <= set(before)
+
+
+def test_an_arrow_key_in_a_focused_slider_moves_the_slider_not_the_frame(window, qtbot):
+    s = window.state
+    s.set_frame(5)
+    slider = window.review.conf
+    window.tabs.setCurrentWidget(window.review)
+    slider.setFocus()
+    qtbot.waitUntil(slider.hasFocus)
+    value = slider.value()
+    QTest.keyClick(slider, Qt.Key.Key_Right)
+    assert slider.value() == value + 1 and s.frame == 5
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key.Key_Right)
+    assert s.frame == 6
+    spin = window.review.keep
+    spin.setFocus()
+    QTest.keyClick(spin, Qt.Key.Key_F)  # typed (and refused by the number entry), not a step
+    assert s.frame == 6
+
+
+def test_one_box_ends_drawing_and_escape_leaves_it(window, qtbot):
+    panel, s = window.labels, window.state
+    s.set_frame(3)
+    panel.species.setCurrentText("squat lobster")
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key.Key_B)
+    assert panel.draw.isChecked() and "Drawing a squat lobster box" in window.mode_label.text()
+    drag(window.view, (100, 100), (160, 150))
+    assert not panel.draw.isChecked() and window.view.draw_species is None
+    assert window.mode_label.text().startswith("Select and edit")
+    QTest.keyClick(window.view, Qt.Key.Key_B)
+    assert panel.draw.isChecked()
+    QTest.keyClick(window.view, Qt.Key.Key_Escape)
+    assert not panel.draw.isChecked() and window.view.draw_species is None
+
+
+def test_help_lists_the_keyboard_shortcuts(window):
+    dialog = window.show_shortcuts()
+    table = dialog.findChild(type(window.review.missing))
+    rows = {table.topLevelItem(i).text(0) for i in range(table.topLevelItemCount())}
+    assert {"Right, F", "Escape", "A / R", "B"} <= rows
+    dialog.close()
+
+
+def test_a_new_species_is_confirmed_and_warned_when_close_to_another(window, monkeypatch):
+    """Add species... asks for the name and confirms it, naming the close species it may be a typo of;
+    the picker chooses it; undo takes it away."""
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("squat lobsterb", True))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.No)
+    window.labels._add_species()
+    assert "squat lobsterb" not in species_names(window)
+    assert "It is close to “squat lobster”" in asked[0]
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("sea pig", True))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    window.labels._add_species()
+    assert "sea pig" in species_names(window) and window.labels.current_species() == "sea pig"
+    window.state.undo.undo()
+    assert "sea pig" not in species_names(window)
+    assert window.labels.species.findText("sea pig") == -1
+
+
+def test_the_species_manager_renames_merges_and_deletes_undoably(window, monkeypatch):
+    from app.species import SpeciesDialog
+
+    s = window.state
+    dialog = SpeciesDialog(s, window)
+    names = [dialog.tree.topLevelItem(i).text(0) for i in range(dialog.tree.topLevelItemCount())]
+    assert names == species_names(window)
+
+    def choose(name):
+        item = next(dialog.tree.topLevelItem(i) for i in range(dialog.tree.topLevelItemCount())
+                    if dialog.tree.topLevelItem(i).text(0) == name)
+        dialog.tree.setCurrentItem(item)
+        return int(item.text(1))
+
+    lobsters = choose("squat lobster")
+    assert lobsters > 0
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Munidopsis", True))
+    dialog._rename()
+    assert "Munidopsis" in species_names(window) and "squat lobster" not in species_names(window)
+    s.undo.undo()
+    assert "squat lobster" in species_names(window)
+
+    other = next(n for n in species_names(window) if n != "squat lobster")
+    others = choose(other)
+    choose("squat lobster")
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: (other, True))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.Yes)
+    dialog._merge()
+    assert f"{lobsters} label(s)" in asked[0]
+    assert "squat lobster" not in species_names(window) and choose(other) == lobsters + others
+    s.undo.undo()
+    assert choose("squat lobster") == lobsters and choose(other) == others
+
+    warned = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a[2]) or QMessageBox.StandardButton.Yes)
+    choose("squat lobster")
+    dialog._delete()
+    assert f"its {lobsters} label(s)" in warned[0] and "squat lobster" not in species_names(window)
+    s.undo.undo()
+    assert choose("squat lobster") == lobsters
+    dialog.close()
