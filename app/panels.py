@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QTreeWidget,
@@ -32,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from app.frame_view import confidence_text
 from app.species import SpeciesDialog, ask_new_species, species_icon
+from app.text import tip
 from app.state import ProjectState
 from app.workers import ChildCrashed, Worker, in_child_process
 from bpr.config import KEEP_CONF, Option, SelfTraining, TrainConfig, from_flat, options
@@ -49,8 +51,11 @@ METHODS = {"labels": "Labels only", "ema": "EMA teacher", "selftrain": "Self-tra
 
 
 def _wrapped(text: str) -> QLabel:
+    """A label that wraps, and never asks for more width than the dock has."""
     label = QLabel(text)
     label.setWordWrap(True)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.setMinimumWidth(0)
     return label
 
 
@@ -71,6 +76,20 @@ def _fit_columns(tree: QTreeWidget, grow_only: bool = False) -> None:
         tree.resizeColumnToContents(column)
         if grow_only and tree.columnWidth(column) < before:
             tree.setColumnWidth(column, before)
+
+
+def with_number_entry(slider: QSlider, suffix: str = "") -> tuple[QWidget, QSpinBox]:
+    """A slider with a number entry beside it, each following the other: a value can be typed, not only
+    dragged to (it took seven drags to reach 75 % / 25 %)."""
+    entry = QSpinBox(minimum=slider.minimum(), maximum=slider.maximum(), value=slider.value(), suffix=suffix)
+    slider.valueChanged.connect(entry.setValue)
+    entry.valueChanged.connect(slider.setValue)
+    row_widget = QWidget()
+    row = QHBoxLayout(row_widget)
+    row.setContentsMargins(0, 0, 0, 0)
+    row.addWidget(slider, 1)
+    row.addWidget(entry)
+    return row_widget, entry
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -116,11 +135,11 @@ class LabelPanel(QWidget):
         status_layout = QHBoxLayout(status_box)
         self.status_group = QButtonGroup(self)
         self.status_buttons = {}
-        for status, tip in (("none", "not a labeled frame"),
-                            ("partial", "some animals may be unboxed (training keyframes)"),
-                            ("full", "every animal of the listed species is boxed (val/test)")):
+        for status, meaning in (("none", "not a labeled frame"),
+                                ("partial", "some animals may be unboxed (training keyframes)"),
+                                ("full", "every animal of the listed species is boxed (val/test)")):
             button = QRadioButton(status)
-            button.setToolTip(tip)
+            button.setToolTip(meaning)
             self.status_group.addButton(button)
             self.status_buttons[status] = button
             status_layout.addWidget(button)
@@ -360,11 +379,11 @@ class TrainPanel(QWidget):
         self.method = QComboBox()
         for key, text in METHODS.items():
             self.method.addItem(text, key)
-        self.method.setToolTip("How the animals nobody boxed are learned. Labels only: train on the labels (with "
+        self.method.setToolTip(tip("How the animals nobody boxed are learned. Labels only: train on the labels (with "
                                "any BPR drop). EMA teacher: after the burn-in, the model's "
                                "running average finds the unboxed animals of each batch. Self-training: each "
                                "round's teacher is the round before; its pseudo-boxes can be reviewed between "
-                               "rounds in the Review panel's finder.")
+                               "rounds in the Review panel's finder."))
         self.method.currentIndexChanged.connect(self._method_changed)
         pseudo_form.addRow("Method", self.method)
         groups = {"rebalancing": bpr_form, "pseudo-labels": pseudo_form, "self-training": pseudo_form}
@@ -378,8 +397,8 @@ class TrainPanel(QWidget):
                 target.addRow(o.label, shown)
         self.pause_for_review = QCheckBox("Pause for review")
         self.pause_for_review.setChecked(True)
-        self.pause_for_review.setToolTip("after a teacher finds a round's pseudo-boxes, wait: accept or reject "
-                                         "them in the Review panel's finder, then press Continue rounds")
+        self.pause_for_review.setToolTip(tip("after a teacher finds a round's pseudo-boxes, wait: accept or reject "
+                                         "them in the Review panel's finder, then press Continue rounds"))
         pseudo_form.addRow(self.pause_for_review)
         layout.addLayout(form)
         layout.addWidget(bpr_box)
@@ -402,7 +421,7 @@ class TrainPanel(QWidget):
         self.progress = QProgressBar(visible=False)  # shown while training: idle, it is an empty box
         self.status = QLabel("idle")
         self.status.setWordWrap(True)
-        self.drop = QLabel("")
+        self.drop = _wrapped("")  # wraps: a long line would widen the dock and shrink the frame
         self.curves = Curves()
         for w in (self.progress, self.status, self.drop, self.curves):
             layout.addWidget(w)
@@ -453,16 +472,14 @@ class TrainPanel(QWidget):
         elif o.percent:
             widget = QSlider(Qt.Orientation.Horizontal, minimum=round(o.low * 100), maximum=round(o.high * 100),
                              value=round(o.default * 100))
-            label = QLabel(f"{widget.value()} %")
-            widget.valueChanged.connect(lambda v, label=label: label.setText(f"{v} %"))
-            setattr(self, f"{o.name}_label", label)
-            shown = self._with_label(widget, label)
+            shown, entry = with_number_entry(widget, " %")
+            setattr(self, f"{o.name}_entry", entry)
         elif o.kind is float:
             widget = shown = QDoubleSpinBox(minimum=o.low, maximum=o.high, singleStep=o.step or 0.01, value=o.default)
         else:
             widget = shown = QSpinBox(minimum=int(o.low), maximum=int(o.high), singleStep=int(o.step or 1),
                                       value=o.default)
-        widget.setToolTip(o.help[:1].upper() + o.help[1:] + ".")
+        widget.setToolTip(tip(o.help[:1].upper() + o.help[1:] + "."))
         return widget, shown
 
     def _option_value(self, o: Option):
@@ -476,16 +493,6 @@ class TrainPanel(QWidget):
         if o.percent:
             return widget.value() / 100
         return widget.value()
-
-    @staticmethod
-    def _with_label(slider, label) -> QWidget:
-        w = QWidget()
-        row = QHBoxLayout(w)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(slider, 1)
-        label.setMinimumWidth(44)
-        row.addWidget(label)
-        return w
 
     def find_devices(self):
         """List CUDA devices (imports torch, so on a worker, after the window is up)."""
@@ -600,7 +607,7 @@ class TrainPanel(QWidget):
         from bpr.selftrain import SelfTrainResult
 
         if not isinstance(result, SelfTrainResult):
-            self.status.setText(f"run {result.name} finished")
+            self.status.setText(f"Training of {result.name} finished")
         elif result.waiting_for_review is not None:
             found = result.mining[-1]
             self.status.setText(
@@ -654,9 +661,9 @@ class TrainPanel(QWidget):
                 cells = [score, f"{len(r.metrics)}/{r.config['epochs']}",
                          describe_method(r.config), trained_on(r.metrics) or "-"]
             item = QTreeWidgetItem([r.name, r.status, *cells])
-            tip = f"{r.name}: {r.status}\n" + "\n".join(f"{h}: {c}" for h, c in zip(headers, cells))
+            summary = f"{r.name}: {r.status}\n" + "\n".join(f"{h}: {c}" for h, c in zip(headers, cells))
             for column in range(self.runs.columnCount()):  # the dock is narrow: names and columns are cut
-                item.setToolTip(column, tip)
+                item.setToolTip(column, summary)
             self.runs.addTopLevelItem(item)
         found = self.runs.findItems(keep, Qt.MatchFlag.MatchExactly, 0) if keep is not None else []
         if found:
@@ -736,8 +743,8 @@ class ReviewPanel(QWidget):
         self.detect_button = QPushButton("Detect on this video")
         self.detect_button.clicked.connect(lambda: self.detect())
         self.detect_all_button = QPushButton("On all")
-        self.detect_all_button.setToolTip("detect on every readable video (or image) of the project; frames "
-                                          "this run has done already are skipped")
+        self.detect_all_button.setToolTip(tip("detect on every readable video (or image) of the project; frames "
+                                          "this run has done already are skipped"))
         self.detect_all_button.clicked.connect(lambda: self.detect(everything=True))
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(lambda: self.worker and self.worker.request_stop())
@@ -748,8 +755,8 @@ class ReviewPanel(QWidget):
         form.addRow("Frames", self.stride)
         form.addRow(detect_row)
         self.keep = QDoubleSpinBox(decimals=4, minimum=0.0001, maximum=0.99, singleStep=0.01, value=KEEP_CONF)
-        self.keep.setToolTip("detection stores boxes at or above this confidence; the slider below "
-                             "then filters what is shown and counted")
+        self.keep.setToolTip(tip("detection stores boxes at or above this confidence; the slider below "
+                             "then filters what is shown and counted"))
         form.addRow("Keep detections ≥", self.keep)
         self.progress = QProgressBar(visible=False)  # shown while detecting
         form.addRow(self.progress)

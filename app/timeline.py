@@ -12,6 +12,7 @@ from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from app.state import ProjectState
+from app.text import tip
 from bpr.results.counts import shown_per_frame
 
 STATUS_COLORS = {"partial": QColor("#f0a030"), "full": QColor("#40c070")}
@@ -27,9 +28,9 @@ class Timeline(QWidget):
         self.places: dict[str, int] = {}    # image id -> its place in ``images``
         self.setMinimumHeight(46)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setToolTip("Counts per frame, or per image of an image's folder (detections at the confidence "
+        self.setToolTip(tip("Counts per frame, or per image of an image's folder (detections at the confidence "
                         "threshold, else labels); orange marks: partial frames, green: full frames. Click or "
-                        "drag to seek.")
+                        "drag to seek."))
         state.videoChanged.connect(self._video_changed)
         state.labelsChanged.connect(self.reload)
         state.detectionsChanged.connect(self.reload)

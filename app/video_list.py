@@ -17,15 +17,17 @@ from app.state import ProjectState
 from bpr.data.link import link_video
 from bpr.data.media import VIDEO_EXTENSIONS, natural_key
 
-COLUMNS = ["Video", "Split", "Status", "Frames", "Labeled"]  # labeled: partial / full frames
+COLUMNS = ["Video", "Split", "Status", "Frames", "Partial/full"]  # labeled frames: partial / full
 # The id column's widest, in digits: DUSIA's 20-digit ids fit; longer ids (image paths) are elided at
 # the end, which keeps their folder and the start of the file name (a timecode, in exported frames).
 ID_CHARS = 30
+STATUS_COLUMN = 2
+MIN_ID_CHARS = 8  # a list narrowed further scrolls rather than hide the ids
 LABELED_ROLE = Qt.ItemDataRole.UserRole + 1   # an item's number of labeled frames
 
 
 def _labeled(counts: dict[str, int]) -> str:
-    """The Labeled column: partial / full frame counts."""
+    """The Partial / full column: labeled frames by status."""
     return f"{counts.get('partial', 0)} / {counts.get('full', 0)}"
 
 
@@ -37,7 +39,7 @@ def _splits(values) -> str:
 class _Row(QTreeWidgetItem):
     """A row that sorts ids in natural order (``img2`` before ``img10``: the order DIVE numbers an
     image folder in, so stepping through images agrees with the timeline), frame counts as numbers and
-    the Labeled column by labeled frames. A video's or an image's row has its id; a folder's has none."""
+    the Partial / full column by labeled frames. A video's or an image's row has its id; a folder's has none."""
 
     def __init__(self, tree: VideoList, texts: list[str], video_id: str | None = None):
         super().__init__(texts)
@@ -72,8 +74,10 @@ class VideoList(QTreeWidget):
         super().__init__(parent)
         self.state = state
         self.setHeaderLabels(COLUMNS)
-        self.headerItem().setToolTip(4, "labeled frames: partial / full")
+        self.headerItem().setToolTip(4, "labeled frames: partial (some animals unboxed: training keyframes) / full "
+                                        "(every animal boxed: val and test)")
         self._items: dict[str, _Row] = {}   # video or image id -> its row
+        self.id_width = 0                   # what the id column needs (it gets less in a narrow list)
         self.setAlternatingRowColors(True)
         self.sort_column = 0
         # connected before sorting is enabled, so that it runs before Qt's own sort on the same signal
@@ -120,6 +124,9 @@ class VideoList(QTreeWidget):
         for folder in folder_rows:
             self._sum(folder)
         self.setRootIsDecorated(bool(folder_rows))
+        # the files' status only when one is not ok: the list stays narrow, and the frame keeps the room
+        all_ok = all(item.text(STATUS_COLUMN) in ("ok", "") for item in self._items.values())
+        self.setColumnHidden(STATUS_COLUMN, all_ok)
         self.header().setStretchLastSection(False)
         for col in range(1, len(COLUMNS)):
             self.resizeColumnToContents(col)
@@ -129,8 +136,8 @@ class VideoList(QTreeWidget):
                      + [metrics.horizontalAdvance(i.text(0)) + (indent if i.parent() else 0)
                         for i in self._items.values()], default=0)
         margin = 2 * (self.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin) + 1) + 4
-        self.setColumnWidth(0, (indent if folder_rows else 0) + margin
-                            + min(widest, metrics.horizontalAdvance("0" * ID_CHARS)))
+        self.id_width = (indent if folder_rows else 0) + margin + min(widest, metrics.horizontalAdvance("0" * ID_CHARS))
+        self._fit_ids()
         self.sortItems(0, Qt.SortOrder.AscendingOrder)
         self.blockSignals(False)
         self._select()
@@ -147,10 +154,22 @@ class VideoList(QTreeWidget):
                 total[status] = total.get(status, 0) + n
         folder.set_counts(total)
 
+    def _fit_ids(self) -> None:
+        """The id column takes what the others leave, up to the width its ids need: in a narrow list the
+        ids are elided, and the counts stay in view."""
+        others = sum(self.columnWidth(c) for c in range(1, len(COLUMNS)) if not self.isColumnHidden(c))
+        least = self.fontMetrics().horizontalAdvance("0" * MIN_ID_CHARS)
+        self.setColumnWidth(0, max(least, min(self.id_width, self.viewport().width() - others)))
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self._fit_ids()
+
     def sizeHint(self) -> QSize:
         """Wide enough for every column, so the window opens with the labeled counts in view. (Not a
         minimum: on a small screen the list may be narrowed, and scrolls.)"""
-        width = (sum(self.columnWidth(c) for c in range(len(COLUMNS))) + 2 * self.frameWidth()
+        others = sum(self.columnWidth(c) for c in range(1, len(COLUMNS)) if not self.isColumnHidden(c))
+        width = (self.id_width + others + 2 * self.frameWidth()
                  + self.verticalScrollBar().sizeHint().width())
         return QSize(width, super().sizeHint().height())
 

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QInputDialog,
     QLabel,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
     QProgressDialog,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSlider,
     QTabWidget,
@@ -39,18 +41,24 @@ from PySide6.QtWidgets import (
     QWidgetAction,
 )
 
-from app.frame_view import FrameView
-from app.panels import LabelPanel, ReviewPanel, TrainPanel
+from app.frame_view import FrameView, confidence_text
+from app.panels import LabelPanel, ReviewPanel, TrainPanel, with_number_entry
 from app.state import ProjectState
 from app.timeline import Timeline
 from app.video_list import VideoList
 from app.workers import Worker
+from app.text import tip
 from bpr.config import from_flat, options
 from bpr.results.counts import timecode
 from bpr.data.registry import FORMATS, exporters, import_options, importers
 from bpr.data.store import Project
 
 SPEEDS = ["0.25x", "0.5x", "1x", "2x", "4x"]
+# The window fits half of a 1920-wide screen, and a 1024x640 laptop: the docks give way before the frame.
+MIN_WINDOW = (900, 560)
+MIN_LIST_WIDTH = 150
+MIN_PANELS_WIDTH = 340
+LIST_SHARE = 0.27  # the video list opens at most this share of the window wide: the frame is what is worked on
 # Widgets that take plain keys for themselves: a window shortcut never fires inside them (an arrow key in a
 # focused slider moves the slider, a letter in a text field is typed), as in DIVE.
 TYPING_WIDGETS = (QLineEdit, QAbstractSpinBox, QAbstractSlider, QComboBox, QTextEdit, QPlainTextEdit)
@@ -94,6 +102,15 @@ def _check_files_job(folder: str, progress, stop) -> dict[str, list[str]]:
         return project.check_files(cancel=stop.is_set)
 
 
+def scrolling(panel: QWidget) -> QScrollArea:
+    """The panel in a vertical scroll area: its height no longer sets the window's least height."""
+    area = QScrollArea()
+    area.setWidget(panel)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    return area
+
+
 class MainWindow(QMainWindow):
     def __init__(self, state: ProjectState | None = None):
         super().__init__()
@@ -127,15 +144,16 @@ class MainWindow(QMainWindow):
         self.train = TrainPanel(self.state, self.show_error)
         self.review = ReviewPanel(self.state, self.show_error)
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.labels, "Labels")
-        self.tabs.addTab(self.train, "Train")
-        self.tabs.addTab(self.review, "Review")
+        for panel, title in ((self.labels, "Labels"), (self.train, "Train"), (self.review, "Review")):
+            self.tabs.addTab(scrolling(panel), title)  # a tall panel scrolls, never sets the window's height
         dock = QDockWidget("Panels", self)
         dock.setWidget(self.tabs)
         dock.setObjectName("panels")
+        self.panels_dock = dock
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        self.videos.setMinimumWidth(200)
-        dock.setMinimumWidth(330)
+        self.videos.setMinimumWidth(MIN_LIST_WIDTH)
+        dock.setMinimumWidth(MIN_PANELS_WIDTH)
+        self.setMinimumSize(*MIN_WINDOW)
         self.labels.drawToggled.connect(self.view.set_draw_species)
         self.labels.drawToggled.connect(self._show_mode)
         self.view.boxDrawn.connect(lambda: self.labels.draw.setChecked(False))  # one box, then back to editing
@@ -160,14 +178,15 @@ class MainWindow(QMainWindow):
             return
         # open the list wide enough for its columns (it has just reloaded), as far as the window allows
         frame = max(0, self.videos_dock.width() - self.videos.width())  # (none before the window is shown)
-        self.resizeDocks([self.videos_dock], [self.videos.sizeHint().width() + frame], Qt.Orientation.Horizontal)
+        width = min(self.videos.sizeHint().width(), max(MIN_LIST_WIDTH, int(LIST_SHARE * self.width())))
+        self.resizeDocks([self.videos_dock], [width + frame], Qt.Orientation.Horizontal)
 
     # -- layout pieces ---------------------------------------------------------------------------
     def _transport(self) -> QHBoxLayout:
         row = QHBoxLayout()
         self.play_button = QPushButton("Play")
-        self.play_button.setToolTip("Play/pause (Space). Step: Left/Right or D/F, Shift+arrow 10 frames, "
-                                    "Home/End, PgUp/PgDown labeled frames")
+        self.play_button.setToolTip(tip("Play/pause (Space). Step: Left/Right or D/F, Shift+arrow 10 frames, "
+                                    "Home/End, PgUp/PgDown labeled frames"))
         self.play_button.setCheckable(True)
         self.play_button.toggled.connect(self.set_playing)
         self.speed = QComboBox()
@@ -193,8 +212,8 @@ class MainWindow(QMainWindow):
         reset.clicked.connect(lambda: (self.brightness.setValue(0), self.contrast.setValue(100)))
         box = QWidget()
         form = QFormLayout(box)
-        form.addRow("Brightness", self.brightness)
-        form.addRow("Contrast", self.contrast)
+        form.addRow("Brightness", with_number_entry(self.brightness)[0])
+        form.addRow("Contrast", with_number_entry(self.contrast, " %")[0])
         form.addRow(reset)
         for s in (self.brightness, self.contrast):
             s.setMinimumWidth(160)
@@ -240,6 +259,9 @@ class MainWindow(QMainWindow):
         self._action(view, "Next labeled frame", lambda: self.jump_labeled(+1), "PgDown")
         self._action(view, "Previous labeled frame", lambda: self.jump_labeled(-1), "PgUp")
         self._action(view, "Jump to MaxN frame of a species...", self.jump_to_maxn, "M")
+        view.addSeparator()
+        view.addAction(self.videos_dock.toggleViewAction())  # a dock closed from its title bar comes back here
+        view.addAction(self.panels_dock.toggleViewAction())
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&Keyboard shortcuts", self.show_shortcuts, QKeySequence.StandardKey.HelpContents)
 
@@ -342,6 +364,7 @@ class MainWindow(QMainWindow):
             self.play_button.blockSignals(True)
             self.play_button.setChecked(self.play_timer.isActive())
             self.play_button.blockSignals(False)
+        self.play_button.setText("Pause" if self.play_timer.isActive() else "Play")
 
     def _advance(self):
         if not self.step(1):
@@ -480,7 +503,9 @@ class MainWindow(QMainWindow):
 
     # -- exports ---------------------------------------------------------------------------------
     def _save_path(self, title: str, default: str, filter_: str) -> str:
-        path, _ = QFileDialog.getSaveFileName(self, title, str(self.state.project.folder / default), filter_)
+        exports = self.state.project.folder / "exports"  # where every export is offered first
+        exports.mkdir(exist_ok=True)
+        path, _ = QFileDialog.getSaveFileName(self, title, str(exports / default), filter_)
         return path
 
     def export_counts(self, per_frame: bool, path: str | None = None) -> str | None:
@@ -500,7 +525,7 @@ class MainWindow(QMainWindow):
             rows = video_summary(s.project, source)
             write_summary_csv(rows, path)
             what = f"{len(rows)} rows (video x species: MaxN, mean count, frames present)"
-        origin = f"detections of {s.run} at confidence {s.conf:.2f}" if s.run else "the labels"
+        origin = f"detections of {s.run} at confidence {confidence_text(s.conf)}" if s.run else "the labels"
         self._confirm(f"Wrote {path}\n{what}\nfrom {origin}")
         return path
 

@@ -4,7 +4,7 @@ rename, merge and delete confirmed, counted and undoable)."""
 
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QInputDialog, QMessageBox
+from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox
 
 from tests.app.test_labels import drag
 
@@ -134,3 +134,49 @@ def test_the_species_manager_renames_merges_and_deletes_undoably(window, monkeyp
     s.undo.undo()
     assert choose("squat lobster") == lobsters
     dialog.close()
+
+
+def test_the_window_fits_960_by_600_and_the_frame_has_most_of_it(window, qtbot):
+    """It could not be smaller than 1148x696, so it could not take half of a 1920-wide screen; the
+    panels scroll instead of setting its height, and the video list opens narrow."""
+    assert window.minimumSizeHint().width() <= 960 and window.minimumSizeHint().height() <= 600
+    window.resize(960, 600)
+    qtbot.waitUntil(lambda: window.size().toTuple() == (960, 600))
+    assert window.view.width() >= window.videos_dock.width() and window.view.width() >= 0.3 * 960
+    window.resize(1500, 900)
+    qtbot.waitUntil(lambda: window.width() == 1500)
+    window.state.reload()  # the list opens at its width again, as on opening
+    window._project_opened()
+    QApplication.processEvents()
+    assert window.videos_dock.width() <= 0.3 * 1500 and window.view.width() >= 0.4 * 1500
+
+
+def test_the_panels_dock_keeps_its_width_when_the_drop_line_appears(window, qtbot):
+    window.tabs.setCurrentIndex(1)
+    QApplication.processEvents()
+    before = window.panels_dock.width()
+    window.train.drop.setText("measured drop: " + ", ".join(f"species {i}: {i}% of negatives" for i in range(20)))
+    QApplication.processEvents()
+    assert window.panels_dock.width() == before
+
+
+def test_every_slider_has_a_number_entry_and_play_turns_into_pause(window):
+    train = window.train
+    train.p_obj_entry.setValue(75)
+    assert train.p_obj.value() == 75 and train.config().rebalancing.p_obj == 0.75
+    train.p_obj.setValue(25)
+    assert train.p_obj_entry.value() == 25
+    window.play_button.setChecked(True)
+    assert window.play_button.text() == "Pause"
+    window.play_button.setChecked(False)
+    assert window.play_button.text() == "Play"
+    assert window.train.method.toolTip().startswith("<p>")  # rich text: Qt wraps it
+
+
+def test_save_dialogs_open_in_the_exports_folder(window, monkeypatch, tmp_path):
+    from PySide6.QtWidgets import QFileDialog
+
+    offered = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: offered.append(a[2]) or ("", ""))
+    window.export_counts(per_frame=False)
+    assert offered == [str(window.state.project.folder / "exports" / "counts.csv")]
