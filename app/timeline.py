@@ -1,4 +1,5 @@
-"""The timeline: a per-frame count strip, marks on labeled frames, the current frame; click to seek.
+"""The timeline: counts per frame stacked by species in their colours (DIVE's detection histogram), a
+frame ruler, marks on labeled frames, the current frame; click to seek.
 
 On an image it spans the image's folder, one image sequence as DIVE shows it: a bar per image in the
 folder's order, and a click opens that image.
@@ -18,19 +19,36 @@ from bpr.results.counts import shown_per_frame
 STATUS_COLORS = {"partial": QColor("#f0a030"), "full": QColor("#40c070")}
 
 
+MARKS_PX, RULER_PX = 7, 14  # the labeled-frame marks above the bars, the ruler below them
+TICK_STEPS = (1, 2, 5)      # ruler ticks every 1, 2 or 5 times a power of ten frames, at least TICK_PX apart
+TICK_PX = 70
+
+
+def tick_step(length: int, width: int) -> int:
+    """Frames between the ruler's labeled ticks: the smallest 1, 2 or 5 x 10^k leaving TICK_PX between them."""
+    scale = 1
+    while True:
+        for step in TICK_STEPS:
+            if step * scale * width / max(length, 1) >= TICK_PX:
+                return step * scale
+        scale *= 10
+
+
 class Timeline(QWidget):
     def __init__(self, state: ProjectState, parent=None):
         super().__init__(parent)
         self.state = state
-        self.counts = np.zeros(0)
+        self.counts = np.zeros((0, 0))      # frame (or image) x species
+        self.species: list[str] = []
+        self._bars: tuple | None = None     # (width, bars) drawn last: repainting on a frame step reuses them
         self.marks: list[tuple[int, str]] = []
         self.images: list[str] = []         # on an image: its folder's images, in order; else empty
         self.places: dict[str, int] = {}    # image id -> its place in ``images``
-        self.setMinimumHeight(46)
+        self.setMinimumHeight(64)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setToolTip(tip("Counts per frame, or per image of an image's folder (detections at the confidence "
-                        "threshold, else labels); orange marks: partial frames, green: full frames. Click or "
-                        "drag to seek."))
+        self.setToolTip(tip("Counts per frame, or per image of an image's folder, stacked by species in their "
+                            "colours (detections at the confidence threshold, else labels); orange marks: partial "
+                            "frames, green: full frames; white: where you are. Click or drag to seek."))
         state.videoChanged.connect(self._video_changed)
         state.labelsChanged.connect(self.reload)
         state.detectionsChanged.connect(self.reload)
@@ -51,26 +69,32 @@ class Timeline(QWidget):
             self._load_images()
             return
         n = s.frame_count
-        self.counts = np.zeros(n)
         self.marks = []
         if not s.video or not n:
-            self.update()
+            self._set_counts({}, 0, lambda key: None)
             return
         shown = shown_per_frame(s.project, [s.video["id"]], s.run, s.conf)
-        for (_, frame), counts in shown.items():
-            if 0 <= frame < n:
-                self.counts[frame] = sum(counts.values())
         self.marks = [(f["frame_index"], f["label_status"]) for f in s.labeled_frames()]
-        self.update()
+        self._set_counts(shown, n, lambda key: key[1] if 0 <= key[1] < n else None)
 
     def _load_images(self):
         """Counts and label marks of the folder's images."""
         s = self.state
         shown = shown_per_frame(s.project, self.images, s.run, s.conf)
-        self.counts = np.zeros(len(self.images))
-        for (vid, _), counts in shown.items():
-            self.counts[self.places[vid]] = sum(counts.values())
         self.marks = [(self.places[vid], status) for vid, _, status in s.project.label_statuses(self.images)]
+        self._set_counts(shown, len(self.images), lambda key: self.places.get(key[0]))
+
+    def _set_counts(self, shown: dict, n: int, place) -> None:
+        """``shown``: {(video, frame): {species: count}} as a place x species array."""
+        self.species = sorted({name for counts in shown.values() for name in counts})
+        column = {name: i for i, name in enumerate(self.species)}
+        self.counts = np.zeros((n, len(self.species)))
+        for key, counts in shown.items():
+            at = place(key)
+            if at is not None:
+                for name, count in counts.items():
+                    self.counts[at, column[name]] = count
+        self._bars = None
         self.update()
 
     def _length(self) -> int:
@@ -85,32 +109,65 @@ class Timeline(QWidget):
         n = max(self._length(), 1)
         return frame / n * self.width()
 
+    @property
+    def totals(self) -> np.ndarray:
+        """Animals per frame (or image), all species."""
+        return self.counts.sum(axis=1)
+
+    def _binned(self) -> np.ndarray:
+        """One stack of species counts a pixel column: in each, the frame with the most animals (a peak
+        of one frame is not averaged away)."""
+        width = max(self.width(), 1)
+        if self._bars is None or self._bars[0] != width:
+            n = len(self.counts)
+            bins = min(n, width)
+            edges = np.linspace(0, n, bins + 1).astype(int)
+            totals = self.counts.sum(axis=1)
+            peaks = [a + int(totals[a:b].argmax()) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+            self._bars = (width, self.counts[peaks] if peaks else np.zeros((0, len(self.species))))
+        return self._bars[1]
+
     def paintEvent(self, event):
         p = QPainter(self)
         p.fillRect(self.rect(), QColor("#1b2026"))
-        h = self.height()
-        n = len(self.counts)
+        h, w = self.height(), self.width()
+        n = self._length()
         if n:
-            peak = max(self.counts.max(), 1)
-            bins = min(n, max(self.width(), 1))
-            edges = np.linspace(0, n, bins + 1).astype(int)
-            maxima = np.maximum.reduceat(self.counts, edges[:-1]) if n else np.zeros(0)
+            bars = self._binned()
+            peak = max(bars.sum(axis=1).max(initial=0), 1)
+            colors = self.state.species_colors()
+            bottom, room = h - RULER_PX, h - RULER_PX - MARKS_PX - 2
+            width = w / max(len(bars), 1)
             p.setPen(Qt.PenStyle.NoPen)
-            p.setBrush(QColor("#4a90c8"))
-            width = self.width() / bins
-            for i, value in enumerate(maxima):
-                if value > 0:
-                    bar = (h - 14) * value / peak
-                    p.drawRect(QRectF(i * width, h - 4 - bar, max(width, 1), bar))
+            for column, name in enumerate(self.species):
+                p.setBrush(QColor(colors.get(name, "#4a90c8")))
+                below = bars[:, :column].sum(axis=1)
+                for i in np.flatnonzero(bars[:, column]):
+                    top = bottom - room * (below[i] + bars[i, column]) / peak
+                    p.drawRect(QRectF(i * width, top, max(width, 1), room * bars[i, column] / peak))
             for frame, status in self.marks:
                 if status in STATUS_COLORS:
                     p.setPen(QPen(STATUS_COLORS[status], 1))
                     x = self._x(frame)
-                    p.drawLine(int(x), 0, int(x), 7)
+                    p.drawLine(int(x), 0, int(x), MARKS_PX)
+            self._ruler(p, n, bottom)
             p.setPen(QPen(QColor("#ffffff"), 2))
             x = self._x(self._position() + 0.5)
             p.drawLine(int(x), 0, int(x), h)
         p.end()
+
+    def _ruler(self, p: QPainter, n: int, top: int) -> None:
+        """Ticks and numbers: frames of a video, 1-based places of an image folder (as DIVE numbers them)."""
+        p.setPen(QPen(QColor("#6c7680"), 1))
+        p.drawLine(0, top, self.width(), top)
+        step = tick_step(n, self.width())
+        first = 1 if self.images else 0
+        for value in range(0, n + first, step):
+            if value < first:
+                continue
+            x = self._x(value - first + 0.5)
+            p.drawLine(int(x), top, int(x), top + 3)
+            p.drawText(int(x) + 2, self.height() - 2, str(value))
 
     def _seek(self, x: float):
         n = self._length()

@@ -150,7 +150,7 @@ def test_the_timeline_of_an_image_spans_its_folder(make_window, tmp_path, qtbot)
     opens the image under it."""
     window = make_window(make_image_set(tmp_path, {"img03": 2, "img07": 1}))
     timeline, s = window.timeline, window.state
-    assert list(timeline.counts) == [0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0]
+    assert list(timeline.totals) == [0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0]
     assert sorted(timeline.marks) == [(3, "full"), (7, "full")]
     assert timeline._position() == 0
     width = timeline.width()
@@ -159,7 +159,7 @@ def test_the_timeline_of_an_image_spans_its_folder(make_window, tmp_path, qtbot)
     window.step(1)
     assert timeline._position() == 8
     s.add_box("urchin", (30, 30, 40, 40))   # a label edit recounts the folder
-    assert timeline.counts[8] == 1
+    assert timeline.totals[8] == 1
 
 
 def test_images_are_listed_and_stepped_through_by_folder(make_window, tmp_path, qtbot):
@@ -189,7 +189,7 @@ def test_images_are_listed_and_stepped_through_by_folder(make_window, tmp_path, 
 
     videos.setCurrentItem(right)    # a folder opens its first image and stays chosen
     assert s.video["id"] == "right/img0" and videos.currentItem() is right
-    assert list(window.timeline.counts) == [0, 2, 0]           # the timeline spans that folder
+    assert list(window.timeline.totals) == [0, 2, 0]           # the timeline spans that folder
     window.step(1)
     assert s.video["id"] == "right/img1" and videos.currentItem() is videos.item("right/img1")
     videos.setCurrentItem(right)    # the image open is in it: it stays open
@@ -418,3 +418,22 @@ def test_a_registered_format_is_in_the_import_and_export_menus(make_window, demo
     [box] = window.state.project.boxes("toy-clip", 0)
     assert (box["species"], box["x2"]) == ("urchin", 30)
     assert window.state.project.frame_status("toy-clip", 0) == "partial"
+
+
+def test_the_timeline_stacks_counts_by_species_and_has_a_frame_ruler(window):
+    """DIVE's detection histogram: a frame's bar is its species' counts stacked in their colours; the ruler's
+    ticks fall every 1, 2 or 5 x 10^k frames, far enough apart to read."""
+    from app.timeline import TICK_PX, tick_step
+
+    s, timeline = window.state, window.timeline
+    s.set_video(s.project.videos("train")[0]["id"])
+    labeled = [f["frame_index"] for f in s.labeled_frames()]
+    species = {b["species"] for f in labeled for b in s.project.boxes(s.video["id"], f)}
+    assert set(timeline.species) == species and timeline.counts.shape == (s.frame_count, len(species))
+    frame = labeled[0]
+    per_species = dict(zip(timeline.species, timeline.counts[frame]))
+    boxes = s.project.boxes(s.video["id"], frame)
+    assert per_species == {name: sum(b["species"] == name for b in boxes) for name in species}
+    assert tick_step(1000, 700) == 100 and tick_step(1000, 1400) == 50 and tick_step(12, 1000) == 1
+    assert all(tick_step(n, w) * w / n >= TICK_PX for n, w in ((54000, 900), (300, 640), (7, 70)))
+    timeline.grab()  # paints without error

@@ -134,7 +134,7 @@ def test_slider_drag_counts_the_video_once(window, qtbot, monkeypatch):
         assert summaries == []
     assert summaries == [0.65]
     assert [x.confidence for x in review.suggestions] == [0.95, 0.9]
-    assert (window.timeline.counts[partial[0]], window.timeline.counts[partial[1]]) == (1, 1)
+    assert (window.timeline.totals[partial[0]], window.timeline.totals[partial[1]]) == (1, 1)
 
 
 def test_the_cli_and_the_app_keep_the_same_detections_by_default(window):
@@ -263,7 +263,7 @@ def test_train_stop_resume_from_the_panel(window, qtbot):
     assert "Resume" in panel.status.text()
     assert panel.runs.topLevelItem(0).text(1) == "cancelled"
     assert "measured drop: objectness" in panel.drop.text()
-    assert len(panel.curves.map50) == 1
+    assert panel.curves.map50[0] == [1]  # epoch 1's val mAP50, at epoch 1
     panel.runs.setCurrentItem(panel.runs.topLevelItem(0))
     assert panel.resume_button.isEnabled()
     panel.resume_button.click()
@@ -459,17 +459,24 @@ def test_picking_a_run_draws_its_stored_curves_and_a_reload_keeps_them(window, t
     add_finished_run(p, "b", [0.5, 0.6])
     panel = window.train
     panel.reload_runs()
-    assert panel.curves.loss == [] and panel.curves.map50 == []
+    assert panel.curves.loss == ([], []) and panel.curves.map50 == ([], [])
     panel.runs.setCurrentItem(panel.runs.findItems("a", Qt.MatchFlag.MatchExactly, 0)[0])
-    assert panel.curves.loss == [3.0, 4.0, 5.0] and panel.curves.map50 == [0.1, 0.3, 0.2]
+    assert panel.curves.loss == ([1, 2, 3], [3.0, 4.0, 5.0]) and panel.curves.map50 == ([1, 2, 3], [0.1, 0.3, 0.2])
     panel.runs.setCurrentItem(panel.runs.findItems("b", Qt.MatchFlag.MatchExactly, 0)[0])
-    assert panel.curves.map50 == [0.5, 0.6]
+    assert panel.curves.map50 == ([1, 2], [0.5, 0.6])
+    # drawn with axes: the mAP50 plot's x axis is the epoch, and each plot names its y
+    window.tabs.setCurrentWidget(window.tabs.widget(1))
+    loss_curve, map_curve, _ = panel.curves.plots
+    assert list(map_curve.getData()[0]) == [1, 2] and list(map_curve.getData()[1]) == [0.5, 0.6]
+    map_plot = map_curve.getViewBox().parentItem()
+    assert map_plot.getAxis("bottom").labelText == "epoch" and map_plot.getAxis("left").labelText == "val mAP50"
+    assert loss_curve.getViewBox().parentItem().getAxis("left").labelText == "loss"
     window.state.reload()  # as after an import: the same run stays picked and drawn
-    assert panel.runs.currentItem().text(0) == "b" and panel.curves.map50 == [0.5, 0.6]
+    assert panel.runs.currentItem().text(0) == "b" and panel.curves.map50 == ([1, 2], [0.5, 0.6])
     with Project.create(tmp_path / "other") as other:
         add_finished_run(other, "b", [0.9, 0.8])
     window.open_project(tmp_path / "other")  # another project, even one with the same run names, starts blank
-    assert panel.runs.currentItem() is None and panel.curves.map50 == []
+    assert panel.runs.currentItem() is None and panel.curves.map50 == ([], [])
 
 
 def test_a_run_resumed_on_another_machine_says_where_each_epoch_ran(window):
@@ -503,25 +510,23 @@ def test_the_runs_list_fits_its_columns_to_what_they_hold(window, qtbot):
         assert header.sectionViewportPosition(column) + header.sectionSize(column) <= runs.viewport().width()
 
 
-def test_no_curve_runs_under_the_chart_legend(qtbot):
-    """The legend's two lines sit above the plot: a loss that peaks mid-run is drawn below them."""
-    from PySide6.QtGui import QColor
-
+def test_the_chart_says_what_it_will_show_until_a_run_has_data(qtbot):
+    """No run: a line of text, not empty axes. Live batches: the loss at fractional epochs, so that it
+    lines up with each epoch's val mAP50 on the shared epoch axis."""
     from app.panels import Curves
 
     chart = Curves()
     qtbot.addWidget(chart)
-    chart.resize(400, 110)
-    chart.loss = [0.0, 1.0, 1.0, 1.0, 0.0]
-    image = chart.grab().toImage()
-    loss = QColor(Curves.LOSS_COLOR)
-
-    def loss_colored(y):  # right of the legend text, which is drawn in the curve's colour too
-        return any(abs(image.pixelColor(x, y).red() - loss.red()) < 40
-                   and abs(image.pixelColor(x, y).green() - loss.green()) < 40 for x in range(150, 350))
-
-    assert not any(loss_colored(y) for y in range(Curves.LEGEND_HEIGHT - 2))
-    assert any(loss_colored(y) for y in range(Curves.LEGEND_HEIGHT - 2, Curves.LEGEND_HEIGHT + 3))
+    chart.show()
+    _, _, plot = chart.plots
+    assert chart.placeholder.isVisible() and not plot.isVisible()
+    for batch in (1, 2, 4):
+        chart.add_batch(epoch=2, batch=batch, batches=4, loss=3.0)
+    chart.add_epoch(2, 0.4)
+    assert chart.loss[0] == [1.25, 1.5, 2.0] and chart.map50 == ([2], [0.4])
+    assert plot.isVisible() and not chart.placeholder.isVisible()
+    chart.clear()
+    assert chart.placeholder.isVisible()
 
 
 def test_the_train_panel_shows_the_described_defaults_ranges_and_help(qtbot):
