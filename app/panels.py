@@ -809,7 +809,14 @@ class ReviewPanel(QWidget):
         layout.addWidget(self.video_counts)
 
         layout.addWidget(_wrapped("Missing-label finder: the pseudo-boxes of the next self-training round, "
-                                  "and confident detections on partial frames that overlap no label"))
+                                  "and confident detections on partial frames that overlap no label. "
+                                  "Confidence above sets the least score; A accepts, R rejects."))
+        self.finder_species = QComboBox()
+        self.finder_species.setToolTip("list the suggestions of one species only")
+        self.finder_species.currentIndexChanged.connect(lambda _: self.refresh_all())
+        finder_form = QFormLayout()
+        finder_form.addRow("Species", self.finder_species)
+        layout.addLayout(finder_form)
         self.missing = _tree(["Frame", "Species", "Confidence"])
         self.missing.itemSelectionChanged.connect(self._suggestion_selected)
         layout.addWidget(self.missing)
@@ -912,8 +919,11 @@ class ReviewPanel(QWidget):
         counts = {} if s.video is None else shown_per_frame(
             s.project, [s.video["id"]], s.run, s.conf, frame=s.frame).get((s.video["id"], s.frame), {})
         self.frame_counts.clear()
+        colors = s.species_colors()
         for name, n in sorted(counts.items()):
-            self.frame_counts.addTopLevelItem(QTreeWidgetItem([name, str(n)]))
+            item = QTreeWidgetItem([name, str(n)])
+            item.setIcon(0, species_icon(colors.get(name)))  # the legend of the boxes' colours
+            self.frame_counts.addTopLevelItem(item)
 
     def _video_changed(self, video_id: str):
         """Another image of the same folder keeps the folder's counts and suggestions (and the one
@@ -951,6 +961,7 @@ class ReviewPanel(QWidget):
         self.video_counts.headerItem().setText(2, "Image" if sequence else "Frame")
         self.missing.headerItem().setText(0, "Image" if sequence else "Frame")
         source = CountSource(run=self.state.run, conf=self.state.conf)
+        colors = self.state.species_colors()
         target = sequence or vid  # the folder already looked up: the library need not list it again
         for row in video_summary(self.state.project, source, video=target):
             where = (_image_name(row["maxn_image"]) if sequence else str(row["maxn_frame"])) \
@@ -958,11 +969,16 @@ class ReviewPanel(QWidget):
             item = QTreeWidgetItem([row["species"], str(row["maxn"]), where, f"{row['mean_count']:.3f}",
                                     str(row["frames_present"])])
             item.setData(0, Qt.ItemDataRole.UserRole, (row["maxn_image"], row["maxn_frame"]))
+            item.setIcon(0, species_icon(colors.get(row["species"])))
             self.video_counts.addTopLevelItem(item)
         # the pseudo-boxes waiting for review first: the next self-training round trains on them
         self.suggestions = pseudo_suggestions(self.state.project, video=target)
         if self.state.run:
             self.suggestions += missing_labels(self.state.project, self.state.run, self.state.conf, video=target)
+        self._list_finder_species()
+        only = self.finder_species.currentData()
+        if only is not None:
+            self.suggestions = [x for x in self.suggestions if x.species == only]
         for s in self.suggestions:
             where = _image_name(s.video_id) if sequence else str(s.frame_index)
             species = s.species if s.pseudo_id is None else f"{s.species} (pseudo-box, round {s.round})"
@@ -979,6 +995,19 @@ class ReviewPanel(QWidget):
             self.state.set_highlight(None)
         self.accept_button.setEnabled(index is not None)
         self.reject_button.setEnabled(index is not None)
+
+    def _list_finder_species(self) -> None:
+        """All species, and each species of the project, keeping the one chosen."""
+        chosen = self.finder_species.currentData()
+        names = [s["name"] for s in self.state.project.species()]
+        if [self.finder_species.itemData(i) for i in range(1, self.finder_species.count())] != names:
+            self.finder_species.blockSignals(True)
+            self.finder_species.clear()
+            self.finder_species.addItem("All species", None)
+            for species in self.state.project.species():
+                self.finder_species.addItem(species_icon(species["color"]), species["name"], species["name"])
+            self.finder_species.setCurrentIndex(max(0, self.finder_species.findData(chosen)))
+            self.finder_species.blockSignals(False)
 
     def jump_to_maxn(self, species: str) -> bool:
         for i in range(self.video_counts.topLevelItemCount()):

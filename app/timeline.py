@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from app.state import ProjectState
@@ -40,7 +40,8 @@ class Timeline(QWidget):
         self.state = state
         self.counts = np.zeros((0, 0))      # frame (or image) x species
         self.species: list[str] = []
-        self._bars: tuple | None = None     # (width, bars) drawn last: repainting on a frame step reuses them
+        self._bars: tuple | None = None     # (width, bars) drawn last
+        self._picture: QPixmap | None = None  # the bars, marks and ruler drawn: a frame step reuses them
         self.marks: list[tuple[int, str]] = []
         self.images: list[str] = []         # on an image: its folder's images, in order; else empty
         self.places: dict[str, int] = {}    # image id -> its place in ``images``
@@ -94,7 +95,7 @@ class Timeline(QWidget):
             if at is not None:
                 for name, count in counts.items():
                     self.counts[at, column[name]] = count
-        self._bars = None
+        self._bars = self._picture = None
         self.update()
 
     def _length(self) -> int:
@@ -129,32 +130,44 @@ class Timeline(QWidget):
 
     def paintEvent(self, event):
         p = QPainter(self)
-        p.fillRect(self.rect(), QColor("#1b2026"))
-        h, w = self.height(), self.width()
         n = self._length()
+        if self._picture is None or self._picture.size() != self.size():
+            self._picture = self._draw_static(n)  # a frame step repaints the marker over it, nothing more
+        p.drawPixmap(0, 0, self._picture)
         if n:
-            bars = self._binned()
-            peak = max(bars.sum(axis=1).max(initial=0), 1)
-            colors = self.state.species_colors()
-            bottom, room = h - RULER_PX, h - RULER_PX - MARKS_PX - 2
-            width = w / max(len(bars), 1)
-            p.setPen(Qt.PenStyle.NoPen)
-            for column, name in enumerate(self.species):
-                p.setBrush(QColor(colors.get(name, "#4a90c8")))
-                below = bars[:, :column].sum(axis=1)
-                for i in np.flatnonzero(bars[:, column]):
-                    top = bottom - room * (below[i] + bars[i, column]) / peak
-                    p.drawRect(QRectF(i * width, top, max(width, 1), room * bars[i, column] / peak))
-            for frame, status in self.marks:
-                if status in STATUS_COLORS:
-                    p.setPen(QPen(STATUS_COLORS[status], 1))
-                    x = self._x(frame)
-                    p.drawLine(int(x), 0, int(x), MARKS_PX)
-            self._ruler(p, n, bottom)
             p.setPen(QPen(QColor("#ffffff"), 2))
             x = self._x(self._position() + 0.5)
-            p.drawLine(int(x), 0, int(x), h)
+            p.drawLine(int(x), 0, int(x), self.height())
         p.end()
+
+    def _draw_static(self, n: int) -> QPixmap:
+        """The bars, the labeled-frame marks and the ruler: all but where you are."""
+        picture = QPixmap(self.size())
+        picture.fill(QColor("#1b2026"))
+        if not n:
+            return picture
+        p = QPainter(picture)
+        h, w = self.height(), self.width()
+        bars = self._binned()
+        peak = max(bars.sum(axis=1).max(initial=0), 1)
+        colors = self.state.species_colors()
+        bottom, room = h - RULER_PX, h - RULER_PX - MARKS_PX - 2
+        width = w / max(len(bars), 1)
+        p.setPen(Qt.PenStyle.NoPen)
+        for column, name in enumerate(self.species):
+            p.setBrush(QColor(colors.get(name, "#4a90c8")))
+            below = bars[:, :column].sum(axis=1)
+            for i in np.flatnonzero(bars[:, column]):
+                top = bottom - room * (below[i] + bars[i, column]) / peak
+                p.drawRect(QRectF(i * width, top, max(width, 1), room * bars[i, column] / peak))
+        for frame, status in self.marks:
+            if status in STATUS_COLORS:
+                p.setPen(QPen(STATUS_COLORS[status], 1))
+                x = self._x(frame)
+                p.drawLine(int(x), 0, int(x), MARKS_PX)
+        self._ruler(p, n, bottom)
+        p.end()
+        return picture
 
     def _ruler(self, p: QPainter, n: int, top: int) -> None:
         """Ticks and numbers: frames of a video, 1-based places of an image folder (as DIVE numbers them)."""

@@ -300,6 +300,12 @@ class MainWindow(QMainWindow):
             return True
         return super().eventFilter(watched, event)
 
+    def show_panel(self, panel: QWidget) -> None:
+        """Bring a panel's tab to the front (each tab holds its panel in a scroll area)."""
+        for i in range(self.tabs.count()):
+            if self.tabs.widget(i).widget() is panel:
+                self.tabs.setCurrentIndex(i)
+
     def leave_mode(self):
         """Escape: stop drawing, and clear the selection."""
         self.labels.draw.setChecked(False)

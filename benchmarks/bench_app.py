@@ -217,6 +217,10 @@ def main() -> int:
         review.keep.setValue(0.0001)  # the one-epoch model's confidences stay low: keep them all
         review.stride.setValue(1)
         finished = []
+        # a one-epoch model has not learned, and Detect asks whether to detect anyway: yes, for the benchmark
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.question = staticmethod(lambda *args, **kwargs: QMessageBox.StandardButton.Yes)
         review.detect(everything=True)
         review.worker.finished.connect(finished.append)
         review.worker.failed.connect(lambda message, _details: finished.append(message))

@@ -3,9 +3,10 @@
     bpr-app --headless LEARNED          # the demo's main job, once (about 5 minutes)
     xvfb-run -s "-screen 0 1600x1000x24" python scripts/screenshots.py docs/screenshots LEARNED
 
-Builds the demo project in a temporary folder, then shows: browsing with labels, a training run with
-both rebalancing sliders on (live); then, in LEARNED (a demo project the main job ran on), the Review
-panel with the plain run's detections and the finder's suggestions on a training frame.
+Builds the demo project in a temporary folder, then shows: browsing with labels, the species manager,
+a training run with both rebalancing sliders on (live); then, in LEARNED (a demo project the main job
+ran on), the Review panel with the plain run's detections and the finder reviewing a suggestion
+(outlined, zoomed to), and the same window at 960x600.
 """
 
 from __future__ import annotations
@@ -68,10 +69,20 @@ def main() -> int:
     def browse():
         s.set_video(s.project.videos("train")[0]["id"])
         s.set_frame(50)
-        window.tabs.setCurrentWidget(window.labels)
+        window.show_panel(window.labels)
 
     step(500, browse)
     step(700, lambda: shot("browse-labels.png"))
+
+    def species_manager():
+        from app.species import SpeciesDialog
+
+        dialog = SpeciesDialog(s, window)
+        dialog.move(500, 200)
+        dialog.show()
+        steps.insert(0, (600, lambda: shot("species-manager.png", screen=True)))
+        steps.insert(1, (0, dialog.close))
+    step(300, species_manager)
 
     def zoomed():
         window.view.zoom(2.0)
@@ -86,7 +97,7 @@ def main() -> int:
         window.view.fit()
         window.brightness.setValue(0)
         window.contrast.setValue(100)
-        window.tabs.setCurrentWidget(window.train)
+        window.show_panel(window.train)
         t = window.train
         t.epochs.setValue(3)
         t.imgsz.setValue(160)
@@ -99,7 +110,7 @@ def main() -> int:
     def wait_for_training():
         worker = window.train.worker
         if worker.thread.isRunning():
-            if len(window.train.curves.map50) >= 2 and not getattr(wait_for_training, "shot", False):
+            if len(window.train.curves.map50[0]) >= 2 and not getattr(wait_for_training, "shot", False):
                 wait_for_training.shot = True
                 shot("train-live.png")
             steps.insert(0, (500, wait_for_training))
@@ -107,7 +118,7 @@ def main() -> int:
 
     def review():
         window.open_project(learned)
-        window.tabs.setCurrentWidget(window.review)
+        window.show_panel(window.review)
         plain = next(r.name for r in s.project.runs() if r.name.endswith("-plain"))
         window.review.run.setCurrentText(plain)  # its threshold chosen on val comes with it
         s.set_video(s.project.videos("train")[0]["id"])
@@ -118,6 +129,18 @@ def main() -> int:
 
     step(3000, review)
     step(1500, lambda: shot("review-missing-labels.png"))
+
+    def choose_suggestion():  # the finder as a review queue: the chosen suggestion outlined and zoomed to
+        finder = window.review.missing
+        if finder.topLevelItemCount():
+            finder.setCurrentItem(finder.topLevelItem(0))
+    step(300, choose_suggestion)
+    step(1000, lambda: shot("review-queue.png"))
+
+    def small():
+        window.resize(960, 600)
+    step(300, small)
+    step(1500, lambda: shot("window-960x600.png"))
     step(100, app.quit)
     run_steps()
     app.exec()

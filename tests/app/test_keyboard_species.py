@@ -35,7 +35,7 @@ def test_an_arrow_key_in_a_focused_slider_moves_the_slider_not_the_frame(window,
     s = window.state
     s.set_frame(5)
     slider = window.review.conf
-    window.tabs.setCurrentWidget(window.review)
+    window.show_panel(window.review)
     slider.setFocus()
     qtbot.waitUntil(slider.hasFocus)
     value = slider.value()
@@ -152,7 +152,7 @@ def test_the_window_fits_960_by_600_and_the_frame_has_most_of_it(window, qtbot):
 
 
 def test_the_panels_dock_keeps_its_width_when_the_drop_line_appears(window, qtbot):
-    window.tabs.setCurrentIndex(1)
+    window.show_panel(window.train)
     QApplication.processEvents()
     before = window.panels_dock.width()
     window.train.drop.setText("measured drop: " + ", ".join(f"species {i}: {i}% of negatives" for i in range(20)))
@@ -180,3 +180,32 @@ def test_save_dialogs_open_in_the_exports_folder(window, monkeypatch, tmp_path):
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: offered.append(a[2]) or ("", ""))
     window.export_counts(per_frame=False)
     assert offered == [str(window.state.project.folder / "exports" / "counts.csv")]
+
+
+def test_the_finder_filters_by_species_and_a_and_r_review_from_the_keyboard(window, qtbot):
+    """The finder as a review queue: a species filter, and the A and R keys, which accept or reject the
+    chosen suggestion and go on to the next."""
+    from tests.app.test_review_train import add_known_detections, settle
+
+    s, review = window.state, window.review
+    add_known_detections(window)
+    settle(window, qtbot, lambda: review.conf.setValue(20))
+    assert len(review.suggestions) == 4
+    urchin = review.finder_species.findData("fragile pink urchin")
+    review.finder_species.setCurrentIndex(urchin)
+    assert len(review.suggestions) == 4 and {x.species for x in review.suggestions} == {"fragile pink urchin"}
+    other = next(i for i in range(1, review.finder_species.count()) if i != urchin)
+    review.finder_species.setCurrentIndex(other)
+    assert review.suggestions == []
+    review.finder_species.setCurrentIndex(0)  # all species
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key.Key_A)  # nothing chosen: A chooses the first
+    assert review._current_suggestion() is review.suggestions[0]
+    first = review.suggestions[0]
+    QTest.keyClick(window.view, Qt.Key.Key_R)
+    assert first not in review.suggestions and len(review.suggestions) == 3
+    assert review._current_suggestion() is review.suggestions[0]  # the queue went on
+    QTest.keyClick(window.view, Qt.Key.Key_A)
+    assert len(review.suggestions) == 2
+    accepted = s.project.conn.execute("SELECT count(*) FROM boxes WHERE source = 'accepted'").fetchone()[0]
+    assert accepted == 1

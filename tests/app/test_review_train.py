@@ -465,7 +465,7 @@ def test_picking_a_run_draws_its_stored_curves_and_a_reload_keeps_them(window, t
     panel.runs.setCurrentItem(panel.runs.findItems("b", Qt.MatchFlag.MatchExactly, 0)[0])
     assert panel.curves.map50 == ([1, 2], [0.5, 0.6])
     # drawn with axes: the mAP50 plot's x axis is the epoch, and each plot names its y
-    window.tabs.setCurrentWidget(window.tabs.widget(1))
+    window.show_panel(window.train)
     loss_curve, map_curve, _ = panel.curves.plots
     assert list(map_curve.getData()[0]) == [1, 2] and list(map_curve.getData()[1]) == [0.5, 0.6]
     map_plot = map_curve.getViewBox().parentItem()
@@ -500,7 +500,7 @@ def test_the_runs_list_fits_its_columns_to_what_they_hold(window, qtbot):
     """At the window's opening size a run's name, status, best val mAP50 and epochs show without
     scrolling, not cut off by the list's default column widths."""
     add_finished_run(window.state.project, "r1", [0.1, 0.3, 0.2])
-    window.tabs.setCurrentWidget(window.train)
+    window.show_panel(window.train)
     window.train.reload_runs()
     qtbot.waitExposed(window)
     runs = window.train.runs
