@@ -106,17 +106,17 @@ class LabelPanel(QWidget):
         form = QFormLayout()
         self.species = QComboBox()  # not editable: a key typed into it must never make a species
         self.species.setToolTip("Species for new boxes and for relabelling; its colour is its boxes' colour")
-        self.add_species_button = QPushButton("Add...")
+        self.add_species_button = QPushButton("Add species...")
         self.add_species_button.setToolTip("Add a species to the project (asks you to confirm)")
         self.add_species_button.clicked.connect(self._add_species)
-        self.manage_species_button = QPushButton("Manage...")
+        self.manage_species_button = QPushButton("Manage species...")
         self.manage_species_button.setToolTip("Rename, merge or delete species")
         self.manage_species_button.clicked.connect(self._manage_species)
-        species_row = QHBoxLayout()
-        species_row.addWidget(self.species, 1)
-        species_row.addWidget(self.add_species_button)
-        species_row.addWidget(self.manage_species_button)
-        form.addRow("Species", species_row)
+        form.addRow("Species", self.species)  # a row of its own: long names show whole
+        species_buttons = QHBoxLayout()
+        species_buttons.addWidget(self.add_species_button)
+        species_buttons.addWidget(self.manage_species_button)
+        form.addRow("", species_buttons)
         layout.addLayout(form)
         buttons = QHBoxLayout()
         self.draw = QPushButton("Draw box (B)")
@@ -217,7 +217,7 @@ class LabelPanel(QWidget):
         species = self.current_species() if on else None
         if on and not species:
             self.draw.setChecked(False)
-            self.state.statusMessage.emit("add a species (Add...) before drawing")
+            self.state.statusMessage.emit("add a species (Add species...) before drawing")
             return
         self.drawToggled.emit(species)
 
@@ -817,7 +817,7 @@ class ReviewPanel(QWidget):
         finder_form = QFormLayout()
         finder_form.addRow("Species", self.finder_species)
         layout.addLayout(finder_form)
-        self.missing = _tree(["Frame", "Species", "Confidence"])
+        self.missing = _tree(["Frame", "Score", "Species"])  # the species last: its text is the longest
         self.missing.itemSelectionChanged.connect(self._suggestion_selected)
         layout.addWidget(self.missing)
         row = QHBoxLayout()
@@ -982,7 +982,7 @@ class ReviewPanel(QWidget):
         for s in self.suggestions:
             where = _image_name(s.video_id) if sequence else str(s.frame_index)
             species = s.species if s.pseudo_id is None else f"{s.species} (pseudo-box, round {s.round})"
-            self.missing.addTopLevelItem(QTreeWidgetItem([where, species, confidence_text(s.confidence)]))
+            self.missing.addTopLevelItem(QTreeWidgetItem([where, confidence_text(s.confidence), species]))
         _fit_columns(self.video_counts)
         self.frame_counts.setColumnWidth(0, self.video_counts.columnWidth(0))  # the same species; steady per frame
         _fit_columns(self.missing)

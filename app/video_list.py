@@ -124,12 +124,13 @@ class VideoList(QTreeWidget):
         for folder in folder_rows:
             self._sum(folder)
         self.setRootIsDecorated(bool(folder_rows))
+        self.header().setStretchLastSection(False)
+        self.setColumnHidden(STATUS_COLUMN, False)  # (Qt resizing a hidden column leaves a gap where it was)
+        for col in range(1, len(COLUMNS)):
+            self.resizeColumnToContents(col)
         # the files' status only when one is not ok: the list stays narrow, and the frame keeps the room
         all_ok = all(item.text(STATUS_COLUMN) in ("ok", "") for item in self._items.values())
         self.setColumnHidden(STATUS_COLUMN, all_ok)
-        self.header().setStretchLastSection(False)
-        for col in range(1, len(COLUMNS)):
-            self.resizeColumnToContents(col)
         # Worked out, not asked of Qt: it measures only the rows in view, and a folder's are collapsed.
         metrics, indent = self.fontMetrics(), self.indentation()
         widest = max([metrics.horizontalAdvance(f.text(0)) for f in folder_rows]

@@ -19,6 +19,8 @@ def test_video_list_and_frame_view(window):
     QApplication.processEvents()  # lay out the docks
     columns = sum(videos.columnWidth(c) for c in range(videos.columnCount()))
     assert columns <= videos.viewport().width()  # the labeled counts are not cut off
+    last = videos.columnCount() - 1  # ... nor pushed out by a gap where the hidden status column was
+    assert videos.isColumnHidden(2) and videos.header().sectionPosition(last) + videos.columnWidth(last) == columns
     train = [v["id"] for v in window.state.project.videos("train")]
     item = window.videos.findItems(train[1], Qt.MatchFlag.MatchExactly, 0)[0]
     window.videos.setCurrentItem(item)

@@ -109,7 +109,7 @@ def test_the_review_lists_show_species_names_whole(window, qtbot):
     add_known_detections(window)
     settle(window, qtbot, lambda: review.conf.setValue(30))
     metrics = review.video_counts.fontMetrics()
-    for tree, column in ((review.video_counts, 0), (review.frame_counts, 0), (review.missing, 1)):
+    for tree, column in ((review.video_counts, 0), (review.frame_counts, 0), (review.missing, 2)):
         names = [tree.topLevelItem(i).text(column) for i in range(tree.topLevelItemCount())]
         assert names and tree.columnWidth(column) >= max(metrics.horizontalAdvance(n) for n in names)
     assert review.frame_counts.columnWidth(0) == review.video_counts.columnWidth(0)
@@ -589,7 +589,7 @@ def test_self_training_rounds_wait_for_the_review_of_their_pseudo_boxes(window, 
     assert pseudo and review.suggestions[:len(pseudo)] == pseudo
     mined = len(project.pseudo_boxes(teacher="selftrain1-r0", kind="pseudo"))  # of every video
     first = review.missing.topLevelItem(0)
-    assert "(pseudo-box, round 1)" in first.text(1)
+    assert "(pseudo-box, round 1)" in first.text(2)
     review.missing.setCurrentItem(first)  # goes to its frame, where it is drawn dotted
     assert window.state.frame == pseudo[0].frame_index
     dotted = [i for i in window.view.scene().items() if i.data(0) == "pseudo"]
