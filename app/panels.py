@@ -45,6 +45,7 @@ MODELS = ["yolov5n.yaml", "yolov5s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
 # command line has them all.
 PANEL_OPTIONS = ("model", "epochs", "imgsz", "batch", "device", "workers", "p_obj", "p_box", "neg_iou",
                  "partial_only", "pseudo_conf", "ignore_conf", "pseudo_boxes", "burn_in", "rounds", "tta")
+LIST_MIN_HEIGHT = 90  # a header and three rows
 # The Train panel's methods: how the unboxed animals of partial frames are treated.
 METHODS = {"labels": "Labels only", "ema": "EMA teacher", "selftrain": "Self-training"}
 
@@ -53,13 +54,16 @@ def _wrapped(text: str) -> QLabel:
     """A label that wraps, and never asks for more width than the dock has."""
     label = QLabel(text)
     label.setWordWrap(True)
-    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    policy = QSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+    policy.setHeightForWidth(True)  # as tall as its lines at the width it gets: never drawn under a list
+    label.setSizePolicy(policy)
     label.setMinimumWidth(0)
     return label
 
 
 def _tree(headers: list[str]) -> QTreeWidget:
     tree = QTreeWidget()
+    tree.setMinimumHeight(LIST_MIN_HEIGHT)  # a short window scrolls the panel rather than squash a list
     tree.setHeaderLabels(headers)
     tree.setRootIsDecorated(False)
     tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)

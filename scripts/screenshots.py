@@ -139,6 +139,7 @@ def main() -> int:
 
     def small():
         window.resize(960, 600)
+        QTimer.singleShot(500, window.view.fit)
     step(300, small)
     step(1500, lambda: shot("window-960x600.png"))
     step(100, app.quit)
