@@ -163,7 +163,8 @@ class LabelPanel(QWidget):
         undo.addWidget(self.undo_button)
         undo.addWidget(self.redo_button)
         layout.addLayout(undo)
-        self.boxes = _tree(["Species", "Source", "x1", "y1", "x2", "y2"])  # what a narrow dock cuts last
+        # Where a box is shows on the frame; its size in pixels fits the dock, where four corner columns did not
+        self.boxes = _tree(["Species", "Source", "Size"])
         layout.addWidget(QLabel("Boxes on this frame"))
         layout.addWidget(self.boxes)
         self.undo_button.setEnabled(False)
@@ -203,7 +204,8 @@ class LabelPanel(QWidget):
         self.unused_hint.setVisible(status == "none" and bool(labels))
         colors = self.state.species_colors()
         for b in labels:
-            item = QTreeWidgetItem([b["species"], b["source"], *(f"{b[k]:.0f}" for k in ("x1", "y1", "x2", "y2"))])
+            item = QTreeWidgetItem([b["species"], b["source"], f"{b['x2'] - b['x1']:.0f}×{b['y2'] - b['y1']:.0f}"])
+            item.setToolTip(2, f"x1 {b['x1']:.1f}, y1 {b['y1']:.1f}, x2 {b['x2']:.1f}, y2 {b['y2']:.1f}")
             item.setIcon(0, species_icon(colors.get(b["species"])))
             self.boxes.addTopLevelItem(item)
         _fit_columns(self.boxes, grow_only=self._boxes_fitted)

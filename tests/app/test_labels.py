@@ -92,18 +92,19 @@ def test_boxes_on_an_unmarked_frame_say_they_are_not_used(window):
 
 
 def test_the_box_list_fits_its_columns_and_holds_still_from_frame_to_frame(window, qtbot):
-    """Fitted to the names, the species and where each box came from show whole in the dock at its
-    opening width, the coordinates after them; neither a frame with no boxes nor a new species
-    narrows a column."""
+    """Fitted to the names, the species, where each box came from and its size show whole in the dock
+    at its opening width (four corner columns were cut off); neither a frame with no boxes nor a new
+    species narrows a column."""
     s, boxes = window.state, window.labels.boxes
     qtbot.waitExposed(window)
     labeled = [f["frame_index"] for f in s.project.labeled_frames(s.video["id"])]
     s.set_frame(labeled[0])
     header, metrics = boxes.header(), boxes.fontMetrics()
-    for column in (0, 1):  # Species, Source
+    for column in (0, 1, 2):  # Species, Source, Size
         texts = [boxes.topLevelItem(i).text(column) for i in range(boxes.topLevelItemCount())]
-        assert boxes.columnWidth(column) >= max(metrics.horizontalAdvance(t) for t in texts)
-        assert header.sectionViewportPosition(column) + header.sectionSize(column) <= boxes.viewport().width()
+        widest = max(metrics.horizontalAdvance(t) for t in texts)
+        assert boxes.columnWidth(column) >= widest
+        assert header.sectionViewportPosition(column) + widest <= boxes.viewport().width()
     widths = [boxes.columnWidth(c) for c in range(boxes.columnCount() - 1)]
     other = labeled[1]
     for box in s.project.boxes(s.video["id"], other):  # every frame of the demo has boxes: empty one
