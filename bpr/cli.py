@@ -364,7 +364,7 @@ def cmd_detect(args) -> None:
             summary = detect(project, run=args.run, weights=args.weights, videos=args.video,
                              stride=args.stride, start=args.start, stop=args.stop, batch=args.batch,
                              min_conf=args.min_conf, imgsz=args.imgsz, device=args.device, progress=bar,
-                             cancel=stop.is_set)
+                             cancel=stop.is_set, ray=args.ray)
     finally:
         bar.close()
     state = "stopped early (run again to continue)" if summary.cancelled else "done"
@@ -635,6 +635,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store detections at or above this (default %(default)s; counts and review filter later)")
     _add_inference_size_option(p)
     _add_device_option(p)
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="detect in shards on a Ray cluster (pip install \"bpr-detect[cluster]\"): at ADDRESS "
+                        "(e.g. ray://head:10001, or auto), or without one on a Ray started on this machine; this "
+                        "process stores the detections")
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("counts", help="species counts (MaxN, mean count, frames present) as CSV")

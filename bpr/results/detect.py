@@ -53,12 +53,13 @@ def inference_size(model, imgsz: int | None = None) -> int:
     return imgsz or model.overrides.get("imgsz") or 640
 
 
-def _read_frames(project: Project, frames: Iterable[tuple[dict, int]]) -> Iterator[np.ndarray]:
-    """BGR images for (video, frame) pairs, reading each video forward with one reader."""
+def _read_frames(project: Project | None, frames: Iterable[tuple[dict, int]]) -> Iterator[np.ndarray]:
+    """BGR images for (video, frame) pairs, reading each video forward with one reader. Without a
+    project (on a cluster's worker), the videos' paths are absolute already."""
     reader, current = None, None
     try:
         for video, frame in frames:
-            path = project.resolve_path(video["path"])
+            path = project.resolve_path(video["path"]) if project is not None else Path(video["path"])
             if video["kind"] == "image":
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR)
                 if image is None:
@@ -133,7 +134,7 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def predict_frames(project: Project, model, frames: list[tuple[dict, int]], imgsz: int = 640,
+def predict_frames(project: Project | None, model, frames: list[tuple[dict, int]], imgsz: int = 640,
                    conf: float = 0.001, device: str = "cpu", batch: int = 8, progress=None,
                    augment: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per frame: (boxes (N, 4) xyxy pixels, scores (N,), classes (N,)), in the order of ``frames``.
@@ -195,15 +196,18 @@ def detect(project: Project, run: str | None = None, weights: str | os.PathLike 
            videos: list[str] | None = None, stride: int = 1, start: int = 0, stop: int | None = None,
            batch: int = 8, min_conf: float = KEEP_CONF, imgsz: int | None = None, device: str = "auto",
            progress: Callable[[int, int, str], None] | None = None,
-           cancel: Callable[[], bool] | None = None) -> DetectSummary:
+           cancel: Callable[[], bool] | None = None, ray: str | None = None) -> DetectSummary:
     """Detect on every ``stride``-th frame in [start, stop) of the chosen videos (default: all readable).
 
     Detections at or above ``min_conf`` are stored (keep it low: counts and review choose their own
     threshold later). Frames already processed by this run are skipped, so a second call resumes.
+    With ``ray`` ("local" for a Ray started on this machine, else a cluster's address), the frames are
+    detected in shards on the cluster's workers (bpr.results.cluster); this process stores them.
     """
     if stride < 1:
         raise ValueError("stride must be at least 1")
     record = detection_run(project, run, weights)
+    requested = device  # a cluster's workers choose their own device from it
     model, device = load_model(project.resolve_path(record.weights), device)
     imgsz = inference_size(model, imgsz)
     species = {int(k): project.species_id(v) for k, v in model.names.items()}
@@ -236,6 +240,19 @@ def detect(project: Project, run: str | None = None, weights: str | os.PathLike 
         summary.images += video["kind"] == "image"
     started = time.perf_counter()
     total = len(plan)
+    if ray is not None:
+        from bpr.results.cluster import detect_shards
+
+        address = None if ray == "local" else ray
+        weights_path = project.resolve_path(record.weights).absolute()
+        for shard, results in detect_shards(plan, weights_path, imgsz, min_conf, requested, batch, address,
+                                            project.resolve_path, cancel):
+            _store(project, record.id, species, shard, results, summary)
+            if progress:
+                progress(summary.frames, total, "detecting")
+        summary.cancelled = summary.frames < total
+        summary.seconds = time.perf_counter() - started
+        return summary
     # One stream over the whole plan: each video is opened once and read forward.
     predictions = predict_frames(project, model, plan, imgsz=imgsz, conf=min_conf, device=device, batch=batch)
     try:
