@@ -20,6 +20,8 @@ def test_video_list_and_frame_view(window):
     columns = sum(videos.columnWidth(c) for c in range(videos.columnCount()))
     assert columns <= videos.viewport().width()  # the labeled counts are not cut off
     last = videos.columnCount() - 1  # ... nor pushed out by a gap where the hidden status column was
+    heading = videos.headerItem()  # what the numbers are: "Labeled 29 / 0" said too little
+    assert heading.text(4) == "Partial/full" and "partial (some animals unboxed" in heading.toolTip(4)
     assert videos.isColumnHidden(2) and videos.header().sectionPosition(last) + videos.columnWidth(last) == columns
     train = [v["id"] for v in window.state.project.videos("train")]
     item = window.videos.findItems(train[1], Qt.MatchFlag.MatchExactly, 0)[0]

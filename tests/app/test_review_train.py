@@ -270,6 +270,7 @@ def test_train_stop_resume_from_the_panel(window, qtbot):
     with qtbot.waitSignal(panel.worker.finished, timeout=300000):
         pass
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
+    assert panel.status.text() == "Training of run1 finished"  # not "run run1 finished"
     assert panel.runs.topLevelItem(0).text(1) == "finished"
     assert panel.runs.topLevelItem(0).text(3) == "2/2"
     assert panel.runs.topLevelItem(0).text(5) == "CPU"  # the processor that trained it
@@ -379,6 +380,7 @@ def test_end_to_end_through_the_ui(window, qtbot, tmp_path, _isolated_settings):
     assert {r["video"] for r in rows} == {s.video["id"]}
     assert sum(int(r["frames_counted"]) for r in rows) == len(rows) * 15
     assert "Wrote" in _isolated_settings[-1]
+    assert "at confidence 0.0001" in _isolated_settings[-1]  # the threshold as set, not "0.00"
 
 
 def test_a_record_of_outside_weights_lists_no_training_settings(window, tmp_path):
