@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QMessageBox,
     QProgressBar,
     QPushButton,
@@ -789,6 +790,12 @@ class ReviewPanel(QWidget):
         self.keep.setToolTip(tip("detection stores boxes at or above this confidence; the slider below "
                              "then filters what is shown and counted"))
         form.addRow("Keep detections ≥", self.keep)
+        self.cluster = QLineEdit()
+        self.cluster.setPlaceholderText("none: detect here")
+        self.cluster.setToolTip(tip("detect in shards on a Ray cluster (pip install \"bpr-detect[cluster]\"): its "
+                                    "address (ray://head:10001, or auto), or local for a Ray on this machine; empty: "
+                                    "detect in one process here. Either way this project stores the detections."))
+        form.addRow("Ray cluster", self.cluster)
         self.progress = QProgressBar(visible=False)  # shown while detecting
         form.addRow(self.progress)
         self.conf = QSlider(Qt.Orientation.Horizontal, minimum=1, maximum=99, value=round(state.conf * 100))
@@ -900,7 +907,7 @@ class ReviewPanel(QWidget):
         videos = None if everything else (list(sequence.frames) if sequence else [self.state.video["id"]])
         self.worker = Worker(detect_job, str(self.state.project.folder),
                              dict(run=self.state.run, videos=videos, stride=self.stride.value(),
-                                  min_conf=self.keep.value()))
+                                  min_conf=self.keep.value(), ray=self.cluster.text().strip() or None))
         self.worker.progress.connect(lambda done, total, _: (self.progress.setMaximum(max(total, 1)),
                                                               self.progress.setValue(done)))
         self.worker.finished.connect(self._detected)

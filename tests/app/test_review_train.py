@@ -443,7 +443,11 @@ def test_an_image_folder_is_reviewed_as_one_sequence(make_window, tmp_path, qtbo
     monkeypatch.setattr("app.panels.Worker", lambda *args: started.append(args) or MagicMock())
     assert review.detect_button.text() == "Detect on this folder"
     review.detect_button.click()
-    assert started[0][2]["videos"] == [f"set/img{i}" for i in range(4)]
+    assert started[0][2]["videos"] == [f"set/img{i}" for i in range(4)] and started[0][2]["ray"] is None
+    review._detect_buttons(detecting=False)  # (the stand-in worker never finishes)
+    review.cluster.setText(" local ")  # on a Ray started on this machine (bpr.results.cluster)
+    review.detect_button.click()
+    assert started[1][2]["ray"] == "local"
 
 
 def add_finished_run(project, name, map50s):
