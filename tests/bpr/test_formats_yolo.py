@@ -102,6 +102,15 @@ def test_what_is_left_out_of_many_files_is_one_line(tmp_path):
         f"{labels / 'b1.txt'} line 2, {labels / 'b2.txt'} line 2, … 4 in all)")
 
 
+def test_a_segmentation_datasets_outlines_become_their_boxes(tmp_path):
+    """Roboflow exports segmentation datasets as YOLO rows of a class and a polygon's points; ultralytics
+    trains a detector on their boxes, and so do these."""
+    batch = read_yolo(make_dataset(tmp_path, "1 0.2 0.2 0.6 0.3 0.4 0.8\n0 0.5 0.5 0.2 0.2\n"))
+    assert [(b.species, b.x1, b.y1, b.x2, b.y2) for b in batch.boxes] == [
+        ("star", pytest.approx(40), pytest.approx(20), pytest.approx(120), pytest.approx(80)),
+        ("urchin", pytest.approx(80), pytest.approx(40), pytest.approx(120), pytest.approx(60))]
+
+
 def test_a_roboflow_export(tmp_path):
     """Roboflow writes `train: ../train/images` in a data.yaml beside train/, `nc` with or without
     names, and sometimes `validation:`: ultralytics retries the path without ../, reads `validation`

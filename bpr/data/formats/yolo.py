@@ -105,7 +105,8 @@ def label_path(image: Path) -> Path:
 
 def read_label_file(path: Path, names: list[str], width: int, height: int, video_id: str,
                     checker: BoxChecker) -> list[BoxRecord]:
-    """Boxes of one YOLO txt file (class x_center y_center width height, normalised)."""
+    """Boxes of one YOLO txt file (class x_center y_center width height, normalised; or a class and a
+    polygon's points, whose box is taken, as ultralytics does with a segmentation dataset)."""
     boxes = []
     try:
         text = path.read_text(encoding="utf-8")
@@ -116,14 +117,20 @@ def read_label_file(path: Path, names: list[str], width: int, height: int, video
         if not columns:
             continue
         where = f"line {number}"
-        if len(columns) != 5:
+        polygon = len(columns) >= 7 and len(columns) % 2 == 1  # class x1 y1 x2 y2 x3 y3 ...: a segment
+        if len(columns) != 5 and not polygon:
             raise LabelFormatError(f"{path}:{number}: expected 5 columns (class x_center y_center "
-                                   f"width height), found {len(columns)}")
+                                   f"width height), or a class and 3 or more x y points, found {len(columns)}")
         try:
             cls = int(columns[0])
-            cx, cy, w, h = (float(c) for c in columns[1:])
+            values = [float(c) for c in columns[1:]]
         except ValueError:
             raise LabelFormatError(f"{path}:{number}: not numbers: {line.strip()!r}") from None
+        if polygon:  # a segmentation dataset's outline: its box, as ultralytics trains a detector on it
+            xs, ys = values[0::2], values[1::2]
+            cx, cy, w, h = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys)
+        else:
+            cx, cy, w, h = values
         if not 0 <= cls < len(names):
             raise LabelFormatError(f"{path}:{number}: class {cls} is out of range "
                                    f"(data.yaml names {len(names)} classes: 0..{len(names) - 1})")
