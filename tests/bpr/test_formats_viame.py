@@ -396,6 +396,4 @@ def test_a_fully_labeled_image_folder_brings_its_empty_images_too(tmp_path):
         assert sorted(v["id"] for v in project.videos("test")) == sorted(ids)
         assert [len(boxes_of(project, v)) for v in ids] == [0, 0, 0, 1]
         assert {project.frame_status(v, 0) for v in ids} == {"full"}
-        [warning] = report.warnings
-        assert warning.startswith(f"{folder}: 1 image(s) without boxes left out, not readable (first: "
-                                  f"{folder / 'notes.jpg'}: not a readable image")
+        assert report.left_out == [f"{folder}: 1 image without boxes that cannot be read left out (notes.jpg)"]

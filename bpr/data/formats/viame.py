@@ -31,6 +31,7 @@ from bpr.data.formats.common import (
 from bpr.data.media import VideoError, folder_images, image_size, is_image
 from bpr.data.store import LABEL_STATUSES, SPLITS, NotFoundError, Project, image_file_name, unique_name
 
+UNREADABLE = ("image without boxes that cannot be read", "images without boxes that cannot be read")
 UNTYPED = "unknown"  # the species of a row without a species,confidence pair, as DIVE names it
 HEADER = ("# 1: Detection or Track-id,2: Video or Image Identifier,3: Unique Frame Identifier,"
           "4-7: Img-bbox(TL_x,TL_y,BR_x,BR_y),8: Detection or Length Confidence,"
@@ -307,16 +308,12 @@ def read_viame_images(path: str | os.PathLike, images_dir: str | os.PathLike | N
             batch.species.setdefault(row.species, None)
             batch.boxes.append(row.record(vid, 0, box))
     if status == "full":  # a fully labeled sequence: its images without a row hold no animal
-        unreadable = []
         for name in folder_images(folder):
             if name not in images:
                 try:
                     add_image(name, *image_size(folder / name))
-                except VideoError as e:
-                    unreadable.append(str(e))
-        if unreadable:
-            batch.warnings.append(f"{folder}: {len(unreadable)} image(s) without boxes left out, not readable "
-                                  f"(first: {unreadable[0]})")
+                except VideoError:
+                    batch.leave_out(UNREADABLE, folder, name)
     if status != "none":
         batch.frames = [(vid, 0, status) for vid, _, _ in images.values()]
     if replace:
