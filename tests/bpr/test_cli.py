@@ -306,7 +306,7 @@ def test_what_an_import_left_out_is_in_its_report_and_in_bpr_info(tmp_path, caps
     csv_path.write_text("0,v.mp4,1,10,10,50,50,1,-1,urchin,1\n1,v.mp4,2,10,50,50,10,1,-1,urchin,1\n")
     project = tmp_path / "p"
     assert main(["import", "viame", str(csv_path), "--project", str(project), "--strict"]) == 1
-    assert "dive.csv: line 2: a box with no area (x2 <= x1 or y2 <= y1); a strict import refuses the source" \
+    assert "dive.csv: line 2: box with no area (x2 <= x1 or y2 <= y1); a strict import refuses the source" \
         in capsys.readouterr().err
     assert not project.exists()
     assert main(["import", "viame", str(csv_path), "--project", str(project)]) == 0

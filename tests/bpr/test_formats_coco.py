@@ -130,7 +130,7 @@ def test_a_box_with_no_area_is_left_out_and_a_strict_import_refuses_it(tmp_path)
     data = coco()
     data["annotations"].append({"id": 40, "image_id": 1, "category_id": 3, "bbox": [1, 1, 0, 2]})
     path = write(tmp_path, data)
-    with pytest.raises(LabelFormatError, match="annotation id 40: a box with no area"):
+    with pytest.raises(LabelFormatError, match="annotation id 40: box with no area"):
         import_source(tmp_path / "strict", "coco", path, options=CocoImport(split="val"), strict=True)
     assert not (tmp_path / "strict").exists()
     report = import_source(tmp_path / "p", "coco", path, options=CocoImport(split="val"))

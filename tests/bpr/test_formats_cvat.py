@@ -60,7 +60,7 @@ def test_a_box_with_no_area_is_left_out_and_named(tmp_path, project, coords):
     [left_out] = batch.left_out
     assert left_out.message() == (f'{path}: 1 box with no area (x2 <= x1 or y2 <= y1) left out '
                                   '(<track id="1"> <box frame="12">)')
-    refused = r'clip.xml: <track id="1"> <box frame="12">: a box with no area .* a strict import refuses'
+    refused = r'clip.xml: <track id="1"> <box frame="12">: box with no area .* a strict import refuses'
     with pytest.raises(LabelFormatError, match=refused):
         import_source(project.folder, "cvat", path, strict=True)
     assert project.summary()["boxes"] == 0

@@ -95,7 +95,7 @@ class ImportBatch:
         if self.left_out:
             first = self.left_out[0]
             file, place = first.places[0]
-            raise LabelFormatError(f"{file}: {place}: a {first.kind[0]}; a strict import refuses the source "
+            raise LabelFormatError(f"{file}: {place}: {first.kind[0]}; a strict import refuses the source "
                                    f"(without --strict, it would leave out {first.message()})")
 
 
