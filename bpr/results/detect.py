@@ -240,34 +240,37 @@ def detect(project: Project, run: str | None = None, weights: str | os.PathLike 
         summary.images += video["kind"] == "image"
     started = time.perf_counter()
     total = len(plan)
-    if ray is not None:
+    if ray is None:  # one stream over the whole plan: each video is opened once and read forward
+        predictions = predict_frames(project, model, plan, imgsz=imgsz, conf=min_conf, device=device, batch=batch)
+        chunks = _predicted_batches(plan, predictions, batch, cancel)
+    else:  # shards on a cluster's workers, as they finish
         from bpr.results.cluster import detect_shards
 
-        address = None if ray == "local" else ray
         weights_path = project.resolve_path(record.weights).absolute()
-        for shard, results in detect_shards(plan, weights_path, imgsz, min_conf, requested, batch, address,
-                                            project.resolve_path, cancel):
-            _store(project, record.id, species, shard, results, summary)
-            if progress:
-                progress(summary.frames, total, "detecting")
-        summary.cancelled = summary.frames < total
-        summary.seconds = time.perf_counter() - started
-        return summary
-    # One stream over the whole plan: each video is opened once and read forward.
-    predictions = predict_frames(project, model, plan, imgsz=imgsz, conf=min_conf, device=device, batch=batch)
+        chunks = detect_shards(plan, weights_path, imgsz, min_conf, requested, batch,
+                               None if ray == "local" else ray, project.resolve_path, cancel)
     try:
-        for chunk in _batches(plan, batch):
-            if cancel is not None and cancel():
-                summary.cancelled = True
-                break
-            results = [next(predictions) for _ in chunk]
+        for chunk, results in chunks:
             _store(project, record.id, species, chunk, results, summary)
             if progress:
                 progress(summary.frames, total, "detecting")
     finally:
-        predictions.close()  # stops the frame reader
+        chunks.close()  # stops the frame reader, or cancels the shards not finished
+    summary.cancelled = summary.frames < total
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _predicted_batches(plan: list[tuple[dict, int]], predictions: Iterator, batch: int,
+                       cancel: Callable[[], bool] | None) -> Iterator[tuple[list[tuple[dict, int]], list]]:
+    """(batch of the plan, its predictions), until ``cancel()`` turns true before a batch."""
+    try:
+        for chunk in _batches(plan, batch):
+            if cancel is not None and cancel():
+                return
+            yield chunk, [next(predictions) for _ in chunk]
+    finally:
+        predictions.close()
 
 
 def _store(project: Project, run_id: int, species: dict[int, int], chunk: list[tuple[dict, int]],
