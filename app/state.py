@@ -41,6 +41,11 @@ class ProjectState(QObject):
         self.conf = default(CountSource, "conf")
         self.undo = QUndoStack(self)
         self.highlight: tuple | None = None  # (video id, frame, (x1, y1, x2, y2)) the finder points at
+        self._colors: dict[str, str] | None = None  # species_colors(), until the species may have changed
+        # connected first, so that it runs before any widget redraws: an import, a species edit or a box
+        # of a new species (add_box makes it) may each change them
+        for signal in (self.projectChanged, self.speciesChanged, self.labelsChanged):
+            signal.connect(self._forget_colors)
         self._sequences: list | None = None  # the project's ImageSequences, until the project changes
         self._sequence_of: dict = {}         # image id -> its ImageSequence
         # A slider drag sets the threshold many times a second; counting a whole video each time
@@ -179,7 +184,14 @@ class ProjectState(QObject):
             self._conf_rest.start()
 
     def species_colors(self) -> dict[str, str]:
-        return {s["name"]: s["color"] for s in self.project.species()} if self.project else {}
+        """Species name -> colour; asked of the store once until the species may have changed, not at
+        every frame step by each widget that draws a species."""
+        if self._colors is None:
+            self._colors = {s["name"]: s["color"] for s in self.project.species()} if self.project else {}
+        return self._colors
+
+    def _forget_colors(self, *_) -> None:
+        self._colors = None
 
     # -- edits (undoable; written to the store at once) ------------------------------------------
     def add_box(self, species: str, xyxy, source: str = "drawn") -> None:
