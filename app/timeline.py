@@ -40,7 +40,6 @@ class Timeline(QWidget):
         self.state = state
         self.counts = np.zeros((0, 0))      # frame (or image) x species
         self.species: list[str] = []
-        self._bars: tuple | None = None     # (width, bars) drawn last
         self._picture: QPixmap | None = None  # the bars, marks and ruler drawn: a frame step reuses them
         self.marks: list[tuple[int, str]] = []
         self.images: list[str] = []         # on an image: its folder's images, in order; else empty
@@ -95,7 +94,7 @@ class Timeline(QWidget):
             if at is not None:
                 for name, count in counts.items():
                     self.counts[at, column[name]] = count
-        self._bars = self._picture = None
+        self._picture = None
         self.update()
 
     def _length(self) -> int:
@@ -118,15 +117,11 @@ class Timeline(QWidget):
     def _binned(self) -> np.ndarray:
         """One stack of species counts a pixel column: in each, the frame with the most animals (a peak
         of one frame is not averaged away)."""
-        width = max(self.width(), 1)
-        if self._bars is None or self._bars[0] != width:
-            n = len(self.counts)
-            bins = min(n, width)
-            edges = np.linspace(0, n, bins + 1).astype(int)
-            totals = self.counts.sum(axis=1)
-            peaks = [a + int(totals[a:b].argmax()) for a, b in zip(edges[:-1], edges[1:]) if b > a]
-            self._bars = (width, self.counts[peaks] if peaks else np.zeros((0, len(self.species))))
-        return self._bars[1]
+        n = len(self.counts)
+        edges = np.linspace(0, n, min(n, max(self.width(), 1)) + 1).astype(int)
+        totals = self.totals
+        peaks = [a + int(totals[a:b].argmax()) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+        return self.counts[peaks] if peaks else np.zeros((0, len(self.species)))
 
     def paintEvent(self, event):
         p = QPainter(self)
