@@ -88,12 +88,17 @@ def with_number_entry(slider: QSlider, suffix: str = "") -> tuple[QWidget, QSpin
     entry = QSpinBox(minimum=slider.minimum(), maximum=slider.maximum(), value=slider.value(), suffix=suffix)
     slider.valueChanged.connect(entry.setValue)
     entry.valueChanged.connect(slider.setValue)
+    return _beside(slider, entry), entry
+
+
+def _beside(main: QWidget, other: QWidget) -> QWidget:
+    """One form row: ``main`` taking the width, ``other`` at its right."""
     row_widget = QWidget()
     row = QHBoxLayout(row_widget)
     row.setContentsMargins(0, 0, 0, 0)
-    row.addWidget(slider, 1)
-    row.addWidget(entry)
-    return row_widget, entry
+    row.addWidget(main, 1)
+    row.addWidget(other)
+    return row_widget
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -486,11 +491,7 @@ class TrainPanel(QWidget):
             widget.setCurrentText(o.default)
             browse = QPushButton("Local .pt...")
             browse.clicked.connect(self._browse)
-            shown = QWidget()
-            row = QHBoxLayout(shown)
-            row.setContentsMargins(0, 0, 0, 0)
-            row.addWidget(widget, 1)
-            row.addWidget(browse)
+            shown = _beside(widget, browse)
         elif o.name == "device":  # the CUDA devices found are added later
             widget = QComboBox()
             widget.addItems(["auto", "cpu"])
@@ -804,10 +805,7 @@ class ReviewPanel(QWidget):
         self.conf_spin.setToolTip("detections at or above this confidence are shown and counted")
         self.conf.valueChanged.connect(lambda v: self.conf_spin.setValue(v / 100))
         self.conf_spin.valueChanged.connect(self._conf_changed)
-        conf_row = QHBoxLayout()
-        conf_row.addWidget(self.conf, 1)
-        conf_row.addWidget(self.conf_spin)
-        form.addRow("Confidence", conf_row)
+        form.addRow("Confidence", _beside(self.conf, self.conf_spin))
         layout.addLayout(form)
 
         self.frame_counts_label = QLabel("This frame")
