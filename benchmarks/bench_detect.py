@@ -20,6 +20,29 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "videos" / "crab_test.mp4"
 
 
+def untrained_weights(folder: Path) -> Path:
+    """yolov5n's untrained weights, saved in ``folder``: the speed of a trained model, with nothing to train."""
+    from bpr.offline import configure
+
+    configure()
+    from ultralytics import YOLO
+
+    weights = folder / "bench-model.pt"
+    YOLO("yolov5n.yaml").save(str(weights))
+    return weights
+
+
+def clip_project(folder: Path, video: Path, info: dict, copies: int = 1):
+    """A new project (open) whose videos are ``video``, ``copies`` times (ids clip0, clip1, ...)."""
+    from bpr.data.store import Project
+
+    project = Project.create(folder)
+    for copy in range(copies):
+        project.conn.execute("INSERT INTO videos (id) VALUES (?)", (f"clip{copy}",))
+        project.set_video_file(f"clip{copy}", video, info, "ok")
+    return project
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
@@ -34,23 +57,14 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from bpr.results.detect import detect, load_model
     from bpr.data.media import probe
-    from bpr.offline import configure
-    from bpr.data.store import Project
     from bpr.learn.training import resolve_device
-
-    configure()
-    from ultralytics import YOLO
 
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "bench-model.pt"
-        YOLO("yolov5n.yaml").save(str(weights))
+        weights = untrained_weights(Path(tmp))
         ours, theirs = [], []
         for r in range(args.rounds):
-            folder = Path(tmp) / f"p{r}"
-            with Project.create(folder) as project:
-                project.conn.execute("INSERT INTO videos (id) VALUES ('clip')")
-                project.set_video_file("clip", args.video, probe(args.video), "ok")
+            with clip_project(Path(tmp) / f"p{r}", args.video, probe(args.video)) as project:
                 summary = detect(project, weights=weights, batch=args.batch, min_conf=0.05, imgsz=args.imgsz,
                                  device=args.device)
                 ours.append(summary.fps)

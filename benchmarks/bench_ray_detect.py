@@ -36,27 +36,19 @@ def main() -> int:
         return 0
     sys.path.insert(0, str(ROOT))
     import ray
+    from bench_detect import clip_project, untrained_weights
 
     from bpr.data.media import probe
-    from bpr.data.store import Project
-    from bpr.offline import configure
     from bpr.results.detect import detect
-
-    configure()
-    from ultralytics import YOLO
 
     ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
     info = probe(args.video)
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "bench-model.pt"
-        YOLO("yolov5n.yaml").save(str(weights))
+        weights = untrained_weights(Path(tmp))
         plain, on_ray = [], []
         for r in range(args.rounds):  # interleaved, so that both see the same machine
             for name, fps, cluster in (("plain", plain, None), ("ray", on_ray, "local")):
-                with Project.create(Path(tmp) / f"{name}{r}") as project:
-                    for copy in range(args.copies):
-                        project.conn.execute("INSERT INTO videos (id) VALUES (?)", (f"clip{copy}",))
-                        project.set_video_file(f"clip{copy}", args.video, info, "ok")
+                with clip_project(Path(tmp) / f"{name}{r}", args.video, info, args.copies) as project:
                     summary = detect(project, weights=weights, batch=args.batch, min_conf=0.05, imgsz=args.imgsz,
                                      device="cpu", ray=cluster)
                     fps.append(summary.fps)
