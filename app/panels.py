@@ -390,9 +390,16 @@ def train_job(folder: str, config: TrainConfig | None, name: str | None, resume:
 def _find_devices(progress, stop):
     import torch
 
-    if not torch.cuda.is_available():
-        return []
-    return [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    return device_choices(torch.cuda.device_count() if torch.cuda.is_available() else 0,
+                          torch.cuda.get_device_name)
+
+
+def device_choices(count: int, name_of) -> list[str]:
+    """The device drop-down's GPU entries: each GPU, and with several all of them (DDP training)."""
+    choices = [f"cuda:{i} ({name_of(i)})" for i in range(count)]
+    if count > 1:
+        choices.append(f"{','.join(map(str, range(count)))} (all {count} GPUs, DDP)")
+    return choices
 
 
 class TrainPanel(QWidget):

@@ -196,7 +196,8 @@ class TrainConfig:
                         help="training image size in pixels")
     batch: int = option(16, group="schedule", label="Batch", low=1, high=1024, help="images per batch")
     device: str = option("auto", group="machine", label="Device",
-                         help="auto (the first CUDA GPU if there is one, else the CPU), cpu, cuda or cuda:N")
+                         help="auto (the first CUDA GPU if there is one, else the CPU), cpu, cuda, cuda:N, or "
+                              "N,M,... to train on several GPUs with DDP (inference runs on the first)")
     seed: int = option(0, group="schedule", label="Seed",
                        help="seed of the hidden boxes, and in training of the initial weights, the data order "
                             "and the drops")

@@ -107,6 +107,16 @@ class DropStats:
         self._total = self._last = None
         self.steps = 0
 
+    def sum_over_ranks(self, device) -> None:
+        """Sum the totals and steps over the ranks of a DDP run, each of which saw its share of the batches."""
+        import torch.distributed as dist
+
+        total = self._total if self._total is not None else torch.zeros(len(self.FIELDS), dtype=torch.long)
+        both = torch.cat((total.to(device=device, dtype=torch.long),
+                          torch.tensor([self.steps], dtype=torch.long, device=device)))
+        dist.all_reduce(both)
+        self._total, self.steps = both[:-1], int(both[-1])
+
 
 def pairwise_iou(boxes: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """IoU of every box with every ground-truth box, per image.

@@ -81,6 +81,14 @@ class OnlineTeacher:
     def reset(self) -> None:
         self.counts = dict.fromkeys(self.counts, 0)
 
+    def sum_over_ranks(self, device) -> None:
+        """Sum the counts over the ranks of a DDP run."""
+        import torch.distributed as dist
+
+        values = torch.tensor(list(self.counts.values()), dtype=torch.long, device=device)
+        dist.all_reduce(values)
+        self.counts = dict(zip(self.counts, values.tolist()))
+
     def applies(self, trainer) -> bool:
         return trainer.epoch >= self.settings.burn_in and getattr(trainer, "ema", None) is not None
 

@@ -1,11 +1,12 @@
 """Train a YOLO detector on a project with Box Prediction Rebalancing and pseudo-labels: config,
 progress, cancel, resume.
 
-The model stays a plain ultralytics DetectionModel; BPR's criterion is installed from a trainer callback
-after set-up (and re-installed after a resume or a NaN recovery), so checkpoints load anywhere without
-bpr. The training set is exported from the store into the run's own folder, with the pseudo-boxes and
-ignore regions of the run's teacher run if it has one; an online (EMA) teacher is given to the trainer
-(bpr.learn.trainer) before its set-up.
+The model stays a plain ultralytics DetectionModel, so checkpoints load anywhere without bpr. The
+training set is exported from the store into the run's own folder, with the pseudo-boxes and ignore
+regions of the run's teacher run if it has one. The trainer (bpr.learn.trainer) reads the run's
+settings from its record and installs BPR's criterion and any online (EMA) teacher itself, in one
+process or in each rank of a DDP run on several GPUs (``device`` "0,1"); progress, cancel and the
+epochs' records are this module's callbacks, relayed from rank 0 in a DDP run.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ class TrainEvent:
 
 
 def resolve_device(device: str) -> str:
-    """ultralytics' device string for ours: 'cpu' or a CUDA index; 'auto' picks CUDA when present.
-    For the CPU it also sets the threads ultralytics will compute on (_take_two_cores)."""
+    """ultralytics' device string for ours: 'cpu', a CUDA index, or CUDA indices '0,1' (DDP training on
+    several GPUs); 'auto' picks CUDA when present. For the CPU it also sets the threads ultralytics
+    will compute on (_take_two_cores)."""
     import torch
 
     device = str(device).strip().lower()
@@ -59,13 +61,19 @@ def resolve_device(device: str) -> str:
     if device == "cpu":
         _take_two_cores()
         return "cpu"
-    index = device.removeprefix("cuda").lstrip(":") or "0"
-    if not index.isdigit():
-        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
-    if not torch.cuda.is_available() or int(index) >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r} is not available here (CUDA devices: "
-                         f"{torch.cuda.device_count() if torch.cuda.is_available() else 0})")
-    return index
+    indices = [i.strip() for i in device.removeprefix("cuda").lstrip(":").split(",")]
+    indices = indices if indices != [""] else ["0"]
+    if not all(i.isdigit() for i in indices) or len(set(indices)) != len(indices):
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or N,M,... (several GPUs)")
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if any(int(i) >= available for i in indices):
+        raise ValueError(f"device {device!r} is not available here (CUDA devices: {available})")
+    return ",".join(indices)
+
+
+def inference_device(device: str) -> str:
+    """The one device a resolved training device infers on: the first GPU of a DDP run's."""
+    return device.split(",")[0]
 
 
 def software(device: str | None = None) -> dict[str, str]:
@@ -81,8 +89,12 @@ def software(device: str | None = None) -> dict[str, str]:
     import ultralytics
 
     versions = {"bpr": __version__, "ultralytics": ultralytics.__version__, "torch": torch.__version__}
-    if device is not None:
-        versions["device"] = "CPU" if device == "cpu" else torch.cuda.get_device_name(int(device))
+    if device == "cpu":
+        versions["device"] = "CPU"
+    elif device is not None:
+        names = [torch.cuda.get_device_name(int(i)) for i in device.split(",")]
+        versions["device"] = (f"{len(names)}x {names[0]}" if len(names) > 1 and len(set(names)) == 1
+                              else ", ".join(names))
     return versions
 
 
@@ -143,12 +155,21 @@ def _arithmetic(device: str, precision: str):
     if precision == "auto":
         yield "bf16" if torch.cuda.is_bf16_supported() else False
         return
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    saved = _allow_tf32(False)
     try:
         yield False
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+        _allow_tf32(*saved)
+
+
+def _allow_tf32(convolutions: bool, matmuls: bool | None = None) -> tuple[bool, bool]:
+    """Set whether CUDA may compute in TF32; returns what was set before."""
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = convolutions
+    torch.backends.cuda.matmul.allow_tf32 = convolutions if matmuls is None else matmuls
+    return saved
 
 
 def _take_two_cores() -> None:
@@ -199,23 +220,19 @@ def _losses(trainer) -> dict[str, float]:
 
 
 class _Session:
-    """The callbacks of one training run: install BPR, report progress, honour cancel, record epochs."""
+    """The callbacks of one training run: report progress, honour cancel, record epochs.
 
-    def __init__(self, project: Project, run: str, config: TrainConfig, device: str, partial_images: set[str],
+    In one process they are the model's callbacks; in a DDP run each rank attaches its own
+    (``attach_rank``), rank 0 alone recording. The partial-label learning itself is the trainer's
+    (bpr.learn.trainer): the session reads its drop counts and teacher counts from ``trainer.partial``.
+    """
+
+    def __init__(self, project: Project | None, run: str, device: str,
                  on_event: Callable[[TrainEvent], None] | None, cancel: Callable[[], bool] | None):
-        from bpr.learn.loss import DropStats
-
-        self.project, self.run, self.config = project, run, config
-        self.partial_images = partial_images
+        self.project, self.run = project, run  # project None: a rank that does not record
         self.on_event = on_event
         self.cancel = cancel
-        self.stats = DropStats()
-        self.teacher = None
-        if config.pseudo.teacher == "ema":
-            from bpr.learn.pseudo import OnlineTeacher
-
-            self.teacher = OnlineTeacher(config.pseudo, partial_images)
-        self.metrics: list[dict] = project.run(run).metrics
+        self.metrics: list[dict] = project.run(run).metrics if project is not None else []
         self.software = software(device)  # recorded with each epoch: a resumed run may span machines
         self.started = time.time()
         self.batches_done = 0
@@ -224,40 +241,16 @@ class _Session:
         if self.on_event is not None:
             self.on_event(event)
 
-    def attach(self, model) -> None:
-        model.add_callback("on_pretrain_routine_start", self.give_teacher)
-        model.add_callback("on_pretrain_routine_end", self.install)
-        model.add_callback("on_train_epoch_start", self.ensure_installed)
-        model.add_callback("on_train_batch_end", self.batch_end)
-        model.add_callback("on_fit_epoch_end", self.epoch_end)
+    def attach(self, target) -> None:
+        """Add the callbacks to ``target``: a YOLO model before training, or a trainer."""
+        target.add_callback("on_pretrain_routine_end", self.start)
+        target.add_callback("on_train_batch_end", self.batch_end)
+        target.add_callback("on_fit_epoch_end", self.epoch_end)
 
-    def give_teacher(self, trainer) -> None:
-        trainer.teacher = self.teacher
-
-    def install(self, trainer) -> None:
-        from bpr.learn.loss import build_criterion
-        from ultralytics.utils.torch_utils import unwrap_model
-
-        settings = self.config.rebalancing
-        # A resumed run continues with fresh draws rather than replaying the first epochs' draws.
-        settings = dataclasses.replace(settings, seed=settings.seed + 1_000_003 * trainer.start_epoch)
-        model = unwrap_model(trainer.model)
-        model.criterion = build_criterion(model, settings, self.stats, self.partial_images)
+    def start(self, trainer) -> None:
         self.emit(TrainEvent("start", self.run, epoch=trainer.start_epoch + 1, epochs=trainer.epochs,
                              batches=len(trainer.train_loader),
                              message=f"training {self.run} on {trainer.device}"))
-
-    def ensure_installed(self, trainer) -> None:
-        from bpr.learn.loss import criterion_stats
-        from ultralytics.utils.torch_utils import unwrap_model
-
-        if criterion_stats(getattr(unwrap_model(trainer.model), "criterion", None)) is not self.stats:
-            self.install(trainer)
-        self.stats.reset()
-        if self.teacher is not None:
-            self.teacher.reset()
-        # Before the first step of a resumed run (or after ultralytics reloads last.pt to recover from NaN).
-        match_optimizer_state_layout(trainer.optimizer)
 
     def batch_end(self, trainer) -> None:
         self.batches_done += 1
@@ -267,25 +260,141 @@ class _Session:
         rate = (time.time() - self.started) / self.batches_done
         self.emit(TrainEvent("batch", self.run, epoch=trainer.epoch + 1, epochs=trainer.epochs,
                              batch=done_in_epoch, batches=batches, losses=_losses(trainer),
-                             drop=self.stats.summary(), eta_s=left * rate))
+                             drop=trainer.partial.stats.summary(), eta_s=left * rate))
         if self.cancel is not None and self.cancel():
             raise TrainingCancelled(f"run {self.run} cancelled at epoch {trainer.epoch + 1}, "
                                     f"batch {done_in_epoch}/{batches}")
 
     def epoch_end(self, trainer) -> None:
+        if self.project is None:
+            return
         epoch = trainer.epoch + 1
         if any(m["epoch"] >= epoch for m in self.metrics) or epoch > trainer.epochs:
             # ultralytics calls this once more after training, for its evaluation of best.pt
             self.project.update_run(self.run, summary={"best": _metrics(trainer)})
             return
+        drop, teacher = trainer.partial.stats.summary(), trainer.partial.teacher
         record = {"epoch": trainer.epoch + 1, **_losses(trainer), **_metrics(trainer),
-                  "drop": self.stats.summary(), "time": time.time(), "software": self.software}
-        if self.teacher is not None and self.teacher.applies(trainer):
-            record["teacher"] = dict(self.teacher.counts)
+                  "drop": drop, "time": time.time(), "software": self.software}
+        if teacher is not None and teacher.applies(trainer):
+            record["teacher"] = dict(teacher.counts)
         self.metrics.append(record)
         self.project.update_run(self.run, metrics=self.metrics)  # committed now: a crash keeps it
         self.emit(TrainEvent("epoch", self.run, epoch=trainer.epoch + 1, epochs=trainer.epochs,
-                             losses=_losses(trainer), metrics=_metrics(trainer), drop=self.stats.summary()))
+                             losses=_losses(trainer), metrics=_metrics(trainer), drop=drop))
+
+
+# A DDP run's rank 0 appends its progress events to this file in the run's folder, one JSON object a
+# line, and the process that launched the ranks relays them; that process asks the ranks to stop by
+# creating the cancel file.
+RANK_EVENTS, RANK_CANCEL = "rank-events.jsonl", "rank-cancel"
+
+
+def _launches_ranks(device: str) -> bool:
+    """Whether training on this resolved device starts ultralytics' DDP ranks."""
+    return "," in device
+
+
+def attach_rank(trainer) -> None:
+    """Progress, cancel and recording in a rank that ultralytics' DDP launcher started
+    (bpr.learn.trainer.PartialLabelTrainer calls it in each rank, for a bpr run).
+
+    Rank 0 records the epochs in the store and appends its events to the run folder's RANK_EVENTS; all
+    ranks stop at the same batch when the launching process creates RANK_CANCEL (rank 0 looks, and
+    tells the others); drop and teacher counts are summed over the ranks before each epoch's record.
+    """
+    from bpr.learn.trainer import ddp_rank
+
+    rank = ddp_rank()
+    partial = trainer.partial
+    folder = partial.project_folder / "runs" / partial.run
+    device = resolve_device(trainer.args.device)
+    if partial.config.precision == "full" and device != "cpu":
+        _allow_tf32(False)  # the launching process's setting does not reach this process
+    project, on_event = None, None
+    if rank == 0:
+        project = Project.open(partial.project_folder)
+        events = open(folder / RANK_EVENTS, "a", encoding="utf-8")
+
+        def on_event(event: TrainEvent) -> None:
+            events.write(json.dumps(dataclasses.asdict(event)) + "\n")
+            events.flush()
+
+    def cancel() -> bool:
+        import torch
+        import torch.distributed as dist
+
+        asked = torch.tensor([int(rank == 0 and (folder / RANK_CANCEL).exists())], device=trainer.device)
+        if dist.is_available() and dist.is_initialized():
+            dist.broadcast(asked, 0)
+        return bool(asked.item())
+
+    _Session(project, partial.run, device, on_event, cancel).attach(trainer)
+    trainer.add_callback("on_train_epoch_end", _sum_over_ranks)
+
+
+def _sum_over_ranks(trainer) -> None:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    trainer.partial.stats.sum_over_ranks(trainer.device)
+    if trainer.partial.teacher is not None:
+        trainer.partial.teacher.sum_over_ranks(trainer.device)
+
+
+class _RankRelay:
+    """In the process that launched a DDP run: relays rank 0's events (RANK_EVENTS) to ``on_event`` and
+    passes a cancel to the ranks (RANK_CANCEL), from a thread, while ultralytics waits on the ranks."""
+
+    def __init__(self, folder: Path, on_event: Callable[[TrainEvent], None] | None,
+                 cancel: Callable[[], bool] | None):
+        import threading
+
+        self.events, self.request = folder / RANK_EVENTS, folder / RANK_CANCEL
+        self.events.unlink(missing_ok=True)
+        self.request.unlink(missing_ok=True)
+        self.on_event, self.cancel = on_event, cancel
+        self.cancelled = False
+        self.last: TrainEvent | None = None
+        self._read = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="bpr-rank-relay", daemon=True)
+
+    def __enter__(self) -> _RankRelay:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+        self.request.unlink(missing_ok=True)
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.25):
+            self._poll()
+        self._poll()
+
+    def _poll(self) -> None:
+        if self.cancel is not None and not self.cancelled and self.cancel():
+            self.cancelled = True
+            self.request.touch()
+        if not self.events.exists():
+            return
+        with open(self.events, encoding="utf-8") as f:
+            f.seek(self._read)
+            text = f.read()
+        complete = text[:text.rfind("\n") + 1]  # a line rank 0 is still writing waits for the next look
+        self._read += len(complete.encode("utf-8"))
+        for line in complete.splitlines():
+            self.last = TrainEvent(**json.loads(line))
+            if self.on_event is not None:
+                self.on_event(self.last)
+
+    def cancelled_message(self, run: str) -> str:
+        where = f" at epoch {self.last.epoch}, batch {self.last.batch}/{self.last.batches}" \
+            if self.last is not None and self.last.kind == "batch" else ""
+        return f"run {run} cancelled{where}"
 
 
 def run_folder(project: Project, run: str) -> Path:
@@ -374,38 +483,36 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
         project.create_run(name, config.to_dict())
 
     folder, dataset_folder = run_folder(project, name), run_dataset(project, name)
+    relay = None
     try:
         last = folder / "train" / "weights" / "last.pt"
-        if resume is not None and last.exists():
-            manifest = json.loads(export_manifest(project, name).read_text())
-            partial = set(manifest["partial_images"])
-        else:
-            export = export_yolo(project, dataset_folder, species=config.species,
-                                 hide_fraction=config.hide_fraction, seed=config.seed, protocol=config.protocol,
-                                 pseudo_from=config.pseudo.teacher_run,
-                                 pseudo_as_ignore=not config.pseudo.pseudo_boxes)
-            partial = set(export.partial_images)
+        resuming = resume is not None and last.exists()
+        if not resuming:
+            export_yolo(project, dataset_folder, species=config.species, hide_fraction=config.hide_fraction,
+                        seed=config.seed, protocol=config.protocol, pseudo_from=config.pseudo.teacher_run,
+                        pseudo_as_ignore=not config.pseudo.pseudo_boxes)
 
         from ultralytics import YOLO
 
-        from bpr.learn.trainer import PartialLabelTrainer
+        from bpr.learn import trainer as partial_label_trainer
 
-        session = _Session(project, name, config, device, partial, on_event, cancel)
-        with _arithmetic(device, config.precision) as amp:
-            if resume is not None and last.exists():
+        relay = _RankRelay(folder, on_event, cancel) if _launches_ranks(device) else None
+        with _arithmetic(device, config.precision) as amp, relay or contextlib.nullcontext():
+            if resuming:
                 _follow_move(folder, dataset_folder, last)
-                model = YOLO(str(last))
-                session.attach(model)
-                model.train(resume=str(last), device=device, workers=config.workers, trainer=PartialLabelTrainer)
+            model = YOLO(str(last) if resuming else model)
+            if relay is None:  # the ranks of a DDP run attach their own (attach_rank)
+                _Session(project, name, device, on_event, cancel).attach(model)
+            trainer = partial_label_trainer.PartialLabelTrainer  # it reads the run's settings from its record
+            if resuming:
+                model.train(resume=str(last), device=device, workers=config.workers, trainer=trainer)
             else:
-                model = YOLO(model)
-                session.attach(model)
                 model.train(data=str(dataset_folder / "data.yaml"), epochs=config.epochs,
                             imgsz=config.imgsz, batch=config.batch, device=device, seed=config.seed,
                             deterministic=True, workers=config.workers, patience=config.patience,
                             val=config.val, plots=False, amp=amp, pretrained=config.model.endswith(".pt"),
                             project=str(folder), name="train", exist_ok=True, verbose=False,
-                            trainer=PartialLabelTrainer, **config.extra)
+                            trainer=trainer, **config.extra)
     except TrainingCancelled as e:
         project.update_run(name, status="cancelled", error=str(e), finished=time.time())
         raise
@@ -413,6 +520,10 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
         project.update_run(name, status="cancelled", error="interrupted", finished=time.time())
         raise
     except Exception as e:
+        if relay is not None and relay.cancelled:  # the ranks stopped on our request
+            message = relay.cancelled_message(name)
+            project.update_run(name, status="cancelled", error=message, finished=time.time())
+            raise TrainingCancelled(message) from None
         project.update_run(name, status="failed", finished=time.time(),
                            error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
         raise

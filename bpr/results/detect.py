@@ -38,14 +38,15 @@ class DetectSummary:
 
 
 def load_model(weights: str | os.PathLike, device: str = "auto"):
-    """(ultralytics YOLO model, device string) for local weights; never downloads."""
+    """(ultralytics YOLO model, device string) for local weights; never downloads. Inference runs on one
+    device: of a DDP run's GPUs, the first."""
     from bpr.offline import local_weights
-    from bpr.learn.training import resolve_device
+    from bpr.learn.training import inference_device, resolve_device
 
     path = local_weights(weights)  # checks the file exists; ultralytics would try to download it
     from ultralytics import YOLO
 
-    return YOLO(str(path)), resolve_device(device)
+    return YOLO(str(path)), inference_device(resolve_device(device))
 
 
 def inference_size(model, imgsz: int | None = None) -> int:

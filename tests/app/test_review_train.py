@@ -647,3 +647,16 @@ def test_a_run_that_has_not_learned_is_flagged_and_detection_asks_first(window, 
                         lambda *args, **kw: asked.append(args[2]) or QMessageBox.StandardButton.No)
     review.detect()
     assert asked and "has not learned" in asked[0] and review.worker is None  # nothing started
+
+
+def test_the_device_list_offers_all_gpus_for_ddp_training(window):
+    from app.panels import device_choices
+
+    names = {0: "NVIDIA H100", 1: "NVIDIA H100"}.get
+    assert device_choices(1, names) == ["cuda:0 (NVIDIA H100)"]
+    choices = device_choices(2, names)
+    assert choices[-1] == "0,1 (all 2 GPUs, DDP)"
+    panel = window.train
+    panel.device.addItems(choices)
+    panel.device.setCurrentText(choices[-1])
+    assert panel.config().device == "0,1"
