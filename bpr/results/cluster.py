@@ -18,6 +18,8 @@ from pathlib import Path
 
 SHARD_FRAMES = 256   # frames a shard: a long video is spread over the workers; a killed one loses little
 RETRIES = 3          # a shard's task is run again this many times when its worker dies
+WORKER_THREADS = 8   # most threads a CPU worker infers on (torch gains little beyond; ultralytics caps at 8
+                     # too): a machine with more cores runs several workers
 KILL_ONCE_ENV = "BPR_TEST_KILL_ONCE"  # tests: a worker that deletes this file first exits mid-shard
 
 _models: dict[tuple[str, str], tuple] = {}  # (weights, device) -> (model, device), per worker process
@@ -42,9 +44,17 @@ def shards(plan: list[tuple[dict, int]], size: int) -> list[list[tuple[dict, int
 
 
 def _detect_shard(weights: str, shard: list[tuple[dict, int]], imgsz: int, conf: float, device: str,
-                  batch: int) -> list[tuple]:
-    """On a worker: the shard's predictions, in its order (videos carry absolute paths)."""
+                  batch: int, threads: int) -> list[tuple]:
+    """On a worker: the shard's predictions, in its order (videos carry absolute paths). It computes on
+    ``threads`` threads, the CPUs its task holds: a worker process may have been started for a task
+    that held more, and more threads than cores thrash."""
+    import cv2
+    import torch
+
     from bpr.results.detect import load_model, predict_frames
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
 
     flag = os.environ.get(KILL_ONCE_ENV)
     if flag:
@@ -77,9 +87,18 @@ def detect_shards(plan: list[tuple[dict, int]], weights: Path, imgsz: int, conf:
     ray = connect(address)
     resources = ray.cluster_resources()
     gpus = 1 if resources.get("GPU") else 0
-    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=RETRIES)(_detect_shard)
+    # One worker a GPU, with its share of its machine's cores for decoding; without GPUs, a worker computes
+    # on up to WORKER_THREADS cores, as plain detection does (one single-threaded worker a core runs as
+    # many decoders and models side by side: on 2 cores that gave 0.4x the frames of one process).
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU")]
+    if gpus:
+        nodes = [n for n in nodes if n.get("GPU")]
+        cpus = max(1, int(min((n["CPU"] // n["GPU"] for n in nodes), default=1)))
+    else:
+        cpus = max(1, min(WORKER_THREADS, int(min((n["CPU"] for n in nodes), default=1))))
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=RETRIES)(_detect_shard)
     # at most SHARD_FRAMES a shard, and two shards a worker at least, so that a short clip is shared too
-    workers = max(1, int(resources.get("GPU") or resources.get("CPU") or 1))
+    workers = max(1, int(resources.get("GPU") or sum(int(n["CPU"]) // cpus for n in nodes) or 1))
     size = max(1, min(SHARD_FRAMES, -(-len(plan) // (2 * workers))))
     # A worker may be another machine: it gets the videos' paths as the driver resolves them.
     located = {}
@@ -89,7 +108,7 @@ def detect_shards(plan: list[tuple[dict, int]], weights: Path, imgsz: int, conf:
     pending = {}
     for shard in shards(plan, size):
         shard = [(located[video["id"]], frame) for video, frame in shard]
-        pending[task.remote(str(weights), shard, imgsz, conf, device, batch)] = shard
+        pending[task.remote(str(weights), shard, imgsz, conf, device, batch, cpus)] = shard
     try:
         while pending:
             if cancel is not None and cancel():

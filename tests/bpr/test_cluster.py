@@ -12,7 +12,8 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
-    """A Ray on this machine with 2 CPU workers; its workers see KILL_ONCE_ENV's file."""
+    """A Ray on this machine with 2 CPUs (2 workers with WORKER_THREADS 1); its workers see KILL_ONCE_ENV's
+    file."""
     flag = tmp_path_factory.mktemp("ray") / "kill-once"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              runtime_env={"env_vars": {KILL_ONCE_ENV: str(flag)}})
@@ -54,6 +55,7 @@ def test_ray_detection_equals_plain_detection_and_survives_a_killed_worker(train
 
     shutil.copytree(p.folder, tmp_path / "again")
     monkeypatch.setattr(cluster, "SHARD_FRAMES", 4)
+    monkeypatch.setattr(cluster, "WORKER_THREADS", 1)  # two workers, one a core
     with Project.open(tmp_path / "again") as q:
         q.conn.execute("DELETE FROM detections")
         q.conn.execute("DELETE FROM detected_frames")
