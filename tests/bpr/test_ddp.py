@@ -50,22 +50,24 @@ def tiny_config(**overrides):
 
 
 @pytest.mark.slow
-def test_a_ddp_rank_installs_bpr_from_the_run_record_and_rank_0_records_and_reports(
+def test_a_ddp_rank_installs_bpr_and_the_ema_teacher_from_the_run_record_and_rank_0_records_and_reports(
         demo_project, ranks_on_the_cpu):
-    import os
+    from bpr.config import PseudoLabels
 
     events = []
-    run = train(demo_project, tiny_config(), name="ddp", on_event=lambda e: events.append((e, os.getpid())))
+    config = tiny_config(pseudo=PseudoLabels(teacher="ema", burn_in=0))
+    run = train(demo_project, config, name="ddp", on_event=events.append)
     assert run.status == "finished" and run.error is None
     [epoch] = run.metrics  # recorded by rank 0
+    assert epoch["teacher"]["batches"] > 0  # the EMA teacher scored the rank's batches
     drop = epoch["drop"]  # the rank's criterion dropped: BPR was installed there
     assert drop["negatives"] > 0 and 0.4 < drop["obj_drop_fraction"] < 0.6
     assert 0.1 < drop["box_drop_fraction"] < 0.4
     assert "mAP50" in epoch and epoch["software"] == training.software("cpu")
     # rank 0's progress reached this process's on_event, relayed in order
-    kinds = [e.kind for e, _ in events]
+    kinds = [e.kind for e in events]
     assert kinds[0] == "start" and kinds[-1] == "end" and "epoch" in kinds
-    batches = [e for e, _ in events if e.kind == "batch"]
+    batches = [e for e in events if e.kind == "batch"]
     assert [e.batch for e in batches] == list(range(1, batches[0].batches + 1))
     assert batches[-1].drop["negatives_dropped"] > 0
     # the checkpoint is plain ultralytics
