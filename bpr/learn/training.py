@@ -155,20 +155,19 @@ def _arithmetic(device: str, precision: str):
     if precision == "auto":
         yield "bf16" if torch.cuda.is_bf16_supported() else False
         return
-    saved = _allow_tf32(False)
+    saved = _allow_tf32(False, False)
     try:
         yield False
     finally:
         _allow_tf32(*saved)
 
 
-def _allow_tf32(convolutions: bool, matmuls: bool | None = None) -> tuple[bool, bool]:
-    """Set whether CUDA may compute in TF32; returns what was set before."""
+def _allow_tf32(convolutions: bool, matmuls: bool) -> tuple[bool, bool]:
+    """Set whether CUDA may compute convolutions and matrix products in TF32; returns what was set."""
     import torch
 
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = convolutions
-    torch.backends.cuda.matmul.allow_tf32 = convolutions if matmuls is None else matmuls
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = convolutions, matmuls
     return saved
 
 
@@ -310,7 +309,7 @@ def attach_rank(trainer) -> None:
     folder = partial.project_folder / "runs" / partial.run
     device = resolve_device(trainer.args.device)
     if partial.config.precision == "full" and device != "cpu":
-        _allow_tf32(False)  # the launching process's setting does not reach this process
+        _allow_tf32(False, False)  # the launching process's setting does not reach this process
     project, on_event = None, None
     if rank == 0:
         project = Project.open(partial.project_folder)
@@ -381,12 +380,12 @@ class _RankRelay:
             self.request.touch()
         if not self.events.exists():
             return
-        with open(self.events, encoding="utf-8") as f:
+        with open(self.events, "rb") as f:
             f.seek(self._read)
-            text = f.read()
-        complete = text[:text.rfind("\n") + 1]  # a line rank 0 is still writing waits for the next look
-        self._read += len(complete.encode("utf-8"))
-        for line in complete.splitlines():
+            data = f.read()
+        complete = data[:data.rfind(b"\n") + 1]  # a line rank 0 is still writing waits for the next look
+        self._read += len(complete)
+        for line in complete.decode("utf-8").splitlines():
             self.last = TrainEvent(**json.loads(line))
             if self.on_event is not None:
                 self.on_event(self.last)
