@@ -292,15 +292,11 @@ class _DeleteBox(QUndoCommand):
         self.state, self.box = state, box
 
     def redo(self):
-        self.state.project.delete_box(self.box["id"])
+        self.deleted = self.state.project.delete_box(self.box["id"])
         self.state.labelsChanged.emit()
 
     def undo(self):
-        b = self.box
-        new_id = self.state.project.add_box(b["video_id"], b["frame_index"], b["species"],
-                                            (b["x1"], b["y1"], b["x2"], b["y2"]), source=b["source"],
-                                            track_id=b["track_id"])
-        self.box = {**b, "id": new_id}  # a later redo deletes the re-created row
+        self.state.project.restore_box(self.deleted)  # with its id, its times and its pseudo-box's link
         self.state.labelsChanged.emit()
 
 

@@ -192,6 +192,16 @@ class SpeciesChange:
     deleted: dict[str, list[tuple]] | None = None      # delete: table -> rows deleted
     columns: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     rejected: list[tuple] = dataclasses.field(default_factory=list)  # rejected_detections rows deleted
+    # delete: (pseudo-box id, label id) of other species' accepted pseudo-boxes whose label was deleted
+    links: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class DeletedBox:
+    """A deleted label, for Project.restore_box to put back as it was."""
+
+    row: dict                        # its row: id, times and all
+    accepted_from: list[int]         # the pseudo-box whose accept made it, if one did
 
 
 class NotFoundError(ProjectError):
@@ -379,6 +389,9 @@ class Project:
             change.rejected = self.conn.execute(
                 "SELECT r.* FROM rejected_detections r JOIN detections d ON d.id = r.detection_id "
                 "WHERE d.species_id = ?", (row["id"],)).fetchall()
+            change.links = self.conn.execute(  # a label whose species was changed after its accept
+                "SELECT p.id, p.label_id FROM pseudo_boxes p JOIN boxes b ON b.id = p.label_id "
+                "WHERE b.species_id = ? AND p.species_id != ?", (row["id"], row["id"])).fetchall()
             for table in SPECIES_TABLES:
                 cursor = self.conn.execute(f"SELECT * FROM {table} WHERE species_id = ?", (row["id"],))
                 change.columns[table] = [c[0] for c in cursor.description]
@@ -408,6 +421,8 @@ class Project:
                                           f"VALUES ({', '.join('?' * len(columns))})", rows)
             if change.rejected:
                 self.conn.executemany("INSERT INTO rejected_detections VALUES (?, ?)", change.rejected)
+            self.conn.executemany("UPDATE pseudo_boxes SET label_id = ? WHERE id = ?",
+                                  [(label, pseudo) for pseudo, label in change.links])
 
     # -- videos ------------------------------------------------------------------------------
     def videos(self, split: str | None = None) -> list[dict]:
@@ -620,9 +635,26 @@ class Project:
                 self.conn.execute("UPDATE boxes SET species_id = ?, edited = ? WHERE id = ?",
                                   (species_id, time.time(), box_id))
 
-    def delete_box(self, box_id: int) -> None:
+    def delete_box(self, box_id: int) -> DeletedBox | None:
+        """Delete a label; returns what :meth:`restore_box` needs to undo it (None if there was none)."""
         with self.transaction():
+            cursor = self.conn.execute("SELECT * FROM boxes WHERE id = ?", (box_id,))
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            deleted = DeletedBox(dict(zip([c[0] for c in cursor.description], row)), [r[0] for r in self.conn.execute(
+                "SELECT id FROM pseudo_boxes WHERE label_id = ?", (box_id,))])
             self.conn.execute("DELETE FROM boxes WHERE id = ?", (box_id,))
+        return deleted
+
+    def restore_box(self, deleted: DeletedBox) -> None:
+        """Undo a delete_box: the label again with its id and times, and the link from its pseudo-box."""
+        columns = list(deleted.row)
+        with self.transaction():
+            self.conn.execute(f"INSERT INTO boxes ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                              [deleted.row[c] for c in columns])
+            self.conn.executemany("UPDATE pseudo_boxes SET label_id = ? WHERE id = ?",
+                                  [(deleted.row["id"], pseudo) for pseudo in deleted.accepted_from])
 
     # -- pseudo-boxes ------------------------------------------------------------------------
     def replace_pseudo_boxes(self, teacher: str, round: int, rows: Iterable[tuple]) -> int:

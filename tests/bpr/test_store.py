@@ -303,3 +303,39 @@ def test_renaming_a_species_to_another_ones_name_is_a_merge_not_a_rename(project
     project.rename_species("urchn", "Urchin pale")
     project.rename_species("Urchin pale", "urchin Pale")  # its own name in other letters
     assert [s["name"] for s in project.species()] == ["urchin", "urchin Pale"]
+
+
+def accepted_label(project, species="urchin"):
+    """A pseudo-box of ``species`` accepted into a label; returns (pseudo-box id, label id)."""
+    project.conn.execute("INSERT OR IGNORE INTO videos (id) VALUES ('v')")
+    project.create_run("teacher", {})
+    project.replace_pseudo_boxes("teacher", 1, [("pseudo", "v", 3, project.species_id(species),
+                                                 1, 1, 5, 5, 0.8, 1)])
+    [pseudo] = project.pseudo_boxes()
+    return pseudo["id"], project.review_pseudo_box(pseudo["id"], accept=True)
+
+
+def label_of(project, pseudo_id):
+    return project.conn.execute("SELECT label_id FROM pseudo_boxes WHERE id = ?", (pseudo_id,)).fetchone()[0]
+
+
+def test_a_deleted_label_comes_back_as_it_was_with_its_pseudo_box_link(project):
+    pseudo, label = accepted_label(project)
+    project.update_box(label, xyxy=(2, 2, 6, 6))
+    [before] = project.conn.execute("SELECT * FROM boxes").fetchall()
+    deleted = project.delete_box(label)
+    assert label_of(project, pseudo) is None and project.delete_box(label) is None
+    project.restore_box(deleted)
+    assert project.conn.execute("SELECT * FROM boxes").fetchall() == [before]  # same id, times, edit
+    assert label_of(project, pseudo) == label  # undoing the accept still deletes this label
+    project.reopen_pseudo_box(pseudo)
+    assert project.conn.execute("SELECT count(*) FROM boxes").fetchone()[0] == 0
+
+
+def test_deleting_the_species_a_label_was_changed_to_keeps_its_pseudo_box_link_on_undo(project):
+    pseudo, label = accepted_label(project, "urchin")
+    project.update_box(label, species="crab")  # accepted as an urchin, then corrected
+    change = project.delete_species("crab")
+    assert label_of(project, pseudo) is None
+    project.restore_species(change)
+    assert label_of(project, pseudo) == label
