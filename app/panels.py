@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSizePolicy,
     QSlider,
     QSpinBox,
@@ -387,6 +388,15 @@ def train_job(folder: str, config: TrainConfig | None, name: str | None, resume:
     return run
 
 
+def _scroll_into_view(widget: QWidget) -> None:
+    """Scroll the panel's scroll area (app.window.scrolling), if it has one, to show ``widget``."""
+    parent = widget.parentWidget()
+    while parent is not None and not isinstance(parent, QScrollArea):
+        parent = parent.parentWidget()
+    if parent is not None:
+        parent.ensureWidgetVisible(widget, 0, 0)
+
+
 def _find_devices(progress, stop):
     import torch
 
@@ -592,6 +602,7 @@ class TrainPanel(QWidget):
         self.progress.setValue(0)
         self.progress.show()
         self.status.setText("starting (loading PyTorch and ultralytics)...")
+        QTimer.singleShot(0, lambda: _scroll_into_view(self.curves))  # the settings above may fill the view
         name, rounds = (None, None) if selftrain is None else (selftrain[0], selftrain[1:])
         self.worker = Worker(train_job, str(self.state.project.folder), config, name, resume,
                              cancel_exceptions=(TrainingCancelled,))

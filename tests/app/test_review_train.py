@@ -252,8 +252,18 @@ def test_train_stop_resume_from_the_panel(window, qtbot):
             panel.stop_button.click()
 
     assert panel.progress.isHidden()  # idle, the bar would be an empty box
+    window.resize(960, 600)
+    window.show_panel(panel)
+    area = panel.parentWidget().parentWidget()  # the panel's scroll area (app.window.scrolling)
+
+    def in_view(widget):
+        top = widget.mapTo(area.widget(), widget.rect().topLeft()).y() - area.verticalScrollBar().value()
+        return 0 <= top < area.viewport().height()
+
+    assert not in_view(panel.curves)  # below the settings at this size
     panel.start_button.click()
     assert not panel.progress.isHidden()
+    qtbot.waitUntil(lambda: in_view(panel.curves) and in_view(panel.progress))  # scrolled to the charts
     panel.worker.event.connect(stop_in_epoch_two)
     # limits, not targets: each wait took over a minute on 2 cores shared with two training runs
     with qtbot.waitSignal(panel.worker.cancelled, timeout=300000):
