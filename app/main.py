@@ -159,7 +159,8 @@ def self_test() -> int:
             if pixmap.isNull() or window.view.error or not boxes:
                 raise RuntimeError(f"frame not rendered with labels ({window.view.error or len(boxes)})")
             print(f"self-test: rendered frame 5 ({pixmap.width()}x{pixmap.height()}) with {len(boxes)} labels")
-            from app.panels import detect_job, train_job
+            from app.review_panel import detect_job
+            from app.train_panel import train_job
 
             # as the app's Start and Detect buttons do, each in a child process: a frozen bundle must be
             # able to start one, and its training must find what ultralytics' trainer imports

@@ -42,7 +42,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.frame_view import FrameView, confidence_text
-from app.panels import LabelPanel, ReviewPanel, TrainPanel, with_number_entry
+from app.panels import LabelPanel, with_number_entry
+from app.review_panel import ReviewPanel
+from app.train_panel import TrainPanel
 from app.state import ProjectState
 from app.timeline import Timeline
 from app.video_list import VideoList

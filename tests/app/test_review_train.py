@@ -450,7 +450,7 @@ def test_an_image_folder_is_reviewed_as_one_sequence(make_window, tmp_path, qtbo
     assert [x.video_id for x in review.suggestions] == ["set/img2", "set/img2"]
 
     started = []  # detection covers the folder too
-    monkeypatch.setattr("app.panels.Worker", lambda *args: started.append(args) or MagicMock())
+    monkeypatch.setattr("app.review_panel.Worker", lambda *args: started.append(args) or MagicMock())
     assert review.detect_button.text() == "Detect on this folder"
     review.detect_button.click()
     assert started[0][2]["videos"] == [f"set/img{i}" for i in range(4)] and started[0][2]["ray"] is None
@@ -529,7 +529,7 @@ def test_the_runs_list_fits_its_columns_to_what_they_hold(window, qtbot):
 def test_the_chart_says_what_it_will_show_until_a_run_has_data(qtbot):
     """No run: a line of text, not empty axes. Live batches: the loss at fractional epochs, so that it
     lines up with each epoch's val mAP50 on the shared epoch axis."""
-    from app.panels import Curves
+    from app.train_panel import Curves
 
     chart = Curves()
     qtbot.addWidget(chart)
@@ -550,7 +550,7 @@ def test_the_train_panel_shows_the_described_defaults_ranges_and_help(qtbot):
     `bpr train` gives without flags; each shows its option's help and range."""
     from PySide6.QtWidgets import QCheckBox, QComboBox, QSlider, QSpinBox
 
-    from app.panels import PANEL_OPTIONS, TrainPanel
+    from app.train_panel import PANEL_OPTIONS, TrainPanel
     from app.state import ProjectState
     from bpr.config import SelfTraining, TrainConfig, options
 
@@ -581,12 +581,12 @@ def test_self_training_rounds_wait_for_the_review_of_their_pseudo_boxes(window, 
     Continue rounds trains round 1 on what was kept, and the runs list names its teacher. The teacher
     detects with the demo's truth (a 1-epoch model finds nothing plausible), so the training runs here,
     in the test's process, rather than in a child process of its own."""
-    import app.panels
+    import app.train_panel
 
     def here(fn, args, stop, on_message, name, on_process=None):
         return fn(*args, send=on_message, stop=stop)
 
-    monkeypatch.setattr(app.panels, "in_child_process", here)
+    monkeypatch.setattr(app.train_panel, "in_child_process", here)
     panel, review, project = window.train, window.review, window.state.project
     set_tiny_training(panel, 1)
     panel.method.setCurrentIndex(panel.method.findData("selftrain"))
@@ -660,7 +660,7 @@ def test_a_run_that_has_not_learned_is_flagged_and_detection_asks_first(window, 
 
 
 def test_the_device_list_offers_all_gpus_for_ddp_training(window):
-    from app.panels import device_choices
+    from app.train_panel import device_choices
 
     names = {0: "NVIDIA H100", 1: "NVIDIA H100"}.get
     assert device_choices(1, names) == ["cuda:0 (NVIDIA H100)"]
