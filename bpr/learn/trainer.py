@@ -25,8 +25,11 @@ from bpr.offline import configure
 
 configure()  # before ultralytics is imported
 from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
+from ultralytics.utils.torch_utils import unwrap_model  # noqa: E402
 
-from bpr.learn.pseudo import add_ignore_rows  # noqa: E402
+from bpr.config import TrainConfig  # noqa: E402
+from bpr.learn.loss import DropStats, build_criterion, criterion_stats  # noqa: E402
+from bpr.learn.pseudo import OnlineTeacher, add_ignore_rows  # noqa: E402
 
 
 def ddp_rank() -> int | None:
@@ -42,17 +45,15 @@ class PartialLabels:
 
     project_folder: Path
     run: str
-    config: object                  # bpr.config.TrainConfig
+    config: TrainConfig
     partial_images: set[str]
-    stats: object                   # bpr.learn.loss.DropStats
-    teacher: object = None          # bpr.learn.pseudo.OnlineTeacher, or None
+    stats: DropStats
+    teacher: OnlineTeacher | None = None
 
     @classmethod
     def of_run_folder(cls, folder: str | Path) -> PartialLabels | None:
         """The partial-label learning of the bpr run whose folder this is, or None if it is not one."""
-        from bpr.config import TrainConfig
         from bpr.data.store import DB_NAME, Project
-        from bpr.learn.loss import DropStats
         from bpr.learn.training import export_manifest
 
         folder = Path(folder)
@@ -64,18 +65,11 @@ class PartialLabels:
                 return None
             config = TrainConfig.from_dict(record.config)
             partial = set(json.loads(export_manifest(project, folder.name).read_text())["partial_images"])
-        teacher = None
-        if config.pseudo.teacher == "ema":
-            from bpr.learn.pseudo import OnlineTeacher
-
-            teacher = OnlineTeacher(config.pseudo, partial)
+        teacher = OnlineTeacher(config.pseudo, partial) if config.pseudo.teacher == "ema" else None
         return cls(folder.parent.parent, folder.name, config, partial, DropStats(), teacher)
 
     def install(self, trainer) -> None:
         """Put BPR's criterion on the trainer's model (a plain ultralytics DetectionModel)."""
-        from bpr.learn.loss import build_criterion
-        from ultralytics.utils.torch_utils import unwrap_model
-
         settings = self.config.rebalancing
         # A resumed run continues with fresh draws rather than replaying the first epochs' draws; each
         # rank of a DDP run draws its own (rank 0 draws as a single process would).
@@ -86,9 +80,7 @@ class PartialLabels:
 
     def start_epoch(self, trainer) -> None:
         """Re-install the criterion if the model lost it, and start the epoch's counts."""
-        from bpr.learn.loss import criterion_stats
         from bpr.learn.training import match_optimizer_state_layout
-        from ultralytics.utils.torch_utils import unwrap_model
 
         if criterion_stats(getattr(unwrap_model(trainer.model), "criterion", None)) is not self.stats:
             self.install(trainer)
@@ -103,7 +95,6 @@ class PartialLabelTrainer(DetectionTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.partial = PartialLabels.of_run_folder(self.args.project) if self.args.project else None
-        self.teacher = self.partial.teacher if self.partial is not None else None
         if self.partial is not None and ddp_rank() is not None:  # started by ultralytics' DDP launcher
             from bpr.learn.training import attach_rank
 
@@ -128,6 +119,7 @@ class PartialLabelTrainer(DetectionTrainer):
 
     def preprocess_batch(self, batch: dict) -> dict:
         batch = super().preprocess_batch(batch)
-        if self.teacher is not None and self.model.training:
-            batch = self.teacher(self, batch)
+        teacher = self.partial.teacher if self.partial is not None else None
+        if teacher is not None and self.model.training:
+            batch = teacher(self, batch)
         return batch

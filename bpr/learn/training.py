@@ -375,20 +375,19 @@ class _RankRelay:
         self._poll()
 
     def _poll(self) -> None:
-        if self.cancel is not None and not self.cancelled and self.cancel():
+        if self.events.exists():
+            with open(self.events, "rb") as f:
+                f.seek(self._read)
+                data = f.read()
+            complete = data[:data.rfind(b"\n") + 1]  # a line rank 0 is still writing waits for the next look
+            self._read += len(complete)
+            for line in complete.decode("utf-8").splitlines():
+                self.last = TrainEvent(**json.loads(line))
+                if self.on_event is not None:
+                    self.on_event(self.last)
+        if self.cancel is not None and not self.cancelled and self.cancel():  # after the events it may follow
             self.cancelled = True
             self.request.touch()
-        if not self.events.exists():
-            return
-        with open(self.events, "rb") as f:
-            f.seek(self._read)
-            data = f.read()
-        complete = data[:data.rfind(b"\n") + 1]  # a line rank 0 is still writing waits for the next look
-        self._read += len(complete)
-        for line in complete.decode("utf-8").splitlines():
-            self.last = TrainEvent(**json.loads(line))
-            if self.on_event is not None:
-                self.on_event(self.last)
 
     def cancelled_message(self, run: str) -> str:
         where = f" at epoch {self.last.epoch}, batch {self.last.batch}/{self.last.batches}" \

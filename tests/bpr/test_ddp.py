@@ -80,22 +80,25 @@ def test_a_ddp_rank_installs_bpr_and_the_ema_teacher_from_the_run_record_and_ran
 
 @pytest.mark.slow
 def test_a_ddp_run_cancels_in_every_rank_and_resumes(demo_project, ranks_on_the_cpu):
+    """The cancel reaches the ranks a moment later than in one process (the launching process passes it
+    on within a quarter of a second): asked at the first batch, the run stops within its 3 epochs."""
     stop = threading.Event()
 
     def on_event(event):
-        if event.kind == "batch" and event.epoch == 2 and event.batch == 1:
+        if event.kind == "batch" and event.epoch == 1 and event.batch == 1:
             stop.set()
 
-    with pytest.raises(TrainingCancelled, match="run c cancelled at epoch 2, batch"):
-        train(demo_project, tiny_config(epochs=2), name="c", on_event=on_event, cancel=stop.is_set)
+    with pytest.raises(TrainingCancelled, match="run c cancelled at epoch ., batch"):
+        train(demo_project, tiny_config(epochs=3), name="c", on_event=on_event, cancel=stop.is_set)
     run = demo_project.run("c")
-    assert run.status == "cancelled" and [m["epoch"] for m in run.metrics] == [1]
+    done = [m["epoch"] for m in run.metrics]
+    assert run.status == "cancelled" and done == list(range(1, len(done) + 1)) and len(done) < 3
 
     events = []
     run = train(demo_project, resume="c", on_event=events.append)
-    assert run.status == "finished" and [m["epoch"] for m in run.metrics] == [1, 2]
-    assert events[0].kind == "start" and events[0].epoch == 2  # continued, not restarted
-    assert run.metrics[1]["drop"]["negatives_dropped"] > 0
+    assert run.status == "finished" and [m["epoch"] for m in run.metrics] == [1, 2, 3]
+    assert events[0].kind == "start" and events[0].epoch == len(done) + 1  # continued, not restarted
+    assert run.metrics[-1]["drop"]["negatives_dropped"] > 0
 
 
 def _sum_in_rank(rank: int, world: int, port: int, results) -> None:
