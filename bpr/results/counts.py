@@ -225,7 +225,8 @@ def video_summary(project: Project, source: CountSource, video: str | ImageSeque
 
 
 def frame_counts(project: Project, source: CountSource, video: str | ImageSequence | None = None) -> dict:
-    """Per-frame counts: {"species": [names], "rows": [(video, frame, time_s, [count per species])]}.
+    """Per-frame counts: {"species": [names], "rows": [(video, frame, time_s, [count per species])],
+    "run": the run counted or "labels", "thresholds": [threshold per species, None for labels]}.
 
     Every counted frame has a row, including frames where nothing was found; an image's row is its own
     (its id, frame 0). ``video`` is as for video_summary.
@@ -245,7 +246,9 @@ def frame_counts(project: Project, source: CountSource, video: str | ImageSequen
         counts = found.get((vid, frame), {})
         seconds = round(frame / fps[vid], 3) if fps.get(vid) else None
         rows.append((vid, frame, seconds, [counts.get(s, 0) for s in species_ids]))
-    return {"species": [names[s] for s in species_ids], "rows": rows}
+    species = [names[s] for s in species_ids]
+    return {"species": species, "rows": rows, "run": source.run or "labels",
+            "thresholds": [source.threshold_for(name) for name in species]}
 
 
 def shown_per_frame(project: Project, video_ids: list[str], run: str | None, conf: float,
@@ -298,5 +301,15 @@ def write_summary_csv(rows: list[dict], path: str | os.PathLike) -> Path:
 
 
 def write_frame_csv(table: dict, path: str | os.PathLike) -> Path:
-    header = ["video", "frame", "time_s", *table["species"]]
-    return _write_csv(path, header, ([v, f, "" if t is None else t, *c] for v, f, t, c in table["rows"]))
+    """One row a frame, a column a species; the last two say how it was counted, as the summary's do:
+    ``run`` (or "labels") and ``threshold``, one number, or each species' where they differ
+    ("sea star 0.25; urchin 0.31")."""
+    header = ["video", "frame", "time_s", *table["species"], "run", "threshold"]
+    thresholds = dict(zip(table["species"], table["thresholds"]))
+    if len(set(thresholds.values())) <= 1:
+        threshold = next(iter(thresholds.values()), None)
+        threshold = "" if threshold is None else threshold
+    else:
+        threshold = "; ".join(f"{name} {t}" for name, t in thresholds.items())
+    return _write_csv(path, header, ([v, f, "" if t is None else t, *c, table["run"], threshold]
+                                     for v, f, t, c in table["rows"]))

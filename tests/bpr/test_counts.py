@@ -96,8 +96,13 @@ def test_csv_files(counted, tmp_path):
     assert (u["maxn"], u["maxn_frame"], u["mean_count"], u["run"]) == ("3", "1", "1.8", "r")
     per_frame = write_frame_csv(frame_counts(counted, CountSource(run="r")), tmp_path / "f.csv")
     lines = per_frame.read_text().splitlines()
-    assert lines[0] == "video,frame,time_s,sea star,urchin" and lines[2] == "v,1,0.1,1,3"
+    assert lines[0] == "video,frame,time_s,sea star,urchin,run,threshold" and lines[2] == "v,1,0.1,1,3,r,0.25"
     assert len(lines) == 1 + 9 and not list(tmp_path.glob("*.part"))
+    per_species = write_frame_csv(frame_counts(counted, CountSource(run="r", species_conf={"urchin": 0.5})),
+                                  tmp_path / "g.csv")
+    assert per_species.read_text().splitlines()[1].endswith(",r,sea star 0.25; urchin 0.5")
+    labels = frame_counts(counted, CountSource())
+    assert labels["run"] == "labels" and set(labels["thresholds"]) <= {None}
 
 
 def test_csv_keeps_the_milliseconds_of_a_long_dive(project, tmp_path):
