@@ -416,13 +416,16 @@ class Project:
             for table in ("detections", "boxes", "pseudo_boxes"):  # what pseudo-boxes point at, first
                 rows = (change.deleted or {}).get(table)
                 if rows:
-                    columns = change.columns[table]
-                    self.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) "
-                                          f"VALUES ({', '.join('?' * len(columns))})", rows)
+                    self._insert_rows(table, change.columns[table], rows)
             if change.rejected:
                 self.conn.executemany("INSERT INTO rejected_detections VALUES (?, ?)", change.rejected)
             self.conn.executemany("UPDATE pseudo_boxes SET label_id = ? WHERE id = ?",
                                   [(label, pseudo) for pseudo, label in change.links])
+
+    def _insert_rows(self, table: str, columns: list[str], rows: list) -> None:
+        """Put deleted rows back as they were, their ids included (an undo)."""
+        self.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                              rows)
 
     # -- videos ------------------------------------------------------------------------------
     def videos(self, split: str | None = None) -> list[dict]:
@@ -649,10 +652,8 @@ class Project:
 
     def restore_box(self, deleted: DeletedBox) -> None:
         """Undo a delete_box: the label again with its id and times, and the link from its pseudo-box."""
-        columns = list(deleted.row)
         with self.transaction():
-            self.conn.execute(f"INSERT INTO boxes ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                              [deleted.row[c] for c in columns])
+            self._insert_rows("boxes", list(deleted.row), [list(deleted.row.values())])
             self.conn.executemany("UPDATE pseudo_boxes SET label_id = ? WHERE id = ?",
                                   [(deleted.row["id"], pseudo) for pseudo in deleted.accepted_from])
 

@@ -53,15 +53,16 @@ class PartialLabels:
     @classmethod
     def of_run_folder(cls, folder: str | Path) -> PartialLabels | None:
         """The partial-label learning of the bpr run whose folder this is, or None if it is not one."""
-        from bpr.data.store import DB_NAME, Project
+        from bpr.data.store import DB_NAME, NotFoundError, Project
         from bpr.learn.training import export_manifest
 
         folder = Path(folder)
         if folder.parent.name != "runs" or not (folder.parent.parent / DB_NAME).is_file():
             return None
         with Project.open(folder.parent.parent) as project:
-            record = next((r for r in project.runs() if r.name == folder.name), None)
-            if record is None:
+            try:
+                record = project.run(folder.name)
+            except NotFoundError:
                 return None
             config = TrainConfig.from_dict(record.config)
             partial = set(json.loads(export_manifest(project, folder.name).read_text())["partial_images"])
