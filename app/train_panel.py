@@ -37,7 +37,8 @@ MODELS = ["yolov5n.yaml", "yolov5s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
 # The training options the Train panel offers, in the order of their description (bpr.config); the
 # command line has them all.
 PANEL_OPTIONS = ("model", "epochs", "imgsz", "batch", "device", "workers", "p_obj", "p_box", "neg_iou",
-                 "partial_only", "pseudo_conf", "ignore_conf", "pseudo_boxes", "burn_in", "rounds", "tta")
+                 "partial_only", "pseudo_precision", "pseudo_conf", "ignore_conf", "pseudo_boxes", "burn_in",
+                 "rounds", "tta")
 # The Train panel's methods: how the unboxed animals of partial frames are treated.
 METHODS = {"labels": "Labels only", "ema": "EMA teacher", "selftrain": "Self-training"}
 
@@ -290,7 +291,7 @@ class TrainPanel(QWidget):
     def _method_changed(self, *_):
         """Only the settings of the chosen method are enabled."""
         method = self.method.currentData()
-        for name in ("pseudo_conf", "ignore_conf", "pseudo_boxes"):
+        for name in ("pseudo_precision", "pseudo_conf", "ignore_conf", "pseudo_boxes"):
             getattr(self, name).setEnabled(method != "labels")
         self.burn_in.setEnabled(method == "ema")
         for widget in (self.rounds, self.tta, self.pause_for_review):
@@ -325,6 +326,10 @@ class TrainPanel(QWidget):
             setattr(self, f"{o.name}_entry", entry)
         elif o.kind is float:
             widget = shown = QDoubleSpinBox(minimum=o.low, maximum=o.high, singleStep=o.step or 0.01, value=o.default)
+        elif o.kind == float | None:  # None shows as a word at the bottom of the range, Qt's idiom
+            widget = shown = QDoubleSpinBox(minimum=o.low - o.step, maximum=o.high, singleStep=o.step)
+            widget.setSpecialValueText(o.unset)
+            widget.setValue(widget.minimum() if o.default is None else o.default)
         else:
             widget = shown = QSpinBox(minimum=int(o.low), maximum=int(o.high), singleStep=int(o.step or 1),
                                       value=o.default)
@@ -341,6 +346,8 @@ class TrainPanel(QWidget):
             return widget.currentText().strip()
         if o.percent:
             return widget.value() / 100
+        if isinstance(widget, QDoubleSpinBox) and widget.specialValueText() and widget.value() == widget.minimum():
+            return None
         return widget.value()
 
     def find_devices(self):
@@ -459,9 +466,8 @@ class TrainPanel(QWidget):
         elif result.waiting_for_review is not None:
             found = result.mining[-1]
             self.status.setText(
-                f"round {found.round}: {found.teacher} found {found.pseudo_boxes} pseudo-boxes "
-                f"({found.new_pseudo_boxes} new) and {found.ignore_regions} ignore regions. Accept or reject "
-                "them in the Review panel's finder (they are drawn dotted), then press Continue rounds.")
+                f"{found}. Accept or reject them in the Review panel's finder (they are drawn dotted), then "
+                "press Continue rounds.")
             self.continue_button.show()
         else:
             done = ", ".join(r.name for r in result.runs)

@@ -233,9 +233,7 @@ def cmd_selftrain(args) -> None:
             if run.status == "finished" and "thresholds" not in (run.summary or {}):
                 _choose_thresholds(project, run)
     for mining in result.mining:
-        print(f"round {mining.round}: {mining.teacher} found {mining.pseudo_boxes} pseudo-boxes "
-              f"({mining.new_pseudo_boxes} new) and {mining.ignore_regions} ignore regions "
-              f"on {mining.frames} partially labeled frames")
+        print(mining)
     if result.stopped_early:
         print(f"stopped early: {result.stopped_early}")
     for run in result.runs:
@@ -262,9 +260,16 @@ def _print_run(run) -> None:
         if any(v is not None for v in measured.values()):
             print("  measured drop (last epoch): " + ", ".join(
                 f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in measured.items()))
+        if teacher := last.get("teacher"):
+            conf = teacher.get("pseudo_conf")
+            print(f"  EMA teacher (last epoch): {teacher['pseudo_boxes']} pseudo-boxes"
+                  + (f" from score {conf:.3g}" if conf is not None else "")
+                  + f", {teacher['ignore_regions']} ignore regions")
         if where := trained_on(metrics):
             print(f"  trained on {where}")
-    if run.summary:
+    if (conf := (run.summary or {}).get("pseudo_conf")) is not None:
+        print(f"  as a teacher: pseudo-boxes from score {conf:.3g}")
+    if "best" in (run.summary or {}):  # a teacher trained elsewhere has none
         best = run.summary["best"]
         print(f"  best weights: val mAP50 {best.get('mAP50', float('nan')):.4f}, "
               f"mAP50-95 {best.get('mAP50-95', float('nan')):.4f}")
@@ -443,7 +448,8 @@ def cmd_experiment(args) -> None:
     spec = ExperimentSpec(
         data=args.data, out=Path(args.out), hide=args.hide, p_obj=args.p_obj, p_box=args.p_box,
         both=args.both, pseudo=args.pseudo, combine=args.combine,
-        pseudo_conf=args.pseudo_conf, ignore_conf=args.ignore_conf, burn_in=args.burn_in, tta=args.tta,
+        pseudo_precision=args.pseudo_precision, pseudo_conf=args.pseudo_conf, ignore_conf=args.ignore_conf,
+        burn_in=args.burn_in, tta=args.tta,
         upper_bound=not args.no_upper_bound, seeds=args.seeds,
         **{name: getattr(args, name) for name in EXPERIMENT_TRAIN_OPTIONS if name != "extra"},
         extra=dict(args.extra))
@@ -536,7 +542,7 @@ def _argument(o: Option, default) -> dict:
         kwargs["choices"] = o.choices
     if o.kind == list[str] | None:
         kwargs["nargs"] = "+"
-    elif o.kind is float and (o.low, o.high) == (0.0, 1.0):
+    elif o.kind in (float, float | None) and (o.low, o.high) == (0.0, 1.0):
         kwargs["type"] = _fraction
     elif o.kind in (int, float):
         kwargs["type"] = o.kind
@@ -695,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "selftrain1:0.25)")
     from bpr.config import PseudoLabels, SelfTraining
 
-    _add_options(p, PseudoLabels, ("pseudo_conf", "ignore_conf", "burn_in"), {"burn_in": None})
+    _add_options(p, PseudoLabels, ("pseudo_precision", "pseudo_conf", "ignore_conf", "burn_in"), {"burn_in": None})
     _add_options(p, SelfTraining, ("tta",))
     p.add_argument("--no-upper-bound", action="store_true", help="skip the run with all labels")
     p.add_argument("--only", type=_names,

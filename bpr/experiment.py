@@ -72,7 +72,8 @@ class ExperimentSpec:
     both: list[tuple[float, float]] = field(default_factory=lambda: [(0.75, 0.25)])
     pseudo: list[str] = field(default_factory=lambda: list(PSEUDO_SETTINGS))
     combine: list[tuple[str, float]] = field(default_factory=lambda: [("selftrain1", 0.25)])  # (method, p_obj)
-    pseudo_conf: float = default(PseudoLabels, "pseudo_conf")
+    pseudo_precision: float = default(PseudoLabels, "pseudo_precision")
+    pseudo_conf: float | None = default(PseudoLabels, "pseudo_conf")   # None: calibrated to each teacher
     ignore_conf: float = default(PseudoLabels, "ignore_conf")
     burn_in: int | None = None           # the EMA teacher's burn-in; None: half the epochs
     tta: bool = True                     # the teachers detect with test-time augmentation
@@ -113,7 +114,8 @@ class ExperimentSpec:
     def _pseudo_setting(self, method: str, rebalancing: Rebalancing, name: str) -> Setting:
         if method not in PSEUDO_SETTINGS:
             raise ValueError(f"no pseudo-label setting {method!r}: use {', '.join(PSEUDO_SETTINGS)}")
-        thresholds = dict(pseudo_conf=self.pseudo_conf, ignore_conf=self.ignore_conf)
+        thresholds = dict(pseudo_precision=self.pseudo_precision, pseudo_conf=self.pseudo_conf,
+                          ignore_conf=self.ignore_conf)
         if method == "ema":
             burn_in = self.epochs // 2 if self.burn_in is None else self.burn_in
             pseudo = PseudoLabels(teacher="ema", burn_in=burn_in, **thresholds)
@@ -188,7 +190,7 @@ def _done(results_path: Path) -> dict[str, dict]:
 # The lists of settings and the number of seeds may grow between sittings; device and workers may change.
 # A spec.json written before one of these was an option lacks it, and is not held to it.
 SHARED_HYPERPARAMETERS = ("hide", "model", "epochs", "imgsz", "batch", "patience", "precision", "extra",
-                          "pseudo_conf", "ignore_conf", "burn_in", "tta")
+                          "pseudo_precision", "pseudo_conf", "ignore_conf", "burn_in", "tta")
 
 
 def _check_same_experiment(spec: ExperimentSpec) -> None:
@@ -284,6 +286,7 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
             pseudo = record.config.get("pseudo", {})
             if pseudo.get("teacher_run"):
                 row.update(teacher=pseudo["teacher_run"], round=pseudo["round"],
+                           teacher_pseudo_conf=project.run(pseudo["teacher_run"]).summary.get("pseudo_conf"),
                            teacher_pseudo_boxes=pseudo_quality(project, pseudo["teacher_run"]))
             if "teacher" in record.metrics[-1]:
                 row["ema_teacher_last_epoch"] = record.metrics[-1]["teacher"]
@@ -507,17 +510,19 @@ def late_curves(spec: ExperimentSpec, rows: list[dict], windows: int = 5) -> lis
 
 
 def teacher_lines(rows: list[dict]) -> list[str]:
-    """Markdown: per teacher run, its round and its pseudo-boxes' precision and recall."""
+    """Markdown: per teacher run, its round, the score its pseudo-boxes start at and their precision and
+    recall."""
     seen = {}
     for row in rows:
         if "teacher_pseudo_boxes" in row:
-            seen[row["teacher"]] = (row["round"], row["teacher_pseudo_boxes"])
+            seen[row["teacher"]] = (row["round"], row["teacher_pseudo_boxes"], row.get("teacher_pseudo_conf"))
     if not seen:
         return []
-    lines = ["| teacher | for round | pseudo-boxes | hidden boxes | precision | recall |", "|---|---|---|---|---|---|"]
-    for teacher, (round, q) in sorted(seen.items(), key=lambda item: (item[1][0], item[0])):
-        lines.append(f"| {teacher} | {round} | {q['pseudo_boxes']} | {q['hidden_boxes']} | "
-                     f"{q['precision'] * 100:.1f} % | {q['recall'] * 100:.1f} % |")
+    lines = ["| teacher | for round | from score | pseudo-boxes | hidden boxes | precision | recall |",
+             "|---|---|---|---|---|---|---|"]
+    for teacher, (round, q, score) in sorted(seen.items(), key=lambda item: (item[1][0], item[0])):
+        lines.append(f"| {teacher} | {round} | {'–' if score is None else f'{score:.3g}'} | {q['pseudo_boxes']} | "
+                     f"{q['hidden_boxes']} | {q['precision'] * 100:.1f} % | {q['recall'] * 100:.1f} % |")
     return lines
 
 

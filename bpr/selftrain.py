@@ -35,9 +35,15 @@ class Mining:
     round: int
     teacher: str
     frames: int = 0
+    pseudo_conf: float | None = None  # the score its pseudo-boxes start at (None: the ignore band alone)
     pseudo_boxes: int = 0
     new_pseudo_boxes: int = 0      # first found this round
     ignore_regions: int = 0
+
+    def __str__(self) -> str:
+        return (f"round {self.round}: {self.teacher} found {self.pseudo_boxes} pseudo-boxes from score "
+                f"{self.pseudo_conf:.3g} ({self.new_pseudo_boxes} new) and {self.ignore_regions} ignore regions "
+                f"on {self.frames} partially labeled frames")
 
 
 @dataclass
@@ -64,22 +70,26 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
         raise ValueError(f"run {teacher} has not finished: it cannot teach yet")
     # Stored as found; a student that trains on the ignore band alone reads its pseudo-boxes as ignore
     # regions (export_yolo's pseudo_as_ignore), so students of one teacher share one mining.
-    settings = dataclasses.replace(config.pseudo, pseudo_boxes=True)
     manifest = json.loads(export_manifest(project, teacher).read_text())
     hidden = set(manifest["hidden_box_ids"])  # what the teacher was not shown is not a label here either
     videos = {v["id"]: v for v in project.videos("train")}
     frames = [(videos[vid], frame) for vid, frame, _ in project.split_frames("train", ("partial",))
               if videos[vid]["status"] == "ok"]
     model, device = load_model(project.resolve_path(record.weights), config.device)
+    imgsz = inference_size(model)
+    pseudo_conf = config.pseudo.pseudo_conf
+    if pseudo_conf is None:
+        pseudo_conf = teacher_pseudo_conf(project, teacher, model, device, imgsz, config.pseudo.pseudo_precision,
+                                          tta, batch, on_event, cancel)
     species = {int(k): project.species_id(v) for k, v in model.names.items()}
     earlier_teacher = record.config.get("pseudo", {}).get("teacher_run")  # absent from a teacher carried here
     earlier = _by_frame(project.pseudo_boxes(teacher=earlier_teacher, kind="pseudo")) \
         if earlier_teacher and _exists(project, earlier_teacher) else {}
     rejected = _by_frame(project.pseudo_boxes(kind="pseudo", review=("rejected",)))
 
-    summary = Mining(round=round, teacher=teacher, frames=len(frames))
+    summary = Mining(round=round, teacher=teacher, frames=len(frames), pseudo_conf=pseudo_conf)
     rows = []
-    predictions = predict_frames(project, model, frames, imgsz=inference_size(model), conf=config.pseudo.ignore_conf,
+    predictions = predict_frames(project, model, frames, imgsz=imgsz, conf=config.pseudo.ignore_conf,
                                  device=device, batch=batch, augment=tta)
     try:
         for done, ((video, frame), (boxes, scores, classes)) in enumerate(zip(frames, predictions), 1):
@@ -90,7 +100,8 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
                       if b["id"] not in hidden]
             boxes_t = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
             pseudo, ignore = mine(boxes_t, torch.as_tensor(scores, dtype=torch.float32),
-                                  torch.tensor(labels, dtype=torch.float32).reshape(-1, 4), settings,
+                                  torch.tensor(labels, dtype=torch.float32).reshape(-1, 4),
+                                  config.pseudo.ignore_conf, pseudo_conf,
                                   _boxes(rejected.get((video["id"], frame), [])))
             before = earlier.get((video["id"], frame), [])
             for i in range(len(boxes)):
@@ -110,14 +121,40 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
     finally:
         predictions.close()
     project.replace_pseudo_boxes(teacher, round, rows)
-    project.update_run(teacher, summary={**(record.summary or {}), "mined": mining_settings(round, config, tta)})
+    project.update_run(teacher, summary={**(record.summary or {}), "mined": mining_settings(round, config, tta),
+                                         "pseudo_conf": pseudo_conf})
     return summary
+
+
+def teacher_pseudo_conf(project: Project, teacher: str, model, device: str, imgsz: int, precision: float,
+                        tta: bool, batch: int = 8, on_event: Callable[[TrainEvent], None] | None = None,
+                        cancel: Callable[[], bool] | None = None) -> float:
+    """The teacher's pseudo-box score, calibrated on the fully labeled val frames (as it detects when
+    it mines: with or without test-time augmentation)."""
+    from bpr.results.evaluate import calibrated_conf, fully_labeled_frames, scored_frames
+
+    frames, _ = fully_labeled_frames(project, "val")
+    if not frames:
+        raise ValueError("calibrating the pseudo-box score needs fully labeled val frames, and this project "
+                         "has none with a readable file: label some val frames fully, or set a fixed "
+                         "pseudo-box score (--pseudo-conf)")
+
+    def progress(done: int, total: int, _):
+        if cancel is not None and cancel():
+            raise TrainingCancelled(f"self-training cancelled while {teacher} was calibrated; the same command "
+                                    "goes on")
+        if on_event is not None:
+            on_event(TrainEvent("mine", teacher, batch=done, batches=total,
+                                message=f"{teacher} calibrating its pseudo-box score, val frame {done}/{total}"))
+
+    return calibrated_conf(scored_frames(project, model, frames, imgsz=imgsz, device=device, batch=batch,
+                                         augment=tta, progress=progress), precision)
 
 
 def mining_settings(round: int, config: TrainConfig, tta: bool) -> dict:
     """What a teacher's stored findings were mined with (kept in its run's summary)."""
     return {"round": round, "pseudo_conf": config.pseudo.pseudo_conf, "ignore_conf": config.pseudo.ignore_conf,
-            "tta": tta}
+            "pseudo_precision": config.pseudo.pseudo_precision, "tta": tta}
 
 
 def mined_already(project: Project, teacher: str, round: int, config: TrainConfig, tta: bool) -> bool:
@@ -206,18 +243,21 @@ def _train_round(project: Project, config: TrainConfig, name: str, on_event, can
     return train(project, resume=name, on_event=on_event, cancel=cancel)
 
 
-def pseudo_quality(project: Project, teacher: str) -> dict[str, float | int]:
+def pseudo_quality(project: Project, teacher: str, from_score: float | None = None) -> dict[str, float | int]:
     """The teacher's pseudo-boxes against the boxes hidden from it (a controlled partial-label set): the
     share that is a hidden animal (precision; a lower bound, as an animal nobody ever boxed counts as
     wrong) and the share of hidden animals found (recall). Matched per frame at IoU >= 0.5, one to one,
-    most confident first, species aside, as the finder's benchmark matches."""
+    most confident first, species aside, as the finder's benchmark matches. ``from_score``: instead,
+    everything it found from that score up, ignore regions included (what another pseudo-box score
+    would have given)."""
     import numpy as np
 
     from bpr.results.evaluate import ImageResult, greedy_hits
 
     hidden_ids = set(json.loads(export_manifest(project, teacher).read_text())["hidden_box_ids"])
-    found = _by_frame(project.pseudo_boxes(teacher=teacher, kind="pseudo", review=("pending", "accepted",
-                                                                                      "rejected")))
+    found = _by_frame([row for row in project.pseudo_boxes(
+        teacher=teacher, kind="pseudo" if from_score is None else None, review=("pending", "accepted", "rejected"))
+        if from_score is None or row["score"] >= from_score])
     hits = hidden = 0
     for vid, frame, _ in project.split_frames("train", ("partial",)):
         truth = [b for b in project.boxes(vid, frame) if b["id"] in hidden_ids]

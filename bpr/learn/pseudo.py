@@ -3,12 +3,14 @@ animals nobody boxed instead of only reweighting the loss.
 
 On a partially labeled training frame a teacher detection that overlaps no label (IoU < MATCH_IOU with
 each) is most likely an unboxed animal when the teacher is sure of it, and may be one when it is not:
-- from ``pseudo_conf`` up it is a **pseudo-box**, trained on as an animal of its class;
-- from ``ignore_conf`` up to ``pseudo_conf`` it is an **ignore region**: the loss neither punishes nor
+- from the pseudo-box score up it is a **pseudo-box**, trained on as an animal of its class;
+- from ``ignore_conf`` up to that score it is an **ignore region**: the loss neither punishes nor
   rewards the negatives on it (bpr.learn.loss, the ignore band).
 This is Efficient Teacher's split of a teacher's scores (positive from 0.6, ignored from 0.1), with the
-thresholds of bpr.config.PseudoLabels. A detection near one the user rejected (IoU >= MATCH_IOU) is
-never used.
+thresholds of bpr.config.PseudoLabels; the pseudo-box score is calibrated to each teacher on the fully
+labeled val frames unless fixed (a round's teacher before it mines, the EMA teacher at each epoch's
+validation, which ultralytics runs on that same EMA model). A detection near one the user rejected
+(IoU >= MATCH_IOU) is never used.
 
 Two teachers give the detections: the previous round of self-training (bpr.selftrain, detections
 stored in the project), or the model's own running average during training (OnlineTeacher, nothing
@@ -32,20 +34,29 @@ from bpr.learn.loss import IGNORE_CLASS, pairwise_iou
 MATCH_IOU = 0.5  # a detection at this IoU or more with a label is that label, not a new animal
 
 
-def mine(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, settings: PseudoLabels,
-         rejected: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pseudo, ignore): boolean masks over one frame's teacher detections.
+def mine(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, ignore_conf: float,
+         pseudo_conf: float | None, rejected: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pseudo, ignore): boolean masks over one frame's teacher detections that overlap no label and no
+    rejected pseudo-box: pseudo-boxes from ``pseudo_conf`` up (none where it is None: the ignore band
+    alone), ignore regions from ``ignore_conf`` up to it.
 
     boxes (N, 4) and labels (M, 4), rejected (R, 4) are xyxy in the same units; scores (N,).
     """
-    keep = scores >= settings.ignore_conf
+    keep = scores >= ignore_conf
     for others in (labels, rejected):
         if others is not None and len(others) and len(boxes):
             keep &= pairwise_iou(boxes[None].float(), others[None].float())[0].amax(-1) < MATCH_IOU
-    if not settings.pseudo_boxes:
+    if pseudo_conf is None:
         return torch.zeros_like(keep), keep
-    pseudo = keep & (scores >= settings.pseudo_conf)
+    pseudo = keep & (scores >= pseudo_conf)
     return pseudo, keep & ~pseudo
+
+
+def lowest_threshold_reaching(thresholds: np.ndarray, precision: np.ndarray, target: float) -> float:
+    """The lowest threshold at which ``precision`` (of what scores at or above it) reaches ``target``;
+    1.0 (nothing passes) where none does."""
+    reached = np.asarray(thresholds)[np.asarray(precision) >= target]
+    return float(reached.min()) if len(reached) else 1.0
 
 
 def add_ignore_rows(dataset) -> int:
@@ -73,13 +84,33 @@ class OnlineTeacher:
     training batch, and its detections on the partially labeled images become that step's
     pseudo-boxes and ignore regions. No extra training run; the checkpoints stay plain."""
 
-    def __init__(self, settings: PseudoLabels, partial_images: set[str]):
+    def __init__(self, settings: PseudoLabels, partial_images: set[str], calibrated: float | None = None):
         self.settings = settings
         self.partial_images = partial_images
+        self.calibrated = calibrated  # the pseudo-box score read off the latest validation
         self.counts = {"pseudo_boxes": 0, "ignore_regions": 0, "batches": 0}
+        self.epoch_conf = self.pseudo_conf
+
+    @property
+    def pseudo_conf(self) -> float | None:
+        """The score pseudo-boxes start at now; None: no pseudo-boxes (the ignore band alone, or a
+        calibrated score before the first validation)."""
+        if not self.settings.pseudo_boxes:
+            return None
+        return self.settings.pseudo_conf if self.settings.pseudo_conf is not None else self.calibrated
+
+    def calibrate(self, box_metrics) -> None:
+        """Read the pseudo-box score off ultralytics' validation of the EMA model: its precision by
+        confidence (``p_curve`` at ``px``), averaged over the species, as the validation reports it."""
+        px = np.asarray(box_metrics.px, dtype=float)
+        curve = np.asarray(box_metrics.p_curve, dtype=float).reshape(-1, len(px))
+        self.calibrated = lowest_threshold_reaching(px, curve.mean(0), self.settings.pseudo_precision) \
+            if len(curve) else 1.0
 
     def reset(self) -> None:
+        """At each epoch's start: the epoch's counts, and the pseudo-box score it uses."""
         self.counts = dict.fromkeys(self.counts, 0)
+        self.epoch_conf = self.pseudo_conf
 
     def sum_over_ranks(self, device) -> None:
         """Sum the counts over the ranks of a DDP run."""
@@ -88,6 +119,16 @@ class OnlineTeacher:
         values = torch.tensor(list(self.counts.values()), dtype=torch.long, device=device)
         dist.all_reduce(values)
         self.counts = dict(zip(self.counts, values.tolist()))
+
+    def share_calibration(self, device) -> None:
+        """In a DDP run, rank 0's calibrated score to every rank (all validate; rank 0 reads the metrics)."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        value = torch.tensor([-1.0 if self.calibrated is None else self.calibrated], device=device)
+        dist.broadcast(value, 0)
+        self.calibrated = None if value.item() < 0 else value.item()
 
     def applies(self, trainer) -> bool:
         return trainer.epoch >= self.settings.burn_in and getattr(trainer, "ema", None) is not None
@@ -117,7 +158,7 @@ class OnlineTeacher:
         for i, found in zip(partial, detections):
             mine_here = (batch["batch_idx"].view(-1) == i) & (batch["cls"].view(-1) != IGNORE_CLASS)
             labels = xywh2xyxy(batch["bboxes"][mine_here]) * scale
-            pseudo, ignore = mine(found[:, :4], found[:, 4], labels, self.settings)
+            pseudo, ignore = mine(found[:, :4], found[:, 4], labels, self.settings.ignore_conf, self.epoch_conf)
             for mask, klass in ((pseudo, found[:, 5]), (ignore, torch.full_like(found[:, 5], IGNORE_CLASS))):
                 if mask.any():
                     cls.append(klass[mask].view(-1, 1).to(batch["cls"].dtype))

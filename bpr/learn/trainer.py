@@ -66,7 +66,10 @@ class PartialLabels:
                 return None
             config = TrainConfig.from_dict(record.config)
             partial = set(json.loads(export_manifest(project, folder.name).read_text())["partial_images"])
-        teacher = OnlineTeacher(config.pseudo, partial) if config.pseudo.teacher == "ema" else None
+        teacher = None
+        if config.pseudo.teacher == "ema":  # a resumed run starts from the score its last epoch used
+            used = [m["teacher"].get("pseudo_conf") for m in record.metrics if "teacher" in m]
+            teacher = OnlineTeacher(config.pseudo, partial, calibrated=used[-1] if used else None)
         return cls(folder.parent.parent, folder.name, config, partial, DropStats(), teacher)
 
     def install(self, trainer) -> None:
@@ -117,6 +120,17 @@ class PartialLabelTrainer(DetectionTrainer):
         super()._model_train()
         if self.partial is not None and self.optimizer is not None:
             self.partial.start_epoch(self)
+
+    def validate(self):
+        """ultralytics' validation of the EMA model, which calibrates the EMA teacher's pseudo-box score
+        (rank 0 reads it, and a DDP run's other ranks are told)."""
+        metrics, fitness = super().validate()
+        teacher = self.partial.teacher if self.partial is not None else None
+        if teacher is not None and teacher.settings.pseudo_conf is None:
+            if metrics is not None:
+                teacher.calibrate(self.validator.metrics.box)
+            teacher.share_calibration(self.device)
+        return metrics, fitness
 
     def preprocess_batch(self, batch: dict) -> dict:
         batch = super().preprocess_batch(batch)

@@ -130,7 +130,9 @@ def describe_method(config: dict) -> str:
         where = "" if rb.get("partial_only", True) else " (all frames)"
         parts.append(f"BPR p_obj {rb['p_obj']:g} p_box {rb['p_box']:g}{where}")
     if pseudo.get("teacher") == "ema" or pseudo.get("teacher_run"):
-        what = (f"pseudo-boxes from {pseudo['pseudo_conf']:g}, " if pseudo["pseudo_boxes"] else "") \
+        start = f"{pseudo['pseudo_conf']:g}" if pseudo["pseudo_conf"] is not None else \
+            f"the score {pseudo['pseudo_precision']:.0%} right on val"
+        what = (f"pseudo-boxes from {start}, " if pseudo["pseudo_boxes"] else "") \
             + f"ignored from {pseudo['ignore_conf']:g}"
         if pseudo.get("teacher_run"):
             parts.append(f"self-training round {pseudo['round']} (teacher {pseudo['teacher_run']}; {what})")
@@ -276,7 +278,7 @@ class _Session:
         record = {"epoch": trainer.epoch + 1, **_losses(trainer), **_metrics(trainer),
                   "drop": drop, "time": time.time(), "software": self.software}
         if teacher is not None and teacher.applies(trainer):
-            record["teacher"] = dict(teacher.counts)
+            record["teacher"] = {**teacher.counts, "pseudo_conf": teacher.epoch_conf}
         self.metrics.append(record)
         self.project.update_run(self.run, metrics=self.metrics)  # committed now: a crash keeps it
         self.emit(TrainEvent("epoch", self.run, epoch=trainer.epoch + 1, epochs=trainer.epochs,

@@ -175,6 +175,20 @@ def f1_best_conf(images: list[ImageResult], iou: float = 0.5) -> float:
     return float(scores[order][int(np.argmax(f1))])
 
 
+def calibrated_conf(images: list[ImageResult], precision: float, iou: float = 0.5) -> float:
+    """The lowest score at which at least ``precision`` of the detections scored at or above it match a
+    label of their species (greedy matching at ``iou``): a teacher's pseudo-box score, read off fully
+    labeled frames instead of taken on trust (a model trained from scratch rarely scores 0.5)."""
+    from bpr.learn.pseudo import lowest_threshold_reaching  # torch: not at this module's import
+
+    scored = [greedy_hits(image, iou) for image in images]
+    scores = np.concatenate([s for s, _, _ in scored] or [np.zeros(0)])
+    hits = np.concatenate([h for _, _, h in scored] or [np.zeros(0, bool)])
+    order = np.argsort(-scores, kind="mergesort")
+    right = np.cumsum(hits[order]) / np.arange(1, len(order) + 1)
+    return lowest_threshold_reaching(scores[order], right, precision)
+
+
 def class_thresholds(images: list[ImageResult], names: dict[int, str], iou: float = 0.5) -> dict[str, float]:
     """Per species with a label among ``images``: the F1-best threshold of its own detections."""
     out = {}
@@ -275,7 +289,7 @@ def pr_curve_image(images: list[ImageResult], names: dict[int, str], path: str |
     return path
 
 
-def _split_frames(project: Project, split: str) -> tuple[list[tuple[dict, int]], int]:
+def fully_labeled_frames(project: Project, split: str) -> tuple[list[tuple[dict, int]], int]:
     """The fully labeled frames of a split whose video or image is readable, and how many are not."""
     project.check_files()
     videos = {v["id"]: v for v in project.videos(split)}
@@ -284,6 +298,28 @@ def _split_frames(project: Project, split: str) -> tuple[list[tuple[dict, int]],
         "WHERE v.split = ? AND f.label_status = 'full' ORDER BY f.video_id, f.frame_index", (split,)).fetchall()
     frames = [(videos[v], f) for v, f in rows if videos[v]["status"] == "ok"]
     return frames, len(rows) - len(frames)
+
+
+def scored_frames(project: Project, model, frames: list[tuple[dict, int]], imgsz: int, device: str,
+                  batch: int = 16, augment: bool = False, progress=None) -> list[ImageResult]:
+    """A loaded model's detections (from confidence 0.001) on labeled frames, beside their labels. The
+    model's class names are matched to the project's species by name (case-insensitive); boxes of
+    species the model does not know are left out of the ground truth."""
+    from bpr.results.detect import predict_frames
+
+    names = {int(k): v for k, v in model.names.items()}
+    class_of = {v.lower(): k for k, v in names.items()}
+    images = []
+    for (video, frame), (boxes, scores, classes) in zip(
+            frames, predict_frames(project, model, frames, imgsz=imgsz, conf=0.001, device=device,
+                                   batch=batch, augment=augment, progress=progress)):
+        gt = [(b, class_of[b["species"].lower()]) for b in project.boxes(video["id"], frame)
+              if b["species"].lower() in class_of]
+        images.append(ImageResult(
+            gt_boxes=np.array([[b["x1"], b["y1"], b["x2"], b["y2"]] for b, _ in gt], float).reshape(-1, 4),
+            gt_classes=np.array([c for _, c in gt], int), boxes=boxes, scores=scores, classes=classes,
+            name=f"{video['id']}:{frame}"))
+    return images
 
 
 def evaluate(project: Project, weights: str | os.PathLike, split: str = "test", conf: float = 0.25,
@@ -296,26 +332,16 @@ def evaluate(project: Project, weights: str | os.PathLike, split: str = "test", 
     size the weights were trained at. The counting error is read at ``count_conf`` (a threshold chosen on
     another split: f1_best_conf of val), else at this split's own F1-best threshold.
     """
-    from bpr.results.detect import inference_size, load_model, predict_frames
+    from bpr.results.detect import inference_size, load_model
 
-    frames, left_out = _split_frames(project, split)
+    frames, left_out = fully_labeled_frames(project, split)
     if not frames:
         raise ValueError(f"the {split} split has no fully labeled frames with a readable video or image"
                          + (f" ({left_out} without their file: {LINK_HINT})" if left_out else ""))
     model, device = load_model(weights, device)
     imgsz = inference_size(model, imgsz)
     names = {int(k): v for k, v in model.names.items()}
-    class_of = {v.lower(): k for k, v in names.items()}
-    images = []
-    for (video, frame), (boxes, scores, classes) in zip(
-            frames, predict_frames(project, model, frames, imgsz=imgsz, conf=0.001, device=device,
-                                   batch=batch, progress=progress)):
-        gt = [(b, class_of[b["species"].lower()]) for b in project.boxes(video["id"], frame)
-              if b["species"].lower() in class_of]
-        images.append(ImageResult(
-            gt_boxes=np.array([[b["x1"], b["y1"], b["x2"], b["y2"]] for b, _ in gt], float).reshape(-1, 4),
-            gt_classes=np.array([c for _, c in gt], int), boxes=boxes, scores=scores, classes=classes,
-            name=f"{video['id']}:{frame}"))
+    images = scored_frames(project, model, frames, imgsz=imgsz, device=device, batch=batch, progress=progress)
     result = summarise(images, names, conf)
     best = f1_best_conf(images)
     count_conf = best if count_conf is None else count_conf

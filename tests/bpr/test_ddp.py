@@ -105,18 +105,23 @@ def _sum_in_rank(rank: int, world: int, port: int, results) -> None:
     import torch
     import torch.distributed as dist
 
+    from bpr.config import PseudoLabels
     from bpr.learn.loss import DropStats
+    from bpr.learn.pseudo import OnlineTeacher
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     stats = DropStats()
     for _ in range(rank + 1):  # rank r saw r + 1 steps of (10, 5, 4, 1, 0) x (r + 1)
         stats.add(torch.tensor([10, 5, 4, 1, 0]) * (rank + 1))
     stats.sum_over_ranks(torch.device("cpu"))
-    results.put((rank, stats.summary()))
+    # only rank 0 reads the validation's metrics: the calibrated score reaches the other ranks
+    teacher = OnlineTeacher(PseudoLabels(teacher="ema"), set(), calibrated=0.3 if rank == 0 else None)
+    teacher.share_calibration(torch.device("cpu"))
+    results.put((rank, {**stats.summary(), "calibrated": teacher.calibrated}))
     dist.destroy_process_group()
 
 
-def test_drop_counts_are_summed_over_the_ranks():
+def test_drop_counts_are_summed_over_the_ranks_and_the_calibrated_score_shared():
     import torch.multiprocessing as mp
     from ultralytics.utils.dist import find_free_network_port
 
@@ -133,6 +138,7 @@ def test_drop_counts_are_summed_over_the_ranks():
     assert summaries[0] == summaries[1]
     assert summaries[0]["negatives"] == 10 + 40 and summaries[0]["negatives_dropped"] == 5 + 20
     assert summaries[0]["steps"] == 3 and summaries[0]["obj_drop_fraction"] == pytest.approx(0.5)
+    assert summaries[1]["calibrated"] == pytest.approx(0.3)
 
 
 def test_several_gpus_are_one_ddp_device_and_inference_takes_the_first(monkeypatch):

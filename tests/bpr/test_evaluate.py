@@ -184,3 +184,25 @@ def test_each_species_gets_the_threshold_of_its_own_best_f1():
                         [0, 0, 10, 10]], float),
         scores=np.array([0.9, 0.7, 0.4, 0.6, 0.3, 0.8]), classes=np.array([0, 0, 0, 1, 1, 2]))
     assert class_thresholds([image], {0: "urchin", 1: "star", 2: "crab"}) == {"urchin": 0.4, "star": 0.6}
+
+
+def test_the_pseudo_box_score_is_calibrated_to_a_precision_by_hand():
+    """Frame a as above (hits at 0.9 and 0.2, a false detection at 0.8), frame b a hit at 0.6 and a false
+    one at 0.3. Precision from the top: 0.9: 1/1, 0.8: 1/2, 0.6: 2/3, 0.3: 2/4, 0.2: 3/5."""
+    from bpr.results.evaluate import ImageResult, calibrated_conf
+
+    a = ImageResult(gt_boxes=np.array([[0, 0, 10, 10], [50, 50, 60, 60]], float), gt_classes=np.array([0, 0]),
+                    boxes=np.array([[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60]], float),
+                    scores=np.array([0.9, 0.8, 0.2]), classes=np.array([0, 0, 0]))
+    b = ImageResult(gt_boxes=np.array([[0, 0, 10, 10]], float), gt_classes=np.array([0]),
+                    boxes=np.array([[0, 0, 10, 10], [70, 70, 80, 80]], float), scores=np.array([0.6, 0.3]),
+                    classes=np.array([0, 0]))
+    assert calibrated_conf([a, b], 0.6) == 0.2   # the lowest score reaching it, though 0.3 dips below
+    assert calibrated_conf([a, b], 0.65) == 0.6
+    assert calibrated_conf([a, b], 1.0) == 0.9
+    assert calibrated_conf([b], 0.6) == 0.6
+    # a species' detection on another species' label is wrong
+    wrong = ImageResult(gt_boxes=b.gt_boxes, gt_classes=np.array([1]), boxes=b.boxes, scores=b.scores,
+                        classes=b.classes)
+    assert calibrated_conf([wrong], 0.1) == 1.0  # never reached: nothing is a pseudo-box
+    assert calibrated_conf([], 0.6) == 1.0

@@ -380,6 +380,7 @@ def test_the_pseudo_label_settings_learn_from_their_seeds_teachers_and_report_it
     assert by["selftrain1"]["method"].startswith("self-training round 1 (teacher baseline-seed0")
     quality = by["selftrain1"]["teacher_pseudo_boxes"]
     assert quality["pseudo_boxes"] > 0 and quality["hidden_boxes"] > 0 and 0 <= quality["precision"] <= 1
+    assert by["selftrain1"]["teacher_pseudo_conf"] == 0.0  # the sweep's fixed score
     assert by["ema"]["ema_teacher_last_epoch"]["pseudo_boxes"] > 0
     assert all(r["test_count_mae"] >= 0 and 0 < r["count_conf"] <= 1 for r in rows)
     assert (out / "teachers" / "baseline-seed0.pt").exists()

@@ -36,18 +36,17 @@ def test_the_mining_rule_by_hand():
         [0, 0, 10, 5]])      # IoU 0.5 with the label: the label
     scores = torch.tensor([0.9, 0.6, 0.7, 0.3, 0.05, 0.8, 0.6])
     labels, rejected = torch.tensor([label]), torch.tensor([[81.0, 80, 91, 90]])
-    settings = PseudoLabels(pseudo_conf=0.5, ignore_conf=0.1)
-    pseudo, ignore = mine(boxes, scores, labels, settings, rejected)
+    pseudo, ignore = mine(boxes, scores, labels, 0.1, 0.5, rejected)
     assert pseudo.tolist() == [False, True, True, False, False, False, False]
     assert ignore.tolist() == [False, False, False, True, False, False, False]
     # the score bounds are inclusive
-    pseudo, ignore = mine(boxes[2:4], torch.tensor([0.5, 0.1]), labels, settings)
+    pseudo, ignore = mine(boxes[2:4], torch.tensor([0.5, 0.1]), labels, 0.1, 0.5)
     assert pseudo.tolist() == [True, False] and ignore.tolist() == [False, True]
     # the ignore band alone: everything from ignore_conf up that is not a label is ignored
-    pseudo, ignore = mine(boxes, scores, labels, PseudoLabels(pseudo_boxes=False), rejected)
+    pseudo, ignore = mine(boxes, scores, labels, 0.1, None, rejected)
     assert not pseudo.any() and ignore.tolist() == [False, True, True, True, False, False, False]
     # nothing to compare with
-    pseudo, ignore = mine(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, 4), settings)
+    pseudo, ignore = mine(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, 4), 0.1, 0.5)
     assert pseudo.shape == ignore.shape == (0,)
     with pytest.raises(ValueError, match="ignore_conf"):
         PseudoLabels(pseudo_conf=0.2, ignore_conf=0.3)
@@ -159,6 +158,9 @@ def test_a_rejected_pseudo_box_is_never_used_again_and_an_accepted_one_becomes_a
     assert first.ignore_regions > 0  # the unboxed animals at 0.3
     quality = pseudo_quality(project, "tiny")  # the demo hides no boxes: none to find
     assert quality["hidden_boxes"] == 0 and quality["pseudo_boxes"] == first.pseudo_boxes
+    # from another score: what that score would have given, ignore regions included
+    assert pseudo_quality(project, "tiny", from_score=0.3)["pseudo_boxes"] == first.pseudo_boxes + first.ignore_regions
+    assert pseudo_quality(project, "tiny", from_score=0.95)["pseudo_boxes"] == 0
     assert store_rows(project) == labels_before  # mining never touches a label
     found = project.pseudo_boxes(teacher="tiny", kind="pseudo")
     assert len(found) == first.pseudo_boxes and all(p["round"] == 1 for p in found)
@@ -241,6 +243,22 @@ def test_the_ema_teacher_trains_a_tiny_run_whose_weights_are_plain_ultralytics(d
 
 
 @pytest.mark.slow
+def test_the_ema_teacher_calibrates_at_each_validation_of_a_tiny_run(demo_project):
+    """With the calibrated score (the default) the first epoch has no pseudo-box score yet; each later
+    epoch uses the one read off the validation before it, and a resumed run starts from the last used."""
+    import dataclasses
+
+    from bpr.learn.trainer import PartialLabels
+    from bpr.learn.training import run_folder, train
+
+    config = dataclasses.replace(tiny_config(teacher="ema", burn_in=0, ignore_conf=0.0), epochs=2)
+    run = train(demo_project, config, name="ema-calibrated")
+    first, second = (epoch["teacher"]["pseudo_conf"] for epoch in run.metrics)
+    assert first is None and 0.0 <= second <= 1.0
+    assert PartialLabels.of_run_folder(run_folder(demo_project, run.name)).teacher.calibrated == second
+
+
+@pytest.mark.slow
 def test_self_training_runs_offline(trained_project, no_network, truth_teacher):
     from ultralytics import YOLO
 
@@ -249,6 +267,9 @@ def test_self_training_runs_offline(trained_project, no_network, truth_teacher):
     result = selftrain(trained_project, tiny_config(), "st", SelfTraining(rounds=1, tta=True), from_run="tiny")
     [mined] = result.mining
     assert mined.pseudo_boxes > 0 and [r.name for r in result.runs] == ["tiny", "st-r1"]
+    # calibrated on the fully labeled val frames, where the teacher scores each animal 0.8 and is right
+    assert mined.pseudo_conf == 0.8 and "from score 0.8 " in str(mined)
+    assert trained_project.run("tiny").summary["pseudo_conf"] == 0.8
     assert YOLO(str(trained_project.resolve_path(result.runs[-1].weights))).names
     assert no_network == []
 
@@ -308,3 +329,27 @@ def test_selftrain_takes_every_train_option_and_its_own(tmp_path):
     args = build_parser().parse_args(["selftrain", str(tmp_path), "--name", "a", "--rounds", "3", "--no-tta",
                                       "--no-pseudo-boxes", "--p-obj", "0.25"])
     assert (args.rounds, args.tta, args.pseudo_boxes, args.p_obj) == (3, False, False, 0.25)
+
+
+def test_the_ema_teacher_reads_its_pseudo_box_score_off_each_validation():
+    """ultralytics' validation of the EMA model gives precision by confidence per species (p_curve at px);
+    the teacher takes the lowest confidence where the species' mean reaches pseudo_precision."""
+    from types import SimpleNamespace
+
+    px = np.linspace(0, 1, 11)
+    # two species: mean precision 0.3 .. 0.8 rising with confidence, then 1 past the top score
+    p_curve = np.array([[0.2, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1, 1, 1],
+                        [0.4, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.8, 1, 1, 1]])
+    teacher = OnlineTeacher(PseudoLabels(teacher="ema", pseudo_precision=0.6), set())
+    assert teacher.pseudo_conf is None  # before the first validation: no pseudo-box, the ignore band only
+    teacher.calibrate(SimpleNamespace(px=px, p_curve=p_curve))
+    assert teacher.pseudo_conf == pytest.approx(0.4)  # mean 0.6 first at 0.4
+    assert teacher.epoch_conf is None  # the epoch under way keeps the score it started with
+    teacher.reset()
+    assert teacher.epoch_conf == pytest.approx(0.4)
+    teacher.calibrate(SimpleNamespace(px=px, p_curve=np.zeros((0, 11))))  # val had nothing to score
+    assert teacher.pseudo_conf == 1.0
+    fixed = OnlineTeacher(PseudoLabels(teacher="ema", pseudo_conf=0.3), set())
+    assert fixed.pseudo_conf == 0.3
+    ignore_only = OnlineTeacher(PseudoLabels(teacher="ema", pseudo_boxes=False), set(), calibrated=0.4)
+    assert ignore_only.pseudo_conf is None
