@@ -35,7 +35,7 @@ class Mining:
     round: int
     teacher: str
     frames: int = 0
-    pseudo_conf: float | None = None  # the score its pseudo-boxes start at (None: the ignore band alone)
+    pseudo_conf: float = 1.0           # the score its pseudo-boxes start at (fixed, or calibrated)
     pseudo_boxes: int = 0
     new_pseudo_boxes: int = 0      # first found this round
     ignore_regions: int = 0
