@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from bpr.config import SelfTraining, TrainConfig
+from bpr.data.dataset import PROTOCOLS
 from bpr.data.store import NotFoundError, Project, Run
 from bpr.learn.pseudo import MATCH_IOU, mine
 from bpr.learn.training import TrainEvent, TrainingCancelled, export_manifest, train
@@ -80,7 +81,7 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
     pseudo_conf = config.pseudo.pseudo_conf
     if pseudo_conf is None:
         pseudo_conf = teacher_pseudo_conf(project, teacher, model, device, imgsz, config.pseudo.pseudo_precision,
-                                          tta, batch, on_event, cancel)
+                                          tta, config.protocol, batch, on_event, cancel)
     species = {int(k): project.species_id(v) for k, v in model.names.items()}
     earlier_teacher = record.config.get("pseudo", {}).get("teacher_run")  # absent from a teacher carried here
     earlier = _by_frame(project.pseudo_boxes(teacher=earlier_teacher, kind="pseudo")) \
@@ -127,17 +128,20 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
 
 
 def teacher_pseudo_conf(project: Project, teacher: str, model, device: str, imgsz: int, precision: float,
-                        tta: bool, batch: int = 8, on_event: Callable[[TrainEvent], None] | None = None,
+                        tta: bool, protocol: str, batch: int = 8, on_event: Callable[[TrainEvent], None] | None = None,
                         cancel: Callable[[], bool] | None = None) -> float:
-    """The teacher's pseudo-box score, calibrated on the fully labeled val frames (as it detects when
-    it mines: with or without test-time augmentation)."""
-    from bpr.results.evaluate import calibrated_conf, fully_labeled_frames, scored_frames
+    """The teacher's pseudo-box score, calibrated on the val frames it was validated on (the fully
+    labeled ones, or under the all-labeled protocol every labeled one), as it detects when it mines:
+    with or without test-time augmentation."""
+    from bpr.results.evaluate import calibrated_conf, scored_frames
 
-    frames, _ = fully_labeled_frames(project, "val")
+    videos = {v["id"]: v for v in project.videos("val")}
+    frames = [(videos[vid], frame) for vid, frame, _ in project.split_frames("val", PROTOCOLS[protocol]["val"])
+              if videos[vid]["status"] == "ok"]
     if not frames:
-        raise ValueError("calibrating the pseudo-box score needs fully labeled val frames, and this project "
-                         "has none with a readable file: label some val frames fully, or set a fixed "
-                         "pseudo-box score (--pseudo-conf)")
+        which = "fully labeled val frames" if protocol == "dusia" else "labeled val frames"
+        raise ValueError(f"calibrating the pseudo-box score needs {which}, and this project has none with a "
+                         "readable file: label some, or set a fixed pseudo-box score (--pseudo-conf)")
 
     def progress(done: int, total: int, _):
         if cancel is not None and cancel():

@@ -289,7 +289,7 @@ def pr_curve_image(images: list[ImageResult], names: dict[int, str], path: str |
     return path
 
 
-def fully_labeled_frames(project: Project, split: str) -> tuple[list[tuple[dict, int]], int]:
+def _split_frames(project: Project, split: str) -> tuple[list[tuple[dict, int]], int]:
     """The fully labeled frames of a split whose video or image is readable, and how many are not."""
     project.check_files()
     videos = {v["id"]: v for v in project.videos(split)}
@@ -334,7 +334,7 @@ def evaluate(project: Project, weights: str | os.PathLike, split: str = "test", 
     """
     from bpr.results.detect import inference_size, load_model
 
-    frames, left_out = fully_labeled_frames(project, split)
+    frames, left_out = _split_frames(project, split)
     if not frames:
         raise ValueError(f"the {split} split has no fully labeled frames with a readable video or image"
                          + (f" ({left_out} without their file: {LINK_HINT})" if left_out else ""))

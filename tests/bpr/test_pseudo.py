@@ -331,6 +331,23 @@ def test_selftrain_takes_every_train_option_and_its_own(tmp_path):
     assert (args.rounds, args.tta, args.pseudo_boxes, args.p_obj) == (3, False, False, 0.25)
 
 
+def test_a_teacher_is_calibrated_on_the_val_frames_of_its_protocol(trained_project, truth_teacher):
+    """Calibrated on the fully labeled val frames; with none, a message that says what to do, unless the
+    all-labeled protocol takes the partially labeled ones; a fixed score needs none."""
+    import dataclasses
+
+    from bpr.selftrain import mine_round
+
+    trained_project.conn.execute("UPDATE frames SET label_status = 'partial' WHERE video_id IN "
+                                 "(SELECT id FROM videos WHERE split = 'val') AND label_status = 'full'")
+    trained_project.conn.commit()
+    with pytest.raises(ValueError, match="needs fully labeled val frames.*--pseudo-conf"):
+        mine_round(trained_project, "tiny", 1, tiny_config(), tta=False)
+    assert mine_round(trained_project, "tiny", 1, dataclasses.replace(tiny_config(), protocol="all-labeled"),
+                      tta=False).pseudo_conf == 0.8  # the demo's animals there are boxed, scored 0.8
+    assert mine_round(trained_project, "tiny", 1, tiny_config(pseudo_conf=0.85), tta=False).pseudo_conf == 0.85
+
+
 def test_the_ema_teacher_reads_its_pseudo_box_score_off_each_validation():
     """ultralytics' validation of the EMA model gives precision by confidence per species (p_curve at px);
     the teacher takes the lowest confidence where the species' mean reaches pseudo_precision."""
