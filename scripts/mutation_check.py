@@ -82,6 +82,12 @@ MUTATIONS = [
     Mutation("rejected_pseudo_boxes_used_again", "bpr/learn/pseudo.py", [(
         "for others in (labels, rejected):", "for others in (labels,):")],
         ["tests/bpr/test_pseudo.py"]),
+    Mutation("calibration_misses_a_precision_reached_exactly", "bpr/learn/pseudo.py", [(
+        "[np.asarray(precision) >= target]", "[np.asarray(precision) > target]")],
+        ["tests/bpr/test_evaluate.py"]),
+    Mutation("teacher_calibrated_on_dusia_val_frames_whatever_the_protocol", "bpr/selftrain.py", [(
+        'project.split_frames("val", PROTOCOLS[protocol]["val"])', 'project.split_frames("val", ("full",))')],
+        ["tests/bpr/test_pseudo.py::test_a_teacher_is_calibrated_on_the_val_frames_of_its_protocol"]),
     Mutation("neg_iou_boundary", "bpr/learn/loss.py", [(
         "candidates = ~fg_mask & (best < s.neg_iou) & applies",
         "candidates = ~fg_mask & (best <= s.neg_iou) & applies")],
