@@ -36,15 +36,18 @@ class Mining:
     round: int
     teacher: str
     frames: int = 0
-    pseudo_conf: float = 1.0           # the score its pseudo-boxes start at (fixed, or calibrated)
+    pseudo_conf: float = 1.0           # the score its pseudo-boxes start at
+    calibrated: bool = False           # that score read off the val frames (else fixed by the user)
     pseudo_boxes: int = 0
     new_pseudo_boxes: int = 0      # first found this round
     ignore_regions: int = 0
 
     def __str__(self) -> str:
+        never = " (its detections on val never reach the pseudo-box precision)" \
+            if self.calibrated and self.pseudo_conf >= 1.0 else ""
         return (f"round {self.round}: {self.teacher} found {self.pseudo_boxes} pseudo-boxes from score "
-                f"{self.pseudo_conf:.3g} ({self.new_pseudo_boxes} new) and {self.ignore_regions} ignore regions "
-                f"on {self.frames} partially labeled frames")
+                f"{self.pseudo_conf:.3g}{never} ({self.new_pseudo_boxes} new) and {self.ignore_regions} ignore "
+                f"regions on {self.frames} partially labeled frames")
 
 
 @dataclass
@@ -88,7 +91,8 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
         if earlier_teacher and _exists(project, earlier_teacher) else {}
     rejected = _by_frame(project.pseudo_boxes(kind="pseudo", review=("rejected",)))
 
-    summary = Mining(round=round, teacher=teacher, frames=len(frames), pseudo_conf=pseudo_conf)
+    summary = Mining(round=round, teacher=teacher, frames=len(frames), pseudo_conf=pseudo_conf,
+                     calibrated=config.pseudo.pseudo_conf is None)
     rows = []
     predictions = predict_frames(project, model, frames, imgsz=imgsz, conf=config.pseudo.ignore_conf,
                                  device=device, batch=batch, augment=tta)

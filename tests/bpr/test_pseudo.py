@@ -336,7 +336,7 @@ def test_a_teacher_is_calibrated_on_the_val_frames_of_its_protocol(trained_proje
     all-labeled protocol takes the partially labeled ones; a fixed score needs none."""
     import dataclasses
 
-    from bpr.selftrain import mine_round
+    from bpr.selftrain import Mining, mine_round
 
     trained_project.conn.execute("UPDATE frames SET label_status = 'partial' WHERE video_id IN "
                                  "(SELECT id FROM videos WHERE split = 'val') AND label_status = 'full'")
@@ -345,7 +345,11 @@ def test_a_teacher_is_calibrated_on_the_val_frames_of_its_protocol(trained_proje
         mine_round(trained_project, "tiny", 1, tiny_config(), tta=False)
     assert mine_round(trained_project, "tiny", 1, dataclasses.replace(tiny_config(), protocol="all-labeled"),
                       tta=False).pseudo_conf == 0.8  # the demo's animals there are boxed, scored 0.8
-    assert mine_round(trained_project, "tiny", 1, tiny_config(pseudo_conf=0.85), tta=False).pseudo_conf == 0.85
+    fixed = mine_round(trained_project, "tiny", 1, tiny_config(pseudo_conf=0.85), tta=False)
+    assert fixed.pseudo_conf == 0.85 and not fixed.calibrated
+    # a teacher never as right as asked gives no pseudo-box, and says why; a score fixed at 1 is the user's
+    assert "never reach the pseudo-box precision" in str(Mining(1, "tiny", pseudo_conf=1.0, calibrated=True))
+    assert "never" not in str(Mining(1, "tiny", pseudo_conf=1.0))
 
 
 def test_the_ema_teacher_reads_its_pseudo_box_score_off_each_validation():
