@@ -76,9 +76,7 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
     # regions (export_yolo's pseudo_as_ignore), so students of one teacher share one mining.
     manifest = json.loads(export_manifest(project, teacher).read_text())
     hidden = set(manifest["hidden_box_ids"])  # what the teacher was not shown is not a label here either
-    videos = {v["id"]: v for v in project.videos("train")}
-    frames = [(videos[vid], frame) for vid, frame, _ in project.split_frames("train", ("partial",))
-              if videos[vid]["status"] == "ok"]
+    frames, _ = project.readable_frames("train", ("partial",))
     model, device = load_model(project.resolve_path(record.weights), config.device)
     imgsz = inference_size(model)
     pseudo_conf = config.pseudo.pseudo_conf
@@ -139,9 +137,7 @@ def teacher_pseudo_conf(project: Project, teacher: str, model, device: str, imgs
     with or without test-time augmentation."""
     from bpr.results.evaluate import calibrated_conf, scored_frames
 
-    videos = {v["id"]: v for v in project.videos("val")}
-    frames = [(videos[vid], frame) for vid, frame, _ in project.split_frames("val", PROTOCOLS[protocol]["val"])
-              if videos[vid]["status"] == "ok"]
+    frames, _ = project.readable_frames("val", PROTOCOLS[protocol]["val"])
     if not frames:
         which = "fully labeled val frames" if protocol == "dusia" else "labeled val frames"
         raise ValueError(f"calibrating the pseudo-box score needs {which}, and this project has none with a "

@@ -86,7 +86,7 @@ MUTATIONS = [
         "[np.asarray(precision) >= target]", "[np.asarray(precision) > target]")],
         ["tests/bpr/test_evaluate.py"]),
     Mutation("teacher_calibrated_on_dusia_val_frames_whatever_the_protocol", "bpr/selftrain.py", [(
-        'project.split_frames("val", PROTOCOLS[protocol]["val"])', 'project.split_frames("val", ("full",))')],
+        'project.readable_frames("val", PROTOCOLS[protocol]["val"])', 'project.readable_frames("val", ("full",))')],
         ["tests/bpr/test_pseudo.py::test_a_teacher_is_calibrated_on_the_val_frames_of_its_protocol"]),
     Mutation("neg_iou_boundary", "bpr/learn/loss.py", [(
         "candidates = ~fg_mask & (best < s.neg_iou) & applies",

@@ -569,6 +569,14 @@ class Project:
             "WHERE v.split = ? AND f.label_status IN (SELECT value FROM json_each(?)) "
             "ORDER BY f.video_id, f.frame_index", (split, json.dumps(list(statuses)))).fetchall()
 
+    def readable_frames(self, split: str, statuses: tuple[str, ...]) -> tuple[list[tuple[dict, int]], int]:
+        """(video row, frame) of a split's frames in these label statuses whose video or image file is
+        there (as of the last check_files), and how many frames are left out for want of one."""
+        videos = {v["id"]: v for v in self.videos(split)}
+        rows = self.split_frames(split, statuses)
+        frames = [(videos[vid], frame) for vid, frame, _ in rows if videos[vid]["status"] == "ok"]
+        return frames, len(rows) - len(frames)
+
     def label_status_counts(self, video_id: str | None = None) -> dict[str, dict[str, int]]:
         """{video id: {label status: number of frames}}, of every video or of one."""
         where, params = ("WHERE video_id = ?", [video_id]) if video_id is not None else ("", [])

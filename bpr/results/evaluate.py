@@ -289,17 +289,6 @@ def pr_curve_image(images: list[ImageResult], names: dict[int, str], path: str |
     return path
 
 
-def _split_frames(project: Project, split: str) -> tuple[list[tuple[dict, int]], int]:
-    """The fully labeled frames of a split whose video or image is readable, and how many are not."""
-    project.check_files()
-    videos = {v["id"]: v for v in project.videos(split)}
-    rows = project.conn.execute(
-        "SELECT f.video_id, f.frame_index FROM frames f JOIN videos v ON v.id = f.video_id "
-        "WHERE v.split = ? AND f.label_status = 'full' ORDER BY f.video_id, f.frame_index", (split,)).fetchall()
-    frames = [(videos[v], f) for v, f in rows if videos[v]["status"] == "ok"]
-    return frames, len(rows) - len(frames)
-
-
 def scored_frames(project: Project, model, frames: list[tuple[dict, int]], imgsz: int, device: str,
                   batch: int = 16, augment: bool = False, progress=None) -> list[ImageResult]:
     """A loaded model's detections (from confidence 0.001) on labeled frames, beside their labels. The
@@ -334,7 +323,8 @@ def evaluate(project: Project, weights: str | os.PathLike, split: str = "test", 
     """
     from bpr.results.detect import inference_size, load_model
 
-    frames, left_out = _split_frames(project, split)
+    project.check_files()
+    frames, left_out = project.readable_frames(split, ("full",))
     if not frames:
         raise ValueError(f"the {split} split has no fully labeled frames with a readable video or image"
                          + (f" ({left_out} without their file: {LINK_HINT})" if left_out else ""))
