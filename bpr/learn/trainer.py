@@ -67,9 +67,10 @@ class PartialLabels:
             config = TrainConfig.from_dict(record.config)
             partial = set(json.loads(export_manifest(project, folder.name).read_text())["partial_images"])
         teacher = None
-        if config.pseudo.teacher == "ema":  # a resumed run starts from the score its last epoch used
-            used = [m["teacher"].get("pseudo_conf") for m in record.metrics if "teacher" in m]
-            teacher = OnlineTeacher(config.pseudo, partial, calibrated=used[-1] if used else None)
+        if config.pseudo.teacher == "ema":  # a resumed run starts from its last validation's score
+            read = [m["teacher"].get("calibrated", m["teacher"].get("pseudo_conf"))
+                    for m in record.metrics if "teacher" in m]
+            teacher = OnlineTeacher(config.pseudo, partial, calibrated=read[-1] if read else None)
         return cls(folder.parent.parent, folder.name, config, partial, DropStats(), teacher)
 
     def install(self, trainer) -> None:

@@ -278,7 +278,9 @@ class _Session:
         record = {"epoch": trainer.epoch + 1, **_losses(trainer), **_metrics(trainer),
                   "drop": drop, "time": time.time(), "software": self.software}
         if teacher is not None and teacher.applies(trainer):
-            record["teacher"] = {**teacher.counts, "pseudo_conf": teacher.epoch_conf}
+            # the score this epoch used, and the one its validation read off (the next epoch's)
+            record["teacher"] = {**teacher.counts, "pseudo_conf": teacher.epoch_conf,
+                                 "calibrated": teacher.calibrated}
         self.metrics.append(record)
         self.project.update_run(self.run, metrics=self.metrics)  # committed now: a crash keeps it
         self.emit(TrainEvent("epoch", self.run, epoch=trainer.epoch + 1, epochs=trainer.epochs,
