@@ -37,8 +37,8 @@ MODELS = ["yolov5n.yaml", "yolov5s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
 # The training options the Train panel offers, in the order of their description (bpr.config); the
 # command line has them all.
 PANEL_OPTIONS = ("model", "epochs", "imgsz", "batch", "device", "workers", "p_obj", "p_box", "neg_iou",
-                 "partial_only", "pseudo_precision", "pseudo_conf", "ignore_conf", "pseudo_boxes", "burn_in",
-                 "rounds", "tta")
+                 "partial_only", "pseudo_precision", "pseudo_conf", "ignore_conf", "pseudo_boxes",
+                 "weight_by_score", "burn_in", "rounds", "tta")
 # The Train panel's methods: how the unboxed animals of partial frames are treated.
 METHODS = {"labels": "Labels only", "ema": "EMA teacher", "selftrain": "Self-training"}
 
@@ -291,7 +291,7 @@ class TrainPanel(QWidget):
     def _method_changed(self, *_):
         """Only the settings of the chosen method are enabled."""
         method = self.method.currentData()
-        for name in ("pseudo_precision", "pseudo_conf", "ignore_conf", "pseudo_boxes"):
+        for name in ("pseudo_precision", "pseudo_conf", "ignore_conf", "pseudo_boxes", "weight_by_score"):
             getattr(self, name).setEnabled(method != "labels")
         self.burn_in.setEnabled(method == "ema")
         for widget in (self.rounds, self.tta, self.pause_for_review):

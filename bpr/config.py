@@ -185,6 +185,10 @@ class PseudoLabels:
                                 flag="--no-pseudo-boxes",
                                 flag_help="use every teacher detection from the ignore score up as an ignore "
                                           "region, and none as a box (the ignore band alone)")
+    weight_by_score: bool = option(False, group="pseudo-labels", label="Weight pseudo-boxes by score",
+                                   help="a pseudo-box counts as its teacher score of a label: the loss of the "
+                                        "predictions assigned to it is scaled by that score (off: as a full "
+                                        "label)")
     teacher_run: str | None = None  # self-training: the run whose detections gave this run's pseudo-boxes
     round: int = 0                  # self-training: this run's round (0 trains on the labels alone)
 

@@ -88,6 +88,14 @@ MUTATIONS = [
     Mutation("teacher_calibrated_on_dusia_val_frames_whatever_the_protocol", "bpr/selftrain.py", [(
         'project.readable_frames("val", PROTOCOLS[protocol]["val"])', 'project.readable_frames("val", ("full",))')],
         ["tests/bpr/test_pseudo.py::test_a_teacher_is_calibrated_on_the_val_frames_of_its_protocol"]),
+    Mutation("weighted_pseudo_box_box_loss_at_full_weight", "bpr/learn/loss.py", [(
+        "pred_distri, pred_bboxes, anchor_points, target_bboxes / stride_tensor, box_scores,",
+        "pred_distri, pred_bboxes, anchor_points, target_bboxes / stride_tensor, target_scores,")],
+        ["tests/bpr/test_loss.py"]),
+    Mutation("weighted_pseudo_boxes_exported_as_plain_labels", "bpr/data/dataset.py", [(
+        "                if not pseudo_weighted:\n                    lines += extra",
+        "                lines += extra")],
+        ["tests/bpr/test_pseudo.py"]),
     Mutation("neg_iou_boundary", "bpr/learn/loss.py", [(
         "candidates = ~fg_mask & (best < s.neg_iou) & applies",
         "candidates = ~fg_mask & (best <= s.neg_iou) & applies")],

@@ -33,9 +33,11 @@ PROTOCOLS = {
     "all-labeled": {"train": ("partial", "full"), "val": ("partial", "full"), "test": ("partial", "full")},
 }
 EXPORT_MANIFEST = "export.json"
-# Beside a split's images/ and labels/: each image's ignore regions, as YOLO label lines (ultralytics
-# refuses the negative class they travel as in training: bpr.learn.pseudo.add_ignore_rows).
+# Beside a split's images/ and labels/: each image's ignore regions, as YOLO label lines, and its
+# pseudo-boxes weighted by score, as YOLO label lines with the teacher's score last (ultralytics refuses
+# the negative classes they travel as in training: bpr.learn.pseudo.add_teacher_rows).
 IGNORE_FOLDER = "ignore_regions"
+PSEUDO_FOLDER = "pseudo_boxes"
 
 
 class ExportError(Exception):
@@ -49,7 +51,7 @@ class ExportResult:
     images: dict[str, int] = field(default_factory=dict)   # split -> images written
     boxes: dict[str, int] = field(default_factory=dict)    # split -> boxes in the label files
     hidden_boxes: int = 0
-    pseudo_boxes: int = 0       # a teacher run's pseudo-boxes written as training labels
+    pseudo_boxes: int = 0       # a teacher run's pseudo-boxes written as training labels (or beside them)
     ignore_regions: int = 0     # and its ignore regions, written beside them
     skipped_frames: dict[str, int] = field(default_factory=dict)  # video id -> frames left out
     partial_images: list[str] = field(default_factory=list)  # train image names of partial frames
@@ -84,7 +86,8 @@ def _prepare_folder(out: Path) -> None:
 def export_yolo(project: Project, out: str | Path, species: list[str] | None = None,
                 splits: tuple[str, ...] = ("train", "val", "test"), hide_fraction: float = 0.0,
                 seed: int = 0, protocol: str = "dusia", pseudo_from: str | None = None,
-                pseudo_as_ignore: bool = False, progress: Progress | None = None, cancel=None) -> ExportResult:
+                pseudo_as_ignore: bool = False, pseudo_weighted: bool = False, progress: Progress | None = None,
+                cancel=None) -> ExportResult:
     """Write the project's labeled frames as a YOLO dataset in ``out``.
 
     species: names to train on (default: every species marked for training), in class order.
@@ -93,7 +96,9 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     protocol: which labeled frames each split takes (see PROTOCOLS).
     pseudo_from: a teacher run whose pseudo-boxes (bpr.learn.pseudo) on the partially labeled training
     frames are written as labels, and whose ignore regions are written beside them (IGNORE_FOLDER);
-    with ``pseudo_as_ignore`` its pseudo-boxes are written as ignore regions too (the ignore band alone).
+    with ``pseudo_as_ignore`` its pseudo-boxes are written as ignore regions too (the ignore band alone);
+    with ``pseudo_weighted`` they are written beside the labels with their scores (PSEUDO_FOLDER), to be
+    trained on weighted by score.
     cancel: optional callable returning True to stop between frames (raises ExportError).
     """
     if protocol not in PROTOCOLS:
@@ -193,16 +198,19 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
                 teacher = pseudo.get((vid, frame), []) if split == "train" else []
                 as_box = [row["kind"] == "pseudo" and not pseudo_as_ignore for row in teacher]
                 extra = [_yolo_line(class_of[row["species_id"]], _xyxy(row), *size)
+                         + (f" {row['score']:.6f}" if pseudo_weighted else "")
                          for row, box in zip(teacher, as_box) if box]
                 ignore = [_yolo_line(0, _xyxy(row), *size) for row, box in zip(teacher, as_box) if not box]
                 labels_text = "".join(line + "\n" for line in lines)
-                lines += extra
+                if not pseudo_weighted:
+                    lines += extra
                 result.pseudo_boxes += len(extra)
                 result.ignore_regions += len(ignore)
-                if ignore:
-                    (out / split / IGNORE_FOLDER).mkdir(exist_ok=True)
-                    (out / split / IGNORE_FOLDER / Path(name).with_suffix(".txt")).write_text(
-                        "".join(line + "\n" for line in ignore))
+                for folder, side in ((IGNORE_FOLDER, ignore), (PSEUDO_FOLDER, extra if pseudo_weighted else [])):
+                    if side:
+                        (out / split / folder).mkdir(exist_ok=True)
+                        (out / split / folder / Path(name).with_suffix(".txt")).write_text(
+                            "".join(line + "\n" for line in side))
                 text = "".join(line + "\n" for line in lines)
                 (label_dir / Path(name).with_suffix(".txt")).write_text(text)
                 written.append((name, labels_text))  # the labels' checksum: a teacher's pseudo-boxes aside
@@ -224,7 +232,8 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     result.data_yaml.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     manifest = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
     manifest.update(project=str(project.folder), hide_fraction=hide_fraction, seed=seed, protocol=protocol,
-                    hidden_box_ids=sorted(hidden), pseudo_from=pseudo_from, pseudo_as_ignore=pseudo_as_ignore)
+                    hidden_box_ids=sorted(hidden), pseudo_from=pseudo_from, pseudo_as_ignore=pseudo_as_ignore,
+                    pseudo_weighted=pseudo_weighted)
     (out / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=1))
     return result
 

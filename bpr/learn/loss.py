@@ -18,9 +18,14 @@ weight of a true negative. BPR removes a random fraction of the negative predict
   travel through ultralytics' augmentation as label rows of class IGNORE_CLASS, which the loss takes
   out of the labels (``batch["ignore_bboxes"]`` and ``batch["ignore_batch_idx"]`` may also give them).
 
-Both act through one per-anchor weight on the classification BCE (0 for what they leave out).
-Positives and the loss normaliser (sum of target scores) are unchanged, so ``p_obj = p_box = 0`` with
-no ignore regions gives exactly ultralytics' loss. The dropped negatives are drawn uniformly with a
+- a **weighted pseudo-box** (a teacher's detection trained on as an animal, ``weight_by_score``)
+  counts as its teacher score of a label: the classification BCE and the box loss of the anchors
+  assigned to it are scaled by that score. It travels as a label row of a class below IGNORE_CLASS
+  that holds its species and its score (weighted_class), which the loss reads back.
+
+All act through one per-anchor weight on the classification BCE (0 for what they leave out). The loss
+normaliser (sum of target scores) is unchanged, so ``p_obj = p_box = 0`` with no ignore regions and no
+weighted pseudo-boxes gives exactly ultralytics' loss. The dropped negatives are drawn uniformly with a
 seeded generator of its own (the paper). Dropping happens only when gradients are on, so validation
 losses stay plain.
 """
@@ -41,19 +46,45 @@ from ultralytics.utils.tal import make_anchors  # noqa: E402
 
 # A label row of this class is an ignore region, not an animal (bpr.learn.pseudo writes them).
 IGNORE_CLASS = -1
+# A label row of a class at or below this is a weighted pseudo-box (weighted_class).
+WEIGHTED_BASE = -2
 
 
-def split_ignore_regions(batch: dict[str, Any]) -> dict[str, Any]:
+def weighted_class(species, score):
+    """The class a weighted pseudo-box travels as: its species and its score (0..1) in one number, so that
+    they ride through ultralytics' augmentation with the box as a plain class would:
+    ``WEIGHTED_BASE - species - (1 - score) / 2`` (in float32, up to 1000 species: the species exactly,
+    the score within 3e-4)."""
+    return WEIGHTED_BASE - species - (1 - score) / 2
+
+
+def read_weighted_class(cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(species, weight) of label rows; a row above WEIGHTED_BASE is a label, of weight 1."""
+    rest = WEIGHTED_BASE - cls
+    weighted = rest > -0.5
+    species = torch.where(weighted, torch.floor(rest + 1e-3), cls)
+    weight = torch.where(weighted, 1 - 2 * (rest - species), torch.ones_like(cls)).clamp(0, 1)
+    return species, weight
+
+
+def split_teacher_rows(batch: dict[str, Any]) -> dict[str, Any]:
     """The batch with its label rows of IGNORE_CLASS moved to ``ignore_bboxes``/``ignore_batch_idx``
-    (after any given there); the batch itself when it has none."""
+    (after any given there), and its weighted pseudo-boxes read back into their species with each row's
+    weight in ``label_weight``; the batch itself when it has neither."""
     cls = batch.get("cls")
     if cls is None or not len(cls):
         return batch
+    if bool((cls <= WEIGHTED_BASE + 0.5).any()):
+        species, weight = read_weighted_class(cls)
+        batch = dict(batch, cls=species, label_weight=weight)
+        cls = species
     ignore = cls.view(-1) == IGNORE_CLASS
     if not bool(ignore.any()):
         return batch
     keep = ~ignore
     out = dict(batch, cls=cls[keep], bboxes=batch["bboxes"][keep], batch_idx=batch["batch_idx"][keep])
+    if "label_weight" in batch:
+        out["label_weight"] = batch["label_weight"][keep]
     boxes, index = batch["bboxes"][ignore], batch["batch_idx"][ignore]
     if batch.get("ignore_bboxes") is not None and len(batch["ignore_bboxes"]):
         boxes = torch.cat((batch["ignore_bboxes"].to(boxes), boxes))
@@ -174,11 +205,12 @@ class RebalancedDetectionLoss(v8DetectionLoss):
 
     def get_assigned_targets_and_loss(self, preds: dict[str, torch.Tensor], batch: dict[str, Any],
                                       **assign_kwargs) -> tuple:
-        batch = split_ignore_regions(batch)
+        batch = split_teacher_rows(batch)
         if not torch.is_grad_enabled():
             return super().get_assigned_targets_and_loss(preds, batch, **assign_kwargs)
         # The same computation as v8DetectionLoss.get_assigned_targets_and_loss (ultralytics 8.4),
-        # with a per-anchor weight on the BCE (`weight`) and a mask on the box loss (`box_fg`).
+        # with a per-anchor weight on the BCE (`weight`), a mask on the box loss (`box_fg`) and the
+        # weighted pseudo-boxes' scores on both.
         loss = torch.zeros(3, device=self.device)
         pred_distri = preds["boxes"].permute(0, 2, 1).contiguous()
         pred_scores = preds["scores"].permute(0, 2, 1).contiguous()
@@ -187,9 +219,13 @@ class RebalancedDetectionLoss(v8DetectionLoss):
         batch_size = pred_scores.shape[0]
         imgsz = torch.tensor(preds["feats"][0].shape[2:], device=self.device, dtype=dtype) * self.stride[0]
 
-        targets = torch.cat((batch["batch_idx"].view(-1, 1), batch["cls"].view(-1, 1), batch["bboxes"]), 1)
-        targets = self.preprocess(targets.to(self.device), batch_size, scale_tensor=imgsz[[1, 0, 1, 0]])
-        gt_labels, gt_bboxes = targets.split((1, 4), 2)
+        columns = [batch["batch_idx"].view(-1, 1), batch["cls"].view(-1, 1), batch["bboxes"]]
+        weighted = "label_weight" in batch
+        if weighted:
+            columns.append(batch["label_weight"].view(-1, 1))
+        targets = self.preprocess(torch.cat(columns, 1).to(self.device), batch_size,
+                                  scale_tensor=imgsz[[1, 0, 1, 0]])
+        gt_labels, gt_bboxes, gt_weight = targets.split((1, 4, int(weighted)), 2)
         mask_gt = gt_bboxes.sum(2, keepdim=True).gt_(0.0)
         pred_bboxes = self.bbox_decode(anchor_points, pred_distri)
         pred_pixels = (pred_bboxes.detach() * stride_tensor).type(gt_bboxes.dtype)
@@ -204,6 +240,12 @@ class RebalancedDetectionLoss(v8DetectionLoss):
         weight, box_fg = self._anchor_weights(batch, batch_size, pred_pixels, pred_sigmoid, gt_bboxes,
                                               target_bboxes, fg_mask, ignore)
 
+        box_scores = target_scores
+        if weighted:  # an anchor assigned to a weighted pseudo-box counts as its score
+            scored = torch.where(fg_mask, gt_weight[..., 0].gather(1, target_gt_idx), 1.0)
+            weight = scored if weight is None else weight * scored
+            box_scores = target_scores * scored[..., None].to(target_scores.dtype)
+
         bce_loss = self.bce(pred_scores, target_scores.to(dtype))
         if self.class_weights is not None:
             bce_loss *= self.class_weights
@@ -212,7 +254,7 @@ class RebalancedDetectionLoss(v8DetectionLoss):
         loss[1] = bce_loss.sum() / target_scores_sum
 
         loss[0], loss[2] = self.bbox_loss(
-            pred_distri, pred_bboxes, anchor_points, target_bboxes / stride_tensor, target_scores,
+            pred_distri, pred_bboxes, anchor_points, target_bboxes / stride_tensor, box_scores,
             target_scores_sum, box_fg, imgsz, stride_tensor)
         loss[0] *= self.hyp.box
         loss[1] *= self.hyp.cls

@@ -14,9 +14,11 @@ validation, which ultralytics runs on that same EMA model). A detection near one
 
 Two teachers give the detections: the previous round of self-training (bpr.selftrain, detections
 stored in the project), or the model's own running average during training (OnlineTeacher, nothing
-stored). Ignore regions ride through ultralytics' augmentation as label rows of IGNORE_CLASS, which
-ultralytics' label files cannot hold (it refuses negative classes): an export writes them beside the
-labels, in ``ignore_regions/``, and add_ignore_rows puts them into the training dataset's labels.
+stored). Ignore regions ride through ultralytics' augmentation as label rows of IGNORE_CLASS, and
+pseudo-boxes weighted by their score as rows of a class that holds the score (bpr.learn.loss.weighted_class),
+which ultralytics' label files cannot hold (it refuses negative classes): an export writes them beside
+the labels, in ``ignore_regions/`` and ``pseudo_boxes/``, and add_teacher_rows puts them into the training
+dataset's labels.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ import numpy as np
 import torch
 
 from bpr.config import PseudoLabels
-from bpr.data.dataset import IGNORE_FOLDER
-from bpr.learn.loss import IGNORE_CLASS, pairwise_iou
+from bpr.data.dataset import IGNORE_FOLDER, PSEUDO_FOLDER
+from bpr.learn.loss import IGNORE_CLASS, pairwise_iou, weighted_class
 
 MATCH_IOU = 0.5  # a detection at this IoU or more with a label is that label, not a new animal
 
@@ -59,23 +61,26 @@ def lowest_threshold_reaching(thresholds: np.ndarray, precision: np.ndarray, tar
     return float(reached.min()) if len(reached) else 1.0
 
 
-def add_ignore_rows(dataset) -> int:
-    """Append each training image's ignore regions (its file in ``ignore_regions/``, if any) to its
-    labels in an ultralytics YOLODataset, as rows of IGNORE_CLASS; returns how many were added. They are
-    then mosaicked, flipped and scaled with the image's boxes."""
+def add_teacher_rows(dataset) -> int:
+    """Append each training image's ignore regions (its file in ``ignore_regions/``, if any) as rows of
+    IGNORE_CLASS, and its weighted pseudo-boxes (``pseudo_boxes/``, lines of class, box and score) as rows
+    of their weighted_class, to its labels in an ultralytics YOLODataset; returns how many were added.
+    They are then mosaicked, flipped and scaled with the image's boxes."""
     added = 0
     for label in dataset.labels:
         image = Path(label["im_file"])
-        side = image.parent.parent / IGNORE_FOLDER / (image.stem + ".txt")
-        if not side.exists():
-            continue
-        rows = np.loadtxt(side, ndmin=2, dtype=np.float32).reshape(-1, 5)
-        if not len(rows):
-            continue
-        label["cls"] = np.concatenate((label["cls"].reshape(-1, 1),
-                                       np.full((len(rows), 1), IGNORE_CLASS, np.float32)))
-        label["bboxes"] = np.concatenate((label["bboxes"].reshape(-1, 4), rows[:, 1:]))
-        added += len(rows)
+        for folder, columns in ((IGNORE_FOLDER, 5), (PSEUDO_FOLDER, 6)):
+            side = image.parent.parent / folder / (image.stem + ".txt")
+            if not side.exists():
+                continue
+            rows = np.loadtxt(side, ndmin=2, dtype=np.float32).reshape(-1, columns)
+            if not len(rows):
+                continue
+            cls = (np.full(len(rows), IGNORE_CLASS, np.float32) if folder == IGNORE_FOLDER
+                   else weighted_class(rows[:, 0], rows[:, 5]).astype(np.float32))
+            label["cls"] = np.concatenate((label["cls"].reshape(-1, 1), cls.reshape(-1, 1)))
+            label["bboxes"] = np.concatenate((label["bboxes"].reshape(-1, 4), rows[:, 1:5]))
+            added += len(rows)
     return added
 
 
@@ -159,7 +164,8 @@ class OnlineTeacher:
             mine_here = (batch["batch_idx"].view(-1) == i) & (batch["cls"].view(-1) != IGNORE_CLASS)
             labels = xywh2xyxy(batch["bboxes"][mine_here]) * scale
             pseudo, ignore = mine(found[:, :4], found[:, 4], labels, self.settings.ignore_conf, self.epoch_conf)
-            for mask, klass in ((pseudo, found[:, 5]), (ignore, torch.full_like(found[:, 5], IGNORE_CLASS))):
+            species = weighted_class(found[:, 5], found[:, 4]) if self.settings.weight_by_score else found[:, 5]
+            for mask, klass in ((pseudo, species), (ignore, torch.full_like(found[:, 5], IGNORE_CLASS))):
                 if mask.any():
                     cls.append(klass[mask].view(-1, 1).to(batch["cls"].dtype))
                     bboxes.append(xyxy2xywh(found[mask, :4] / scale).to(batch["bboxes"].dtype))

@@ -5,13 +5,13 @@ Everything a process training a bpr run needs is read here, by the trainer, from
 ultralytics is given (``project=<project>/runs/<run>``): the run's config from the store, its partially
 labeled images from its export's manifest. The trainer installs BPR's criterion during its own set-up
 (and again at an epoch start if ultralytics rebuilt the model, after a resume or a NaN recovery), gives
-each training batch to an online (EMA) teacher, and carries the ignore regions in its dataset
-(bpr.learn.pseudo.add_ignore_rows). Nothing comes through a callback, so ultralytics' DDP launcher,
-which rebuilds the trainer from its class and its arguments in every rank, gets all of it in each rank
-(bpr.learn.training attaches a rank's progress and recording there).
+each training batch to an online (EMA) teacher, and carries the ignore regions and weighted
+pseudo-boxes in its dataset (bpr.learn.pseudo.add_teacher_rows). Nothing comes through a callback, so
+ultralytics' DDP launcher, which rebuilds the trainer from its class and its arguments in every rank,
+gets all of it in each rank (bpr.learn.training attaches a rank's progress and recording there).
 
 Everything else, the model and the checkpoints included, is ultralytics' own. Outside a bpr run folder
-the trainer is ultralytics' DetectionTrainer with ignore rows read.
+the trainer is ultralytics' DetectionTrainer with those rows read.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ultralytics.utils.torch_utils import unwrap_model  # noqa: E402
 
 from bpr.config import TrainConfig  # noqa: E402
 from bpr.learn.loss import DropStats, build_criterion, criterion_stats  # noqa: E402
-from bpr.learn.pseudo import OnlineTeacher, add_ignore_rows  # noqa: E402
+from bpr.learn.pseudo import OnlineTeacher, add_teacher_rows  # noqa: E402
 
 
 def ddp_rank() -> int | None:
@@ -108,7 +108,7 @@ class PartialLabelTrainer(DetectionTrainer):
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
         dataset = super().build_dataset(img_path, mode, batch)
         if mode == "train":
-            add_ignore_rows(dataset)
+            add_teacher_rows(dataset)
         return dataset
 
     def _setup_train(self):

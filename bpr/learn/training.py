@@ -132,7 +132,8 @@ def describe_method(config: dict) -> str:
     if pseudo.get("teacher") == "ema" or pseudo.get("teacher_run"):
         start = f"{pseudo['pseudo_conf']:g}" if pseudo["pseudo_conf"] is not None else \
             f"the score {pseudo['pseudo_precision']:.0%} right on val"
-        what = (f"pseudo-boxes from {start}, " if pseudo["pseudo_boxes"] else "") \
+        weighted = " weighted by score" if pseudo.get("weight_by_score") else ""
+        what = (f"pseudo-boxes from {start}{weighted}, " if pseudo["pseudo_boxes"] else "") \
             + f"ignored from {pseudo['ignore_conf']:g}"
         if pseudo.get("teacher_run"):
             parts.append(f"self-training round {pseudo['round']} (teacher {pseudo['teacher_run']}; {what})")
@@ -492,7 +493,8 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
         if not resuming:
             export_yolo(project, dataset_folder, species=config.species, hide_fraction=config.hide_fraction,
                         seed=config.seed, protocol=config.protocol, pseudo_from=config.pseudo.teacher_run,
-                        pseudo_as_ignore=not config.pseudo.pseudo_boxes)
+                        pseudo_as_ignore=not config.pseudo.pseudo_boxes,
+                        pseudo_weighted=config.pseudo.weight_by_score)
 
         from ultralytics import YOLO
 

@@ -361,7 +361,7 @@ def test_ignore_regions_travel_from_the_batch_to_the_weights():
 def test_ignore_regions_as_label_rows_of_the_ignore_class_are_taken_out_of_the_labels():
     """How regions travel through ultralytics' augmentation: label rows of IGNORE_CLASS. The loss is the
     same as with the regions given apart, and those rows are never trained on as animals."""
-    from bpr.learn.loss import IGNORE_CLASS, split_ignore_regions
+    from bpr.learn.loss import IGNORE_CLASS, split_teacher_rows
 
     model = tiny_model()
     apart = make_batch(boxes_per_image=(2, 1))
@@ -373,12 +373,46 @@ def test_ignore_regions_as_label_rows_of_the_ignore_class_are_taken_out_of_the_l
     rows["bboxes"] = torch.cat((apart["bboxes"], apart["ignore_bboxes"]))
     rows["batch_idx"] = torch.cat((apart["batch_idx"], apart["ignore_batch_idx"]))
 
-    split = split_ignore_regions(rows)
+    split = split_teacher_rows(rows)
     assert torch.equal(split["cls"], apart["cls"]) and torch.equal(split["bboxes"], apart["bboxes"])
     assert torch.equal(split["ignore_bboxes"], apart["ignore_bboxes"])
-    assert split_ignore_regions(apart) is apart  # no rows of the class: the batch as it was
+    assert split_teacher_rows(apart) is apart  # no rows of the class: the batch as it was
 
     criterion = build_criterion(model, Rebalancing(neg_iou=0.1))
     preds = model(apart["img"])
     assert torch.equal(criterion(preds, apart)[0], criterion(preds, rows)[0])
     assert criterion.stats.last["negatives_ignored"] > 0
+
+
+def test_a_weighted_pseudo_box_class_holds_its_species_and_score():
+    from bpr.learn.loss import read_weighted_class, weighted_class
+
+    species = torch.arange(1000, dtype=torch.float32).repeat_interleave(11)
+    scores = torch.linspace(0, 1, 11).repeat(1000)
+    cls = weighted_class(species, scores).to(torch.float32)  # as ultralytics keeps classes
+    back, weight = read_weighted_class(torch.cat((cls, torch.tensor([0.0, 2.0, -1.0]))))
+    assert torch.equal(back[:-3], species) and torch.allclose(weight[:-3], scores, atol=3e-4)
+    # a label (weight 1) and an ignore region are read as they are
+    assert back[-3:].tolist() == [0.0, 2.0, -1.0] and weight[-3:].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_a_weighted_pseudo_box_counts_as_its_score_in_the_loss():
+    """The anchors assigned to a pseudo-box weighted w: each of the three losses is the one at w = 0 plus
+    w times what the box adds at w = 1, and w = 1 is the plain label bit for bit."""
+    from bpr.learn.loss import weighted_class
+
+    model = tiny_model()
+    plain = make_batch(boxes_per_image=(2, 1))
+    criterion = build_criterion(model, Rebalancing())
+    preds = model(plain["img"])
+
+    def loss(w):
+        batch = dict(plain, cls=plain["cls"].clone())
+        batch["cls"][-1] = weighted_class(batch["cls"][-1], w)  # image 1's box is a pseudo-box
+        return criterion(preds, batch)[0].detach()
+
+    assert torch.equal(loss(1.0), criterion(preds, plain)[0].detach())
+    none, full = loss(0.0), loss(1.0)
+    assert (none < full).all()  # box, classification and DFL each lose the pseudo-box's share
+    for w in (0.25, 0.5, 0.8):
+        assert torch.allclose(loss(w), none + w * (full - none), rtol=1e-4)

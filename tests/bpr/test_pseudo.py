@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from bpr.config import PseudoLabels, SelfTraining, TrainConfig
-from bpr.learn.loss import IGNORE_CLASS
-from bpr.learn.pseudo import OnlineTeacher, add_ignore_rows, mine
+from bpr.learn.loss import IGNORE_CLASS, read_weighted_class
+from bpr.learn.pseudo import OnlineTeacher, add_teacher_rows, mine
 
 
 def tiny_config(**pseudo):
@@ -68,7 +68,7 @@ def partial_frame(project):
 
 def test_an_export_trains_on_the_pseudo_boxes_and_writes_ignore_regions_beside_the_labels(trained_project,
                                                                                             tmp_path):
-    from bpr.data.dataset import IGNORE_FOLDER, export_yolo
+    from bpr.data.dataset import IGNORE_FOLDER, PSEUDO_FOLDER, export_yolo
 
     project = trained_project
     vid, frame, labels = partial_frame(project)
@@ -101,27 +101,36 @@ def test_an_export_trains_on_the_pseudo_boxes_and_writes_ignore_regions_beside_t
     alone = export_yolo(project, tmp_path / "alone", pseudo_from="tiny", pseudo_as_ignore=True)
     assert (alone.pseudo_boxes, alone.ignore_regions) == (0, 2)
     assert alone.labels_sha256 == plain.labels_sha256
+    # weighted by score: the pseudo-box beside the labels, its score last
+    weighted = export_yolo(project, tmp_path / "weighted", pseudo_from="tiny", pseudo_weighted=True)
+    assert (weighted.pseudo_boxes, weighted.ignore_regions) == (1, 1)
+    assert (tmp_path / "weighted/train/labels" / f"{stem}.txt").read_text().splitlines() == theirs
+    side = (tmp_path / "weighted/train" / PSEUDO_FOLDER / f"{stem}.txt").read_text().splitlines()
+    assert side == [ours[-1] + " 0.800000"]
 
 
-def test_ignore_regions_ride_through_ultralytics_augmentation(trained_project, tmp_path):
-    """An export's ignore regions become label rows of IGNORE_CLASS in ultralytics' training dataset, and
-    come out of its mosaic and flips with the image's boxes; the labels are as without them."""
+def test_ignore_regions_and_weighted_pseudo_boxes_ride_through_ultralytics_augmentation(trained_project, tmp_path):
+    """An export's ignore regions and weighted pseudo-boxes become label rows of IGNORE_CLASS and of their
+    weighted class in ultralytics' training dataset, and come out of its mosaic and flips with the image's
+    boxes, still holding their species and score; the labels are as without them."""
     from ultralytics.cfg import get_cfg
     from ultralytics.data import build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
 
     from bpr.data.dataset import export_yolo
+    from bpr.learn.loss import WEIGHTED_BASE, read_weighted_class
 
     project = trained_project
     frames = project.split_frames("train", ("partial",))
+    species = project.species()[0]["id"]
     rows = []
     for vid, frame, _ in frames:
-        video = project.video(vid)
-        rows.append(("ignore", vid, frame, project.species()[0]["id"], 0.0, 0.0, video["width"] / 2.0,
-                     video["height"] / 2.0, 0.3))
+        w, h = project.video(vid)["width"], project.video(vid)["height"]
+        rows.append(("ignore", vid, frame, species, 0.0, 0.0, w / 2.0, h / 2.0, 0.3))
+        rows.append(("pseudo", vid, frame, species, w * 0.6, h * 0.6, w * 0.9, h * 0.9, 0.4))
     teach(project, "tiny", rows)
-    export = export_yolo(project, tmp_path / "taught", pseudo_from="tiny")
-    assert export.ignore_regions == len(frames)
+    export = export_yolo(project, tmp_path / "taught", pseudo_from="tiny", pseudo_weighted=True)
+    assert export.ignore_regions == export.pseudo_boxes == len(frames)
     data = check_det_dataset(str(export.data_yaml))
     args = get_cfg(overrides={"imgsz": 96, "mosaic": 1.0, "fliplr": 0.5})
 
@@ -131,19 +140,24 @@ def test_ignore_regions_ride_through_ultralytics_augmentation(trained_project, t
     plain, taught = dataset(), dataset()
     untaught = build_yolo_dataset(args, str(export_yolo(project, tmp_path / "plain").data_yaml.parent /
                                             "train/images"), 16, data, mode="train")
-    assert add_ignore_rows(untaught) == 0  # no teacher: the dataset is ultralytics' own
-    assert add_ignore_rows(taught) == len(frames)
+    assert add_teacher_rows(untaught) == 0  # no teacher: the dataset is ultralytics' own
+    assert add_teacher_rows(taught) == 2 * len(frames)
     partial = set(export.partial_images)
     for before, after in zip(plain.labels, taught.labels):
-        added = int((after["cls"] == IGNORE_CLASS).sum())
-        assert added == (Path(after["im_file"]).name in partial)
-        assert np.array_equal(after["cls"][after["cls"][:, 0] != IGNORE_CLASS], before["cls"])
-    seen = 0
+        cls = after["cls"][:, 0]
+        expected = int(Path(after["im_file"]).name in partial)
+        assert (int((cls == IGNORE_CLASS).sum()), int((cls <= WEIGHTED_BASE).sum())) == (expected, expected)
+        assert np.array_equal(after["cls"][cls >= 0], before["cls"])
+    seen = {"ignore": 0, "pseudo": 0}
     for i in range(len(taught)):
         item = taught[i]
-        seen += int((item["cls"] == IGNORE_CLASS).sum())
         assert item["cls"].shape[0] == item["bboxes"].shape[0]
-    assert seen > 0  # through the mosaic and flips, cropped away at times
+        seen["ignore"] += int((item["cls"] == IGNORE_CLASS).sum())
+        weighted = item["cls"][item["cls"] <= WEIGHTED_BASE]
+        seen["pseudo"] += len(weighted)
+        back, weight = read_weighted_class(weighted)
+        assert (back == 0).all() and torch.allclose(weight, torch.full_like(weight, 0.4), atol=1e-4)
+    assert seen["ignore"] > 0 and seen["pseudo"] > 0  # through the mosaic and flips, cropped away at times
 
 
 def test_a_rejected_pseudo_box_is_never_used_again_and_an_accepted_one_becomes_a_label(trained_project,
@@ -221,6 +235,13 @@ def test_the_ema_teacher_adds_its_findings_on_partial_images_only_after_the_burn
         mine_here = taught["bboxes"][index == i]
         assert all(any(torch.equal(row, other) for other in mine_here) for row in original)
     assert teacher.counts["pseudo_boxes"] == len(index) - len(batch["batch_idx"]) > 0
+    weighted = OnlineTeacher(PseudoLabels(teacher="ema", burn_in=3, pseudo_conf=0.0, ignore_conf=0.0,
+                                          weight_by_score=True), partial_images={"p0.jpg", "p2.jpg"})
+    scored = weighted(_Trainer(model, epoch=3), batch)  # the same findings, each holding its score
+    assert torch.equal(scored["bboxes"], taught["bboxes"])
+    species, weight = read_weighted_class(scored["cls"])
+    assert torch.equal(species, taught["cls"])
+    assert int((weight < 1).sum()) == weighted.counts["pseudo_boxes"] == len(index) - len(batch["batch_idx"])
     ignore_only = OnlineTeacher(PseudoLabels(pseudo_boxes=False, ignore_conf=0.0), {"p0.jpg"})
     taught = ignore_only(_Trainer(model, epoch=50), batch)
     assert int((taught["cls"].view(-1) == IGNORE_CLASS).sum()) == ignore_only.counts["ignore_regions"] > 0
@@ -261,6 +282,29 @@ def test_the_ema_teacher_calibrates_at_each_validation_of_a_tiny_run(demo_projec
     run.metrics[-1]["teacher"]["calibrated"] = 0.37
     demo_project.update_run(run.name, metrics=run.metrics)
     assert PartialLabels.of_run_folder(run_folder(demo_project, run.name)).teacher.calibrated == 0.37
+
+
+@pytest.mark.slow
+def test_a_student_trains_on_pseudo_boxes_weighted_by_score(trained_project, monkeypatch):
+    """The teacher's pseudo-boxes go beside the labels with their scores, and reach the loss holding them."""
+    import bpr.learn.loss as loss
+    from bpr.learn.training import describe_method, run_dataset, train
+
+    project = trained_project
+    rows = []
+    for vid, frame, _ in project.split_frames("train", ("partial",)):
+        w, h = project.video(vid)["width"], project.video(vid)["height"]
+        rows.append(("pseudo", vid, frame, project.species()[0]["id"], w * 0.6, h * 0.6, w * 0.9, h * 0.9, 0.4))
+    teach(project, "tiny", rows)
+    seen = []
+    read = loss.read_weighted_class
+    monkeypatch.setattr(loss, "read_weighted_class", lambda cls: seen.append(read(cls)[1]) or read(cls))
+    run = train(project, tiny_config(teacher_run="tiny", round=1, weight_by_score=True), name="weighted")
+    assert run.status == "finished" and "weighted by score" in describe_method(run.config)
+    manifest = json.loads((run_dataset(project, "weighted") / "export.json").read_text())
+    assert manifest["pseudo_boxes"] == len(rows) and manifest["pseudo_weighted"]
+    weights = torch.cat([w.view(-1) for w in seen])
+    assert torch.isclose(weights, torch.tensor(0.4), atol=1e-4).any() and weights.max() == 1.0
 
 
 @pytest.mark.slow
