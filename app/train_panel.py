@@ -285,14 +285,16 @@ class TrainPanel(QWidget):
         self.runs.currentItemChanged.connect(self._show_run_curves)
         layout.addWidget(self.runs, 1)
         state.projectChanged.connect(self.reload_runs)
+        self.pseudo_boxes.toggled.connect(self._method_changed)
         self._method_changed()
         self._update_buttons()
 
     def _method_changed(self, *_):
-        """Only the settings of the chosen method are enabled."""
+        """Only the settings of the chosen method are enabled (and the weighting only with pseudo-boxes)."""
         method = self.method.currentData()
-        for name in ("pseudo_precision", "pseudo_conf", "ignore_conf", "pseudo_boxes", "weight_by_score"):
+        for name in ("pseudo_precision", "pseudo_conf", "ignore_conf", "pseudo_boxes"):
             getattr(self, name).setEnabled(method != "labels")
+        self.weight_by_score.setEnabled(method != "labels" and self.pseudo_boxes.isChecked())
         self.burn_in.setEnabled(method == "ema")
         for widget in (self.rounds, self.tta, self.pause_for_review):
             widget.setEnabled(method == "selftrain")

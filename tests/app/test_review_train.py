@@ -591,6 +591,10 @@ def test_self_training_rounds_wait_for_the_review_of_their_pseudo_boxes(window, 
     set_tiny_training(panel, 1)
     panel.method.setCurrentIndex(panel.method.findData("selftrain"))
     assert panel.rounds.isEnabled() and not panel.burn_in.isEnabled()
+    assert panel.weight_by_score.isEnabled()
+    panel.pseudo_boxes.setChecked(False)  # the ignore band alone: nothing to weight
+    assert not panel.weight_by_score.isEnabled()
+    panel.pseudo_boxes.setChecked(True)
     panel.rounds.setValue(1)
     panel.tta.setChecked(False)
     assert panel.pause_for_review.isChecked()
