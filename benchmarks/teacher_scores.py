@@ -5,9 +5,11 @@ labeled training frames (`bpr selftrain`, or the experiment's `selftrain1`): its
 ignore regions are in the project, each with its score. The boxes it was not shown are known (its
 dataset's export.json), so at each score this gives what using everything from there up as
 pseudo-boxes would have given: how many, the share that is a hidden animal (precision, a lower bound:
-an animal nobody boxed counts as wrong) and the share of the hidden animals found (recall), matched at
-IoU >= 0.5, one to one, most confident first (bpr.selftrain.pseudo_quality). It also prints the score
-the teacher's pseudo-boxes started at (calibrated on the val frames, or fixed). Nothing is changed.
+an animal nobody boxed counts as wrong), the share of the hidden animals found (recall), matched at
+IoU >= 0.5, one to one, most confident first (bpr.selftrain.pseudo_quality), and the share of their
+summed scores on hidden animals (what pseudo-boxes weighted by score, `--weight-by-score`, would train
+on). It also prints the score the teacher's pseudo-boxes started at (calibrated on the val frames, or
+fixed). Nothing is changed.
 
 Run: python benchmarks/teacher_scores.py PROJECT --teacher RUN [--scores 0.1 0.2 0.3 0.5]
 """
@@ -41,12 +43,13 @@ def main(argv: list[str] | None = None) -> int:
               + (f" (calibrated: {mined['pseudo_precision']:.0%} right on val)" if mined["pseudo_conf"] is None
                  else " (fixed)") + f", ignore regions from {mined['ignore_conf']:g}, "
               f"{'with' if mined['tta'] else 'without'} test-time augmentation")
-        print("\n| from score | boxes | hidden animals among them | precision | recall |\n|---|---|---|---|---|")
+        print("\n| from score | boxes | hidden animals among them | precision | recall | weighted by score: "
+              "precision |\n|---|---|---|---|---|---|")
         for score in sorted(set(args.scores) | {used}):
             q = pseudo_quality(project, args.teacher, from_score=score)
             hits = round(q["precision"] * q["pseudo_boxes"])
             print(f"| {score:.3g}{' (used)' if score == used else ''} | {q['pseudo_boxes']} | {hits} "
-                  f"| {q['precision']:.0%} | {q['recall']:.1%} of {q['hidden_boxes']} |")
+                  f"| {q['precision']:.0%} | {q['recall']:.1%} of {q['hidden_boxes']} | {q['score_precision']:.0%} |")
     print(f"\ncommand: python benchmarks/teacher_scores.py {args.project} --teacher {args.teacher} "
           f"--scores {' '.join(f'{s:g}' for s in args.scores)}")
     return 0

@@ -251,9 +251,10 @@ def pseudo_quality(project: Project, teacher: str, from_score: float | None = No
     """The teacher's pseudo-boxes against the boxes hidden from it (a controlled partial-label set): the
     share that is a hidden animal (precision; a lower bound, as an animal nobody ever boxed counts as
     wrong) and the share of hidden animals found (recall). Matched per frame at IoU >= 0.5, one to one,
-    most confident first, species aside, as the finder's benchmark matches. ``from_score``: instead,
-    everything it found from that score up, ignore regions included (what another pseudo-box score
-    would have given)."""
+    most confident first, species aside, as the finder's benchmark matches; and the share of their summed
+    scores on hidden animals (``score_precision``: what pseudo-boxes weighted by score would train on).
+    ``from_score``: instead, everything it found from that score up, ignore regions included (what
+    another pseudo-box score would have given)."""
     import numpy as np
 
     from bpr.results.evaluate import ImageResult, greedy_hits
@@ -263,6 +264,7 @@ def pseudo_quality(project: Project, teacher: str, from_score: float | None = No
         teacher=teacher, kind="pseudo" if from_score is None else None, review=("pending", "accepted", "rejected"))
         if from_score is None or row["score"] >= from_score])
     hits = hidden = 0
+    score_hit = 0.0
     for vid, frame, _ in project.split_frames("train", ("partial",)):
         truth = [b for b in project.boxes(vid, frame) if b["id"] in hidden_ids]
         hidden += len(truth)
@@ -273,7 +275,11 @@ def pseudo_quality(project: Project, teacher: str, from_score: float | None = No
             gt_boxes=np.array([[b["x1"], b["y1"], b["x2"], b["y2"]] for b in truth], float),
             gt_classes=np.zeros(len(truth), int), boxes=_boxes(here).numpy().astype(float),
             scores=np.array([r["score"] for r in here]), classes=np.zeros(len(here), int))
-        hits += int(greedy_hits(image, MATCH_IOU)[2].sum())
+        scores, _, hit = greedy_hits(image, MATCH_IOU)
+        hits += int(hit.sum())
+        score_hit += float(scores[hit].sum())
     total = sum(len(rows) for rows in found.values())
+    score_total = sum(r["score"] for rows in found.values() for r in rows)
     return {"pseudo_boxes": total, "hidden_boxes": hidden, "precision": hits / total if total else 0.0,
-            "recall": hits / hidden if hidden else 0.0}
+            "recall": hits / hidden if hidden else 0.0,
+            "score_precision": score_hit / score_total if score_total else 0.0}

@@ -109,6 +109,34 @@ def test_an_export_trains_on_the_pseudo_boxes_and_writes_ignore_regions_beside_t
     assert side == [ours[-1] + " 0.800000"]
 
 
+def test_a_teachers_finds_are_scored_against_the_boxes_hidden_from_it_by_hand(trained_project):
+    """Precision, recall and the score-weighted precision of a mining against the hidden boxes: matched at
+    IoU 0.5, one to one, most confident first."""
+    from bpr.learn.training import export_manifest
+    from bpr.selftrain import pseudo_quality
+
+    project = trained_project
+    frames = [(vid, frame, project.boxes(vid, frame)) for vid, frame, _ in project.split_frames("train", ("partial",))]
+    vid, frame, labels = next(f for f in frames if len(f[2]) >= 2)
+    hidden, kept = labels[0], labels[1]
+    manifest = json.loads(export_manifest(project, "tiny").read_text())
+    elsewhere = next(f[2][0] for f in frames if f[:2] != (vid, frame) and f[2])  # hidden, never found
+    manifest["hidden_box_ids"] = [hidden["id"], elsewhere["id"]]
+    export_manifest(project, "tiny").write_text(json.dumps(manifest))
+    on_hidden = (hidden["x1"], hidden["y1"], hidden["x2"], hidden["y2"])
+    on_kept = (kept["x1"], kept["y1"], kept["x2"], kept["y2"])  # a label the teacher was shown: not a find
+    species = hidden["species_id"]
+    teach(project, "tiny", [("pseudo", vid, frame, species, *on_hidden, 0.8),
+                            ("pseudo", vid, frame, species, *on_hidden, 0.4),  # the same animal again: a miss
+                            ("ignore", vid, frame, species, *on_kept, 0.2)])
+    assert pseudo_quality(project, "tiny") == {"pseudo_boxes": 2, "hidden_boxes": 2, "precision": 0.5,
+                                               "recall": 0.5, "score_precision": pytest.approx(0.8 / 1.2)}
+    everything = pseudo_quality(project, "tiny", from_score=0.1)
+    assert (everything["pseudo_boxes"], everything["precision"]) == (3, pytest.approx(1 / 3))
+    assert everything["score_precision"] == pytest.approx(0.8 / 1.4)
+    assert pseudo_quality(project, "tiny", from_score=0.5)["score_precision"] == 1.0
+
+
 def test_ignore_regions_and_weighted_pseudo_boxes_ride_through_ultralytics_augmentation(trained_project, tmp_path):
     """An export's ignore regions and weighted pseudo-boxes become label rows of IGNORE_CLASS and of their
     weighted class in ultralytics' training dataset, and come out of its mosaic and flips with the image's
