@@ -446,8 +446,8 @@ def cmd_experiment(args) -> None:
     from bpr.learn.training import TrainingCancelled
 
     spec = ExperimentSpec(
-        data=args.data, out=Path(args.out), hide=args.hide, p_obj=args.p_obj, p_box=args.p_box,
-        both=args.both, pseudo=args.pseudo, combine=args.combine,
+        data=args.data, out=Path(args.out), hide=args.hide, keep_per_image=args.keep_per_image, p_obj=args.p_obj,
+        p_box=args.p_box, both=args.both, pseudo=args.pseudo, combine=args.combine,
         pseudo_precision=args.pseudo_precision, pseudo_conf=args.pseudo_conf, ignore_conf=args.ignore_conf,
         burn_in=args.burn_in, tta=args.tta,
         upper_bound=not args.no_upper_bound, seeds=args.seeds,
@@ -684,7 +684,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("experiment", help="the paper's experiment: baseline vs BPR settings over seeds")
     p.add_argument("data", help="a project folder or a YOLO data.yaml")
     p.add_argument("--out", required=True, help="results folder (rerun to resume)")
-    p.add_argument("--hide", type=_fraction, default=0.5, help="fraction of training boxes hidden")
+    p.add_argument("--hide", type=_fraction, help="fraction of training boxes hidden (default 0.5; 0 with "
+                   "--keep-per-image)")
+    _add_options(p, TrainConfig, ("keep_per_image",))
     p.add_argument("--p-obj", type=_fractions, default=[0.1, 0.25, 0.5, 0.75], metavar="LIST",
                    help="objectness drops, comma-separated (default 0.1,0.25,0.5,0.75)")
     p.add_argument("--p-box", type=_fractions, default=[0.25], metavar="LIST",

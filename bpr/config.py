@@ -224,6 +224,9 @@ class TrainConfig:
                                        help="species to train on (default: all marked for training)")
     hide_fraction: float = option(0.0, group="data", label="Hide boxes", low=0.0, high=1.0, percent=True,
                                   help="hide this fraction of training boxes (a controlled partial-label benchmark)")
+    keep_per_image: int = option(0, group="data", label="Keep boxes per image", low=0, high=10_000,
+                                 help="hide all but this many training boxes of each image, chosen with the seed "
+                                      "(1: the sparse-annotation literature's extreme split); 0: off")
     protocol: str = option("dusia", group="data", label="Frames", choices=PROTOCOLS,
                            help="dusia: val/test use only fully labeled frames; all-labeled: every labeled frame")
     workers: int = option(2, group="machine", label="Data workers", low=0, high=64,
@@ -240,6 +243,8 @@ class TrainConfig:
 
     def __post_init__(self):
         check(self)
+        if self.hide_fraction > 0 and self.keep_per_image > 0:
+            raise ValueError("hide_fraction and keep_per_image both hide training boxes: use one of them")
         managed = sorted(MANAGED_TRAIN_ARGS & set(self.extra))
         if managed:
             raise ValueError(f"{', '.join(managed)}: set by the trainer (or by its own option), "

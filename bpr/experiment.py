@@ -41,6 +41,7 @@ class Setting:
     hide: float                  # fraction of training boxes hidden (0 for the upper bound)
     pseudo: PseudoLabels = field(default_factory=PseudoLabels)
     teacher: str | None = None   # the setting whose run of the same seed teaches this one
+    keep_per_image: int = 0      # or: all training boxes hidden but this many per image (0: off)
 
 
 # The pseudo-label settings (see the module's docstring), each with its teacher setting.
@@ -66,7 +67,8 @@ def _train_default(name: str):
 class ExperimentSpec:
     data: str                            # a project folder, or a YOLO data.yaml to import
     out: Path
-    hide: float = 0.5
+    hide: float | None = None            # fraction of training boxes hidden; None: 0.5, or 0 with keep_per_image
+    keep_per_image: int = default(TrainConfig, "keep_per_image")  # instead: boxes kept per training image
     p_obj: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75])
     p_box: list[float] = field(default_factory=lambda: [0.25])
     both: list[tuple[float, float]] = field(default_factory=lambda: [(0.75, 0.25)])
@@ -90,15 +92,18 @@ class ExperimentSpec:
     extra: dict = _train_default("extra")   # further ultralytics train() arguments, e.g. {"nbs": 16}
 
     def __post_init__(self):
+        if self.hide is None:
+            self.hide = 0.0 if self.keep_per_image else 0.5
         # refuses values out of range, and arguments the trainer sets itself, before any run starts
-        self.train_config(0, Setting("baseline", Rebalancing(), self.hide))
+        self.train_config(0, self._partial("baseline", Rebalancing()))
         self.settings()
 
     def train_config(self, seed: int, setting: Setting) -> TrainConfig:
         """The training settings of one run of the sweep."""
         values = {name: getattr(self, name) for name in EXPERIMENT_TRAIN_OPTIONS}
         values["extra"] = {"cache": "ram", **self.extra}  # disk if RAM is short
-        config = from_flat(TrainConfig, {**values, "seed": seed, "hide_fraction": setting.hide})
+        config = from_flat(TrainConfig, {**values, "seed": seed, "hide_fraction": setting.hide,
+                                         "keep_per_image": setting.keep_per_image})
         config.rebalancing = dataclasses.replace(setting.rebalancing, seed=seed)
         config.pseudo = setting.pseudo
         if setting.teacher is not None:
@@ -121,14 +126,18 @@ class ExperimentSpec:
             pseudo = PseudoLabels(teacher="ema", burn_in=burn_in, **thresholds)
         else:
             pseudo = PseudoLabels(pseudo_boxes=method != "ignore", **thresholds)
-        return Setting(name, rebalancing, self.hide, pseudo, PSEUDO_SETTINGS[method])
+        return self._partial(name, rebalancing, pseudo, PSEUDO_SETTINGS[method])
+
+    def _partial(self, name: str, rebalancing: Rebalancing, pseudo: PseudoLabels | None = None,
+                 teacher: str | None = None) -> Setting:
+        """A setting trained on the partial labels (the sweep's hidden boxes)."""
+        return Setting(name, rebalancing, self.hide, pseudo or PseudoLabels(), teacher, self.keep_per_image)
 
     def settings(self) -> list[Setting]:
-        out = [Setting("baseline", Rebalancing(), self.hide)]
-        out += [Setting(f"obj{p:g}", Rebalancing(p_obj=p), self.hide) for p in self.p_obj]
-        out += [Setting(f"box{p:g}", Rebalancing(p_box=p), self.hide) for p in self.p_box]
-        out += [Setting(f"obj{po:g}+box{pb:g}", Rebalancing(p_obj=po, p_box=pb), self.hide)
-                for po, pb in self.both]
+        out = [self._partial("baseline", Rebalancing())]
+        out += [self._partial(f"obj{p:g}", Rebalancing(p_obj=p)) for p in self.p_obj]
+        out += [self._partial(f"box{p:g}", Rebalancing(p_box=p)) for p in self.p_box]
+        out += [self._partial(f"obj{po:g}+box{pb:g}", Rebalancing(p_obj=po, p_box=pb)) for po, pb in self.both]
         out += [self._pseudo_setting(method, Rebalancing(), method) for method in self.pseudo]
         out += [self._pseudo_setting(method, Rebalancing(p_obj=p), f"{method}+obj{p:g}") for method, p in self.combine]
         names = {s.name for s in out}
@@ -189,8 +198,8 @@ def _done(results_path: Path) -> dict[str, dict]:
 # What every run of a sweep shares: results trained under different values must not meet in one table.
 # The lists of settings and the number of seeds may grow between sittings; device and workers may change.
 # A spec.json written before one of these was an option lacks it, and is not held to it.
-SHARED_HYPERPARAMETERS = ("hide", "model", "epochs", "imgsz", "batch", "patience", "precision", "extra",
-                          "pseudo_precision", "pseudo_conf", "ignore_conf", "burn_in", "tta")
+SHARED_HYPERPARAMETERS = ("hide", "keep_per_image", "model", "epochs", "imgsz", "batch", "patience", "precision",
+                          "extra", "pseudo_precision", "pseudo_conf", "ignore_conf", "burn_in", "tta")
 
 
 def _check_same_experiment(spec: ExperimentSpec) -> None:
@@ -275,6 +284,7 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                 continue
             weights = project.resolve_path(record.weights)
             row = {"run": name, "setting": setting.name, "seed": seed, "hide": setting.hide,
+                   "keep_per_image": setting.keep_per_image,
                    "p_obj": setting.rebalancing.p_obj, "p_box": setting.rebalancing.p_box,
                    "mode": "random", "method": describe_method(record.config),
                    "epochs": len(record.metrics),
@@ -322,14 +332,13 @@ def _restore_teacher(project: Project, name: str, config: TrainConfig, weights: 
                      on_message: Callable[[str], None]) -> Run:
     """A teacher trained before (its best.pt kept in the sweep's teachers/) recorded as a finished run,
     with the training set it was trained on exported again (the hidden boxes follow from the seed)."""
-    from bpr.data.dataset import export_yolo
+    from bpr.data.dataset import export_training_set
     from bpr.learn.training import run_dataset
 
     on_message(f"{name}: using the kept {weights}")
     project.create_run(name, config.to_dict())
     try:
-        export_yolo(project, run_dataset(project, name), species=config.species, hide_fraction=config.hide_fraction,
-                    seed=config.seed, protocol=config.protocol)
+        export_training_set(project, run_dataset(project, name), config)
     except BaseException:
         project.update_run(name, status="failed", error="its training set could not be exported")
         raise
@@ -415,7 +424,7 @@ def summary_table(spec: ExperimentSpec, rows: list[dict]) -> list[dict]:
         gains = [] if name == "baseline" else \
             [r["test_mAP50"] - baseline[r["seed"]] for r in runs if r["seed"] in baseline]
         out = {"setting": name, "p_obj": runs[0]["p_obj"], "p_box": runs[0]["p_box"], "mode": runs[0]["mode"],
-               "hide": runs[0]["hide"], "seeds": len(runs)}
+               "hide": runs[0]["hide"], "keep_per_image": runs[0].get("keep_per_image", 0), "seeds": len(runs)}
         for key in ("val_mAP50", "test_mAP50", "test_coco_mAP50"):
             out[key], out[key + "_sd"] = _mean_sd([r[key] for r in runs])
         out["test_gain"], out["test_gain_sd"] = _mean_sd(gains) if gains else (None, None)
@@ -532,9 +541,10 @@ def label_pairing(rows: list[dict]) -> str | None:
     checked = [r for r in rows if r.get("train_labels_sha256")]
     if not checked:
         return None
-    groups: dict[tuple[int, float], dict[str, list[str]]] = {}
+    groups: dict[tuple[int, float, int], dict[str, list[str]]] = {}
     for r in sorted(checked, key=lambda r: r["run"]):
-        groups.setdefault((r["seed"], r["hide"]), {}).setdefault(r["train_labels_sha256"], []).append(r["run"])
+        hiding = (r["seed"], r["hide"], r.get("keep_per_image", 0))
+        groups.setdefault(hiding, {}).setdefault(r["train_labels_sha256"], []).append(r["run"])
     unpaired = ["; ".join(" and ".join(runs) + f" on labels {digest[:8]}" for digest, runs in by_digest.items())
                 for by_digest in groups.values() if len(by_digest) > 1]
     if unpaired:
@@ -548,6 +558,13 @@ def _fraction(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
+def hidden_words(spec: ExperimentSpec) -> str:
+    """Which training boxes the sweep hides, in words."""
+    if spec.keep_per_image:
+        return f"all training boxes hidden but {spec.keep_per_image} per image"
+    return f"{spec.hide:.0%} of training boxes hidden"
+
+
 def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
     """results.md, results.csv, mAP50_vs_drop.png and val_curves.png in spec.out."""
     table = summary_table(spec, rows)
@@ -555,7 +572,7 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
         return
     names = {s.name for s in spec.settings()}
     finished = [r for r in rows if r["setting"] in names and r["seed"] < spec.seeds]
-    columns = ["setting", "p_obj", "p_box", "mode", "hide", "seeds", "val_mAP50", "val_mAP50_sd",
+    columns = ["setting", "p_obj", "p_box", "mode", "hide", "keep_per_image", "seeds", "val_mAP50", "val_mAP50_sd",
                "test_mAP50", "test_mAP50_sd", "test_coco_mAP50", "test_coco_mAP50_sd", "test_gain",
                "test_gain_sd", "gap_won", "gap_won_sd", "seeds_above_baseline", "test_count_mae",
                "test_count_mae_sd", "measured_obj_drop", "measured_box_drop"]
@@ -571,7 +588,7 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
         return f"{mean * scale:.1f}" if sd is None else f"{mean * scale:.1f} ± {sd * scale:.1f}"
 
     lines = [
-        f"Data: `{spec.data}`; {spec.hide:.0%} of training boxes hidden (seeded); {spec.model} from scratch, "
+        f"Data: `{spec.data}`; {hidden_words(spec)} (seeded); {spec.model} from scratch, "
         f"{spec.epochs} epochs at {spec.imgsz} px, batch {spec.batch}"
         + "".join(f", {k}={v}" for k, v in spec.extra.items()) + ". mAP50 in points (×100), mean ± sd "
         "over seeds; ultralytics' AP (101-point interpolation) of best.pt, scored by `bpr evaluate`, which "
@@ -644,7 +661,7 @@ def _plot(spec: ExperimentSpec, table: list[dict]) -> None:
     for label, key, pick in (("objectness drop", "p_obj", lambda r: r["p_box"] == 0 and r["mode"] == "random"),
                              ("box drop", "p_box", lambda r: r["p_obj"] == 0)):
         points = sorted((r[key], r["test_mAP50"] * 100, (r["test_mAP50_sd"] or 0) * 100) for r in table
-                        if pick(r) and r["hide"] > 0 and (r[key] > 0 or r["setting"] == "baseline"))
+                        if pick(r) and (r[key] > 0 or r["setting"] == "baseline"))
         if len(points) > 1:
             x, y, e = zip(*points)
             ax.errorbar([v * 100 for v in x], y, yerr=e, marker="o", capsize=3, label=label)

@@ -85,7 +85,7 @@ def _prepare_folder(out: Path) -> None:
 
 def export_yolo(project: Project, out: str | Path, species: list[str] | None = None,
                 splits: tuple[str, ...] = ("train", "val", "test"), hide_fraction: float = 0.0,
-                seed: int = 0, protocol: str = "dusia", pseudo_from: str | None = None,
+                keep_per_image: int = 0, seed: int = 0, protocol: str = "dusia", pseudo_from: str | None = None,
                 pseudo_as_ignore: bool = False, pseudo_weighted: bool = False, progress: Progress | None = None,
                 cancel=None) -> ExportResult:
     """Write the project's labeled frames as a YOLO dataset in ``out``.
@@ -93,6 +93,8 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     species: names to train on (default: every species marked for training), in class order.
     hide_fraction: hide this fraction of the *training* boxes, chosen with ``seed`` — to build a
     controlled partial-label benchmark from fully labeled data. Val/test boxes are never hidden.
+    keep_per_image: instead, hide all but this many boxes of each training image, chosen with ``seed``
+    (0: off).
     protocol: which labeled frames each split takes (see PROTOCOLS).
     pseudo_from: a teacher run whose pseudo-boxes (bpr.learn.pseudo) on the partially labeled training
     frames are written as labels, and whose ignore regions are written beside them (IGNORE_FOLDER);
@@ -105,6 +107,8 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
         raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, not {protocol!r}")
     if not 0.0 <= hide_fraction <= 1.0:
         raise ValueError(f"hide_fraction must be within 0..1, not {hide_fraction}")
+    if hide_fraction > 0 and keep_per_image > 0:
+        raise ValueError("hide_fraction and keep_per_image both hide training boxes: use one of them")
     out = Path(out).absolute()
     all_species = project.species()
     if species is None:
@@ -161,6 +165,11 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
         count = int(round(hide_fraction * len(train_ids)))
         rng = np.random.default_rng(seed)
         hidden = {train_ids[i] for i in rng.permutation(len(train_ids))[:count]}
+    if keep_per_image > 0 and "train" in plan:
+        rng = np.random.default_rng(seed)
+        for key in plan["train"]:
+            ids = sorted(row[0] for row in boxes.get(key, []))
+            hidden.update(ids[i] for i in rng.permutation(len(ids))[keep_per_image:])
     result.hidden_boxes = len(hidden)
 
     pseudo: dict[tuple[str, int], list[dict]] = {}
@@ -231,11 +240,18 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     data.update({split: f"{split}/images" for split in plan})
     result.data_yaml.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     manifest = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
-    manifest.update(project=str(project.folder), hide_fraction=hide_fraction, seed=seed, protocol=protocol,
+    manifest.update(project=str(project.folder), hide_fraction=hide_fraction, keep_per_image=keep_per_image,
+                    seed=seed, protocol=protocol,
                     hidden_box_ids=sorted(hidden), pseudo_from=pseudo_from, pseudo_as_ignore=pseudo_as_ignore,
                     pseudo_weighted=pseudo_weighted)
     (out / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=1))
     return result
+
+
+def export_training_set(project: Project, out: str | Path, config, **kwargs) -> ExportResult:
+    """export_yolo with the data options of a TrainConfig (species, hidden boxes, seed, protocol)."""
+    return export_yolo(project, out, species=config.species, hide_fraction=config.hide_fraction,
+                       keep_per_image=config.keep_per_image, seed=config.seed, protocol=config.protocol, **kwargs)
 
 
 def _yolo_line(klass: int, box, width: int, height: int) -> str:

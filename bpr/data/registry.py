@@ -20,10 +20,9 @@ from bpr.data.store import DB_NAME, Project
 
 def _write_yolo(project: Project, out, config, progress=None, cancel=None) -> list[str]:
     """A YOLO training set, as training exports it (bpr.data.dataset)."""
-    from bpr.data.dataset import export_yolo
+    from bpr.data.dataset import export_training_set
 
-    result = export_yolo(project, out, species=config.species, hide_fraction=config.hide_fraction,
-                         seed=config.seed, protocol=config.protocol, progress=progress, cancel=cancel)
+    result = export_training_set(project, out, config, progress=progress, cancel=cancel)
     lines = [f"warning: {warning}" for warning in result.warnings]
     lines += [f"{split}: {n} images, {result.boxes[split]} boxes" for split, n in result.images.items()]
     if result.hidden_boxes:
@@ -36,7 +35,7 @@ def _yolo() -> Format:
 
     return dataclasses.replace(
         yolo.FORMAT, write=_write_yolo, export_options=TrainConfig,
-        export_option_names=("species", "hide_fraction", "protocol", "seed"), export_to_folder=True,
+        export_option_names=("species", "hide_fraction", "keep_per_image", "protocol", "seed"), export_to_folder=True,
         export_title="YOLO training set",
         export_help="a YOLO training set (images, labels, data.yaml)")
 

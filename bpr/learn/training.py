@@ -459,7 +459,7 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
     batch, marks the run ``cancelled`` and raises TrainingCancelled; it can be resumed from its last
     finished epoch. Any other error marks the run ``failed`` with the error and is re-raised.
     """
-    from bpr.data.dataset import export_yolo
+    from bpr.data.dataset import export_training_set
     from bpr.offline import configure, local_weights
 
     configure()
@@ -491,10 +491,9 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
         last = folder / "train" / "weights" / "last.pt"
         resuming = resume is not None and last.exists()
         if not resuming:
-            export_yolo(project, dataset_folder, species=config.species, hide_fraction=config.hide_fraction,
-                        seed=config.seed, protocol=config.protocol, pseudo_from=config.pseudo.teacher_run,
-                        pseudo_as_ignore=not config.pseudo.pseudo_boxes,
-                        pseudo_weighted=config.pseudo.weight_by_score)
+            export_training_set(project, dataset_folder, config, pseudo_from=config.pseudo.teacher_run,
+                                pseudo_as_ignore=not config.pseudo.pseudo_boxes,
+                                pseudo_weighted=config.pseudo.weight_by_score)
 
         from ultralytics import YOLO
 

@@ -57,6 +57,8 @@ def test_values_out_of_range_or_choices_are_refused_naming_the_option():
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match=r"protocol 'loose': use dusia or all-labeled"):
         TrainConfig(protocol="loose")
+    with pytest.raises(ValueError, match=r"hide_fraction and keep_per_image both hide training boxes"):
+        TrainConfig(hide_fraction=0.5, keep_per_image=1)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "p", "--teacher", "mean"])
 

@@ -92,6 +92,27 @@ def test_hidden_boxes_do_not_leak_back(demo_project, tmp_path, ultralytics_offli
     assert json.loads((tmp_path / "other" / "export.json").read_text())["labels_sha256"] == other.labels_sha256
 
 
+def test_keeping_one_box_per_image_hides_the_rest(demo_project, tmp_path, ultralytics_offline):
+    """The sparse-annotation literature's extreme split: each training image keeps one of its boxes,
+    chosen with the seed; val/test keep all of theirs."""
+    full = export_yolo(demo_project, tmp_path / "full")
+    one = export_yolo(demo_project, tmp_path / "one", keep_per_image=1, seed=3)
+    hidden = set(json.loads((tmp_path / "one" / "export.json").read_text())["hidden_box_ids"])
+    before = read_with_ultralytics(full.data_yaml, "train")
+    got = read_with_ultralytics(one.data_yaml, "train")
+    assert_same_labels(got, store_rows(demo_project, one.names, "train", hidden))
+    assert {name: len(rows) for name, rows in got.items() if len(rows)} == \
+        {name: 1 for name, rows in before.items() if len(rows)}
+    assert one.hidden_boxes == len(hidden) == full.boxes["train"] - len([r for r in before.values() if len(r)])
+    assert one.boxes["val"] == full.boxes["val"] and one.boxes["test"] == full.boxes["test"]
+    export_yolo(demo_project, tmp_path / "other", keep_per_image=1, seed=4)
+    assert json.loads((tmp_path / "other" / "export.json").read_text())["hidden_box_ids"] != sorted(hidden)
+    two = export_yolo(demo_project, tmp_path / "two", keep_per_image=2, seed=3)
+    assert two.boxes["train"] == sum(min(2, len(rows)) for rows in before.values())
+    with pytest.raises(ValueError, match="use one of them"):
+        export_yolo(demo_project, tmp_path / "both", hide_fraction=0.5, keep_per_image=1)
+
+
 def test_the_same_data_imported_again_hides_the_same_boxes(tmp_path):
     """A sweep carried to another machine rebuilds its project from the data.yaml: each seed must
     hide the same boxes there, or its runs no longer pair with those trained before."""

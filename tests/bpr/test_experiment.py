@@ -35,6 +35,22 @@ def test_default_settings_follow_the_paper(tmp_path):
         ExperimentSpec(data="x", out=tmp_path, pseudo=["selftrain2"], combine=[])
 
 
+def test_the_extreme_split_keeps_one_box_per_image_in_every_setting_but_the_upper_bound(tmp_path):
+    from bpr.cli import build_parser
+    from bpr.experiment import hidden_words
+
+    spec = ExperimentSpec(data="x", out=tmp_path, keep_per_image=1)  # hides no fraction then
+    configs = {s.name: spec.train_config(0, s) for s in spec.settings()}
+    assert all(c.keep_per_image == 1 and c.hide_fraction == 0 for n, c in configs.items() if n != "all-labels")
+    assert configs["all-labels"].keep_per_image == 0
+    assert hidden_words(spec) == "all training boxes hidden but 1 per image"
+    with pytest.raises(ValueError, match="hide_fraction and keep_per_image both hide training boxes"):
+        ExperimentSpec(data="x", out=tmp_path, hide=0.5, keep_per_image=1)
+    args = build_parser().parse_args(["experiment", "d.yaml", "--out", "o", "--keep-per-image", "1"])
+    assert (args.hide, args.keep_per_image) == (None, 1)
+    assert ExperimentSpec(data="x", out=tmp_path).hide == 0.5
+
+
 def test_a_sweep_refuses_other_hyperparameters_and_unknown_settings(tmp_path):
     out = tmp_path / "exp"
     out.mkdir()
