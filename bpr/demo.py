@@ -368,7 +368,7 @@ def run_pipeline(folder: str | Path, say=print, recipe: Recipe | None = None) ->
         report = {"methods": {}, "runs": methods, "recipe": dataclasses.asdict(recipe)}
         for method, run in methods.items():
             say(f"scoring {run} against the demo's truth")
-            report["methods"][method] = _score(project, run, truth, video, pseudo_from=base.name
+            report["methods"][method] = score_against_truth(project, run, truth, video, pseudo_from=base.name
                                                if method == METHOD else None)
         source = CountSource.for_run(project, methods.get(METHOD, plain.name))
         outputs = {
@@ -385,7 +385,7 @@ def run_pipeline(folder: str | Path, say=print, recipe: Recipe | None = None) ->
     return outputs
 
 
-def _score(project: Project, run: str, truth: dict, test_video: str, pseudo_from: str | None) -> dict:
+def score_against_truth(project: Project, run: str, truth: dict, test_video: str, pseudo_from: str | None) -> dict:
     """A run against the truth: test mAP50; the share of the training frames' unboxed animals it
     recovered (the pseudo-boxes it trained on, or for plain training the finder's suggestions at its
     threshold), matched at IoU >= 0.5 with their species; and, on the test video, the mean absolute
