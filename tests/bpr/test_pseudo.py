@@ -276,16 +276,17 @@ def test_the_ema_teacher_adds_its_findings_on_partial_images_only_after_the_burn
 
 
 @pytest.mark.slow
-def test_the_ema_teacher_trains_a_tiny_run_whose_weights_are_plain_ultralytics(demo_project, no_network):
+def test_the_ema_teacher_trains_a_tiny_run_weighted_by_score_its_weights_plain_ultralytics(demo_project, no_network):
     from ultralytics import YOLO
 
     from bpr.learn.training import describe_method, train
 
-    run = train(demo_project, tiny_config(teacher="ema", burn_in=0, pseudo_conf=0.0, ignore_conf=0.0), name="ema")
+    run = train(demo_project, tiny_config(teacher="ema", burn_in=0, pseudo_conf=0.0, ignore_conf=0.0,
+                                          weight_by_score=True), name="ema")
     assert run.status == "finished"
     [epoch] = run.metrics
     assert epoch["teacher"]["pseudo_boxes"] > 0 and epoch["teacher"]["batches"] > 0
-    assert describe_method(run.config).startswith("EMA teacher from epoch 0")
+    assert describe_method(run.config).startswith("EMA teacher from epoch 0 (pseudo-boxes from 0 weighted by score")
     model = YOLO(str(demo_project.resolve_path(run.weights)))
     assert type(model.model).__name__ == "DetectionModel" and not hasattr(model.model, "teacher")
     assert no_network == []
