@@ -58,10 +58,15 @@ def weighted_class(species, score):
     return WEIGHTED_BASE - species - (1 - score) / 2
 
 
+def is_weighted(cls: torch.Tensor) -> torch.Tensor:
+    """Which label rows are weighted pseudo-boxes (their class at or below WEIGHTED_BASE, to rounding)."""
+    return cls < WEIGHTED_BASE + 0.5
+
+
 def read_weighted_class(cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(species, weight) of label rows; a row above WEIGHTED_BASE is a label, of weight 1."""
     rest = WEIGHTED_BASE - cls
-    weighted = rest > -0.5
+    weighted = is_weighted(cls)
     species = torch.where(weighted, torch.floor(rest + 1e-3), cls)
     weight = torch.where(weighted, 1 - 2 * (rest - species), torch.ones_like(cls)).clamp(0, 1)
     return species, weight
@@ -74,7 +79,7 @@ def split_teacher_rows(batch: dict[str, Any]) -> dict[str, Any]:
     cls = batch.get("cls")
     if cls is None or not len(cls):
         return batch
-    if bool((cls <= WEIGHTED_BASE + 0.5).any()):
+    if bool(is_weighted(cls).any()):
         species, weight = read_weighted_class(cls)
         batch = dict(batch, cls=species, label_weight=weight)
         cls = species
