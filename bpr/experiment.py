@@ -275,6 +275,21 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                 replace_whole(kept, project.resolve_path(record.weights).read_bytes())
         return record
 
+    def score(name: str, weights: Path) -> dict[str, float]:
+        """mAP on val and test, and the test counting error at val's F1-best threshold."""
+        scores, count_conf = {}, None
+        for split in ("val", "test"):
+            result = evaluate(project, weights, split=split, imgsz=spec.imgsz, device=spec.device,
+                              count_conf=count_conf)
+            if result.left_out:  # the runs of a sweep must be scored on the same frames
+                raise ValueError(f"{name}: {result.left_out} fully labeled {split} frame(s) have no "
+                                 f"file ({LINK_HINT}); then rerun the sweep")
+            scores[f"{split}_mAP50"] = result.ultralytics["mAP50"]
+            scores[f"{split}_mAP50-95"] = result.ultralytics["mAP50-95"]
+            scores[f"{split}_coco_mAP50"] = result.coco["mAP50"]
+            count_conf = result.f1_best_conf  # chosen on val, read on test
+        return scores | {"count_conf": count_conf, "test_count_mae": result.count_mae}
+
     try:
         for name, setting, seed in runs:
             if name in done:
@@ -304,18 +319,12 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
             if manifest.exists():  # its training set may have been deleted since
                 # exports written before the checksum was recorded carry none
                 row["train_labels_sha256"] = json.loads(manifest.read_text()).get("labels_sha256", {}).get("train")
-            count_conf = None
-            for split in ("val", "test"):
-                result = evaluate(project, weights, split=split, imgsz=spec.imgsz, device=spec.device,
-                                  count_conf=count_conf)
-                if result.left_out:  # the runs of a sweep must be scored on the same frames
-                    raise ValueError(f"{name}: {result.left_out} fully labeled {split} frame(s) have no "
-                                     f"file ({LINK_HINT}); then rerun the sweep")
-                row[f"{split}_mAP50"] = result.ultralytics["mAP50"]
-                row[f"{split}_mAP50-95"] = result.ultralytics["mAP50-95"]
-                row[f"{split}_coco_mAP50"] = result.coco["mAP50"]
-                count_conf = result.f1_best_conf  # chosen on val, read on test
-            row["count_conf"], row["test_count_mae"] = count_conf, result.count_mae
+            row.update(score(name, weights))
+            if pseudo.get("teacher_run"):  # the teacher's own weights, as they taught (a kept teacher is
+                # a retrained run, not always the one recorded under its name)
+                teacher_weights = project.resolve_path(project.run(pseudo["teacher_run"]).weights)
+                row.update({f"teacher_{k}": v for k, v in score(pseudo["teacher_run"], teacher_weights).items()
+                            if k in ("test_mAP50", "test_count_mae")})
             with open(results_path, "a") as f:  # written at once: the sweep can stop any time
                 f.write(json.dumps(row) + "\n")
             done = _done(results_path)  # with what other processes sharing the sweep have written
@@ -519,19 +528,23 @@ def late_curves(spec: ExperimentSpec, rows: list[dict], windows: int = 5) -> lis
 
 
 def teacher_lines(rows: list[dict]) -> list[str]:
-    """Markdown: per teacher run, its round, the score its pseudo-boxes start at and their precision and
-    recall."""
+    """Markdown: per teacher run, its round, its own test mAP50 and counting error (where recorded), the
+    score its pseudo-boxes start at and their precision and recall."""
     seen = {}
     for row in rows:
         if "teacher_pseudo_boxes" in row:
-            seen[row["teacher"]] = (row["round"], row["teacher_pseudo_boxes"], row.get("teacher_pseudo_conf"))
+            seen[row["teacher"]] = row
     if not seen:
         return []
-    lines = ["| teacher | for round | from score | pseudo-boxes | hidden boxes | precision | recall |",
-             "|---|---|---|---|---|---|---|"]
-    for teacher, (round, q, score) in sorted(seen.items(), key=lambda item: (item[1][0], item[0])):
-        lines.append(f"| {teacher} | {round} | {'–' if score is None else f'{score:.3g}'} | {q['pseudo_boxes']} | "
-                     f"{q['hidden_boxes']} | {q['precision'] * 100:.1f} % | {q['recall'] * 100:.1f} % |")
+    lines = ["| teacher | for round | its test mAP50 | its test count error | from score | pseudo-boxes "
+             "| hidden boxes | precision | recall |", "|---|---|---|---|---|---|---|---|---|"]
+    for teacher, row in sorted(seen.items(), key=lambda item: (item[1]["round"], item[0])):
+        q, score, mAP, mae = (row["teacher_pseudo_boxes"], row.get("teacher_pseudo_conf"),
+                              row.get("teacher_test_mAP50"), row.get("teacher_test_count_mae"))
+        lines.append(f"| {teacher} | {row['round']} | {'–' if mAP is None else f'{mAP * 100:.1f}'} | "
+                     f"{'–' if mae is None else f'{mae:.2f}'} | {'–' if score is None else f'{score:.3g}'} | "
+                     f"{q['pseudo_boxes']} | {q['hidden_boxes']} | {q['precision'] * 100:.1f} % | "
+                     f"{q['recall'] * 100:.1f} % |")
     return lines
 
 
