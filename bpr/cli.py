@@ -450,7 +450,7 @@ def cmd_experiment(args) -> None:
         p_box=args.p_box, both=args.both, pseudo=args.pseudo, combine=args.combine,
         pseudo_precision=args.pseudo_precision, pseudo_conf=args.pseudo_conf, ignore_conf=args.ignore_conf,
         burn_in=args.burn_in, tta=args.tta,
-        upper_bound=not args.no_upper_bound, seeds=args.seeds,
+        upper_bound=not args.no_upper_bound, upper_bound_from=args.upper_bound_from, seeds=args.seeds,
         **{name: getattr(args, name) for name in EXPERIMENT_TRAIN_OPTIONS if name != "extra"},
         extra=dict(args.extra))
     runs = spec.runs(args.only)  # an unknown --only name is refused before anything is printed
@@ -706,6 +706,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_options(p, PseudoLabels, ("pseudo_precision", "pseudo_conf", "ignore_conf", "burn_in"), {"burn_in": None})
     _add_options(p, SelfTraining, ("tta",))
     p.add_argument("--no-upper-bound", action="store_true", help="skip the run with all labels")
+    p.add_argument("--upper-bound-from", type=Path, metavar="DIR",
+                   help="take the runs with all labels from this earlier sweep, instead of training them: "
+                        "they hide nothing, so a sweep at another --hide or --keep-per-image shares them")
     p.add_argument("--only", type=_names,
                    metavar="NAMES", help="train only these settings (names as in the table, e.g. "
                    "baseline,obj0.75) or runs (e.g. box0.25-seed1), to split one sweep between processes "

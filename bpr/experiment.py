@@ -80,6 +80,7 @@ class ExperimentSpec:
     burn_in: int | None = None           # the EMA teacher's burn-in; None: half the epochs
     tta: bool = True                     # the teachers detect with test-time augmentation
     upper_bound: bool = True
+    upper_bound_from: Path | None = None  # an earlier sweep whose all-labels runs this one takes
     seeds: int = 3
     model: str = _train_default("model")
     epochs: int = _train_default("epochs")
@@ -214,6 +215,34 @@ def _check_same_experiment(spec: ExperimentSpec) -> None:
                          "rerun with the same values to resume it, or choose another output folder")
 
 
+# What the all-labels runs depend on: they hide nothing, so sweeps that differ in nothing else share them.
+UPPER_BOUND_HYPERPARAMETERS = ("model", "epochs", "imgsz", "batch", "patience", "precision", "extra")
+
+
+def _take_upper_bound(spec: ExperimentSpec, runs: list[tuple[str, Setting, int]], done: dict[str, dict],
+                      results_path: Path, on_message: Callable[[str], None]) -> None:
+    """Append the all-labels rows of the sweep in ``spec.upper_bound_from`` that this one has yet to
+    train: trained again here they would be the same runs (same labels, seeds and hyperparameters)."""
+    source = Path(spec.upper_bound_from)
+    if not (source / "spec.json").exists():
+        raise FileNotFoundError(f"{source} holds no sweep (no spec.json) to take the all-labels runs from")
+    saved = json.loads((source / "spec.json").read_text())
+    differ = [f"{key} {saved.get(key)!r} there, {getattr(spec, key)!r} here" for key in UPPER_BOUND_HYPERPARAMETERS
+              if saved.get(key) != getattr(spec, key)]
+    their_data = Path(saved["data"])
+    if not (their_data.exists() and Path(spec.data).exists() and their_data.samefile(spec.data)):
+        differ.append(f"data {saved['data']!r} there, {spec.data!r} here")
+    if differ:
+        raise ValueError(f"{source}'s all-labels runs were trained otherwise ({'; '.join(differ)}): train them "
+                         "here instead (leave out --upper-bound-from)")
+    theirs = _done(source / "results.jsonl")
+    for name, setting, _ in runs:
+        if setting.name == "all-labels" and name not in done and name in theirs:
+            with open(results_path, "a") as f:
+                f.write(json.dumps(theirs[name] | {"taken_from": str(source)}) + "\n")
+            on_message(f"{name}: taken from {source}")
+
+
 def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = print,
                    on_event=None, cancel: Callable[[], bool] | None = None,
                    only: list[str] | None = None) -> list[dict]:
@@ -235,6 +264,9 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
         {k: (str(v) if isinstance(v, Path) else v) for k, v in spec.__dict__.items()}, indent=1).encode())
     results_path = spec.out / "results.jsonl"
     done = _done(results_path)
+    if spec.upper_bound_from is not None and spec.upper_bound:
+        _take_upper_bound(spec, runs, done, results_path, on_message)
+        done = _done(results_path)
     project = _project(spec)
     by_name = {s.name: s for s in spec.settings()}
     teaching = {s.teacher for s in by_name.values() if s.teacher is not None}
@@ -612,6 +644,8 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
         f"seeds). {software_line(rows)}",
         "",
         *([pairing, ""] if (pairing := label_pairing(finished)) else []),
+        *([f"The all-labels runs were taken from `{taken}` (they hide nothing, so they are this sweep's too).",
+           ""] if (taken := next((r["taken_from"] for r in finished if "taken_from" in r), None)) else []),
         ("| setting | p_obj | p_box | mode | seeds | val mAP50 | test mAP50 | test mAP50 (COCO) "
          "| test gain vs baseline | gap won back | test count error | dropped obj / box |"),
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -681,7 +715,8 @@ def _plot(spec: ExperimentSpec, table: list[dict]) -> None:
     if base:
         ax.axhline(base["test_mAP50"] * 100, color="grey", ls=":", label="baseline")
     ax.set(xlabel="drop (%)", ylabel="test mAP50 (points)", title="mAP50 against drop percentage")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # none before the baseline or a drop has a result
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(spec.out / "mAP50_vs_drop.png")
     plt.close(fig)

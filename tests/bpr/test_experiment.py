@@ -279,6 +279,46 @@ def test_a_stop_asked_between_runs_starts_no_other_run(tmp_path, monkeypatch):
         run_experiment(tiny_spec(tmp_path / "data.yaml", tmp_path / "exp"), on_message=print, cancel=stop.is_set)
 
 
+def test_a_sweep_at_another_split_takes_the_upper_bound_from_an_earlier_one(tmp_path, monkeypatch):
+    """The all-labels runs hide nothing: a sweep at 30 % hidden takes them from the one at 50 % instead
+    of training them again, and refuses those of a sweep trained otherwise."""
+    import bpr.experiment
+    from bpr.data.store import NotFoundError
+
+    class Empty:
+        def run(self, name):
+            raise NotFoundError(name)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(bpr.experiment, "_project", lambda spec: Empty())
+    monkeypatch.setattr(bpr.experiment, "train", lambda *a, **k: pytest.fail("a run was started"))
+    data = tmp_path / "data.yaml"
+    data.write_text("")
+    half = tiny_spec(data, tmp_path / "half")
+    run_experiment(half, on_message=print, only=[])  # its spec.json
+    with open(half.out / "results.jsonl", "a") as f:
+        for seed in (0, 1):
+            f.write(json.dumps({"run": f"all-labels-seed{seed}", "setting": "all-labels", "seed": seed, "hide": 0.0,
+                                "p_obj": 0.0, "p_box": 0.0, "mode": "random", "val_mAP50": 0.3,
+                                "test_mAP50": 0.3 + seed / 10, "test_coco_mAP50": 0.3, "val_curve_mAP50": [0.3],
+                                "measured_obj_drop": None, "measured_box_drop": None}) + "\n")
+
+    messages = []
+    third = tiny_spec(data, tmp_path / "third", hide=0.3, upper_bound_from=half.out)
+    rows = run_experiment(third, on_message=messages.append, only=["all-labels"])
+    assert messages == [f"all-labels-seed{seed}: taken from {half.out}" for seed in (0, 1)]
+    assert sorted((r["run"], r["test_mAP50"], r["taken_from"]) for r in rows) == [
+        ("all-labels-seed0", 0.3, str(half.out)), ("all-labels-seed1", 0.4, str(half.out))]
+    assert f"The all-labels runs were taken from `{half.out}`" in (third.out / "results.md").read_text()
+    assert len(run_experiment(third, on_message=pytest.fail, only=["all-labels"])) == 2  # taken once
+
+    longer = tiny_spec(data, tmp_path / "longer", epochs=2, upper_bound_from=half.out)
+    with pytest.raises(ValueError, match="trained otherwise \\(epochs 1 there, 2 here\\)"):
+        run_experiment(longer, on_message=print, only=["all-labels"])
+
+
 def test_a_sweep_carried_elsewhere_finds_its_images_under_the_data_yaml_given(tmp_path):
     """The sweep folder and the data moved (another machine): the rerun, given the data.yaml's new
     place, links the project's images there, since evaluation and new runs read them."""
