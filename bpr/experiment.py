@@ -347,6 +347,11 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                            teacher_pseudo_boxes=pseudo_quality(project, pseudo["teacher_run"]))
             if "teacher" in record.metrics[-1]:
                 row["ema_teacher_last_epoch"] = record.metrics[-1]["teacher"]
+            if pseudo.get("teacher") == "ema":  # best.pt holds the EMA model: what it finds as a teacher
+                # (calibrated on val, without test-time augmentation, as the online teacher detects)
+                mining = mine_round(project, name, 1, spec.train_config(seed, setting), tta=False, cancel=cancel)
+                row.update(ema_teacher_pseudo_conf=mining.pseudo_conf,
+                           ema_teacher_pseudo_boxes=pseudo_quality(project, name))
             manifest = export_manifest(project, name)
             if manifest.exists():  # its training set may have been deleted since
                 # exports written before the checksum was recorded carry none
@@ -560,20 +565,25 @@ def late_curves(spec: ExperimentSpec, rows: list[dict], windows: int = 5) -> lis
 
 
 def teacher_lines(rows: list[dict]) -> list[str]:
-    """Markdown: per teacher run, its round, its own test mAP50 and counting error (where recorded), the
-    score its pseudo-boxes start at and their precision and recall."""
-    seen = {}
+    """Markdown: per teacher, its round, its own test mAP50 and counting error (where recorded), the
+    score its pseudo-boxes start at and their precision and recall. An EMA run's teacher is its own
+    best.pt (the EMA model), mining once training is over."""
+    seen = {}  # teacher: (round, test mAP50, count error, score, quality)
     for row in rows:
         if "teacher_pseudo_boxes" in row:
-            seen[row["teacher"]] = row
+            seen[row["teacher"]] = (str(row["round"]), row.get("teacher_test_mAP50"),
+                                    row.get("teacher_test_count_mae"), row.get("teacher_pseudo_conf"),
+                                    row["teacher_pseudo_boxes"])
+        if "ema_teacher_pseudo_boxes" in row:
+            seen[f"{row['run']} (its EMA model, best epoch)"] = (
+                "online", row["test_mAP50"], row["test_count_mae"], row["ema_teacher_pseudo_conf"],
+                row["ema_teacher_pseudo_boxes"])
     if not seen:
         return []
     lines = ["| teacher | for round | its test mAP50 | its test count error | from score | pseudo-boxes "
              "| hidden boxes | precision | recall |", "|---|---|---|---|---|---|---|---|---|"]
-    for teacher, row in sorted(seen.items(), key=lambda item: (item[1]["round"], item[0])):
-        q, score, mAP, mae = (row["teacher_pseudo_boxes"], row.get("teacher_pseudo_conf"),
-                              row.get("teacher_test_mAP50"), row.get("teacher_test_count_mae"))
-        lines.append(f"| {teacher} | {row['round']} | {'–' if mAP is None else f'{mAP * 100:.1f}'} | "
+    for teacher, (round, mAP, mae, score, q) in sorted(seen.items(), key=lambda item: (item[1][0], item[0])):
+        lines.append(f"| {teacher} | {round} | {'–' if mAP is None else f'{mAP * 100:.1f}'} | "
                      f"{'–' if mae is None else f'{mae:.2f}'} | {'–' if score is None else f'{score:.3g}'} | "
                      f"{q['pseudo_boxes']} | {q['hidden_boxes']} | {q['precision'] * 100:.1f} % | "
                      f"{q['recall'] * 100:.1f} % |")

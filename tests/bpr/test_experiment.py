@@ -438,6 +438,9 @@ def test_the_pseudo_label_settings_learn_from_their_seeds_teachers_and_report_it
     assert quality["pseudo_boxes"] > 0 and quality["hidden_boxes"] > 0 and 0 <= quality["precision"] <= 1
     assert by["selftrain1"]["teacher_pseudo_conf"] == 0.0  # the sweep's fixed score
     assert by["ema"]["ema_teacher_last_epoch"]["pseudo_boxes"] > 0
+    ema_quality = by["ema"]["ema_teacher_pseudo_boxes"]  # its best.pt, mining as a teacher would
+    assert ema_quality["pseudo_boxes"] > 0 and ema_quality["hidden_boxes"] == quality["hidden_boxes"]
+    assert by["ema"]["ema_teacher_pseudo_conf"] == 0.0
     assert all(r["test_count_mae"] >= 0 and 0 < r["count_conf"] <= 1 for r in rows)
     assert (out / "teachers" / "baseline-seed0.pt").exists()
     report = (out / "results.md").read_text()
@@ -446,6 +449,7 @@ def test_the_pseudo_label_settings_learn_from_their_seeds_teachers_and_report_it
     assert by["selftrain1"]["teacher_test_count_mae"] == by["baseline"]["test_count_mae"]
     assert "gap won back" in report
     assert f"| baseline-seed0 | 1 | {by['baseline']['test_mAP50'] * 100:.1f} | " in report
+    assert f"| ema-seed0 (its EMA model, best epoch) | online | {by['ema']['test_mAP50'] * 100:.1f} | " in report
 
     # carried to another machine: the results and the kept teachers, not the project's runs
     assert (out / "teachers" / "selftrain1-seed0.pt").exists()  # it teaches selftrain2
