@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bpr import __version__
-from bpr.config import KEEP_CONF, Option, TrainConfig, from_flat, options
+from bpr.config import KEEP_CONF, Option, TrainConfig, default, from_flat, options
 
 
 class _Bar:
@@ -178,13 +178,15 @@ def cmd_train(args) -> None:
     _quiet_ultralytics(args)
     from bpr.learn.training import TrainingCancelled, train
 
+    if args.resume is None and args.device is None:
+        args.device = default(TrainConfig, "device")
     config = None if args.resume is not None else _settings(TrainConfig, args)
     progress = _TrainProgress()
     with _open(args.project) as project, \
             _graceful_stop("stopping after this batch (Ctrl+C again to stop at once)") as stop:
         try:
             run = train(project, config, name=args.name, resume=args.resume, on_event=progress,
-                        cancel=stop.is_set)
+                        cancel=stop.is_set, device=args.device if args.resume is not None else None)
         except TrainingCancelled as e:
             progress.close()
             name = args.resume or args.name or project.runs()[-1].name  # the run just stopped
@@ -663,9 +665,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a detector with Box Prediction Rebalancing")
     p.add_argument("project", help="the project folder")
-    _add_options(p, TrainConfig)
+    _add_options(p, TrainConfig, defaults={"device": None})  # None: auto, or with --resume the run's own
     p.add_argument("--name", help="run name (default: run1, run2, ...)")
-    p.add_argument("--resume", metavar="RUN", help="resume a cancelled or failed run from its last epoch")
+    p.add_argument("--resume", metavar="RUN", help="resume a cancelled or failed run from its last epoch, on "
+                   "the device it trained on unless --device names another (a run carried between machines)")
     p.add_argument("--verbose", action="store_true", help="show ultralytics' own output")
     p.set_defaults(func=cmd_train)
 

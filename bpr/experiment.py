@@ -299,7 +299,7 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
             record = train(project, config, name=name, on_event=on_event, cancel=cancel)
         elif status != "finished":
             on_message(f"resuming {name} ({status})")
-            record = train(project, resume=name, on_event=on_event, cancel=cancel)
+            record = train(project, resume=name, on_event=on_event, cancel=cancel, device=spec.device)
         if setting.name in teaching:  # kept, so that its students can be trained elsewhere without it
             kept = spec.out / "teachers" / f"{name}.pt"
             if not kept.exists():

@@ -451,8 +451,10 @@ def _follow_move(folder: Path, dataset: Path, last: Path) -> None:
 
 def train(project: Project, config: TrainConfig | None = None, name: str | None = None,
           resume: str | None = None, on_event: Callable[[TrainEvent], None] | None = None,
-          cancel: Callable[[], bool] | None = None) -> Run:
-    """Train (or resume) a run; returns the run's record from the store.
+          cancel: Callable[[], bool] | None = None, device: str | None = None) -> Run:
+    """Train (or resume) a run; returns the run's record from the store. ``device``, with ``resume``:
+    the device the rest trains on, where the run started on another (a run carried between machines,
+    as ultralytics' resume allows); the record keeps it.
 
     A bad device or a missing weights file is refused before anything is recorded. Then the run is
     recorded before anything else happens. Cancelling (``cancel()`` turning true) stops at the end of the current
@@ -471,17 +473,25 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
         if pid is not None:
             raise ValueError(f"run {resume} is being trained now, by process {pid}")
         name, config = resume, TrainConfig.from_dict(record.config)
+        if device is not None:
+            config.device = device
     else:
         config = config or TrainConfig()
         name = name or _new_run_name(project)
         if any(r.name == name for r in project.runs()):
             raise ValueError(f"a run named {name!r} exists already; choose another name or resume it")
-    device = resolve_device(config.device)
+    try:
+        device = resolve_device(config.device)
+    except ValueError as e:
+        if resume is None or device is not None:
+            raise
+        raise ValueError(f"{e}: run {resume} trained on {config.device}; resume it on another (--device)") from None
     model = config.model
     if model.endswith(".pt"):  # a missing or oddly named .pt makes ultralytics try to download it
         model = str(local_weights(model))
     if resume is not None:
-        project.update_run(name, status="running", error=None, finished=None, owner=this_process())
+        project.update_run(name, status="running", error=None, finished=None, owner=this_process(),
+                           config=config.to_dict())
     else:
         project.create_run(name, config.to_dict())
 

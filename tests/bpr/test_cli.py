@@ -145,6 +145,24 @@ def test_train_and_runs(demo_template, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_a_run_carried_from_a_gpu_machine_resumes_on_the_device_given(demo_project, capsys):
+    """Its record names a GPU this machine lacks: the resume says so and how; --device trains the rest
+    here, as ultralytics' resume allows, and the record keeps the device."""
+    from tests.bpr.test_training import cancel_in_second_epoch
+
+    cancel_in_second_epoch(demo_project, "carried")
+    demo_project.update_run("carried", config={**demo_project.run("carried").config, "device": "cuda:7"})
+    project = str(demo_project.folder)
+    assert main(["train", project, "--resume", "carried"]) == 1
+    assert "run carried trained on cuda:7; resume it on another (--device)" in capsys.readouterr().err
+    assert demo_project.run("carried").status == "cancelled"  # nothing recorded by the refusal
+    assert main(["train", project, "--resume", "carried", "--device", "cpu"]) == 0
+    run = demo_project.run("carried")
+    assert run.status == "finished" and run.config["device"] == "cpu"
+    assert [m["epoch"] for m in run.metrics] == [1, 2]
+
+
+@pytest.mark.slow
 def test_detect_evaluate_counts_and_exports(trained_template, tmp_path, capsys):
     import csv
     import shutil
