@@ -452,9 +452,9 @@ def _follow_move(folder: Path, dataset: Path, last: Path) -> None:
 def train(project: Project, config: TrainConfig | None = None, name: str | None = None,
           resume: str | None = None, on_event: Callable[[TrainEvent], None] | None = None,
           cancel: Callable[[], bool] | None = None, device: str | None = None) -> Run:
-    """Train (or resume) a run; returns the run's record from the store. ``device``, with ``resume``:
-    the device the rest trains on, where the run started on another (a run carried between machines,
-    as ultralytics' resume allows); the record keeps it.
+    """Train (or resume) a run; returns the run's record from the store. ``device`` replaces the
+    config's, or with ``resume`` the run's recorded one: the rest trains there (a run carried between
+    machines, as ultralytics' resume allows), and the record keeps it.
 
     A bad device or a missing weights file is refused before anything is recorded. Then the run is
     recorded before anything else happens. Cancelling (``cancel()`` turning true) stops at the end of the current
@@ -473,13 +473,13 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
         if pid is not None:
             raise ValueError(f"run {resume} is being trained now, by process {pid}")
         name, config = resume, TrainConfig.from_dict(record.config)
-        if device is not None:
-            config.device = device
     else:
         config = config or TrainConfig()
         name = name or _new_run_name(project)
         if any(r.name == name for r in project.runs()):
             raise ValueError(f"a run named {name!r} exists already; choose another name or resume it")
+    if device is not None:
+        config = dataclasses.replace(config, device=device)
     try:
         device = resolve_device(config.device)
     except ValueError as e:
