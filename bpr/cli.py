@@ -178,15 +178,15 @@ def cmd_train(args) -> None:
     _quiet_ultralytics(args)
     from bpr.learn.training import TrainingCancelled, train
 
-    if args.resume is None and args.device is None:
-        args.device = default(TrainConfig, "device")
     config = None if args.resume is not None else _settings(TrainConfig, args)
+    # resumed: on the device it trained on, unless another is named
+    device = args.device if args.resume is not None and args.device != default(TrainConfig, "device") else None
     progress = _TrainProgress()
     with _open(args.project) as project, \
             _graceful_stop("stopping after this batch (Ctrl+C again to stop at once)") as stop:
         try:
             run = train(project, config, name=args.name, resume=args.resume, on_event=progress,
-                        cancel=stop.is_set, device=args.device if args.resume is not None else None)
+                        cancel=stop.is_set, device=device)
         except TrainingCancelled as e:
             progress.close()
             name = args.resume or args.name or project.runs()[-1].name  # the run just stopped
@@ -665,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a detector with Box Prediction Rebalancing")
     p.add_argument("project", help="the project folder")
-    _add_options(p, TrainConfig, defaults={"device": None})  # None: auto, or with --resume the run's own
+    _add_options(p, TrainConfig)
     p.add_argument("--name", help="run name (default: run1, run2, ...)")
     p.add_argument("--resume", metavar="RUN", help="resume a cancelled or failed run from its last epoch, on "
                    "the device it trained on unless --device names another (a run carried between machines)")
