@@ -258,9 +258,9 @@ def test_a_sweep_loads_its_evaluation_code_before_the_first_run(tmp_path):
     assert "detect loaded: True" in result.stderr, result.stderr
 
 
-def test_a_stop_asked_between_runs_starts_no_other_run(tmp_path, monkeypatch):
-    """Ctrl+C or SIGTERM while a finished run is evaluated: the sweep ends there, not one batch into
-    the next run."""
+@pytest.fixture
+def no_training(monkeypatch):
+    """A sweep with an empty project that fails the test if it starts a run."""
     import bpr.experiment
     from bpr.data.store import NotFoundError
 
@@ -273,27 +273,20 @@ def test_a_stop_asked_between_runs_starts_no_other_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(bpr.experiment, "_project", lambda spec: Empty())
     monkeypatch.setattr(bpr.experiment, "train", lambda *a, **k: pytest.fail("a run was started"))
+
+
+def test_a_stop_asked_between_runs_starts_no_other_run(tmp_path, no_training):
+    """Ctrl+C or SIGTERM while a finished run is evaluated: the sweep ends there, not one batch into
+    the next run."""
     stop = threading.Event()
     stop.set()
     with pytest.raises(TrainingCancelled, match="the sweep stopped before training baseline-seed0"):
         run_experiment(tiny_spec(tmp_path / "data.yaml", tmp_path / "exp"), on_message=print, cancel=stop.is_set)
 
 
-def test_a_sweep_at_another_split_takes_the_upper_bound_from_an_earlier_one(tmp_path, monkeypatch):
+def test_a_sweep_at_another_split_takes_the_upper_bound_from_an_earlier_one(tmp_path, no_training):
     """The all-labels runs hide nothing: a sweep at 30 % hidden takes them from the one at 50 % instead
     of training them again, and refuses those of a sweep trained otherwise."""
-    import bpr.experiment
-    from bpr.data.store import NotFoundError
-
-    class Empty:
-        def run(self, name):
-            raise NotFoundError(name)
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(bpr.experiment, "_project", lambda spec: Empty())
-    monkeypatch.setattr(bpr.experiment, "train", lambda *a, **k: pytest.fail("a run was started"))
     data = tmp_path / "data.yaml"
     data.write_text("")
     half = tiny_spec(data, tmp_path / "half")
