@@ -178,6 +178,8 @@ def cmd_train(args) -> None:
     _quiet_ultralytics(args)
     from bpr.learn.training import TrainingCancelled, train
 
+    if args.resume is not None:
+        _refuse_changed_settings(args)
     config = None if args.resume is not None else _settings(TrainConfig, args)
     # resumed: on the device it trained on, unless another is named
     device = args.device if args.resume is not None and args.device != default(TrainConfig, "device") else None
@@ -196,6 +198,16 @@ def cmd_train(args) -> None:
             progress.close()
         _choose_thresholds(project, run)
     _print_run(run)
+
+
+def _refuse_changed_settings(args) -> None:
+    """A resumed run goes on with the settings it started with, as ultralytics' resume does: a setting
+    flag given with --resume would be ignored, so it is refused (the device alone may change)."""
+    given = [o.cli_flag for o in options(TrainConfig)
+             if o.name != "device" and getattr(args, o.name) not in (o.default, [])]
+    if given:
+        raise ValueError(f"{', '.join(given)}: run {args.resume} goes on with the settings it started with "
+                         "(bpr runs shows them); train a new run to change them")
 
 
 def _choose_thresholds(project, run) -> None:
@@ -667,8 +679,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", help="the project folder")
     _add_options(p, TrainConfig)
     p.add_argument("--name", help="run name (default: run1, run2, ...)")
-    p.add_argument("--resume", metavar="RUN", help="resume a cancelled or failed run from its last epoch, on "
-                   "the device it trained on unless --device names another (a run carried between machines)")
+    p.add_argument("--resume", metavar="RUN", help="resume a cancelled or failed run from its last epoch, with "
+                   "the settings it started with, on the device it trained on unless --device names another "
+                   "(a run carried between machines)")
     p.add_argument("--verbose", action="store_true", help="show ultralytics' own output")
     p.set_defaults(func=cmd_train)
 

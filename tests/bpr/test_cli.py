@@ -142,6 +142,11 @@ def test_train_and_runs(demo_template, tmp_path, capsys):
     assert "exists already" in capsys.readouterr().err
     assert main(["train", str(project), "--resume", "nope"]) == 1
     assert "no run 'nope'" in capsys.readouterr().err
+    # a setting given with --resume would be ignored: refused, naming it, before anything runs
+    assert main(["train", str(project), "--resume", "cli", "--epochs", "5", "--train-arg", "nbs=8"]) == 1
+    assert ("--epochs, --train-arg: run cli goes on with the settings it started with"
+            in capsys.readouterr().err)
+    assert (project / "runs" / "cli" / "train" / "args.yaml").read_text() == args  # untouched
 
 
 @pytest.mark.slow
