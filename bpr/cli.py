@@ -463,7 +463,7 @@ def cmd_experiment(args) -> None:
         data=args.data, out=Path(args.out), hide=args.hide, keep_per_image=args.keep_per_image, p_obj=args.p_obj,
         p_box=args.p_box, both=args.both, pseudo=args.pseudo, combine=args.combine,
         pseudo_precision=args.pseudo_precision, pseudo_conf=args.pseudo_conf, ignore_conf=args.ignore_conf,
-        burn_in=args.burn_in, tta=args.tta,
+        burn_in=args.burn_in, tta=args.tta, oracle=args.oracle,
         upper_bound=not args.no_upper_bound, upper_bound_from=args.upper_bound_from, seeds=args.seeds,
         **{name: getattr(args, name) for name in EXPERIMENT_TRAIN_OPTIONS if name != "extra"},
         extra=dict(args.extra))
@@ -721,6 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_options(p, PseudoLabels, ("pseudo_precision", "pseudo_conf", "ignore_conf", "burn_in"), {"burn_in": None})
     _add_options(p, SelfTraining, ("tta",))
+    p.add_argument("--oracle", action="store_true",
+                   help="also train hidden-ignored: the hidden boxes as ignore regions, the ignore band of a "
+                        "teacher that found every hidden animal (a diagnostic: the most an ignore band can win)")
     p.add_argument("--no-upper-bound", action="store_true", help="skip the run with all labels")
     p.add_argument("--upper-bound-from", type=Path, metavar="DIR",
                    help="take the runs with all labels from this earlier sweep, instead of training them: "

@@ -234,6 +234,9 @@ class TrainConfig:
     patience: int = option(100, group="schedule", label="Patience", low=1, high=10_000,
                            help="epochs without improvement before training stops early")
     val: bool = True              # validate after each epoch (the final epoch always validates)
+    # A benchmark's oracle (bpr experiment's hidden-ignored): the boxes hidden by hide_fraction or
+    # keep_per_image become ignore regions, as a teacher that found every hidden animal would make them.
+    hidden_as_ignore: bool = False
     precision: str = option("auto", group="machine", label="Precision", choices=PRECISIONS,
                             help="auto: bf16 mixed precision on a GPU that has it; full: fp32 everywhere, as on "
                                  "the CPU, so that GPU and CPU runs compare")
@@ -245,6 +248,8 @@ class TrainConfig:
         check(self)
         if self.hide_fraction > 0 and self.keep_per_image > 0:
             raise ValueError("hide_fraction and keep_per_image both hide training boxes: use one of them")
+        if self.hidden_as_ignore and not (self.hide_fraction or self.keep_per_image):
+            raise ValueError("hidden_as_ignore needs hidden boxes: set hide_fraction or keep_per_image")
         managed = sorted(MANAGED_TRAIN_ARGS & set(self.extra))
         if managed:
             raise ValueError(f"{', '.join(managed)}: set by the trainer (or by its own option), "

@@ -11,8 +11,11 @@ repeated over seeds and reported as mean ± standard deviation.
 The pseudo-label settings learn from a teacher run of the same seed: ``ignore`` (the ignore band of the
 baseline's detections, no pseudo-boxes), ``selftrain1`` (the baseline's pseudo-boxes and ignore
 regions), ``selftrain2`` (selftrain1's), ``ema`` (an online EMA teacher, no teacher run), and each
-``combine`` entry (a method with BPR's p_obj). Round 0 with the baseline's settings *is* the baseline run:
-its best.pt is kept in ``teachers/`` so that later rounds go on elsewhere without retraining it.
+``combine`` entry (a method with BPR's p_obj). With ``oracle``, ``hidden-ignored`` trains with the hidden
+boxes themselves as ignore regions: the ignore band of a teacher that found every hidden animal, the most
+an ignore band can win back (a diagnostic; no teacher can know the hidden boxes). Round 0 with the
+baseline's settings *is* the baseline run: its best.pt is kept in ``teachers/`` so that later rounds go on
+elsewhere without retraining it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class Setting:
     pseudo: PseudoLabels = field(default_factory=PseudoLabels)
     teacher: str | None = None   # the setting whose run of the same seed teaches this one
     keep_per_image: int = 0      # or: all training boxes hidden but this many per image (0: off)
+    hidden_as_ignore: bool = False  # the oracle: the hidden boxes are ignore regions
 
 
 # The pseudo-label settings (see the module's docstring), each with its teacher setting.
@@ -79,6 +83,7 @@ class ExperimentSpec:
     ignore_conf: float = default(PseudoLabels, "ignore_conf")
     burn_in: int | None = None           # the EMA teacher's burn-in; None: half the epochs
     tta: bool = True                     # the teachers detect with test-time augmentation
+    oracle: bool = False                 # also train hidden-ignored (TrainConfig.hidden_as_ignore)
     upper_bound: bool = True
     upper_bound_from: Path | None = None  # an earlier sweep whose all-labels runs this one takes
     seeds: int = 3
@@ -104,7 +109,8 @@ class ExperimentSpec:
         values = {name: getattr(self, name) for name in EXPERIMENT_TRAIN_OPTIONS}
         values["extra"] = {"cache": "ram", **self.extra}  # disk if RAM is short
         config = from_flat(TrainConfig, {**values, "seed": seed, "hide_fraction": setting.hide,
-                                         "keep_per_image": setting.keep_per_image})
+                                         "keep_per_image": setting.keep_per_image,
+                                         "hidden_as_ignore": setting.hidden_as_ignore})
         config.rebalancing = dataclasses.replace(setting.rebalancing, seed=seed)
         config.pseudo = setting.pseudo
         if setting.teacher is not None:
@@ -145,6 +151,8 @@ class ExperimentSpec:
         for s in out:
             if s.teacher is not None and s.teacher not in names:
                 raise ValueError(f"{s.name} learns from {s.teacher}'s runs: keep {s.teacher} among the settings")
+        if self.oracle:
+            out.append(dataclasses.replace(self._partial("hidden-ignored", Rebalancing()), hidden_as_ignore=True))
         if self.upper_bound:
             out.append(Setting("all-labels", Rebalancing(), 0.0))
         return out

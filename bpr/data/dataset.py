@@ -86,8 +86,8 @@ def _prepare_folder(out: Path) -> None:
 def export_yolo(project: Project, out: str | Path, species: list[str] | None = None,
                 splits: tuple[str, ...] = ("train", "val", "test"), hide_fraction: float = 0.0,
                 keep_per_image: int = 0, seed: int = 0, protocol: str = "dusia", pseudo_from: str | None = None,
-                pseudo_as_ignore: bool = False, pseudo_weighted: bool = False, progress: Progress | None = None,
-                cancel=None) -> ExportResult:
+                pseudo_as_ignore: bool = False, pseudo_weighted: bool = False, hidden_as_ignore: bool = False,
+                progress: Progress | None = None, cancel=None) -> ExportResult:
     """Write the project's labeled frames as a YOLO dataset in ``out``.
 
     species: names to train on (default: every species marked for training), in class order.
@@ -101,6 +101,8 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     with ``pseudo_as_ignore`` its pseudo-boxes are written as ignore regions too (the ignore band alone);
     with ``pseudo_weighted`` they are written beside the labels with their scores (PSEUDO_FOLDER), to be
     trained on weighted by score.
+    hidden_as_ignore: the hidden boxes of partially labeled training frames are written as ignore regions
+    (a benchmark's oracle: the ignore band of a teacher that found every hidden animal).
     cancel: optional callable returning True to stop between frames (raises ExportError).
     """
     if protocol not in PROTOCOLS:
@@ -210,6 +212,9 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
                          + (f" {row['score']:.6f}" if pseudo_weighted else "")
                          for row, box in zip(teacher, as_box) if box]
                 ignore = [_yolo_line(0, _xyxy(row), *size) for row, box in zip(teacher, as_box) if not box]
+                if hidden_as_ignore and (vid, frame) in partial:
+                    ignore += [_yolo_line(0, box, *size) for box_id, _, _, _, *box in boxes.get((vid, frame), [])
+                               if box_id in hidden]
                 labels_text = "".join(line + "\n" for line in lines)
                 if not pseudo_weighted:
                     lines += extra
@@ -243,7 +248,7 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     manifest.update(project=str(project.folder), hide_fraction=hide_fraction, keep_per_image=keep_per_image,
                     seed=seed, protocol=protocol,
                     hidden_box_ids=sorted(hidden), pseudo_from=pseudo_from, pseudo_as_ignore=pseudo_as_ignore,
-                    pseudo_weighted=pseudo_weighted)
+                    pseudo_weighted=pseudo_weighted, hidden_as_ignore=hidden_as_ignore)
     (out / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=1))
     return result
 
@@ -251,7 +256,8 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
 def export_training_set(project: Project, out: str | Path, config, **kwargs) -> ExportResult:
     """export_yolo with the data options of a TrainConfig (species, hidden boxes, seed, protocol)."""
     return export_yolo(project, out, species=config.species, hide_fraction=config.hide_fraction,
-                       keep_per_image=config.keep_per_image, seed=config.seed, protocol=config.protocol, **kwargs)
+                       keep_per_image=config.keep_per_image, seed=config.seed, protocol=config.protocol,
+                       hidden_as_ignore=config.hidden_as_ignore, **kwargs)
 
 
 def _yolo_line(klass: int, box, width: int, height: int) -> str:

@@ -139,6 +139,8 @@ def describe_method(config: dict) -> str:
             parts.append(f"self-training round {pseudo['round']} (teacher {pseudo['teacher_run']}; {what})")
         else:
             parts.append(f"EMA teacher from epoch {pseudo['burn_in']} ({what})")
+    if config.get("hidden_as_ignore"):
+        parts.append("the hidden boxes ignored (an oracle)")
     return ", ".join(parts) or "labels only"
 
 

@@ -92,6 +92,44 @@ def test_hidden_boxes_do_not_leak_back(demo_project, tmp_path, ultralytics_offli
     assert json.loads((tmp_path / "other" / "export.json").read_text())["labels_sha256"] == other.labels_sha256
 
 
+def test_the_oracle_writes_exactly_the_hidden_boxes_of_partial_frames_as_ignore_regions(demo_project, tmp_path):
+    """hidden_as_ignore (the experiment's hidden-ignored): the labels stay those of the plain partial
+    export; each partially labeled training frame's hidden boxes, and nothing else, become its ignore
+    regions (a full frame's are not: the ignore band applies to partial frames only)."""
+    from bpr.data.dataset import IGNORE_FOLDER
+
+    video = demo_project.videos("train")[0]
+    demo_project.set_frame_status(video["id"], demo_project.labeled_frames(video["id"])[0]["frame_index"], "full")
+    half = export_yolo(demo_project, tmp_path / "half", hide_fraction=0.5, seed=3)
+    oracle = export_yolo(demo_project, tmp_path / "oracle", hide_fraction=0.5, seed=3, hidden_as_ignore=True)
+    assert oracle.labels_sha256 == half.labels_sha256 and not (tmp_path / "half" / "train" / IGNORE_FOLDER).exists()
+    manifest = json.loads((tmp_path / "oracle" / "export.json").read_text())
+    assert manifest["hidden_as_ignore"] and manifest["hidden_box_ids"] == sorted(
+        json.loads((tmp_path / "half" / "export.json").read_text())["hidden_box_ids"])
+    hidden = set(manifest["hidden_box_ids"])
+    expected = {}
+    for name, rows in store_rows(demo_project, oracle.names, "train").items():
+        kept = store_rows(demo_project, oracle.names, "train", hidden)[name]
+        gone = [(0, *row[1:]) for row in rows if row not in kept]
+        if gone and name in oracle.partial_images:
+            expected[name] = gone
+    assert expected and len(oracle.partial_images) < oracle.images["train"]  # both kinds of frame
+    written = {}
+    for file in (tmp_path / "oracle" / "train" / IGNORE_FOLDER).iterdir():
+        written[file.stem] = np.loadtxt(file, ndmin=2).tolist()
+    assert sorted(written) == sorted(os.path.splitext(name)[0] for name in expected)
+    for name, rows in expected.items():
+        assert np.allclose(sorted(written[os.path.splitext(name)[0]]), sorted(rows), atol=1e-6), name
+    assert oracle.ignore_regions == sum(map(len, expected.values()))
+    assert oracle.ignore_regions < len(hidden)  # the full frames' hidden boxes are left out
+    # a run's settings carry it to its training set
+    from bpr.data.dataset import export_training_set
+    from bpr.learn.training import TrainConfig
+
+    config = TrainConfig(hide_fraction=0.5, seed=3, hidden_as_ignore=True)
+    assert export_training_set(demo_project, tmp_path / "run", config).ignore_regions == oracle.ignore_regions
+
+
 def test_keeping_one_box_per_image_hides_the_rest(demo_project, tmp_path, ultralytics_offline):
     """The sparse-annotation literature's extreme split: each training image keeps one of its boxes,
     chosen with the seed; val/test keep all of theirs."""

@@ -7,7 +7,7 @@ import pytest
 
 from bpr.experiment import (ExperimentSpec, _done, mosaic_epochs, plateau, run_experiment,
                             trained_and_evaluated_with, write_report)
-from bpr.learn.training import TrainingCancelled
+from bpr.learn.training import TrainConfig, TrainingCancelled
 
 
 def tiny_spec(data, out, **overrides):
@@ -33,6 +33,29 @@ def test_default_settings_follow_the_paper(tmp_path):
     assert spec.train_config(0, by_name["selftrain1+obj0.25"]).rebalancing.p_obj == 0.25
     with pytest.raises(ValueError, match="selftrain2 learns from selftrain1's runs"):
         ExperimentSpec(data="x", out=tmp_path, pseudo=["selftrain2"], combine=[])
+
+
+def test_the_oracle_setting_ignores_the_hidden_boxes_of_its_seed(tmp_path):
+    """--oracle adds hidden-ignored: trained on the baseline's labels, the hidden boxes as its ignore
+    regions (a diagnostic). Only that setting, and only with boxes hidden."""
+    from bpr.cli import build_parser
+    from bpr.learn.training import describe_method
+
+    assert "hidden-ignored" not in [s.name for s in ExperimentSpec(data="x", out=tmp_path).settings()]
+    args = build_parser().parse_args(["experiment", "d.yaml", "--out", "o", "--oracle"])
+    spec = ExperimentSpec(data="x", out=tmp_path, oracle=args.oracle)
+    names = [s.name for s in spec.settings()]
+    assert names[-2:] == ["hidden-ignored", "all-labels"]
+    configs = {s.name: spec.train_config(1, s) for s in spec.settings()}
+    assert [n for n, c in configs.items() if c.hidden_as_ignore] == ["hidden-ignored"]
+    oracle = configs["hidden-ignored"]
+    assert (oracle.hide_fraction, oracle.seed, oracle.pseudo.active) == (0.5, 1, False)
+    assert describe_method(oracle.to_dict()) == "the hidden boxes ignored (an oracle)"
+    extreme = ExperimentSpec(data="x", out=tmp_path, keep_per_image=1, oracle=True)
+    config = extreme.train_config(0, extreme.settings()[-2])
+    assert (config.hidden_as_ignore, config.keep_per_image, config.hide_fraction) == (True, 1, 0)
+    with pytest.raises(ValueError, match="hidden_as_ignore needs hidden boxes"):
+        TrainConfig(hidden_as_ignore=True)
 
 
 def test_the_extreme_split_keeps_one_box_per_image_in_every_setting_but_the_upper_bound(tmp_path):
