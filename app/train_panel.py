@@ -29,7 +29,7 @@ from app.panels import beside, fit_columns, list_tree, with_number_entry, wrappe
 from app.text import tip
 from app.state import ProjectState
 from app.workers import ChildCrashed, Worker, in_child_process
-from bpr.config import Option, SelfTraining, TrainConfig, from_flat, options
+from bpr.config import Option, SelfTraining, TrainConfig, default, from_flat, options
 from bpr.data.store import Project
 from bpr.learn.training import describe_method, trained_on
 
@@ -122,7 +122,7 @@ class Curves(QWidget):
 
 
 def _train_child(folder: str, config: TrainConfig | None, name: str | None, resume: str | None,
-                 selftrain: tuple[SelfTraining, bool] | None, send, stop):
+                 selftrain: tuple[SelfTraining, bool] | None, device: str | None, send, stop):
     """In the training process: train (or run self-training rounds), sending each event back, and a
     cancel as ("cancelled", message)."""
     from bpr.learn.training import TrainEvent, TrainingCancelled, train
@@ -139,7 +139,8 @@ def _train_child(folder: str, config: TrainConfig | None, name: str | None, resu
                                 cancel=stop.is_set)
                 finished = [r for r in result.runs if r.status == "finished"]
             else:
-                result = train(project, config, name=name, resume=resume, on_event=on_event, cancel=stop.is_set)
+                result = train(project, config, name=name, resume=resume, on_event=on_event, cancel=stop.is_set,
+                               device=device)
                 finished = [result]
             for run in finished:  # the counting thresholds, chosen on val
                 if "thresholds" not in (run.summary or {}):
@@ -157,10 +158,11 @@ class TrainingCrashed(Exception):
 
 
 def train_job(folder: str, config: TrainConfig | None, name: str | None, resume: str | None,
-              progress, stop, on_event, on_process=None, selftrain: tuple[SelfTraining, bool] | None = None):
+              progress, stop, on_event, on_process=None, selftrain: tuple[SelfTraining, bool] | None = None,
+              device: str | None = None):
     """Supervise training in a child process, so the GUI's event loop never waits on the training's GIL
     and a hard crash cannot take the app down. Stop is cooperative: the child stops at the end of its
-    batch, resumable from last.pt."""
+    batch, resumable from last.pt. ``device`` replaces the config's (bpr.learn.training.train)."""
     from bpr.learn.training import TrainingCancelled
 
     run_name, cancelled = [resume], []
@@ -173,7 +175,7 @@ def train_job(folder: str, config: TrainConfig | None, name: str | None, resume:
             cancelled.append(message[1])
 
     try:
-        run = in_child_process(_train_child, (folder, config, name, resume, selftrain), stop, on_message,
+        run = in_child_process(_train_child, (folder, config, name, resume, selftrain, device), stop, on_message,
                                name="bpr-training", on_process=on_process)
     except ChildCrashed as e:
         reason = f"the training process ended unexpectedly ({e}); the run can be resumed from its last epoch"
@@ -265,6 +267,8 @@ class TrainPanel(QWidget):
         self.stop_button = QPushButton("Stop")
         self.stop_button.clicked.connect(self.stop)
         self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("go on with the picked run from its last epoch, with the settings it started "
+                                      "with, on the device it trained on unless Device names another")
         self.resume_button.clicked.connect(self.resume)
         self.continue_button = QPushButton("Continue rounds", visible=False)
         self.continue_button.setToolTip("train the round whose pseudo-boxes you have reviewed, and go on")
@@ -394,12 +398,17 @@ class TrainPanel(QWidget):
         self._launch(config, None, selftrain=(name, settings, self.pause_for_review.isChecked()))
 
     def resume(self):
+        """The picked run, on the device it trained on unless Device names another (a run carried from
+        a GPU machine goes on here on the CPU, say)."""
         item = self.runs.currentItem()
         if item is not None:
-            self._launch(None, item.text(0))
+            device = self._option_value(next(o for o in self._options if o.name == "device"))
+            self._launch(None, item.text(0), device=None if device == default(TrainConfig, "device") else device)
 
-    def _launch(self, config: TrainConfig | None, resume: str | None, selftrain: tuple | None = None):
-        """Train, resume, or (``selftrain``: name, settings, pause for review) run self-training rounds."""
+    def _launch(self, config: TrainConfig | None, resume: str | None, selftrain: tuple | None = None,
+                device: str | None = None):
+        """Train, resume (on ``device``, where given), or (``selftrain``: name, settings, pause for review)
+        run self-training rounds."""
         from bpr.learn.training import TrainingCancelled
 
         if self.running():
@@ -413,6 +422,7 @@ class TrainPanel(QWidget):
         self.worker = Worker(train_job, str(self.state.project.folder), config, name, resume,
                              cancel_exceptions=(TrainingCancelled,))
         self.worker.kwargs["selftrain"] = rounds
+        self.worker.kwargs["device"] = device
         self.worker.kwargs["on_event"] = self.worker.emitter()
         self.worker.kwargs["on_process"] = lambda process: setattr(self, "process", process)
         self.worker.event.connect(self._on_event)

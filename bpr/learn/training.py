@@ -487,7 +487,8 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
     except ValueError as e:
         if resume is None or device is not None:
             raise
-        raise ValueError(f"{e}: run {resume} trained on {config.device}; resume it on another (--device)") from None
+        raise ValueError(f"{e}: run {resume} trained on {config.device}; resume it on another (--device; in the "
+                         "app, the Device setting)") from None
     model = config.model
     if model.endswith(".pt"):  # a missing or oddly named .pt makes ultralytics try to download it
         model = str(local_weights(model))

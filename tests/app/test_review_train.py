@@ -495,6 +495,31 @@ def test_picking_a_run_draws_its_stored_curves_and_a_reload_keeps_them(window, t
     assert panel.runs.currentItem() is None and panel.curves.map50 == ([], [])
 
 
+def test_resume_goes_on_on_the_device_chosen_or_else_the_one_the_run_trained_on(window, qtbot, monkeypatch):
+    """A run carried from a GPU machine resumes here on the Device chosen; left at auto, on its own."""
+    import app.train_panel
+    from bpr.learn.training import TrainingCancelled
+
+    asked = []
+
+    def recorded_train_job(folder, config, name, resume, progress, stop, on_event, on_process=None,
+                           selftrain=None, device=None):
+        asked.append((config, resume, device))
+        raise TrainingCancelled("stopped")
+
+    monkeypatch.setattr(app.train_panel, "train_job", recorded_train_job)
+    add_finished_run(window.state.project, "carried", [0.1])
+    window.state.project.update_run("carried", status="cancelled")
+    panel = window.train
+    panel.reload_runs()
+    panel.runs.setCurrentItem(panel.runs.findItems("carried", Qt.MatchFlag.MatchExactly, 0)[0])
+    for choice in ("auto", "cpu"):
+        panel.device.setCurrentText(choice)
+        panel.resume_button.click()
+        qtbot.waitUntil(lambda: not panel.running())
+    assert asked == [(None, "carried", None), (None, "carried", "cpu")]
+
+
 def test_a_run_resumed_on_another_machine_says_where_each_epoch_ran(window):
     """The dock is narrow: the row's tooltip holds what its cut-off columns say."""
     p = window.state.project
