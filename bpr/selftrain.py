@@ -64,9 +64,10 @@ def round_name(name: str, round: int) -> str:
 
 def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, tta: bool = True,
                batch: int = 8, on_event: Callable[[TrainEvent], None] | None = None,
-               cancel: Callable[[], bool] | None = None) -> Mining:
+               cancel: Callable[[], bool] | None = None, imgsz: int | None = None) -> Mining:
     """Detect with ``teacher``'s weights on the partially labeled training frames it trained on, and
-    store what it finds for round ``round`` (config.pseudo's thresholds) in place of what it gave before."""
+    store what it finds for round ``round`` (config.pseudo's thresholds) in place of what it gave before.
+    ``imgsz``: detect (and calibrate) at this size instead of the one the teacher trained at."""
     from bpr.results.detect import inference_size, load_model, predict_frames
 
     record = project.run(teacher)
@@ -78,10 +79,10 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
     hidden = set(manifest["hidden_box_ids"])  # what the teacher was not shown is not a label here either
     frames, _ = project.readable_frames("train", ("partial",))
     model, device = load_model(project.resolve_path(record.weights), config.device)
-    imgsz = inference_size(model)
+    size = inference_size(model, imgsz)
     pseudo_conf = config.pseudo.pseudo_conf
     if pseudo_conf is None:
-        pseudo_conf = teacher_pseudo_conf(project, teacher, model, device, imgsz, config.pseudo.pseudo_precision,
+        pseudo_conf = teacher_pseudo_conf(project, teacher, model, device, size, config.pseudo.pseudo_precision,
                                           tta, config.protocol, batch, on_event, cancel)
     species = {int(k): project.species_id(v) for k, v in model.names.items()}
     earlier_teacher = record.config.get("pseudo", {}).get("teacher_run")  # absent from a teacher carried here
@@ -92,7 +93,7 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
     summary = Mining(round=round, teacher=teacher, frames=len(frames), pseudo_conf=pseudo_conf,
                      calibrated=config.pseudo.pseudo_conf is None)
     rows = []
-    predictions = predict_frames(project, model, frames, imgsz=imgsz, conf=config.pseudo.ignore_conf,
+    predictions = predict_frames(project, model, frames, imgsz=size, conf=config.pseudo.ignore_conf,
                                  device=device, batch=batch, augment=tta)
     try:
         for done, ((video, frame), (boxes, scores, classes)) in enumerate(zip(frames, predictions), 1):
@@ -124,8 +125,8 @@ def mine_round(project: Project, teacher: str, round: int, config: TrainConfig, 
     finally:
         predictions.close()
     project.replace_pseudo_boxes(teacher, round, rows)
-    project.update_run(teacher, summary={**(record.summary or {}), "mined": mining_settings(round, config, tta),
-                                         "pseudo_conf": pseudo_conf})
+    mined = mining_settings(round, config, tta) | ({"imgsz": imgsz} if imgsz else {})  # (not a round's own)
+    project.update_run(teacher, summary={**(record.summary or {}), "mined": mined, "pseudo_conf": pseudo_conf})
     return summary
 
 

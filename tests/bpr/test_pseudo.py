@@ -233,6 +233,30 @@ def test_a_rejected_pseudo_box_is_never_used_again_and_an_accepted_one_becomes_a
     assert (summary["accepted"], summary["rejected"]) == (1, 1)
 
 
+def test_a_teacher_mines_at_the_size_asked_and_its_record_says_so(trained_project, monkeypatch):
+    """mine_round's imgsz (benchmarks/teacher_scores.py --mine-at): the teacher detects at that size, not
+    the one it trained at, and the record of its mining keeps it, so that a round asking for the usual
+    mining mines again."""
+    import bpr.results.detect
+    from bpr.selftrain import mine_round, mined_already
+    from tests.conftest import perfect_teacher
+
+    sizes = []
+
+    def recording_teacher(project, model, frames, imgsz=640, **kwargs):
+        sizes.append(imgsz)
+        return perfect_teacher(project, model, frames, imgsz, **kwargs)
+
+    monkeypatch.setattr(bpr.results.detect, "predict_frames", recording_teacher)
+    config = tiny_config(pseudo_conf=0.5)  # fixed: no calibration on val
+    mine_round(trained_project, "tiny", 1, config, tta=False)
+    assert mined_already(trained_project, "tiny", 1, config, tta=False)
+    mine_round(trained_project, "tiny", 1, config, tta=False, imgsz=192)
+    assert sizes == [96, 192]  # the size it trained at, then the one asked
+    assert trained_project.run("tiny").summary["mined"]["imgsz"] == 192
+    assert not mined_already(trained_project, "tiny", 1, config, tta=False)
+
+
 class _Trainer:
     """What OnlineTeacher reads of an ultralytics trainer."""
 
