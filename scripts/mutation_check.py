@@ -152,6 +152,21 @@ MUTATIONS = [
         '            raise LabelFormatError(f"{self.file}: {where}: box coordinates are not finite: {values}")\n', "")],
         ["tests/bpr/test_fuzz_importers.py", "tests/bpr/test_formats_cvat.py", "tests/bpr/test_formats_yolo.py",
          "tests/bpr/test_formats_coco.py", "tests/bpr/test_formats_viame.py"]),
+    # -- the oracle, resuming, mining at a size (2026-12-07)
+    Mutation("oracle_ignores_the_hidden_boxes_of_full_frames_too", "bpr/data/dataset.py", [(
+        "                if hidden_as_ignore and (vid, frame) in partial:\n",
+        "                if hidden_as_ignore:\n")],
+        ["tests/bpr/test_dataset.py"]),
+    Mutation("resume_ignores_a_changed_epochs", "bpr/cli.py", [(
+        '             if o.name != "device" and getattr(args, o.name) not in (o.default, [])]',
+        '             if o.name not in ("device", "epochs") and getattr(args, o.name) not in (o.default, [])]')],
+        ["tests/bpr/test_cli.py::test_train_and_runs"]),
+    Mutation("mining_ignores_the_size_asked", "bpr/selftrain.py", [(
+        "    size = inference_size(model, imgsz)\n", "    size = inference_size(model)\n")],
+        ["tests/bpr/test_pseudo.py::test_a_teacher_mines_at_the_size_asked_and_its_record_says_so"]),
+    Mutation("app_resume_ignores_the_device_chosen", "app/train_panel.py", [(
+        '        self.worker.kwargs["device"] = device\n', '        self.worker.kwargs["device"] = None\n')],
+        ["tests/app/test_review_train.py::test_resume_goes_on_on_the_device_chosen_or_else_the_one_the_run_trained_on"]),
     # -- the Qt-free library
     Mutation("qt_imported_at_run_time", "bpr/results/counts.py", [(
         "    ids, sequences = _scope(project, video)\n    counted, params = _counted_cte(project, source, ids)\n",
