@@ -385,7 +385,8 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
 def _restore_teacher(project: Project, name: str, config: TrainConfig, weights: Path,
                      on_message: Callable[[str], None]) -> Run:
     """A teacher trained before (its best.pt kept in the sweep's teachers/) recorded as a finished run,
-    with the training set it was trained on exported again (the hidden boxes follow from the seed)."""
+    with the training set it was trained on exported again (the hidden boxes follow from the seed), and
+    its epochs' losses and validation as the checkpoint keeps them (its row and curves in the app)."""
     from bpr.data.dataset import export_training_set
     from bpr.learn.training import run_dataset
 
@@ -396,8 +397,26 @@ def _restore_teacher(project: Project, name: str, config: TrainConfig, weights: 
     except BaseException:
         project.update_run(name, status="failed", error="its training set could not be exported")
         raise
-    project.update_run(name, status="finished", weights=project.stored_path(weights), owner=None)
+    project.update_run(name, status="finished", weights=project.stored_path(weights), owner=None,
+                       metrics=_kept_epochs(weights))
     return project.run(name)
+
+
+# ultralytics' names in a checkpoint's train_results (its results.csv) for what an epoch record holds
+KEPT_EPOCH_COLUMNS = {"train/box_loss": "box_loss", "train/cls_loss": "cls_loss", "train/dfl_loss": "dfl_loss",
+                      "metrics/mAP50(B)": "mAP50", "metrics/mAP50-95(B)": "mAP50-95",
+                      "metrics/precision(B)": "precision", "metrics/recall(B)": "recall"}
+
+
+def _kept_epochs(weights: Path) -> list[dict]:
+    """The epoch records of a kept checkpoint's training, up to the epoch it was saved at, from what
+    ultralytics saves in it; no drop counts, times or software (it does not keep them)."""
+    import torch
+
+    results = torch.load(weights, map_location="cpu", weights_only=False).get("train_results") or {}
+    return [{"epoch": int(epoch), **{short: float(results[column][i]) for column, short in KEPT_EPOCH_COLUMNS.items()
+                                     if column in results}, "drop": {}}
+            for i, epoch in enumerate(results.get("epoch", []))]
 
 
 def trained_and_evaluated_with(epochs: list[dict], evaluation: dict[str, str]) -> dict[str, str]:

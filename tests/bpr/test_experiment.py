@@ -479,6 +479,14 @@ def test_the_pseudo_label_settings_learn_from_their_seeds_teachers_and_report_it
                         pseudo_conf=0.0, ignore_conf=0.0, burn_in=0, tta=False)
     rows = run_experiment(carried, on_message=messages.append, only=["selftrain2"])
     assert any(m.startswith("selftrain1-seed0: using the kept") for m in messages), messages
+    from bpr.data.store import Project
+
+    with Project.open(fresh) as project, Project.open(data) as trained_there:
+        restored, original = project.run("selftrain1-seed0"), trained_there.run("selftrain1-seed0")
+        kept = restored.metrics  # up to the epoch its best.pt was saved at
+        assert kept and [m["epoch"] for m in kept] == [m["epoch"] for m in original.metrics][:len(kept)]
+        assert [m["mAP50"] for m in kept] == pytest.approx([m["mAP50"] for m in original.metrics[:len(kept)]],
+                                                           abs=1e-5)  # its row and curves in the app
     assert not any(m.startswith("training baseline") or m.startswith("training selftrain1") for m in messages)
     [row] = [r for r in rows if r["setting"] == "selftrain2"]
     assert row["teacher"] == "selftrain1-seed0" and row["round"] == 2
