@@ -1,6 +1,6 @@
 """Put plausible bugs into a copy of the code, one at a time, and report which the tests catch.
 
-    python scripts/mutation_check.py             # every mutation (about 3 minutes on 2 cores)
+    python scripts/mutation_check.py             # every mutation (about 5 minutes on 2 cores)
     python scripts/mutation_check.py --list      # their names
     python scripts/mutation_check.py neg_iou_boundary partial_inverted
 
