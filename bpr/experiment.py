@@ -34,7 +34,6 @@ from bpr.paths import replace_whole
 from bpr.data.store import LEARNED_MAP50, LINK_HINT, NotFoundError, Project, Run, trained_elsewhere
 from bpr.learn.training import (TrainConfig, TrainingCancelled, describe_method, export_manifest, resolve_device,
                                 software, train)
-from bpr.selftrain import mine_round, mined_already, pseudo_quality
 
 
 @dataclass
@@ -264,6 +263,8 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
     # code changed on disk by then (an upgrade, an edit) must not meet the modules already loaded.
     import bpr.results.detect  # noqa: F401  (bpr.results.evaluate imports it only when it evaluates)
     from bpr.results.evaluate import evaluate
+    from bpr.selftrain import mine_round, mined_already, pseudo_quality  # (torch and ultralytics: not at import,
+    # which `bpr --help` does, and before which `bpr train` quiets ultralytics)
 
     runs = spec.runs(only)
     spec.out.mkdir(parents=True, exist_ok=True)

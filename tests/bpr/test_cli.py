@@ -121,6 +121,18 @@ def test_an_unknown_only_name_is_refused_before_the_plan_is_printed(tmp_path, ca
     assert not (tmp_path / "exp").exists()
 
 
+def test_the_command_line_starts_without_torch_or_ultralytics():
+    """Building the parser (every command, `bpr --help`) must not import them: `bpr info` would wait
+    seconds for them, and `bpr train` quiets ultralytics' own output before it is first imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys, bpr.cli\nbpr.cli.build_parser()\n"
+            "print(sorted({'torch', 'ultralytics'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 @pytest.mark.slow
 def test_train_and_runs(demo_template, tmp_path, capsys):
     import shutil
