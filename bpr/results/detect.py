@@ -144,13 +144,13 @@ def predict_frames(project: Project | None, model, frames: list[tuple[dict, int]
     for images in _batches(_prefetch(_read_frames(project, frames), depth=2 * batch), batch):
         results = model.predict(images, imgsz=imgsz, conf=conf, device=device, batch=len(images),
                                 verbose=False, max_det=300, augment=augment)
+        done += len(images)
+        if progress:  # before the batch is handed on: a reader zipping the frames stops after the last one
+            progress(done, len(frames), "predicting")
         for result in results:
             b = result.boxes
             yield (b.xyxy.cpu().numpy().astype(float), b.conf.cpu().numpy().astype(float),
                    b.cls.cpu().numpy().astype(int))
-        done += len(images)
-        if progress:
-            progress(done, len(frames), "predicting")
 
 
 def detection_run(project: Project, run: str | None = None, weights: str | os.PathLike | None = None) -> dict:

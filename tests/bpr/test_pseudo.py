@@ -233,6 +233,21 @@ def test_a_rejected_pseudo_box_is_never_used_again_and_an_accepted_one_becomes_a
     assert (summary["accepted"], summary["rejected"]) == (1, 1)
 
 
+def test_the_calibration_reports_its_last_val_frame(trained_project):
+    """Its progress (the Train panel's, bpr selftrain's line) reaches n/n, which then ends the line:
+    scoring stops reading detections at the last frame, so a count sent after a batch is handed on
+    was never sent for the last batch (it stopped at 8/11)."""
+    from bpr.results.detect import load_model
+    from bpr.selftrain import teacher_pseudo_conf
+
+    model, device = load_model(trained_project.resolve_path(trained_project.run("tiny").weights), "cpu")
+    events = []
+    teacher_pseudo_conf(trained_project, "tiny", model, device, 96, 0.6, tta=False, protocol="dusia", batch=8,
+                        on_event=events.append)
+    frames, _ = trained_project.readable_frames("val", ("full",))
+    assert len(frames) % 8 and [(e.batch, e.batches) for e in events][-1] == (len(frames), len(frames))
+
+
 def test_a_teacher_mines_at_the_size_asked_and_its_record_says_so(trained_project, monkeypatch):
     """mine_round's imgsz (benchmarks/teacher_scores.py --mine-at): the teacher detects at that size, not
     the one it trained at, and the record of its mining keeps it, so that a round asking for the usual
