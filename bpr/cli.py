@@ -497,7 +497,10 @@ def cmd_info(args) -> None:
     project_sources = source_counts(summary["videos"], summary["images"])
     print(", ".join(f"{noun}: {n}" for noun, n in project_sources)
           + f" ({summary['missing_videos']} missing, {summary['unreadable_videos']} unreadable)")
-    print(f"boxes: {summary['boxes']}")
+    on_labeled = sum(s["boxes"] for s in summary["splits"].values())
+    print(f"boxes: {summary['boxes']}" + (f" ({on_labeled} on labeled frames; training and evaluation use only "
+                                          "those, the rest are on frames marked neither partial nor full)"
+                                          if on_labeled != summary["boxes"] else ""))
     pseudo = summary["pseudo_boxes"]
     if any(pseudo.values()) or summary["ignore_regions"]:
         print(f"pseudo-boxes (not labels): {pseudo['pending']} in use, {pseudo['accepted']} accepted into "

@@ -23,6 +23,10 @@ def test_demo_then_info_json(tmp_path, capsys):
     assert main(["info", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     assert "videos: 4 (0 missing, 0 unreadable)" in out and "val  : 1 video, " in out and "image" not in out
+    # the demo's tracks box frames between its labeled ones too: the count says which are used
+    on_labeled = sum(s["boxes"] for s in info["splits"].values())
+    assert 0 < on_labeled < info["boxes"]
+    assert f"boxes: {info['boxes']} ({on_labeled} on labeled frames; training and evaluation use only those" in out
 
 
 def test_an_image_dataset_is_counted_in_images(tmp_path, capsys):
@@ -34,6 +38,7 @@ def test_an_image_dataset_is_counted_in_images(tmp_path, capsys):
     assert main(["info", project]) == 0
     out = capsys.readouterr().out
     assert "images: 1 (0 missing, 0 unreadable)" in out and "train: 1 image, 1 labeled frames" in out
+    assert "boxes: 1\n" in out  # every box on a labeled frame: nothing to explain
     assert "video" not in out
 
 
