@@ -380,6 +380,7 @@ def cmd_detect(args) -> None:
     try:
         with _graceful_stop("stopping after this batch; run the same command again to continue") as stop, \
                 _open(args.project) as project:
+            _warn_if_not_learned(project, args.run)
             summary = detect(project, run=args.run, weights=args.weights, videos=args.video,
                              stride=args.stride, start=args.start, stop=args.stop, batch=args.batch,
                              min_conf=args.min_conf, imgsz=args.imgsz, device=args.device, progress=bar,
@@ -391,6 +392,19 @@ def cmd_detect(args) -> None:
     print(f"detection run {summary.run}: {state}; {summary.frames} frames of {sources} "
           f"in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s), {summary.detections} detections; "
           f"{summary.skipped} frames were already done")
+
+
+def _warn_if_not_learned(project, name: str | None) -> None:
+    """As the app's Review panel does: detections of a run that never learned are noise."""
+    from bpr.data.store import NotFoundError
+
+    try:
+        record = project.run(name) if name else None
+    except NotFoundError:
+        return  # detect says so
+    if record is not None and record.not_learned:
+        print(f"warning: run {name} has not learned (best val mAP50 {record.best_map50:.4f}): its detections "
+              "are noise; train longer or on more labels", file=sys.stderr)
 
 
 def _species_conf(items: list[str] | None) -> dict[str, float]:
