@@ -737,6 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     from bpr.config import PseudoLabels, SelfTraining
 
     _add_options(p, PseudoLabels, ("pseudo_precision", "pseudo_conf", "ignore_conf", "burn_in"), {"burn_in": None})
+    burn_in = next(a for a in p._actions if a.dest == "burn_in")
+    burn_in.help += " (default: half the epochs)"  # ExperimentSpec.burn_in None
     _add_options(p, SelfTraining, ("tta",))
     p.add_argument("--oracle", action="store_true",
                    help="also train hidden-ignored: the hidden boxes as ignore regions, the ignore band of a "
