@@ -681,6 +681,9 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
         f"Finished: {len(finished)} of {len(names) * spec.seeds} runs ({len(names)} settings x {spec.seeds} "
         f"seeds). {software_line(rows)}",
         "",
+        *([f"Not in this table: the finished runs of {', '.join(other)} (settings this sitting did not ask for).",
+           ""]
+          if (other := sorted({r["setting"] for r in rows} - names)) else []),
         *([pairing, ""] if (pairing := label_pairing(finished)) else []),
         *([f"The all-labels runs were taken from `{taken}` (they hide nothing, so they are this sweep's too).",
            ""] if (taken := next((r["taken_from"] for r in finished if "taken_from" in r), None)) else []),

@@ -208,6 +208,12 @@ def test_the_report_says_which_software_made_the_runs(tmp_path):
     write_report(spec, [row("baseline-seed0", None), row("baseline-seed1", old)])
     assert ("Software: bpr 0.1.0, ultralytics 8.4.1, torch 2.9.1. Not recorded for baseline-seed0.\n"
             in (tmp_path / "results.md").read_text())
+    assert "Not in this table" not in (tmp_path / "results.md").read_text()
+
+    # a sitting that leaves out a setting trained before (the oracle, without --oracle) says so
+    write_report(spec, [row("baseline-seed0", old), {**row("hidden-ignored-seed0", old), "setting": "hidden-ignored"}])
+    assert ("Not in this table: the finished runs of hidden-ignored (settings this sitting did not ask for)."
+            in (tmp_path / "results.md").read_text())
 
     write_report(spec, [row("baseline-seed0", None), row("baseline-seed1", old), row("baseline-seed2", new)])
     assert ("**The runs were made with different software**, so they may not compare: "
