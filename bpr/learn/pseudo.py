@@ -106,11 +106,18 @@ class OnlineTeacher:
 
     def calibrate(self, box_metrics) -> None:
         """Read the pseudo-box score off ultralytics' validation of the EMA model: its precision by
-        confidence (``p_curve`` at ``px``), averaged over the species, as the validation reports it."""
+        confidence (``p_curve`` at ``px``), averaged over the species that have a detection there.
+        Past a species' top score ultralytics reports precision 1 with recall 0 (nothing detected, nothing
+        wrong): counted, a species the model barely detects would lift the mean to the target at a
+        score where the others are still mostly wrong."""
         px = np.asarray(box_metrics.px, dtype=float)
-        curve = np.asarray(box_metrics.p_curve, dtype=float).reshape(-1, len(px))
-        self.calibrated = lowest_threshold_reaching(px, curve.mean(0), self.settings.pseudo_precision) \
-            if len(curve) else 1.0
+        precision = np.asarray(box_metrics.p_curve, dtype=float).reshape(-1, len(px))
+        recall = np.asarray(box_metrics.r_curve, dtype=float).reshape(-1, len(px))
+        detected = (precision < 1) | (recall > 0)
+        counted = detected.sum(0)
+        mean = np.where(counted > 0, (precision * detected).sum(0) / np.maximum(counted, 1), 0.0)
+        self.calibrated = lowest_threshold_reaching(px, mean, self.settings.pseudo_precision) \
+            if len(precision) else 1.0
 
     def reset(self) -> None:
         """At each epoch's start: the epoch's counts, and the pseudo-box score it uses."""

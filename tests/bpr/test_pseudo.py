@@ -471,21 +471,33 @@ def test_a_teacher_is_calibrated_on_the_val_frames_of_its_protocol(trained_proje
 
 def test_the_ema_teacher_reads_its_pseudo_box_score_off_each_validation():
     """ultralytics' validation of the EMA model gives precision by confidence per species (p_curve at px);
-    the teacher takes the lowest confidence where the species' mean reaches pseudo_precision."""
+    the teacher takes the lowest confidence where the species' mean reaches pseudo_precision, over the
+    species detected there (past its top score a species reads precision 1, recall 0)."""
     from types import SimpleNamespace
 
     px = np.linspace(0, 1, 11)
     # two species: mean precision 0.3 .. 0.8 rising with confidence, then 1 past the top score
     p_curve = np.array([[0.2, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1, 1, 1],
                         [0.4, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.8, 1, 1, 1]])
+    r_curve = np.array([[0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0, 0, 0]] * 2)
     teacher = OnlineTeacher(PseudoLabels(teacher="ema", pseudo_precision=0.6), set())
     assert teacher.pseudo_conf is None  # before the first validation: no pseudo-box, the ignore band only
-    teacher.calibrate(SimpleNamespace(px=px, p_curve=p_curve))
+    teacher.calibrate(SimpleNamespace(px=px, p_curve=p_curve, r_curve=r_curve))
     assert teacher.pseudo_conf == pytest.approx(0.4)  # mean 0.6 first at 0.4
+    # one species detected only below 0.25: from 0.3 it reads precision 1, recall 0; the other never
+    # reaches 0.6. Averaged with those 1s, 0.3 would do (a mean of 0.7); over what was detected, no score does
+    barely = SimpleNamespace(px=px, p_curve=np.array([[0.3, 0.3, 0.3, 1, 1, 1, 1, 1, 1, 1, 1],
+                                                      [0.2, 0.3, 0.3, 0.4, 0.4, 0.5, 0.5, 0.5, 0.5, 1, 1]]),
+                             r_curve=np.array([[0.5, 0.5, 0.5, 0, 0, 0, 0, 0, 0, 0, 0],
+                                               [0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.1, 0, 0]]))
+    check = OnlineTeacher(PseudoLabels(teacher="ema", pseudo_precision=0.6), set())
+    check.calibrate(barely)
+    assert check.pseudo_conf == 1.0
     assert teacher.epoch_conf is None  # the epoch under way keeps the score it started with
     teacher.reset()
     assert teacher.epoch_conf == pytest.approx(0.4)
-    teacher.calibrate(SimpleNamespace(px=px, p_curve=np.zeros((0, 11))))  # val had nothing to score
+    nothing = np.zeros((0, 11))  # val had nothing to score
+    teacher.calibrate(SimpleNamespace(px=px, p_curve=nothing, r_curve=nothing))
     assert teacher.pseudo_conf == 1.0
     fixed = OnlineTeacher(PseudoLabels(teacher="ema", pseudo_conf=0.3), set())
     assert fixed.pseudo_conf == 0.3
