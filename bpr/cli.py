@@ -276,8 +276,10 @@ def _print_run(run) -> None:
                 f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in measured.items()))
         if teacher := last.get("teacher"):
             conf = teacher.get("pseudo_conf")
+            never = conf is not None and conf >= 1.0 and config.get("pseudo", {}).get("pseudo_conf") is None
             print(f"  EMA teacher (last epoch): {teacher['pseudo_boxes']} pseudo-boxes"
                   + (f" from score {conf:.3g}" if conf is not None else "")
+                  + (" (its detections on val never reached the pseudo-box precision)" if never else "")
                   + f", {teacher['ignore_regions']} ignore regions")
         if where := trained_on(metrics):
             print(f"  trained on {where}")

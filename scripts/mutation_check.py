@@ -167,6 +167,9 @@ MUTATIONS = [
     Mutation("app_resume_ignores_the_device_chosen", "app/train_panel.py", [(
         '        self.worker.kwargs["device"] = device\n', '        self.worker.kwargs["device"] = None\n')],
         ["tests/app/test_review_train.py::test_resume_goes_on_on_the_device_chosen_or_else_the_one_the_run_trained_on"]),
+    Mutation("ema_calibration_counts_precision_past_the_top_score", "bpr/learn/pseudo.py", [(
+        "        detected = (precision < 1) | (recall > 0)\n", "        detected = np.ones_like(precision, bool)\n")],
+        ["tests/bpr/test_pseudo.py::test_the_ema_teacher_reads_its_pseudo_box_score_off_each_validation"]),
     # -- the Qt-free library
     Mutation("qt_imported_at_run_time", "bpr/results/counts.py", [(
         "    ids, sequences = _scope(project, video)\n    counted, params = _counted_cte(project, source, ids)\n",

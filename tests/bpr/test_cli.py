@@ -166,6 +166,24 @@ def test_train_and_runs(demo_template, tmp_path, capsys):
     assert (project / "runs" / "cli" / "train" / "args.yaml").read_text() == args  # untouched
 
 
+def test_a_run_summary_says_when_the_ema_teacher_never_reached_its_precision(project, capsys):
+    """Calibrated, a score of 1 means no pseudo-box: the teacher's detections on val never got that
+    precision (as self-training's round line says); a score fixed at 1 by the user is just that."""
+    from bpr.cli import _print_run
+    from bpr.config import PseudoLabels, TrainConfig
+
+    epoch = {"epoch": 1, "mAP50": 0.0, "drop": {}, "teacher": {"pseudo_boxes": 0, "ignore_regions": 3,
+                                                                 "pseudo_conf": 1.0}}
+    for name, fixed in (("calibrated", None), ("fixed", 1.0)):
+        config = TrainConfig(epochs=1, pseudo=PseudoLabels(teacher="ema", pseudo_conf=fixed))
+        project.create_run(name, config.to_dict())
+        project.update_run(name, status="finished", metrics=[epoch])
+        _print_run(project.run(name))
+    calibrated, fixed = capsys.readouterr().out.split("run fixed:")
+    never = "0 pseudo-boxes from score 1 (its detections on val never reached the pseudo-box precision), 3 ignore"
+    assert never in calibrated and "never reached" not in fixed and "0 pseudo-boxes from score 1, 3 ignore" in fixed
+
+
 @pytest.mark.slow
 def test_a_run_carried_from_a_gpu_machine_resumes_on_the_device_given(demo_project, capsys):
     """Its record names a GPU this machine lacks: the resume says so and how; --device trains the rest
