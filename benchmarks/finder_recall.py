@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 import tempfile
 import time
@@ -81,33 +80,28 @@ def main() -> int:
                 "SELECT video_id, frame_index, x1, y1, x2, y2 FROM boxes WHERE id IN (SELECT value FROM json_each(?))",
                 (json.dumps(hidden_ids),)):
             hidden.setdefault((vid, frame), []).append(box)
-        folder = source.folder
+        tmp = tempfile.TemporaryDirectory()
+        copy_folder = source.copy_store(Path(tmp.name) / "copy")
     hidden_boxes = {key: np.array(boxes, float) for key, boxes in hidden.items()}
 
-    with tempfile.TemporaryDirectory() as tmp:
-        copy_folder = Path(tmp) / "copy"
-        copy_folder.mkdir()
-        with sqlite3.connect(folder / "project.sqlite") as src, \
-                sqlite3.connect(copy_folder / "project.sqlite") as dst:
-            src.backup(dst)
-        with Project.open(copy_folder) as copy:
-            with copy.transaction():
-                copy.conn.execute("DELETE FROM boxes WHERE id IN (SELECT value FROM json_each(?))",
-                                  (json.dumps(hidden_ids),))
-            train = [v["id"] for v in copy.videos("train")]
-            started = time.perf_counter()
-            summary = detect(copy, weights=weights, videos=train, device=args.device, imgsz=args.imgsz,
-                             progress=lambda done, total, _: print(f"  detecting {done}/{total}", end="\r"))
-            print(f"detected on {summary.frames} training frames in {time.perf_counter() - started:.0f} s, "
-                  f"{summary.detections} detections at >= 0.01")
-            rows, in_train = [], set(train)
-            for conf in args.conf:
-                suggestions = [s for s in missing_labels(copy, summary.run, conf=conf) if s.video_id in in_train]
-                found = match(suggestions, hidden_boxes)
-                rows.append((f"{conf:g}", len(suggestions), found))
-            ranked = [s for s in missing_labels(copy, summary.run, conf=0.0) if s.video_id in in_train]
-            for n in args.top:
-                rows.append((f"top {n}", len(ranked[:n]), match(ranked[:n], hidden_boxes)))
+    with tmp, Project.open(copy_folder) as copy:
+        with copy.transaction():
+            copy.conn.execute("DELETE FROM boxes WHERE id IN (SELECT value FROM json_each(?))",
+                              (json.dumps(hidden_ids),))
+        train = [v["id"] for v in copy.videos("train")]
+        started = time.perf_counter()
+        summary = detect(copy, weights=weights, videos=train, device=args.device, imgsz=args.imgsz,
+                         progress=lambda done, total, _: print(f"  detecting {done}/{total}", end="\r"))
+        print(f"detected on {summary.frames} training frames in {time.perf_counter() - started:.0f} s, "
+              f"{summary.detections} detections at >= 0.01")
+        rows, in_train = [], set(train)
+        for conf in args.conf:
+            suggestions = [s for s in missing_labels(copy, summary.run, conf=conf) if s.video_id in in_train]
+            found = match(suggestions, hidden_boxes)
+            rows.append((f"{conf:g}", len(suggestions), found))
+        ranked = [s for s in missing_labels(copy, summary.run, conf=0.0) if s.video_id in in_train]
+        for n in args.top:
+            rows.append((f"top {n}", len(ranked[:n]), match(ranked[:n], hidden_boxes)))
 
     total = len(hidden_ids)
     print(f"command: python benchmarks/finder_recall.py {args.project} --run {args.run}"

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -104,15 +103,8 @@ def mine_in_a_copy(project_folder: Path, teacher: str, size: int, scores: list[f
     from bpr.learn.training import export_manifest
     from bpr.selftrain import mine_round
 
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "project"
-        copy.mkdir()
-        source = sqlite3.connect(project_folder / "project.sqlite")
-        target = sqlite3.connect(copy / "project.sqlite")
-        source.backup(target)  # consistent, with what the write-ahead log holds
-        source.close()
-        target.close()
-        with Project.open(project_folder) as original, Project.open(copy) as project:
+    with tempfile.TemporaryDirectory() as tmp, Project.open(project_folder) as original, \
+            Project.open(original.copy_store(Path(tmp) / "project")) as project:
             manifest = export_manifest(project, teacher)
             manifest.parent.mkdir(parents=True)
             shutil.copy(export_manifest(original, teacher), manifest)

@@ -274,6 +274,19 @@ class Project:
     def close(self) -> None:
         self.conn.close()
 
+    def copy_store(self, folder: str | os.PathLike) -> Path:
+        """A consistent copy of this project's store (with what its write-ahead log holds) in ``folder``,
+        which then opens as a project of the same videos, labels and runs; nothing else of the project
+        (its runs' files, its frame cache) is copied. For a measurement that changes the copy."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = sqlite3.connect(folder / DB_NAME)
+        try:
+            self.conn.backup(target)
+        finally:
+            target.close()
+        return folder
+
     def __enter__(self) -> Project:
         return self
 

@@ -45,6 +45,22 @@ def test_reopening_keeps_data(tmp_path):
         assert (box["species"], box["x1"], box["y2"], box["source"]) == ("Basket star", 1, 40, "drawn")
 
 
+def test_a_copy_of_the_store_holds_what_the_open_project_holds_and_is_its_own(tmp_path):
+    """copy_store (the benchmarks measure in a copy): what the write-ahead log still holds is copied,
+    and a change to the copy leaves the project as it was."""
+    with Project.create(tmp_path / "p") as p:
+        p.conn.execute("INSERT INTO videos (id) VALUES ('v')")
+        p.add_box("v", 3, "Basket star", (1, 2, 30, 40))
+        assert (tmp_path / "p" / "project.sqlite-wal").stat().st_size > 0  # not yet in the main file
+        folder = p.copy_store(tmp_path / "copy" / "store")
+        with Project.open(folder) as copy:
+            [box] = copy.boxes("v", 3)
+            assert (box["species"], box["x1"], box["y2"]) == ("Basket star", 1, 40)
+            with copy.transaction():
+                copy.conn.execute("DELETE FROM boxes")
+        assert len(p.boxes("v", 3)) == 1
+
+
 def test_transaction_rolls_back_everything_on_error(project):
     project.conn.execute("INSERT INTO videos (id) VALUES ('v')")
     with pytest.raises(RuntimeError):
