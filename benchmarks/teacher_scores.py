@@ -108,8 +108,6 @@ def mine_in_a_copy(project_folder: Path, teacher: str, size: int, scores: list[f
             manifest = export_manifest(project, teacher)
             manifest.parent.mkdir(parents=True)
             shutil.copy(export_manifest(original, teacher), manifest)
-            # its weights where they are (a path inside the project is stored relative to it)
-            project.update_run(teacher, weights=str(original.resolve_path(original.run(teacher).weights)))
             mined = project.run(teacher).summary["mined"]  # as it mined before, but for the size
             thresholds = {k: mined[k] for k in ("pseudo_precision", "pseudo_conf", "ignore_conf")}
             config = TrainConfig(protocol=project.run(teacher).config.get("protocol", "dusia"),

@@ -277,12 +277,18 @@ class Project:
     def copy_store(self, folder: str | os.PathLike) -> Path:
         """A consistent copy of this project's store (with what its write-ahead log holds) in ``folder``,
         which then opens as a project of the same videos, labels and runs; nothing else of the project
-        (its runs' files, its frame cache) is copied. For a measurement that changes the copy."""
+        (its runs' files, its frame cache) is copied, so the paths it keeps relative to this folder (the
+        videos and weights inside it) point back here. For a measurement that changes the copy."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         target = sqlite3.connect(folder / DB_NAME)
         try:
             self.conn.backup(target)
+            for table, column in (("videos", "path"), ("runs", "weights")):
+                rows = target.execute(f"SELECT rowid, {column} FROM {table} WHERE {column} IS NOT NULL").fetchall()
+                target.executemany(f"UPDATE {table} SET {column} = ? WHERE rowid = ?",
+                                   [(str(self.resolve_path(path)), rowid) for rowid, path in rows])
+            target.commit()
         finally:
             target.close()
         return folder

@@ -49,13 +49,18 @@ def test_a_copy_of_the_store_holds_what_the_open_project_holds_and_is_its_own(tm
     """copy_store (the benchmarks measure in a copy): what the write-ahead log still holds is copied,
     and a change to the copy leaves the project as it was."""
     with Project.create(tmp_path / "p") as p:
-        p.conn.execute("INSERT INTO videos (id) VALUES ('v')")
+        p.conn.execute("INSERT INTO videos (id, path) VALUES ('v', 'videos/v.mp4')")  # inside the project
         p.add_box("v", 3, "Basket star", (1, 2, 30, 40))
+        p.create_run("r", {})
+        p.update_run("r", weights=p.stored_path(tmp_path / "p" / "runs" / "r" / "best.pt"))
         assert (tmp_path / "p" / "project.sqlite-wal").stat().st_size > 0  # not yet in the main file
         folder = p.copy_store(tmp_path / "copy" / "store")
         with Project.open(folder) as copy:
             [box] = copy.boxes("v", 3)
             assert (box["species"], box["x1"], box["y2"]) == ("Basket star", 1, 40)
+            # the files stay where they are: the copy points back to them
+            assert copy.resolve_path(copy.video("v")["path"]) == tmp_path / "p" / "videos" / "v.mp4"
+            assert copy.resolve_path(copy.run("r").weights) == tmp_path / "p" / "runs" / "r" / "best.pt"
             with copy.transaction():
                 copy.conn.execute("DELETE FROM boxes")
         assert len(p.boxes("v", 3)) == 1
