@@ -402,7 +402,7 @@ class TrainPanel(QWidget):
         a GPU machine goes on here on the CPU, say)."""
         item = self.runs.currentItem()
         if item is not None:
-            device = self._option_value(next(o for o in self._options if o.name == "device"))
+            device = self.config().device
             self._launch(None, item.text(0), device=None if device == default(TrainConfig, "device") else device)
 
     def _launch(self, config: TrainConfig | None, resume: str | None, selftrain: tuple | None = None,

@@ -39,12 +39,11 @@ def found_by_size(project, teacher: str, scores: list[float]) -> list[tuple[str,
 
     from bpr.learn.training import export_manifest
     from bpr.results.evaluate import box_iou
+    from bpr.selftrain import _by_frame
 
     hidden = set(json.loads(export_manifest(project, teacher).read_text())["hidden_box_ids"])
     trained_at = project.run(teacher).config["imgsz"]
-    kept: dict[tuple[str, int], list[dict]] = {}
-    for row in project.pseudo_boxes(teacher=teacher, review=("pending", "accepted", "rejected")):
-        kept.setdefault((row["video_id"], row["frame_index"]), []).append(row)
+    kept = _by_frame(project.pseudo_boxes(teacher=teacher, review=("pending", "accepted", "rejected")))
     videos = {v["id"]: v for v in project.videos()}
     sides, found = [], []
     for vid, frame, _ in project.split_frames("train", ("partial",)):

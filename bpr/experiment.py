@@ -32,8 +32,8 @@ from pathlib import Path
 from bpr.config import PseudoLabels, Rebalancing, default, from_flat
 from bpr.paths import replace_whole
 from bpr.data.store import LEARNED_MAP50, LINK_HINT, NotFoundError, Project, Run, trained_elsewhere
-from bpr.learn.training import (TrainConfig, TrainingCancelled, describe_method, export_manifest, resolve_device,
-                                software, train)
+from bpr.learn.training import (METRIC_NAMES, TrainConfig, TrainingCancelled, describe_method, export_manifest,
+                                resolve_device, software, train)
 
 
 @dataclass
@@ -404,9 +404,7 @@ def _restore_teacher(project: Project, name: str, config: TrainConfig, weights: 
 
 
 # ultralytics' names in a checkpoint's train_results (its results.csv) for what an epoch record holds
-KEPT_EPOCH_COLUMNS = {"train/box_loss": "box_loss", "train/cls_loss": "cls_loss", "train/dfl_loss": "dfl_loss",
-                      "metrics/mAP50(B)": "mAP50", "metrics/mAP50-95(B)": "mAP50-95",
-                      "metrics/precision(B)": "precision", "metrics/recall(B)": "recall"}
+KEPT_EPOCH_COLUMNS = {f"train/{loss}": loss for loss in ("box_loss", "cls_loss", "dfl_loss")} | METRIC_NAMES
 
 
 def _kept_epochs(weights: Path) -> list[dict]:

@@ -213,10 +213,13 @@ def match_optimizer_state_layout(optimizer) -> int:
     return changed
 
 
+# ultralytics' names of the validation figures an epoch record keeps, and the record's names for them
+METRIC_NAMES = {"metrics/mAP50(B)": "mAP50", "metrics/mAP50-95(B)": "mAP50-95",
+                "metrics/precision(B)": "precision", "metrics/recall(B)": "recall"}
+
+
 def _metrics(trainer) -> dict[str, float]:
-    keys = {"metrics/mAP50(B)": "mAP50", "metrics/mAP50-95(B)": "mAP50-95",
-            "metrics/precision(B)": "precision", "metrics/recall(B)": "recall"}
-    return {short: float(trainer.metrics[k]) for k, short in keys.items() if k in (trainer.metrics or {})}
+    return {short: float(trainer.metrics[k]) for k, short in METRIC_NAMES.items() if k in (trainer.metrics or {})}
 
 
 def _losses(trainer) -> dict[str, float]:
