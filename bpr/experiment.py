@@ -16,6 +16,11 @@ boxes themselves as ignore regions: the ignore band of a teacher that found ever
 an ignore band can win back (a diagnostic; no teacher can know the hidden boxes). Round 0 with the
 baseline's settings *is* the baseline run: its best.pt is kept in ``teachers/`` so that later rounds go on
 elsewhere without retraining it.
+
+The project a sweep builds from a data.yaml is not kept (its frames come back from the data); what a
+run in training needs to go on is: after each epoch the sweep copies the run's checkpoints and epoch
+records into ``unfinished/RUN/``, so that a sweep whose machine was lost mid-run resumes that run from
+its last epoch wherever the sweep's folder was carried, and deletes them when the run finishes.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import csv
 import dataclasses
 import io
 import json
+import shutil
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,8 +38,9 @@ from pathlib import Path
 from bpr.config import PseudoLabels, Rebalancing, default, from_flat
 from bpr.paths import replace_whole
 from bpr.data.store import LEARNED_MAP50, LINK_HINT, NotFoundError, Project, Run, trained_elsewhere
-from bpr.learn.training import (METRIC_NAMES, TrainConfig, TrainingCancelled, describe_method, export_manifest,
-                                resolve_device, software, train)
+from bpr.learn.training import (METRIC_NAMES, TrainConfig, TrainEvent, TrainingCancelled, describe_method,
+                                export_manifest, export_run_training_set, resolve_device, run_folder, software,
+                                train)
 
 
 @dataclass
@@ -303,12 +310,24 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
             if status is None and not mined_already(project, teacher, config.pseudo.round, config, spec.tta):
                 on_message(f"{teacher} finds pseudo-boxes for {name}")
                 mine_round(project, teacher, config.pseudo.round, config, tta=spec.tta, cancel=cancel)
+        unfinished = spec.out / UNFINISHED / name
+        if status is None and (unfinished / "last.pt").exists():  # its machine was lost mid-run
+            record = _restore_unfinished(project, name, config, unfinished, on_message)
+            status = record.status
+
+        def keeping(event: TrainEvent) -> None:
+            if event.kind == "epoch":
+                _keep_unfinished(project, name, unfinished)
+            if on_event is not None:
+                on_event(event)
+
         if status is None:
             on_message(f"training {name}")
-            record = train(project, config, name=name, on_event=on_event, cancel=cancel)
+            record = train(project, config, name=name, on_event=keeping, cancel=cancel)
         elif status != "finished":
             on_message(f"resuming {name} ({status})")
-            record = train(project, resume=name, on_event=on_event, cancel=cancel, device=spec.device)
+            record = train(project, resume=name, on_event=keeping, cancel=cancel, device=spec.device)
+        shutil.rmtree(unfinished, ignore_errors=True)
         if setting.name in teaching:  # kept, so that its students can be trained elsewhere without it
             kept = spec.out / "teachers" / f"{name}.pt"
             if not kept.exists():
@@ -381,6 +400,54 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
     rows = list(_done(results_path).values())
     write_report(spec, rows)
     return rows
+
+
+# The folder of a sweep that keeps each run in training as it stood after its last epoch (_keep_unfinished)
+UNFINISHED = "unfinished"
+
+
+def _keep_unfinished(project: Project, name: str, kept: Path) -> None:
+    """Copy run ``name``'s last epoch to ``kept``: its epoch records and its training labels' checksum,
+    then its checkpoints (ultralytics writes them before the epoch's event); best.pt without the
+    optimizer's state, which only last.pt resumes from (a fifth of the size, for a folder kept in git)."""
+    import torch
+
+    kept.mkdir(parents=True, exist_ok=True)
+    train_labels = json.loads(export_manifest(project, name).read_text()).get("labels_sha256", {}).get("train")
+    replace_whole(kept / "run.json", json.dumps({"metrics": project.run(name).metrics,
+                                                 "train_labels_sha256": train_labels}).encode())
+    weights = run_folder(project, name) / "train" / "weights"
+    if (weights / "best.pt").exists():
+        best = torch.load(weights / "best.pt", map_location="cpu", weights_only=False)  # our own file
+        replace_whole(kept / "best.pt", lambda f: torch.save(best | {"optimizer": None}, f))
+    if (weights / "last.pt").exists():
+        replace_whole(kept / "last.pt", (weights / "last.pt").read_bytes())
+
+
+def _restore_unfinished(project: Project, name: str, config: TrainConfig, kept: Path,
+                        on_message: Callable[[str], None]) -> Run:
+    """Run ``name`` recorded as stopped at the epoch its checkpoint in ``kept`` holds, to be resumed:
+    its training set exported again, and refused if its labels are not the ones it trained on."""
+    import torch
+
+    saved = json.loads((kept / "run.json").read_text())
+    export_run_training_set(project, name, config)
+    train_labels = json.loads(export_manifest(project, name).read_text()).get("labels_sha256", {}).get("train")
+    if train_labels != saved["train_labels_sha256"]:
+        raise ValueError(f"{kept} holds {name} as it trained on other labels than it would here (the data, or "
+                         f"its teacher's pseudo-boxes, differ): delete that folder to train {name} from the start")
+    epoch = torch.load(kept / "last.pt", map_location="cpu", weights_only=False)["epoch"] + 1  # (0-based there)
+    weights = run_folder(project, name) / "train" / "weights"
+    weights.mkdir(parents=True, exist_ok=True)
+    for file in ("best.pt", "last.pt"):
+        if (kept / file).exists():
+            shutil.copyfile(kept / file, weights / file)
+    project.create_run(name, config.to_dict())
+    # (records past the checkpoint's epoch, from a copy stopped between the two, are trained again)
+    project.update_run(name, status="cancelled", owner=None, error=f"its machine was lost after epoch {epoch}",
+                       metrics=[m for m in saved["metrics"] if m["epoch"] <= epoch])
+    on_message(f"{name}: going on after epoch {epoch}, kept in {kept}")
+    return project.run(name)
 
 
 def _restore_teacher(project: Project, name: str, config: TrainConfig, weights: Path,

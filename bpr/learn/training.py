@@ -422,6 +422,15 @@ def export_manifest(project: Project, run: str) -> Path:
     return run_dataset(project, run) / EXPORT_MANIFEST
 
 
+def export_run_training_set(project: Project, run: str, config: TrainConfig) -> None:
+    """Write the training set ``run`` trains on (run_dataset): the labels less the boxes the config
+    hides, and its teacher's pseudo-boxes, as boxes or as ignore regions."""
+    from bpr.data.dataset import export_training_set
+
+    export_training_set(project, run_dataset(project, run), config, pseudo_from=config.pseudo.teacher_run,
+                        pseudo_as_ignore=not config.pseudo.pseudo_boxes, pseudo_weighted=config.pseudo.weight_by_score)
+
+
 def _new_run_name(project: Project) -> str:
     taken = {r.name for r in project.runs()}
     n = len(taken) + 1
@@ -466,7 +475,6 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
     batch, marks the run ``cancelled`` and raises TrainingCancelled; it can be resumed from its last
     finished epoch. Any other error marks the run ``failed`` with the error and is re-raised.
     """
-    from bpr.data.dataset import export_training_set
     from bpr.offline import configure, local_weights
 
     configure()
@@ -507,9 +515,7 @@ def train(project: Project, config: TrainConfig | None = None, name: str | None 
         last = folder / "train" / "weights" / "last.pt"
         resuming = resume is not None and last.exists()
         if not resuming:
-            export_training_set(project, dataset_folder, config, pseudo_from=config.pseudo.teacher_run,
-                                pseudo_as_ignore=not config.pseudo.pseudo_boxes,
-                                pseudo_weighted=config.pseudo.weight_by_score)
+            export_run_training_set(project, name, config)
 
         from ultralytics import YOLO
 

@@ -497,3 +497,57 @@ def test_the_pseudo_label_settings_learn_from_their_seeds_teachers_and_report_it
     [row] = [r for r in rows if r["setting"] == "selftrain2"]
     assert row["teacher"] == "selftrain1-seed0" and row["round"] == 2
     assert row["teacher_test_mAP50"] == by["selftrain1"]["test_mAP50"]  # the kept best.pt, restored
+
+
+@pytest.mark.slow
+def test_a_run_whose_machine_was_lost_goes_on_from_the_epoch_kept_in_the_sweep(demo_template, tmp_path):
+    """After each epoch the sweep keeps the run's checkpoints and epoch records in unfinished/; a sweep
+    carried without its project (the machine lost mid-run) resumes the run there, and the folder goes
+    when the run finishes. Kept on other labels than it would train on here, it is refused."""
+    import shutil
+
+    from bpr.data.store import Project
+
+    data, out = tmp_path / "demo", tmp_path / "exp"
+    shutil.copytree(demo_template, data)
+    spec = dict(seeds=1, epochs=3, p_obj=[], upper_bound=False)
+    stop = threading.Event()
+
+    def stop_after_the_second_epoch(event):
+        if event.kind == "epoch" and event.epoch == 2:
+            stop.set()
+
+    with pytest.raises(TrainingCancelled):
+        run_experiment(tiny_spec(data, out, **spec), on_message=lambda m: None, on_event=stop_after_the_second_epoch,
+                       cancel=stop.is_set)
+    kept = out / "unfinished" / "baseline-seed0"
+    assert {f.name for f in kept.iterdir()} == {"run.json", "last.pt", "best.pt"}
+    import torch
+
+    assert torch.load(kept / "best.pt", weights_only=False)["optimizer"] is None  # only last.pt resumes
+    assert torch.load(kept / "last.pt", weights_only=False)["optimizer"] is not None
+    with Project.open(data) as project:
+        there = project.run("baseline-seed0").metrics
+    assert [m["epoch"] for m in json.loads((kept / "run.json").read_text())["metrics"]] == [1, 2]
+
+    def carried(folder):  # the results, spec and kept runs, with a fresh copy of the data
+        shutil.copytree(out, folder / "exp")
+        shutil.copytree(demo_template, folder / "demo")
+        return tiny_spec(folder / "demo", folder / "exp", **spec)
+
+    elsewhere = carried(tmp_path / "elsewhere")
+    messages, starts = [], []
+    [row] = run_experiment(elsewhere, on_message=messages.append,
+                           on_event=lambda e: starts.append(e.epoch) if e.kind == "start" else None)
+    assert f"baseline-seed0: going on after epoch 2, kept in {elsewhere.out / 'unfinished/baseline-seed0'}" \
+        in messages and starts == [3]
+    with Project.open(elsewhere.data) as project:
+        epochs = project.run("baseline-seed0").metrics
+    assert [m["epoch"] for m in epochs] == [1, 2, 3] and epochs[:2] == there[:2]
+    assert row["epochs"] == 3 and not (elsewhere.out / "unfinished" / "baseline-seed0").exists()
+
+    other = carried(tmp_path / "other")
+    saved = json.loads((other.out / "unfinished/baseline-seed0/run.json").read_text())
+    (other.out / "unfinished/baseline-seed0/run.json").write_text(json.dumps(saved | {"train_labels_sha256": "x"}))
+    with pytest.raises(ValueError, match="trained on other labels than it would here .* delete that folder"):
+        run_experiment(other, on_message=lambda m: None)
