@@ -60,7 +60,6 @@ class Curves(QWidget):
         self.layout_.setContentsMargins(0, 0, 0, 0)
         self.placeholder = wrapped_label(self.PLACEHOLDER)
         self.layout_.addWidget(self.placeholder)
-        self.setMinimumHeight(180)
 
     def showEvent(self, event):
         super().showEvent(event)
@@ -89,9 +88,13 @@ class Curves(QWidget):
         self.plots = (loss_curve, map_curve, widget)
         self.layout_.addWidget(widget, 1)
 
+    PLOTS_MIN_HEIGHT = 180
+
     def _redraw(self):
         empty = not self.loss[0] and not self.map50[0]
         self.placeholder.setVisible(empty)
+        # empty, a line of text: the runs list below it stays in view at a laptop's height
+        self.setMinimumHeight(0 if empty else self.PLOTS_MIN_HEIGHT)
         if self.plots is not None:
             loss_curve, map_curve, widget = self.plots
             widget.setVisible(not empty)

@@ -22,7 +22,11 @@ COLUMNS = ["Video", "Split", "Status", "Frames", "Partial/full"]  # labeled fram
 # the end, which keeps their folder and the start of the file name (a timecode, in exported frames).
 ID_CHARS = 30
 STATUS_COLUMN = 2
-MIN_ID_CHARS = 8  # a list narrowed further scrolls rather than hide the ids
+MIN_ID_CHARS = 8  # shown of every id (past a folder's indentation); a list narrowed further scrolls
+# The columns a narrow list (a laptop's window) hides, in this order, before it elides the ids past
+# MIN_ID_CHARS: an image's frame count is 1, and a folder of images is most often named by its split.
+# (Every row's tooltip still says them.)
+NARROW_HIDES = (3, 1)  # Frames, then Split
 LABELED_ROLE = Qt.ItemDataRole.UserRole + 1   # an item's number of labeled frames
 
 
@@ -78,6 +82,8 @@ class VideoList(QTreeWidget):
                                         "(every animal boxed: val and test)")
         self._items: dict[str, _Row] = {}   # video or image id -> its row
         self.id_width = 0                   # what the id column needs (it gets less in a narrow list)
+        self.id_indent = 0                  # of it, a folder's indentation and the margins
+        self.hidden_for_room: list[int] = []  # NARROW_HIDES hidden, in the order they went
         self.setAlternatingRowColors(True)
         self.sort_column = 0
         # connected before sorting is enabled, so that it runs before Qt's own sort on the same signal
@@ -109,12 +115,14 @@ class VideoList(QTreeWidget):
             shown = v["id"].removeprefix(folder.text(0) + "/") if folder else v["id"]
             item = _Row(self, [shown, v["split"], v["status"], str(v["frame_count"] or ""), ""], v["id"])
             item.set_counts(counts.get(v["id"], {}))
-            item.setToolTip(0, v["id"])
+            about = f"split: {v['split'] or 'none'}" + (f", {v['frame_count']} frames" if v["kind"] == "video"
+                                                          and v["frame_count"] else "")
+            item.setToolTip(0, f"{v['id']}\n{about}")
             if v["status"] != "ok":
                 for col in range(len(COLUMNS)):
                     item.setForeground(col, QBrush(QColor("#999999")))
                 action = "link video file" if v["kind"] == "video" else "find missing files in a folder"
-                item.setToolTip(0, f"{v['id']}\n{v['status']}: {v['status_reason'] or 'no file linked'} "
+                item.setToolTip(0, f"{v['id']}\n{about}\n{v['status']}: {v['status_reason'] or 'no file linked'} "
                                    f"(right-click: {action}...)")
             self._items[v["id"]] = item
             if folder:
@@ -125,19 +133,22 @@ class VideoList(QTreeWidget):
             self._sum(folder)
         self.setRootIsDecorated(bool(folder_rows))
         self.header().setStretchLastSection(False)
-        self.setColumnHidden(STATUS_COLUMN, False)  # (Qt resizing a hidden column leaves a gap where it was)
+        for column in (STATUS_COLUMN, *NARROW_HIDES):  # (Qt resizing a hidden column leaves a gap where it was)
+            self.setColumnHidden(column, False)
         for col in range(1, len(COLUMNS)):
             self.resizeColumnToContents(col)
         # the files' status only when one is not ok: the list stays narrow, and the frame keeps the room
         all_ok = all(item.text(STATUS_COLUMN) in ("ok", "") for item in self._items.values())
         self.setColumnHidden(STATUS_COLUMN, all_ok)
+        self.hidden_for_room: list[int] = []
         # Worked out, not asked of Qt: it measures only the rows in view, and a folder's are collapsed.
         metrics, indent = self.fontMetrics(), self.indentation()
         widest = max([metrics.horizontalAdvance(f.text(0)) for f in folder_rows]
                      + [metrics.horizontalAdvance(i.text(0)) + (indent if i.parent() else 0)
                         for i in self._items.values()], default=0)
         margin = 2 * (self.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin) + 1) + 4
-        self.id_width = (indent if folder_rows else 0) + margin + min(widest, metrics.horizontalAdvance("0" * ID_CHARS))
+        self.id_indent = (indent if folder_rows else 0) + margin
+        self.id_width = self.id_indent + min(widest, metrics.horizontalAdvance("0" * ID_CHARS))
         self._fit_ids()
         self.sortItems(0, Qt.SortOrder.AscendingOrder)
         self.blockSignals(False)
@@ -155,12 +166,24 @@ class VideoList(QTreeWidget):
                 total[status] = total.get(status, 0) + n
         folder.set_counts(total)
 
+    def _others(self) -> int:
+        return sum(self.columnWidth(c) for c in range(1, len(COLUMNS)) if not self.isColumnHidden(c))
+
     def _fit_ids(self) -> None:
         """The id column takes what the others leave, up to the width its ids need: in a narrow list the
-        ids are elided, and the counts stay in view."""
-        others = sum(self.columnWidth(c) for c in range(1, len(COLUMNS)) if not self.isColumnHidden(c))
-        least = self.fontMetrics().horizontalAdvance("0" * MIN_ID_CHARS)
-        self.setColumnWidth(0, max(least, min(self.id_width, self.viewport().width() - others)))
+        ids are elided, and the counts stay in view; narrower, NARROW_HIDES go before the ids shrink
+        past MIN_ID_CHARS."""
+        least = self.id_indent + self.fontMetrics().horizontalAdvance("0" * MIN_ID_CHARS + "…")
+        room = self.viewport().width()
+        while self.hidden_for_room and room - self._others() - self.columnWidth(self.hidden_for_room[-1]) >= least:
+            self.setColumnHidden(self.hidden_for_room.pop(), False)
+        for column in NARROW_HIDES:
+            if room - self._others() >= least:
+                break
+            if not self.isColumnHidden(column):
+                self.setColumnHidden(column, True)
+                self.hidden_for_room.append(column)
+        self.setColumnWidth(0, max(least, min(self.id_width, room - self._others())))
 
     def resizeEvent(self, event):
         super().resizeEvent(event)
@@ -169,7 +192,8 @@ class VideoList(QTreeWidget):
     def sizeHint(self) -> QSize:
         """Wide enough for every column, so the window opens with the labeled counts in view. (Not a
         minimum: on a small screen the list may be narrowed, and scrolls.)"""
-        others = sum(self.columnWidth(c) for c in range(1, len(COLUMNS)) if not self.isColumnHidden(c))
+        others = sum(self.columnWidth(c) for c in range(1, len(COLUMNS))
+                     if not self.isColumnHidden(c) or c in self.hidden_for_room)
         width = (self.id_width + others + 2 * self.frameWidth()
                  + self.verticalScrollBar().sizeHint().width())
         return QSize(width, super().sizeHint().height())

@@ -64,6 +64,32 @@ def test_long_ids_are_elided_and_do_not_widen_the_window(window):
     assert sum(videos.columnWidth(c) for c in range(videos.columnCount())) <= videos.viewport().width()
 
 
+def test_a_narrow_list_hides_frames_then_split_before_the_image_names(tmp_path, make_window):
+    """At 960x600 the list is about 190 px wide: an image's name under its folder keeps MIN_ID_CHARS in
+    view past the indentation (the counts scroll), the frame count (1 for an image) and then the split
+    hidden to make room; widened again, they come back. The tooltip says what they said."""
+    from app.video_list import MIN_ID_CHARS
+
+    names = [f"00_{i:02d}_38_23_png.rf.bdd2ea2f19ad32ab670ef1c0" for i in range(3)]
+    make_image_set(tmp_path, {names[0]: 1}, names=names, folders=("set",))
+    window = make_window(tmp_path / "images")
+    videos = window.videos
+    window.resize(960, 600)
+    QApplication.processEvents()
+    videos.resize(190, 400)  # the dock's width at 960x600
+    QApplication.processEvents()
+    header = [videos.headerItem().text(c) for c in range(videos.columnCount()) if not videos.isColumnHidden(c)]
+    assert header == ["Video", "Partial/full"]
+    image_id = "set/00_00_38_23_png.rf.bdd2ea2f19ad32ab670ef1c0"
+    image = videos.item(image_id)
+    shown = videos.columnWidth(0) - videos.id_indent
+    assert shown >= videos.fontMetrics().horizontalAdvance("0" * MIN_ID_CHARS + "…")
+    assert image.toolTip(0).splitlines()[1] == f"split: {window.state.project.video(image_id)['split'] or 'none'}"
+    videos.resize(700, 400)
+    QApplication.processEvents()
+    assert not videos.isColumnHidden(1) and not videos.isColumnHidden(3)
+
+
 def test_keyboard_stepping_like_dive(window, qtbot):
     s = window.state
     s.set_frame(20)

@@ -562,13 +562,15 @@ def test_the_chart_says_what_it_will_show_until_a_run_has_data(qtbot):
     chart.show()
     _, _, plot = chart.plots
     assert chart.placeholder.isVisible() and not plot.isVisible()
+    assert chart.minimumHeight() == 0  # a line: the runs list below keeps the room
     for batch in (1, 2, 4):
         chart.add_batch(epoch=2, batch=batch, batches=4, loss=3.0)
     chart.add_epoch(2, 0.4)
     assert chart.loss[0] == [1.25, 1.5, 2.0] and chart.map50 == ([2], [0.4])
     assert plot.isVisible() and not chart.placeholder.isVisible()
+    assert chart.minimumHeight() == chart.PLOTS_MIN_HEIGHT
     chart.clear()
-    assert chart.placeholder.isVisible()
+    assert chart.placeholder.isVisible() and chart.minimumHeight() == 0
 
 
 def test_the_train_panel_shows_the_described_defaults_ranges_and_help(qtbot):
