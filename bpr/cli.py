@@ -314,7 +314,7 @@ def cmd_runs(args) -> None:
         best = run.best_map50
         left = _time_left(metrics, config["epochs"]) if run.status == "running" else ""
         where = trained_on(metrics)
-        status = "not learned" if run.not_learned else run.status
+        status = "not learned" if run.not_learned and run.status != "running" else run.status
         print(f"{run.name:{width}} {status:11} {config['model']:14} "
               f"{len(metrics):>3}/{config['epochs']:<3} ep  best val mAP50 {'-' if best is None else f'{best:.4f}'}"
               f"  {describe_method(config)}{', on ' + where if where else ''}{left}")

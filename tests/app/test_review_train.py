@@ -678,6 +678,10 @@ def test_a_run_that_has_not_learned_is_flagged_and_detection_asks_first(window, 
     window.train.reload_runs()
     rows = {window.train.runs.topLevelItem(i).text(0): window.train.runs.topLevelItem(i) for i in range(2)}
     assert rows["noise"].text(2) == "0.0000 (not learned)" and rows["good"].text(2) == "0.7000"
+    p.update_run("noise", status="running")
+    window.train.reload_runs()
+    assert window.train.runs.findItems("noise", Qt.MatchFlag.MatchExactly)[0].text(2) == "0.0000 (not learned yet)"
+    p.update_run("noise", status="finished")
     review = window.review
     review.reload_runs()
     review.run.setCurrentText("good")

@@ -319,12 +319,15 @@ def test_runs_says_how_long_a_running_run_has_left(project, capsys):
 
     project.create_run("long", TrainConfig(epochs=100).to_dict())
     ends = [0, 90, 180, 270, 40_000, 40_090]  # a pause before the 5th epoch
-    project.update_run("long", metrics=[{"epoch": i + 1, "mAP50": 0.01, "time": t} for i, t in enumerate(ends)])
+    project.update_run("long", metrics=[{"epoch": i + 1, "mAP50": 0.005, "time": t} for i, t in enumerate(ends)])
     assert main(["runs", str(project.folder)]) == 0
-    assert capsys.readouterr().out.rstrip().endswith(", 90 s an epoch, about 2.4 h left")  # 94 epochs
+    line = capsys.readouterr().out.rstrip()
+    assert line.endswith(", 90 s an epoch, about 2.4 h left")  # 94 epochs
+    assert line.split()[1] == "running"  # not yet "not learned" (its val mAP50 is under 1 point)
     project.update_run("long", status="cancelled")
     assert main(["runs", str(project.folder)]) == 0
-    assert "left" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "left" not in out and out.split()[1] == "not"  # "not learned", stopped there
 
 
 def test_runs_line_up_and_say_which_processors_trained_them(project, capsys):
