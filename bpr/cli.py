@@ -718,7 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("experiment", help="the paper's experiment: baseline vs BPR settings over seeds")
     p.add_argument("data", help="a project folder or a YOLO data.yaml")
-    p.add_argument("--out", required=True, help="results folder (rerun to resume)")
+    p.add_argument("--out", required=True, help="results folder (rerun to resume: a run stopped in training goes on "
+                                                "from its last epoch, kept in OUT/unfinished/)")
     p.add_argument("--hide", type=_fraction, help="fraction of training boxes hidden (default 0.5; 0 with "
                    "--keep-per-image)")
     _add_options(p, TrainConfig, ("keep_per_image",))
