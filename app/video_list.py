@@ -24,8 +24,9 @@ ID_CHARS = 30
 STATUS_COLUMN = 2
 MIN_ID_CHARS = 8  # shown of every id (past a folder's indentation); a list narrowed further scrolls
 # The columns a narrow list (a laptop's window) hides, in this order, before it elides the ids past
-# MIN_ID_CHARS: an image's frame count is 1, and a folder of images is most often named by its split.
-# (Every row's tooltip still says them.)
+# MIN_ID_CHARS: an image's frame count is 1, and a folder of images is most often named by its split
+# (the Split column stays where videos are listed: their ids do not say it). Every row's tooltip
+# still says them.
 NARROW_HIDES = (3, 1)  # Frames, then Split
 LABELED_ROLE = Qt.ItemDataRole.UserRole + 1   # an item's number of labeled frames
 
@@ -84,6 +85,7 @@ class VideoList(QTreeWidget):
         self.id_width = 0                   # what the id column needs (it gets less in a narrow list)
         self.id_indent = 0                  # of it, a folder's indentation and the margins
         self.hidden_for_room: list[int] = []  # NARROW_HIDES hidden, in the order they went
+        self.narrow_hides = NARROW_HIDES[:1]  # of them, those this project's list may hide
         self.setAlternatingRowColors(True)
         self.sort_column = 0
         # connected before sorting is enabled, so that it runs before Qt's own sort on the same signal
@@ -141,6 +143,8 @@ class VideoList(QTreeWidget):
         all_ok = all(item.text(STATUS_COLUMN) in ("ok", "") for item in self._items.values())
         self.setColumnHidden(STATUS_COLUMN, all_ok)
         self.hidden_for_room: list[int] = []
+        self.narrow_hides = NARROW_HIDES if folder_rows and all(i.parent() for i in self._items.values()) \
+            else NARROW_HIDES[:1]
         # Worked out, not asked of Qt: it measures only the rows in view, and a folder's are collapsed.
         metrics, indent = self.fontMetrics(), self.indentation()
         widest = max([metrics.horizontalAdvance(f.text(0)) for f in folder_rows]
@@ -177,7 +181,7 @@ class VideoList(QTreeWidget):
         room = self.viewport().width()
         while self.hidden_for_room and room - self._others() - self.columnWidth(self.hidden_for_room[-1]) >= least:
             self.setColumnHidden(self.hidden_for_room.pop(), False)
-        for column in NARROW_HIDES:
+        for column in self.narrow_hides:
             if room - self._others() >= least:
                 break
             if not self.isColumnHidden(column):

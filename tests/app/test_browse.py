@@ -90,6 +90,14 @@ def test_a_narrow_list_hides_frames_then_split_before_the_image_names(tmp_path, 
     assert not videos.isColumnHidden(1) and not videos.isColumnHidden(3)
 
 
+def test_a_narrow_list_of_videos_keeps_their_split(window):
+    """A video's id does not say its split (DUSIA's are timestamps): only the frame count goes."""
+    videos = window.videos
+    videos.resize(190, 400)
+    QApplication.processEvents()
+    assert videos.isColumnHidden(3) and not videos.isColumnHidden(1)
+
+
 def test_keyboard_stepping_like_dive(window, qtbot):
     s = window.state
     s.set_frame(20)
