@@ -142,7 +142,7 @@ class VideoList(QTreeWidget):
         # the files' status only when one is not ok: the list stays narrow, and the frame keeps the room
         all_ok = all(item.text(STATUS_COLUMN) in ("ok", "") for item in self._items.values())
         self.setColumnHidden(STATUS_COLUMN, all_ok)
-        self.hidden_for_room: list[int] = []
+        self.hidden_for_room = []
         self.narrow_hides = NARROW_HIDES if folder_rows and all(i.parent() for i in self._items.values()) \
             else NARROW_HIDES[:1]
         # Worked out, not asked of Qt: it measures only the rows in view, and a folder's are collapsed.
