@@ -104,17 +104,17 @@ def mine_in_a_copy(project_folder: Path, teacher: str, size: int, scores: list[f
 
     with tempfile.TemporaryDirectory() as tmp, Project.open(project_folder) as original, \
             Project.open(original.copy_store(Path(tmp) / "project")) as project:
-            manifest = export_manifest(project, teacher)
-            manifest.parent.mkdir(parents=True)
-            shutil.copy(export_manifest(original, teacher), manifest)
-            mined = project.run(teacher).summary["mined"]  # as it mined before, but for the size
-            thresholds = {k: mined[k] for k in ("pseudo_precision", "pseudo_conf", "ignore_conf")}
-            config = TrainConfig(protocol=project.run(teacher).config.get("protocol", "dusia"),
-                                 pseudo=PseudoLabels(**thresholds))
-            mining = mine_round(project, teacher, mined["round"], config, tta=mined["tta"], imgsz=size)
-            print(f"\n## mined again at {size} px: {mining.pseudo_boxes} pseudo-boxes, {mining.ignore_regions} "
-                  "ignore regions\n")
-            report(project, teacher, scores)
+        manifest = export_manifest(project, teacher)
+        manifest.parent.mkdir(parents=True)
+        shutil.copy(export_manifest(original, teacher), manifest)
+        mined = project.run(teacher).summary["mined"]  # as it mined before, but for the size
+        thresholds = {k: mined[k] for k in ("pseudo_precision", "pseudo_conf", "ignore_conf")}
+        config = TrainConfig(protocol=project.run(teacher).config.get("protocol", "dusia"),
+                             pseudo=PseudoLabels(**thresholds))
+        mining = mine_round(project, teacher, mined["round"], config, tta=mined["tta"], imgsz=size)
+        print(f"\n## mined again at {size} px: {mining.pseudo_boxes} pseudo-boxes, {mining.ignore_regions} "
+              "ignore regions\n")
+        report(project, teacher, scores)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -380,10 +380,8 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
                 mining = mine_round(project, name, 1, spec.train_config(seed, setting), tta=False, cancel=cancel)
                 row.update(ema_teacher_pseudo_conf=mining.pseudo_conf,
                            ema_teacher_pseudo_boxes=pseudo_quality(project, name))
-            manifest = export_manifest(project, name)
-            if manifest.exists():  # its training set may have been deleted since
-                # exports written before the checksum was recorded carry none
-                row["train_labels_sha256"] = json.loads(manifest.read_text()).get("labels_sha256", {}).get("train")
+            if export_manifest(project, name).exists():  # its training set may have been deleted since
+                row["train_labels_sha256"] = _train_labels_checksum(project, name)
             row.update(score(name, weights))
             if pseudo.get("teacher_run"):  # the teacher's own weights, as they taught (a kept teacher is
                 # a retrained run, not always the one recorded under its name)
@@ -406,6 +404,12 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
 UNFINISHED = "unfinished"
 
 
+def _train_labels_checksum(project: Project, name: str) -> str | None:
+    """The checksum of the label files run ``name`` trained on, from its export's manifest; None for an
+    export written before the checksum was recorded."""
+    return json.loads(export_manifest(project, name).read_text()).get("labels_sha256", {}).get("train")
+
+
 def _keep_unfinished(project: Project, name: str, kept: Path) -> None:
     """Copy run ``name``'s last epoch to ``kept``: its epoch records and its training labels' checksum,
     then its checkpoints (ultralytics writes them before the epoch's event); best.pt without the
@@ -413,13 +417,14 @@ def _keep_unfinished(project: Project, name: str, kept: Path) -> None:
     import torch
 
     kept.mkdir(parents=True, exist_ok=True)
-    train_labels = json.loads(export_manifest(project, name).read_text()).get("labels_sha256", {}).get("train")
-    replace_whole(kept / "run.json", json.dumps({"metrics": project.run(name).metrics,
-                                                 "train_labels_sha256": train_labels}).encode())
+    saved = {"metrics": project.run(name).metrics, "train_labels_sha256": _train_labels_checksum(project, name)}
+    replace_whole(kept / "run.json", json.dumps(saved).encode())
     weights = run_folder(project, name) / "train" / "weights"
-    if (weights / "best.pt").exists():
-        best = torch.load(weights / "best.pt", map_location="cpu", weights_only=False)  # our own file
-        replace_whole(kept / "best.pt", lambda f: torch.save(best | {"optimizer": None}, f))
+    best, kept_best = weights / "best.pt", kept / "best.pt"
+    # ultralytics writes best.pt only in the epochs that beat the best: copied (loaded, saved) then alone
+    if best.exists() and not (kept_best.exists() and kept_best.stat().st_mtime >= best.stat().st_mtime):
+        checkpoint = torch.load(best, map_location="cpu", weights_only=False)  # our own file
+        replace_whole(kept_best, lambda f: torch.save(checkpoint | {"optimizer": None}, f))
     if (weights / "last.pt").exists():
         replace_whole(kept / "last.pt", (weights / "last.pt").read_bytes())
 
@@ -432,8 +437,7 @@ def _restore_unfinished(project: Project, name: str, config: TrainConfig, kept: 
 
     saved = json.loads((kept / "run.json").read_text())
     export_run_training_set(project, name, config)
-    train_labels = json.loads(export_manifest(project, name).read_text()).get("labels_sha256", {}).get("train")
-    if train_labels != saved["train_labels_sha256"]:
+    if _train_labels_checksum(project, name) != saved["train_labels_sha256"]:
         raise ValueError(f"{kept} holds {name} as it trained on other labels than it would here (the data, or "
                          f"its teacher's pseudo-boxes, differ): delete that folder to train {name} from the start")
     epoch = torch.load(kept / "last.pt", map_location="cpu", weights_only=False)["epoch"] + 1  # (0-based there)
