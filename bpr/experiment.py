@@ -395,8 +395,8 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
             write_report(spec, list(done.values()))
     finally:
         project.close()
-    rows = list(_done(results_path).values())
-    write_report(spec, rows)
+        rows = list(_done(results_path).values())
+        write_report(spec, rows)  # also when stopped: it then says which run is in training
     return rows
 
 
@@ -717,6 +717,18 @@ def hidden_words(spec: ExperimentSpec) -> str:
     return f"{spec.hide:.0%} of training boxes hidden"
 
 
+def in_training_line(spec: ExperimentSpec) -> str | None:
+    """Which runs the sweep keeps in ``unfinished/``, and after which epoch; None when it keeps none."""
+    kept = sorted((spec.out / UNFINISHED).glob("*/run.json"))
+    if not kept:
+        return None
+    runs = []
+    for path in kept:
+        epochs = [m["epoch"] for m in json.loads(path.read_text())["metrics"]]
+        runs.append(f"{path.parent.name} after epoch {max(epochs, default=0)} of {spec.epochs}")
+    return f"In training, kept in `{UNFINISHED}/` (the sweep's command goes on from there): {', '.join(runs)}."
+
+
 def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
     """results.md, results.csv, mAP50_vs_drop.png and val_curves.png in spec.out."""
     table = summary_table(spec, rows)
@@ -750,6 +762,7 @@ def write_report(spec: ExperimentSpec, rows: list[dict]) -> None:
         f"Finished: {len(finished)} of {len(names) * spec.seeds} runs ({len(names)} settings x {spec.seeds} "
         f"seeds). {software_line(rows)}",
         "",
+        *([training, ""] if (training := in_training_line(spec)) else []),
         *([f"Not in this table: the finished runs of {', '.join(other)} (settings this sitting did not ask for).",
            ""]
           if (other := sorted({r["setting"] for r in rows} - names)) else []),

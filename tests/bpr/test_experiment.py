@@ -220,6 +220,22 @@ def test_the_report_says_which_software_made_the_runs(tmp_path):
             "bpr 0.1.0, ultralytics 8.4.1, torch 2.9.1: baseline-seed1; "
             "bpr 0.1.0, ultralytics 8.4.2, torch 2.9.1: baseline-seed2; "
             "not recorded: baseline-seed0.") in (tmp_path / "results.md").read_text()
+    assert "In training" not in (tmp_path / "results.md").read_text()
+
+
+def test_the_report_names_the_run_the_sweep_keeps_in_training(tmp_path):
+    """A sweep stopped mid-run keeps that run in unfinished/ (to go on elsewhere); its report says which, and
+    after which epoch, not only the finished rows."""
+    row = {"run": "baseline-seed0", "setting": "baseline", "seed": 0, "p_obj": 0.0, "p_box": 0.0, "mode": "random",
+           "hide": 0.5, "val_mAP50": 0.1, "test_mAP50": 0.1, "test_coco_mAP50": 0.1, "measured_obj_drop": None,
+           "measured_box_drop": None, "val_curve_mAP50": [0.1]}
+    for run, epochs in (("selftrain2-seed0", 142), ("ignore-seed0", 0)):
+        (tmp_path / "unfinished" / run).mkdir(parents=True)
+        (tmp_path / "unfinished" / run / "run.json").write_text(
+            json.dumps({"metrics": [{"epoch": e} for e in range(1, epochs + 1)], "train_labels_sha256": None}))
+    write_report(ExperimentSpec(data="x", out=tmp_path, epochs=200), [row])
+    assert ("\nIn training, kept in `unfinished/` (the sweep's command goes on from there): ignore-seed0 after "
+            "epoch 0 of 200, selftrain2-seed0 after epoch 142 of 200.\n") in (tmp_path / "results.md").read_text()
 
 
 def test_the_report_names_runs_of_one_seed_that_trained_on_other_labels(tmp_path):
