@@ -7,11 +7,12 @@ missing-label finder and the timeline cover on an image.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import QFileDialog, QMenu, QStyle, QTreeWidget, QTreeWidgetItem
+from PySide6.QtWidgets import QFileDialog, QMenu, QStyle, QStyledItemDelegate, QTreeWidget, QTreeWidgetItem
 
 from app.state import ProjectState
 from bpr.data.link import link_video
@@ -29,6 +30,8 @@ MIN_ID_CHARS = 8  # shown of every id (past a folder's indentation); a list narr
 # still says them.
 NARROW_HIDES = (3, 1)  # Frames, then Split
 LABELED_ROLE = Qt.ItemDataRole.UserRole + 1   # an item's number of labeled frames
+SHARED_ROLE = Qt.ItemDataRole.UserRole + 2    # the characters an id shares with every row beside it
+MIN_SHARED = 4  # fewer shared characters are shown as they are ("…" would save little)
 
 
 def _labeled(counts: dict[str, int]) -> str:
@@ -72,6 +75,29 @@ class _Row(QTreeWidgetItem):
         return self.key < other.key
 
 
+class _IdDelegate(QStyledItemDelegate):
+    """Draws an id too wide for its column without the start it shares with the rows beside it
+    ("…09300000" for DUSIA's 00002026112409300000, whose first 12 digits every video of a day shares),
+    then elided at the end: the part that tells the rows apart stays in view."""
+
+    def initStyleOption(self, option, index):
+        super().initStyleOption(option, index)
+        shared = index.data(SHARED_ROLE) or 0
+        style = option.widget.style() if option.widget else None
+        margin = 2 * (style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin) + 1) if style else 0
+        if shared and option.fontMetrics.horizontalAdvance(option.text) > option.rect.width() - margin:
+            option.text = "…" + option.text[shared:]
+
+
+def _mark_shared(rows: list[_Row]) -> None:
+    """Each row's SHARED_ROLE: how much of its id the start all of ``rows`` share is, when that is worth
+    eliding (MIN_SHARED characters or more, with something left after it)."""
+    texts = [row.text(0) for row in rows]
+    shared = len(os.path.commonprefix(texts)) if len(texts) > 1 else 0
+    for row, text in zip(rows, texts):
+        row.setData(0, SHARED_ROLE, shared if MIN_SHARED <= shared < len(text) else 0)
+
+
 class VideoList(QTreeWidget):
     linkRequested = Signal(str)
 
@@ -87,6 +113,7 @@ class VideoList(QTreeWidget):
         self.hidden_for_room: list[int] = []  # NARROW_HIDES hidden, in the order they went
         self.narrow_hides = NARROW_HIDES[:1]  # of them, those this project's list may hide
         self.setAlternatingRowColors(True)
+        self.setItemDelegateForColumn(0, _IdDelegate(self))
         self.sort_column = 0
         # connected before sorting is enabled, so that it runs before Qt's own sort on the same signal
         self.header().sortIndicatorChanged.connect(lambda column, _order: setattr(self, "sort_column", column))
@@ -133,6 +160,8 @@ class VideoList(QTreeWidget):
                 self.addTopLevelItem(item)
         for folder in folder_rows:
             self._sum(folder)
+            _mark_shared([folder.child(i) for i in range(folder.childCount())])
+        _mark_shared([self.topLevelItem(i) for i in range(self.topLevelItemCount())])
         self.setRootIsDecorated(bool(folder_rows))
         self.header().setStretchLastSection(False)
         for column in (STATUS_COLUMN, *NARROW_HIDES):  # (Qt resizing a hidden column leaves a gap where it was)

@@ -4,7 +4,7 @@ import shutil
 
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QStyleOptionViewItem
 
 from app.frame_view import BoxItem
 
@@ -96,6 +96,30 @@ def test_a_narrow_list_of_videos_keeps_their_split(window):
     videos.resize(190, 400)
     QApplication.processEvents()
     assert videos.isColumnHidden(3) and not videos.isColumnHidden(1)
+
+
+def shown_id(videos, item) -> str:
+    """The text the list draws for a row's id, as its delegate lays it out."""
+    option = QStyleOptionViewItem()
+    videos.initViewItemOption(option)
+    index = videos.indexFromItem(item, 0)
+    option.rect = videos.visualRect(index)
+    videos.itemDelegateForColumn(0).initStyleOption(option, index)
+    return option.text
+
+
+def test_a_narrow_list_shows_the_part_of_the_ids_that_tells_them_apart(window):
+    """The demo's DUSIA ids share their first 12 digits (the day): cut at the end, every one read
+    "00002026…". Too narrow for them, the list leaves out what they share; wide enough, it shows them whole."""
+    videos = window.videos
+    ids = sorted(v["id"] for v in window.state.project.videos())
+    videos.resize(190, 400)
+    QApplication.processEvents()
+    assert [shown_id(videos, videos.item(i)) for i in ids] == ["…" + i[12:] for i in ids]
+    assert len({shown_id(videos, videos.item(i)) for i in ids}) == len(ids)
+    videos.resize(700, 400)
+    QApplication.processEvents()
+    assert [shown_id(videos, videos.item(i)) for i in ids] == ids
 
 
 def test_keyboard_stepping_like_dive(window, qtbot):
