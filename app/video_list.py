@@ -75,6 +75,12 @@ class _Row(QTreeWidgetItem):
         return self.key < other.key
 
 
+def _text_margins(style: QStyle) -> int:
+    """The room an item view leaves beside a cell's text, both sides together (Qt's common style: the
+    focus frame's margin and a pixel, each side)."""
+    return 2 * (style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin) + 1)
+
+
 class _IdDelegate(QStyledItemDelegate):
     """Draws an id too wide for its column without the start it shares with the rows beside it
     ("…09300000" for DUSIA's 00002026112409300000, whose first 12 digits every video of a day shares),
@@ -83,8 +89,7 @@ class _IdDelegate(QStyledItemDelegate):
     def initStyleOption(self, option, index):
         super().initStyleOption(option, index)
         shared = index.data(SHARED_ROLE) or 0
-        style = option.widget.style() if option.widget else None
-        margin = 2 * (style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin) + 1) if style else 0
+        margin = _text_margins(option.widget.style()) if option.widget else 0
         if shared and option.fontMetrics.horizontalAdvance(option.text) > option.rect.width() - margin:
             option.text = "…" + option.text[shared:]
 
@@ -179,7 +184,7 @@ class VideoList(QTreeWidget):
         widest = max([metrics.horizontalAdvance(f.text(0)) for f in folder_rows]
                      + [metrics.horizontalAdvance(i.text(0)) + (indent if i.parent() else 0)
                         for i in self._items.values()], default=0)
-        margin = 2 * (self.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin) + 1) + 4
+        margin = _text_margins(self.style()) + 4
         self.id_indent = (indent if folder_rows else 0) + margin
         self.id_width = self.id_indent + min(widest, metrics.horizontalAdvance("0" * ID_CHARS))
         self._fit_ids()
