@@ -55,6 +55,10 @@ def detect_job(folder: str, options: dict, progress, stop):
 
 
 VIDEO_COUNTS = "This video (double-click: jump to the MaxN frame)"
+NUMBER_ALIGNMENT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+COUNT_MEANINGS = ["", "MaxN: the most animals of the species counted in one frame (image)",
+                  "the first frame (image) that counts MaxN", "animals counted per frame (image) looked at",
+                  "frames (images) in which the species is counted at least once"]
 
 
 def _image_name(image_id: str) -> str:
@@ -126,7 +130,11 @@ class ReviewPanel(QWidget):
         layout.addWidget(self.frame_counts)
         self.video_counts_label = wrapped_label(VIDEO_COUNTS)
         layout.addWidget(self.video_counts_label)
-        self.video_counts = list_tree(["Species", "MaxN", "Frame", "Mean", "Frames present"])
+        self.video_counts = list_tree(["Species", "MaxN", "Frame", "Mean", "Present"])
+        for column, meaning in enumerate(COUNT_MEANINGS):
+            self.video_counts.headerItem().setToolTip(column, meaning)
+            if column:  # the numbers line up by their units, under their headers
+                self.video_counts.headerItem().setTextAlignment(column, NUMBER_ALIGNMENT)
         self.video_counts.itemDoubleClicked.connect(self._jump_maxn)
         layout.addWidget(self.video_counts)
 
@@ -291,6 +299,8 @@ class ReviewPanel(QWidget):
             item = QTreeWidgetItem([row["species"], str(row["maxn"]), where, f"{row['mean_count']:.3f}",
                                     str(row["frames_present"])])
             item.setData(0, Qt.ItemDataRole.UserRole, (row["maxn_image"], row["maxn_frame"]))
+            for column in range(1, 5):
+                item.setTextAlignment(column, NUMBER_ALIGNMENT)
             item.setIcon(0, species_icon(colors.get(row["species"])))
             self.video_counts.addTopLevelItem(item)
         # the pseudo-boxes waiting for review first: the next self-training round trains on them
@@ -306,6 +316,7 @@ class ReviewPanel(QWidget):
             species = s.species if s.pseudo_id is None else f"{s.species} (pseudo-box, round {s.round})"
             self.missing.addTopLevelItem(QTreeWidgetItem([where, confidence_text(s.confidence), species]))
         fit_columns(self.video_counts)
+        self.video_counts.resizeColumnToContents(4)  # Present: stretched from what it holds, not from 100 px
         self.frame_counts.setColumnWidth(0, self.video_counts.columnWidth(0))  # the same species; steady per frame
         fit_columns(self.missing)
         # keep the suggestion being looked at chosen, if it is still one

@@ -61,6 +61,9 @@ MIN_WINDOW = (900, 560)
 MIN_LIST_WIDTH = 150
 MIN_PANELS_WIDTH = 340
 LIST_SHARE = 0.27  # the video list opens at most this share of the window wide: the frame is what is worked on
+# The panels open this share of the window wide, at least MIN_PANELS_WIDTH: from about 1600 px the Review
+# panel's counts (a species name beside four numbers) show every column without scrolling sideways.
+PANELS_SHARE = 0.26
 # Widgets that take plain keys for themselves: a window shortcut never fires inside them (an arrow key in a
 # focused slider moves the slider, a letter in a text field is typed), as in DIVE.
 TYPING_WIDGETS = (QLineEdit, QAbstractSpinBox, QAbstractSlider, QComboBox, QTextEdit, QPlainTextEdit)
@@ -181,7 +184,8 @@ class MainWindow(QMainWindow):
         # open the list wide enough for its columns (it has just reloaded), as far as the window allows
         frame = max(0, self.videos_dock.width() - self.videos.width())  # (none before the window is shown)
         width = min(self.videos.sizeHint().width(), max(MIN_LIST_WIDTH, int(LIST_SHARE * self.width())))
-        self.resizeDocks([self.videos_dock], [width + frame], Qt.Orientation.Horizontal)
+        panels = max(MIN_PANELS_WIDTH, int(PANELS_SHARE * self.width()))
+        self.resizeDocks([self.videos_dock, self.panels_dock], [width + frame, panels], Qt.Orientation.Horizontal)
 
     # -- layout pieces ---------------------------------------------------------------------------
     def _transport(self) -> QHBoxLayout:

@@ -115,6 +115,29 @@ def test_the_review_lists_show_species_names_whole(window, qtbot):
     assert review.frame_counts.columnWidth(0) == review.video_counts.columnWidth(0)
 
 
+def test_from_1600_px_the_video_counts_show_every_column(window, qtbot):
+    """The panels open about a quarter of the window wide: at 1600 px the video's counts show each
+    species whole beside its four numbers, without scrolling sideways (at the 340 px they opened at
+    before, Mean was cut and Present out of sight)."""
+    review = window.review
+    window.resize(1600, 1000)
+    qtbot.waitUntil(lambda: window.width() == 1600)
+    window._project_opened()
+    partial = add_known_detections(window)
+    p = window.state.project  # and the demo's longest name, 12 of them in one frame
+    p.conn.executemany("INSERT INTO detections (run_id, video_id, frame_index, species_id, x1, y1, x2, y2, "
+                       "confidence) SELECT id, ?, ?, ?, ?, 40, ?, 60, 0.8 FROM runs WHERE name = 'known'",
+                       [(window.state.video["id"], partial[0], p.species_id("White slipper sea cucumber"),
+                         10 * i, 10 * i + 8) for i in range(12)])
+    window.show_panel(review)
+    settle(window, qtbot, lambda: review.conf.setValue(30))
+    tree = review.video_counts
+    names = [tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount())]
+    assert tree.columnWidth(0) >= max(tree.fontMetrics().horizontalAdvance(n) for n in names)
+    qtbot.waitUntil(lambda: tree.viewport().width() > 300)
+    assert tree.header().length() <= tree.viewport().width() and not tree.horizontalScrollBar().isVisible()
+
+
 def test_slider_drag_counts_the_video_once(window, qtbot, monkeypatch):
     """While the slider moves, the frame follows each step; the video's counts, finder and timeline
     are computed once, at the threshold where it comes to rest."""
