@@ -8,9 +8,10 @@ pseudo-boxes would have given: how many, the share that is a hidden animal (prec
 an animal nobody boxed counts as wrong), the share of the hidden animals found (recall), matched at
 IoU >= 0.5, one to one, most confident first (bpr.selftrain.pseudo_quality), and the share of their
 summed scores on hidden animals (what pseudo-boxes weighted by score, `--weight-by-score`, would train
-on). It also prints the score the teacher's pseudo-boxes started at (calibrated on the val frames, or
-fixed), and, by the size of the hidden animals (the side of a square of their area, at the size the
-teacher trained at), the share it found.
+on). Between each two scores it prints what a slice of an ignore band there holds: how many
+regions, and the share on a hidden animal. It also prints the score the teacher's pseudo-boxes
+started at (calibrated on the val frames, or fixed), and, by the size of the hidden animals (the
+side of a square of their area, at the size the teacher trained at), the share it found.
 
 With `--mine-at SIZE ...` the teacher mines again at each size, calibrated there, in a copy of the
 project (a teacher trained small may find small animals when it looks at the frames larger); without
@@ -83,11 +84,18 @@ def report(project, teacher: str, scores: list[float]) -> None:
     print("\n| from score | boxes | hidden animals among them | precision | recall | weighted by score: "
           "precision |\n|---|---|---|---|---|---|")
     shown = sorted(set(scores) | {used})
+    found = {}  # from score: (boxes, hidden animals among them)
     for score in shown:
         q = pseudo_quality(project, teacher, from_score=score)
-        hits = round(q["precision"] * q["pseudo_boxes"])
-        print(f"| {score:.3g}{' (used)' if score == used else ''} | {q['pseudo_boxes']} | {hits} "
+        found[score] = (q["pseudo_boxes"], round(q["precision"] * q["pseudo_boxes"]))
+        print(f"| {score:.3g}{' (used)' if score == used else ''} | {q['pseudo_boxes']} | {found[score][1]} "
               f"| {q['precision']:.0%} | {q['recall']:.1%} of {q['hidden_boxes']} | {q['score_precision']:.0%} |")
+    # Between two scores (an ignore band's slices): what the student is neither taught nor punished for
+    print("\nBetween two scores (the hits of the upper score's boxes taken off, as they match first):\n\n"
+          "| scores | boxes | a hidden animal |\n|---|---|---|")
+    for low, high in zip(shown, shown[1:]):
+        boxes, hits = (a - b for a, b in zip(found[low], found[high]))
+        print(f"| {low:.3g} to {high:.3g} | {boxes} | {hits / boxes if boxes else 0:.0%} |")
     print(f"\nThe hidden animals it found, by size (at {project.run(teacher).config['imgsz']} px, the size it "
           "trained at):\n\n| side | hidden | " + " | ".join(f"found from {s:.3g}" for s in shown)
           + " |\n|---|---|" + "---|" * len(shown))
