@@ -38,7 +38,7 @@ MODELS = ["yolov5n.yaml", "yolov5s.yaml", "yolo11n.yaml", "yolo11s.yaml"]
 # command line has them all.
 PANEL_OPTIONS = ("model", "epochs", "imgsz", "batch", "device", "workers", "p_obj", "p_box", "neg_iou",
                  "partial_only", "pseudo_precision", "pseudo_conf", "ignore_conf", "pseudo_boxes",
-                 "weight_by_score", "burn_in", "rounds", "tta")
+                 "ignore_band", "weight_by_score", "burn_in", "rounds", "tta")
 # The Train panel's methods: how the unboxed animals of partial frames are treated.
 METHODS = {"labels": "Labels only", "ema": "EMA teacher", "selftrain": "Self-training"}
 
@@ -293,15 +293,21 @@ class TrainPanel(QWidget):
         layout.addWidget(self.runs, 1)
         state.projectChanged.connect(self.reload_runs)
         self.pseudo_boxes.toggled.connect(self._method_changed)
+        self.ignore_band.toggled.connect(self._method_changed)
         self._method_changed()
         self._update_buttons()
 
     def _method_changed(self, *_):
-        """Only the settings of the chosen method are enabled (and the weighting only with pseudo-boxes)."""
+        """Only the settings of the chosen method are enabled (the weighting only with pseudo-boxes, the
+        ignore score only with the band); of pseudo-boxes and the band, the last one on cannot be turned off."""
         method = self.method.currentData()
-        for name in ("pseudo_precision", "pseudo_conf", "ignore_conf", "pseudo_boxes"):
-            getattr(self, name).setEnabled(method != "labels")
-        self.weight_by_score.setEnabled(method != "labels" and self.pseudo_boxes.isChecked())
+        teacher = method != "labels"
+        for name in ("pseudo_precision", "pseudo_conf"):
+            getattr(self, name).setEnabled(teacher)
+        self.ignore_conf.setEnabled(teacher and self.ignore_band.isChecked())
+        self.pseudo_boxes.setEnabled(teacher and self.ignore_band.isChecked())
+        self.ignore_band.setEnabled(teacher and self.pseudo_boxes.isChecked())
+        self.weight_by_score.setEnabled(teacher and self.pseudo_boxes.isChecked())
         self.burn_in.setEnabled(method == "ema")
         for widget in (self.rounds, self.tta, self.pause_for_review):
             widget.setEnabled(method == "selftrain")

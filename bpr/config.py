@@ -185,6 +185,12 @@ class PseudoLabels:
                                 flag="--no-pseudo-boxes",
                                 flag_help="use every teacher detection from the ignore score up as an ignore "
                                           "region, and none as a box (the ignore band alone)")
+    ignore_band: bool = option(True, group="pseudo-labels", label="Ignore band",
+                               help="the loss ignores the teacher's less sure detections, from the ignore score up "
+                                    "to the pseudo-box score (neither animal nor background)",
+                               flag="--no-ignore-band",
+                               flag_help="train on the teacher's pseudo-boxes alone: its less sure detections "
+                                         "stay background, as they are without a teacher")
     weight_by_score: bool = option(False, group="pseudo-labels", label="Weight pseudo-boxes by score",
                                    help="a pseudo-box counts as its teacher score of a label: the loss of the "
                                         "predictions assigned to it is scaled by that score (off: as a full "
@@ -194,6 +200,8 @@ class PseudoLabels:
 
     def __post_init__(self):
         check(self)
+        if not (self.pseudo_boxes or self.ignore_band):
+            raise ValueError("a teacher without pseudo-boxes and without an ignore band teaches nothing: keep one")
         if self.pseudo_conf is not None and self.ignore_conf > self.pseudo_conf:
             raise ValueError(f"ignore_conf ({self.ignore_conf}) must not exceed pseudo_conf ({self.pseudo_conf})")
 

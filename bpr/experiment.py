@@ -9,13 +9,14 @@ table (markdown and CSV) and the plot. Single runs on small data are noisy, so e
 repeated over seeds and reported as mean ± standard deviation.
 
 The pseudo-label settings learn from a teacher run of the same seed: ``ignore`` (the ignore band of the
-baseline's detections, no pseudo-boxes), ``selftrain1`` (the baseline's pseudo-boxes and ignore
-regions), ``selftrain2`` (selftrain1's), ``ema`` (an online EMA teacher, no teacher run), and each
-``combine`` entry (a method with BPR's p_obj). With ``oracle``, ``hidden-ignored`` trains with the hidden
-boxes themselves as ignore regions: the ignore band of a teacher that found every hidden animal, the most
-an ignore band can win back (a diagnostic; no teacher can know the hidden boxes). Round 0 with the
-baseline's settings *is* the baseline run: its best.pt is kept in ``teachers/`` so that later rounds go on
-elsewhere without retraining it.
+baseline's detections, no pseudo-boxes), ``pseudo`` (the baseline's pseudo-boxes, no ignore band: the
+two halves of ``selftrain1`` apart), ``selftrain1`` (the baseline's pseudo-boxes and ignore regions),
+``selftrain2`` (selftrain1's), ``ema`` (an online EMA teacher, no teacher run), and each ``combine``
+entry (a method with BPR's p_obj). With ``oracle``, ``hidden-ignored`` trains with the hidden boxes
+themselves as ignore regions: the ignore band of a teacher that found every hidden animal, the most an
+ignore band can win back (a diagnostic; no teacher can know the hidden boxes). Round 0 with the
+baseline's settings *is* the baseline run: its best.pt is kept in ``teachers/`` so that later rounds go
+on elsewhere without retraining it.
 
 The project a sweep builds from a data.yaml is not kept (its frames come back from the data); what a
 run in training needs to go on is: after each epoch the sweep copies the run's checkpoints and epoch
@@ -55,7 +56,8 @@ class Setting:
 
 
 # The pseudo-label settings (see the module's docstring), each with its teacher setting.
-PSEUDO_SETTINGS = {"ignore": "baseline", "selftrain1": "baseline", "selftrain2": "selftrain1", "ema": None}
+PSEUDO_SETTINGS = {"ignore": "baseline", "pseudo": "baseline", "selftrain1": "baseline", "selftrain2": "selftrain1",
+                   "ema": None}
 
 
 # The training options a sweep sets, alike for every run of it (bpr.config describes them), and the
@@ -138,7 +140,7 @@ class ExperimentSpec:
             burn_in = self.epochs // 2 if self.burn_in is None else self.burn_in
             pseudo = PseudoLabels(teacher="ema", burn_in=burn_in, **thresholds)
         else:
-            pseudo = PseudoLabels(pseudo_boxes=method != "ignore", **thresholds)
+            pseudo = PseudoLabels(pseudo_boxes=method != "ignore", ignore_band=method != "pseudo", **thresholds)
         return self._partial(name, rebalancing, pseudo, PSEUDO_SETTINGS[method])
 
     def _partial(self, name: str, rebalancing: Rebalancing, pseudo: PseudoLabels | None = None,

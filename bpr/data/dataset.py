@@ -86,8 +86,8 @@ def _prepare_folder(out: Path) -> None:
 def export_yolo(project: Project, out: str | Path, species: list[str] | None = None,
                 splits: tuple[str, ...] = ("train", "val", "test"), hide_fraction: float = 0.0,
                 keep_per_image: int = 0, seed: int = 0, protocol: str = "dusia", pseudo_from: str | None = None,
-                pseudo_as_ignore: bool = False, pseudo_weighted: bool = False, hidden_as_ignore: bool = False,
-                progress: Progress | None = None, cancel=None) -> ExportResult:
+                pseudo_as_ignore: bool = False, pseudo_weighted: bool = False, ignore_band: bool = True,
+                hidden_as_ignore: bool = False, progress: Progress | None = None, cancel=None) -> ExportResult:
     """Write the project's labeled frames as a YOLO dataset in ``out``.
 
     species: names to train on (default: every species marked for training), in class order.
@@ -100,7 +100,8 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     frames are written as labels, and whose ignore regions are written beside them (IGNORE_FOLDER);
     with ``pseudo_as_ignore`` its pseudo-boxes are written as ignore regions too (the ignore band alone);
     with ``pseudo_weighted`` they are written beside the labels with their scores (PSEUDO_FOLDER), to be
-    trained on weighted by score.
+    trained on weighted by score; without ``ignore_band`` its ignore regions are left out (its pseudo-boxes
+    alone).
     hidden_as_ignore: the hidden boxes of partially labeled training frames are written as ignore regions
     (a benchmark's oracle: the ignore band of a teacher that found every hidden animal).
     cancel: optional callable returning True to stop between frames (raises ExportError).
@@ -211,7 +212,8 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
                 extra = [_yolo_line(class_of[row["species_id"]], _xyxy(row), *size)
                          + (f" {row['score']:.6f}" if pseudo_weighted else "")
                          for row, box in zip(teacher, as_box) if box]
-                ignore = [_yolo_line(0, _xyxy(row), *size) for row, box in zip(teacher, as_box) if not box]
+                ignore = [_yolo_line(0, _xyxy(row), *size) for row, box in zip(teacher, as_box)
+                          if not box and ignore_band]
                 if hidden_as_ignore and (vid, frame) in partial:
                     ignore += [_yolo_line(0, box, *size) for box_id, _, _, _, *box in boxes.get((vid, frame), [])
                                if box_id in hidden]
@@ -248,7 +250,7 @@ def export_yolo(project: Project, out: str | Path, species: list[str] | None = N
     manifest.update(project=str(project.folder), hide_fraction=hide_fraction, keep_per_image=keep_per_image,
                     seed=seed, protocol=protocol,
                     hidden_box_ids=sorted(hidden), pseudo_from=pseudo_from, pseudo_as_ignore=pseudo_as_ignore,
-                    pseudo_weighted=pseudo_weighted, hidden_as_ignore=hidden_as_ignore)
+                    pseudo_weighted=pseudo_weighted, ignore_band=ignore_band, hidden_as_ignore=hidden_as_ignore)
     (out / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=1))
     return result
 

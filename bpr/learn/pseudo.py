@@ -171,6 +171,8 @@ class OnlineTeacher:
             mine_here = (batch["batch_idx"].view(-1) == i) & (batch["cls"].view(-1) != IGNORE_CLASS)
             labels = xywh2xyxy(batch["bboxes"][mine_here]) * scale
             pseudo, ignore = mine(found[:, :4], found[:, 4], labels, self.settings.ignore_conf, self.epoch_conf)
+            if not self.settings.ignore_band:
+                ignore = torch.zeros_like(ignore)
             species = weighted_class(found[:, 5], found[:, 4]) if self.settings.weight_by_score else found[:, 5]
             for mask, klass in ((pseudo, species), (ignore, torch.full_like(found[:, 5], IGNORE_CLASS))):
                 if mask.any():

@@ -133,8 +133,8 @@ def describe_method(config: dict) -> str:
         start = f"{pseudo['pseudo_conf']:g}" if pseudo["pseudo_conf"] is not None else \
             f"the score {pseudo['pseudo_precision']:.0%} right on val"
         weighted = " weighted by score" if pseudo.get("weight_by_score") else ""
-        what = (f"pseudo-boxes from {start}{weighted}, " if pseudo["pseudo_boxes"] else "") \
-            + f"ignored from {pseudo['ignore_conf']:g}"
+        what = ", ".join(([f"pseudo-boxes from {start}{weighted}"] if pseudo["pseudo_boxes"] else [])
+                         + ([f"ignored from {pseudo['ignore_conf']:g}"] if pseudo.get("ignore_band", True) else []))
         if pseudo.get("teacher_run"):
             parts.append(f"self-training round {pseudo['round']} (teacher {pseudo['teacher_run']}; {what})")
         else:
@@ -428,7 +428,8 @@ def export_run_training_set(project: Project, run: str, config: TrainConfig) -> 
     from bpr.data.dataset import export_training_set
 
     export_training_set(project, run_dataset(project, run), config, pseudo_from=config.pseudo.teacher_run,
-                        pseudo_as_ignore=not config.pseudo.pseudo_boxes, pseudo_weighted=config.pseudo.weight_by_score)
+                        pseudo_as_ignore=not config.pseudo.pseudo_boxes, pseudo_weighted=config.pseudo.weight_by_score,
+                        ignore_band=config.pseudo.ignore_band)
 
 
 def _new_run_name(project: Project) -> str:

@@ -643,9 +643,13 @@ def test_self_training_rounds_wait_for_the_review_of_their_pseudo_boxes(window, 
     panel.method.setCurrentIndex(panel.method.findData("selftrain"))
     assert panel.rounds.isEnabled() and not panel.burn_in.isEnabled()
     assert panel.weight_by_score.isEnabled()
-    panel.pseudo_boxes.setChecked(False)  # the ignore band alone: nothing to weight
-    assert not panel.weight_by_score.isEnabled()
+    panel.pseudo_boxes.setChecked(False)  # the ignore band alone: nothing to weight, and the band stays on
+    assert not panel.weight_by_score.isEnabled() and not panel.ignore_band.isEnabled()
     panel.pseudo_boxes.setChecked(True)
+    panel.ignore_band.setChecked(False)  # the pseudo-boxes alone: no ignore score, and the boxes stay on
+    assert not panel.ignore_conf.isEnabled() and not panel.pseudo_boxes.isEnabled()
+    assert panel.weight_by_score.isEnabled()
+    panel.ignore_band.setChecked(True)
     panel.rounds.setValue(1)
     panel.tta.setChecked(False)
     assert panel.pause_for_review.isChecked()

@@ -5,7 +5,7 @@ import argparse
 import pytest
 
 from bpr.cli import build_parser
-from bpr.config import Rebalancing, TrainConfig, from_flat, options
+from bpr.config import PseudoLabels, Rebalancing, TrainConfig, from_flat, options
 
 
 def subparser(*names) -> argparse.ArgumentParser:
@@ -61,6 +61,8 @@ def test_values_out_of_range_or_choices_are_refused_naming_the_option():
         TrainConfig(hide_fraction=0.5, keep_per_image=1)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "p", "--teacher", "mean"])
+    with pytest.raises(ValueError, match="without pseudo-boxes and without an ignore band teaches nothing"):
+        PseudoLabels(pseudo_boxes=False, ignore_band=False)
 
 
 def test_flat_values_fill_the_nested_settings():

@@ -22,13 +22,20 @@ def test_default_settings_follow_the_paper(tmp_path):
     spec = ExperimentSpec(data="x", out=tmp_path)
     assert [s.name for s in spec.settings()] == [
         "baseline", "obj0.1", "obj0.25", "obj0.5", "obj0.75", "box0.25", "obj0.75+box0.25",
-        "ignore", "selftrain1", "selftrain2", "ema", "selftrain1+obj0.25", "all-labels"]
+        "ignore", "pseudo", "selftrain1", "selftrain2", "ema", "selftrain1+obj0.25", "all-labels"]
     assert spec.settings()[-1].hide == 0 and spec.settings()[0].hide == 0.5
     by_name = {s.name: s for s in spec.settings()}
     assert [spec.round_of(by_name[n]) for n in ("baseline", "ignore", "selftrain2", "ema")] == [0, 1, 2, 0]
     config = spec.train_config(2, by_name["selftrain2"])
     assert (config.pseudo.teacher_run, config.pseudo.round, config.pseudo.pseudo_boxes) == ("selftrain1-seed2", 2, True)
-    assert not spec.train_config(0, by_name["ignore"]).pseudo.pseudo_boxes
+    taught = {n: spec.train_config(0, by_name[n]).pseudo for n in ("ignore", "pseudo", "selftrain1")}
+    assert {n: (p.pseudo_boxes, p.ignore_band) for n, p in taught.items()} == {
+        "ignore": (False, True), "pseudo": (True, False), "selftrain1": (True, True)}  # the band, the boxes, both
+    from bpr.learn.training import describe_method
+
+    assert [describe_method(spec.train_config(0, by_name[n]).to_dict()) for n in ("pseudo", "ignore")] == [
+        "self-training round 1 (teacher baseline-seed0; pseudo-boxes from the score 60% right on val)",
+        "self-training round 1 (teacher baseline-seed0; ignored from 0.1)"]
     assert spec.train_config(0, by_name["ema"]).pseudo.burn_in == spec.epochs // 2
     assert spec.train_config(0, by_name["selftrain1+obj0.25"]).rebalancing.p_obj == 0.25
     with pytest.raises(ValueError, match="selftrain2 learns from selftrain1's runs"):

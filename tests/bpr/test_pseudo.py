@@ -101,6 +101,11 @@ def test_an_export_trains_on_the_pseudo_boxes_and_writes_ignore_regions_beside_t
     alone = export_yolo(project, tmp_path / "alone", pseudo_from="tiny", pseudo_as_ignore=True)
     assert (alone.pseudo_boxes, alone.ignore_regions) == (0, 2)
     assert alone.labels_sha256 == plain.labels_sha256
+    # the pseudo-boxes alone: the labels as taught, and no ignore region
+    boxes_only = export_yolo(project, tmp_path / "boxes-only", pseudo_from="tiny", ignore_band=False)
+    assert (boxes_only.pseudo_boxes, boxes_only.ignore_regions) == (1, 0)
+    assert (tmp_path / "boxes-only/train/labels" / f"{stem}.txt").read_text().splitlines() == ours
+    assert not (tmp_path / "boxes-only/train" / IGNORE_FOLDER).exists()
     # weighted by score: the pseudo-box beside the labels, its score last
     weighted = export_yolo(project, tmp_path / "weighted", pseudo_from="tiny", pseudo_weighted=True)
     assert (weighted.pseudo_boxes, weighted.ignore_regions) == (1, 1)
@@ -312,6 +317,13 @@ def test_the_ema_teacher_adds_its_findings_on_partial_images_only_after_the_burn
     ignore_only = OnlineTeacher(PseudoLabels(pseudo_boxes=False, ignore_conf=0.0), {"p0.jpg"})
     taught = ignore_only(_Trainer(model, epoch=50), batch)
     assert int((taught["cls"].view(-1) == IGNORE_CLASS).sum()) == ignore_only.counts["ignore_regions"] > 0
+    # everything under the pseudo-box score: the band takes it, or, without the band, nothing does
+    for band in (True, False):
+        below = OnlineTeacher(PseudoLabels(pseudo_conf=1.0, ignore_conf=0.0, ignore_band=band), {"p0.jpg"})
+        taught = below(_Trainer(model, epoch=50), batch)
+        added = int((taught["cls"].view(-1) == IGNORE_CLASS).sum())
+        assert added == below.counts["ignore_regions"] and (added > 0) == band
+        assert len(taught["cls"]) == len(batch["cls"]) + added and below.counts["pseudo_boxes"] == 0
 
 
 @pytest.mark.slow
