@@ -302,7 +302,7 @@ class TrainPanel(QWidget):
         ignore score only with the band); of pseudo-boxes and the band, the last one on cannot be turned off."""
         method = self.method.currentData()
         teacher = method != "labels"
-        for name in ("pseudo_precision", "pseudo_conf"):
+        for name in ("pseudo_precision", "pseudo_precision_entry", "pseudo_conf"):  # a slider's number entry too
             getattr(self, name).setEnabled(teacher)
         self.ignore_conf.setEnabled(teacher and self.ignore_band.isChecked())
         self.pseudo_boxes.setEnabled(teacher and self.ignore_band.isChecked())

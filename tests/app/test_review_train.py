@@ -640,8 +640,9 @@ def test_self_training_rounds_wait_for_the_review_of_their_pseudo_boxes(window, 
     monkeypatch.setattr(app.train_panel, "in_child_process", here)
     panel, review, project = window.train, window.review, window.state.project
     set_tiny_training(panel, 1)
+    assert not panel.pseudo_precision.isEnabled() and not panel.pseudo_precision_entry.isEnabled()  # labels only
     panel.method.setCurrentIndex(panel.method.findData("selftrain"))
-    assert panel.rounds.isEnabled() and not panel.burn_in.isEnabled()
+    assert panel.rounds.isEnabled() and not panel.burn_in.isEnabled() and panel.pseudo_precision_entry.isEnabled()
     assert panel.weight_by_score.isEnabled()
     panel.pseudo_boxes.setChecked(False)  # the ignore band alone: nothing to weight, and the band stays on
     assert not panel.weight_by_score.isEnabled() and not panel.ignore_band.isEnabled()
