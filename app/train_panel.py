@@ -246,9 +246,11 @@ class TrainPanel(QWidget):
         self.method.currentIndexChanged.connect(self._method_changed)
         pseudo_form.addRow("Method", self.method)
         groups = {"rebalancing": bpr_form, "pseudo-labels": pseudo_form, "self-training": pseudo_form}
+        self._rows = {}  # option name: what the form shows (a slider's row holds its number entry too)
         for o in self._options + self._selftrain_options:
             widget, shown = self._option_widget(o)
             setattr(self, o.name, widget)
+            self._rows[o.name] = shown
             target = groups.get(o.group, form)
             if isinstance(widget, QCheckBox):
                 target.addRow(shown)
@@ -302,15 +304,14 @@ class TrainPanel(QWidget):
         ignore score only with the band); of pseudo-boxes and the band, the last one on cannot be turned off."""
         method = self.method.currentData()
         teacher = method != "labels"
-        for name in ("pseudo_precision", "pseudo_precision_entry", "pseudo_conf"):  # a slider's number entry too
-            getattr(self, name).setEnabled(teacher)
-        self.ignore_conf.setEnabled(teacher and self.ignore_band.isChecked())
-        self.pseudo_boxes.setEnabled(teacher and self.ignore_band.isChecked())
-        self.ignore_band.setEnabled(teacher and self.pseudo_boxes.isChecked())
-        self.weight_by_score.setEnabled(teacher and self.pseudo_boxes.isChecked())
-        self.burn_in.setEnabled(method == "ema")
-        for widget in (self.rounds, self.tta, self.pause_for_review):
-            widget.setEnabled(method == "selftrain")
+        band, boxes = self.ignore_band.isChecked(), self.pseudo_boxes.isChecked()
+        enabled = {"pseudo_precision": teacher, "pseudo_conf": teacher, "ignore_conf": teacher and band,
+                   "pseudo_boxes": teacher and band, "ignore_band": teacher and boxes,
+                   "weight_by_score": teacher and boxes, "burn_in": method == "ema",
+                   "rounds": method == "selftrain", "tta": method == "selftrain"}
+        for name, on in enabled.items():
+            self._rows[name].setEnabled(on)
+        self.pause_for_review.setEnabled(method == "selftrain")
 
     def _option_widget(self, o: Option) -> tuple[QWidget, QWidget]:
         """(the widget holding the option's value, what the form shows: the widget, or a row with it)."""
