@@ -299,7 +299,7 @@ class ReviewPanel(QWidget):
             item = QTreeWidgetItem([row["species"], str(row["maxn"]), where, f"{row['mean_count']:.3f}",
                                     str(row["frames_present"])])
             item.setData(0, Qt.ItemDataRole.UserRole, (row["maxn_image"], row["maxn_frame"]))
-            for column in range(1, 5):
+            for column in range(1, len(COUNT_MEANINGS)):
                 item.setTextAlignment(column, NUMBER_ALIGNMENT)
             item.setIcon(0, species_icon(colors.get(row["species"])))
             self.video_counts.addTopLevelItem(item)
@@ -316,7 +316,8 @@ class ReviewPanel(QWidget):
             species = s.species if s.pseudo_id is None else f"{s.species} (pseudo-box, round {s.round})"
             self.missing.addTopLevelItem(QTreeWidgetItem([where, confidence_text(s.confidence), species]))
         fit_columns(self.video_counts)
-        self.video_counts.resizeColumnToContents(4)  # Present: stretched from what it holds, not from 100 px
+        # the last column (Present): stretched from what it holds, not from Qt's 100 px
+        self.video_counts.resizeColumnToContents(len(COUNT_MEANINGS) - 1)
         self.frame_counts.setColumnWidth(0, self.video_counts.columnWidth(0))  # the same species; steady per frame
         fit_columns(self.missing)
         # keep the suggestion being looked at chosen, if it is still one
