@@ -395,10 +395,16 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
             done = _done(results_path)  # with what other processes sharing the sweep have written
             on_message(f"{name}: val mAP50 {row['val_mAP50']:.4f}, test mAP50 {row['test_mAP50']:.4f}")
             write_report(spec, list(done.values()))
-    finally:
+    except BaseException:
         project.close()
-        rows = list(_done(results_path).values())
-        write_report(spec, rows)  # also when stopped: it then says which run is in training
+        try:  # also when stopped: the report then says which run is in training
+            write_report(spec, list(_done(results_path).values()))
+        except Exception as error:  # the stop (Ctrl+C, a failed run) is what the user must see
+            on_message(f"the report was not written: {error}")
+        raise
+    project.close()
+    rows = list(_done(results_path).values())
+    write_report(spec, rows)
     return rows
 
 

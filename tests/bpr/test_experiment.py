@@ -336,6 +336,22 @@ def test_a_stop_asked_between_runs_starts_no_other_run(tmp_path, no_training):
         run_experiment(tiny_spec(tmp_path / "data.yaml", tmp_path / "exp"), on_message=print, cancel=stop.is_set)
 
 
+def test_a_report_that_cannot_be_written_does_not_hide_why_the_sweep_stopped(tmp_path, no_training, monkeypatch):
+    """The report is written also when a sweep stops; if that fails too (a full disk), the user must still
+    see the stop, with the report's failure said beside it."""
+    import bpr.experiment
+
+    def no_disk(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(bpr.experiment, "write_report", no_disk)
+    messages = []
+    with pytest.raises(TrainingCancelled, match="the sweep stopped before training baseline-seed0"):
+        run_experiment(tiny_spec(tmp_path / "data.yaml", tmp_path / "exp"), on_message=messages.append,
+                       cancel=lambda: True)
+    assert messages[-1] == "the report was not written: No space left on device"
+
+
 def test_a_sweep_at_another_split_takes_the_upper_bound_from_an_earlier_one(tmp_path, no_training):
     """The all-labels runs hide nothing: a sweep at 30 % hidden takes them from the one at 50 % instead
     of training them again, and refuses those of a sweep trained otherwise."""
