@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QRadioButton,
@@ -60,6 +61,17 @@ def fit_columns(tree: QTreeWidget, grow_only: bool = False) -> None:
         tree.resizeColumnToContents(column)
         if grow_only and tree.columnWidth(column) < before:
             tree.setColumnWidth(column, before)
+
+
+def names_give_way(tree: QTreeWidget) -> None:
+    """The first column (a species) takes the width the number columns leave, and a name too long for
+    it is cut short with "…" (its row's tooltip holds it whole): in a narrow dock the numbers stay in
+    sight instead of scrolled off to the right. Qt keeps it so as the dock is resized."""
+    header = tree.header()
+    header.setStretchLastSection(False)
+    header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+    for column in range(1, tree.columnCount()):
+        header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
 
 
 def with_number_entry(slider: QSlider, suffix: str = "") -> tuple[QWidget, QSpinBox]:

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.panels import beside, fit_columns, list_tree, wrapped_label
+from app.panels import beside, fit_columns, list_tree, names_give_way, wrapped_label
 from app.frame_view import confidence_text
 from app.species import species_icon
 from app.text import tip
@@ -127,6 +127,7 @@ class ReviewPanel(QWidget):
         layout.addWidget(self.frame_counts_label)
         self.frame_counts = list_tree(["Species", "Count"])
         self.frame_counts.setMaximumHeight(110)
+        names_give_way(self.frame_counts)
         layout.addWidget(self.frame_counts)
         self.video_counts_label = wrapped_label(VIDEO_COUNTS)
         layout.addWidget(self.video_counts_label)
@@ -135,6 +136,7 @@ class ReviewPanel(QWidget):
             self.video_counts.headerItem().setToolTip(column, meaning)
             if column:  # the numbers line up by their units, under their headers
                 self.video_counts.headerItem().setTextAlignment(column, NUMBER_ALIGNMENT)
+        names_give_way(self.video_counts)
         self.video_counts.itemDoubleClicked.connect(self._jump_maxn)
         layout.addWidget(self.video_counts)
 
@@ -253,6 +255,7 @@ class ReviewPanel(QWidget):
         for name, n in sorted(counts.items()):
             item = QTreeWidgetItem([name, str(n)])
             item.setIcon(0, species_icon(colors.get(name)))  # the legend of the boxes' colours
+            item.setToolTip(0, name)  # whole, where the dock cuts it short
             self.frame_counts.addTopLevelItem(item)
 
     def _video_changed(self, video_id: str):
@@ -302,6 +305,7 @@ class ReviewPanel(QWidget):
             for column in range(1, len(COUNT_MEANINGS)):
                 item.setTextAlignment(column, NUMBER_ALIGNMENT)
             item.setIcon(0, species_icon(colors.get(row["species"])))
+            item.setToolTip(0, row["species"])
             self.video_counts.addTopLevelItem(item)
         # the pseudo-boxes waiting for review first: the next self-training round trains on them
         self.suggestions = pseudo_suggestions(self.state.project, video=target)
@@ -315,10 +319,6 @@ class ReviewPanel(QWidget):
             where = _image_name(s.video_id) if sequence else str(s.frame_index)
             species = s.species if s.pseudo_id is None else f"{s.species} (pseudo-box, round {s.round})"
             self.missing.addTopLevelItem(QTreeWidgetItem([where, confidence_text(s.confidence), species]))
-        fit_columns(self.video_counts)
-        # the last column (Present): stretched from what it holds, not from Qt's 100 px
-        self.video_counts.resizeColumnToContents(len(COUNT_MEANINGS) - 1)
-        self.frame_counts.setColumnWidth(0, self.video_counts.columnWidth(0))  # the same species; steady per frame
         fit_columns(self.missing)
         # keep the suggestion being looked at chosen, if it is still one
         index = next((i for i, s in enumerate(self.suggestions) if chosen is not None

@@ -104,24 +104,28 @@ def test_review_over_known_detections(window, qtbot):
 
 def test_the_review_lists_show_species_names_whole(window, qtbot):
     """The counts and the finder fit their columns to the names, not to Qt's default width; the
-    frame's counts take the video's species width, so that it stays put from frame to frame."""
+    frame's species column stays put from frame to frame."""
     review = window.review
-    add_known_detections(window)
+    partial = add_known_detections(window)
     settle(window, qtbot, lambda: review.conf.setValue(30))
     metrics = review.video_counts.fontMetrics()
     for tree, column in ((review.video_counts, 0), (review.frame_counts, 0), (review.missing, 2)):
         names = [tree.topLevelItem(i).text(column) for i in range(tree.topLevelItemCount())]
         assert names and tree.columnWidth(column) >= max(metrics.horizontalAdvance(n) for n in names)
-    assert review.frame_counts.columnWidth(0) == review.video_counts.columnWidth(0)
+    shown, steady = review.frame_counts.topLevelItemCount(), review.frame_counts.columnWidth(0)
+    window.state.set_frame(partial[1] + 1)
+    assert review.frame_counts.topLevelItemCount() != shown and review.frame_counts.columnWidth(0) == steady
 
 
-def test_from_1600_px_the_video_counts_show_every_column(window, qtbot):
+@pytest.mark.parametrize("width, height", [(1600, 1000), (960, 600)])
+def test_the_video_counts_show_every_number_without_scrolling_sideways(window, qtbot, width, height):
     """The panels open about a quarter of the window wide: at 1600 px the video's counts show each
-    species whole beside its four numbers, without scrolling sideways (at the 340 px they opened at
-    before, Mean was cut and Present out of sight)."""
+    species whole beside its four numbers (at the 340 px they opened at before, Mean was cut and Present
+    out of sight). At 960 px the species names give way, cut short with their tooltips whole, and the
+    numbers stay in sight (they scrolled off to the right)."""
     review = window.review
-    window.resize(1600, 1000)
-    qtbot.waitUntil(lambda: window.width() == 1600)
+    window.resize(width, height)
+    qtbot.waitUntil(lambda: window.width() == width)
     window._project_opened()
     partial = add_known_detections(window)
     p = window.state.project  # and the demo's longest name, 12 of them in one frame
@@ -132,10 +136,15 @@ def test_from_1600_px_the_video_counts_show_every_column(window, qtbot):
     window.show_panel(review)
     settle(window, qtbot, lambda: review.conf.setValue(30))
     tree = review.video_counts
-    names = [tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount())]
-    assert tree.columnWidth(0) >= max(tree.fontMetrics().horizontalAdvance(n) for n in names)
-    qtbot.waitUntil(lambda: tree.viewport().width() > 300)
+    items = [tree.topLevelItem(i) for i in range(tree.topLevelItemCount())]
+    qtbot.waitUntil(lambda: tree.viewport().width() > 250)
     assert tree.header().length() <= tree.viewport().width() and not tree.horizontalScrollBar().isVisible()
+    widest = tree.fontMetrics().horizontalAdvance
+    for column in range(1, tree.columnCount()):
+        assert tree.columnWidth(column) >= max(widest(x.text(column)) for x in items + [tree.headerItem()])
+    assert [x.toolTip(0) for x in items] == [x.text(0) for x in items]
+    if width == 1600:
+        assert tree.columnWidth(0) >= max(widest(x.text(0)) for x in items)
 
 
 def test_slider_drag_counts_the_video_once(window, qtbot, monkeypatch):
