@@ -601,8 +601,8 @@ def _add_inference_size_option(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bpr", description="Train detectors on partially labeled underwater video "
-        "(Box Prediction Rebalancing).")
+        prog="bpr", description="Train detectors on partially labeled underwater video: Box Prediction "
+        "Rebalancing, and pseudo-boxes mined by a teacher (self-training rounds, an EMA teacher).")
     parser.add_argument("--version", action="version", version=f"bpr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -694,7 +694,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-frame", help="write the per-frame counts here")
     p.set_defaults(func=cmd_counts)
 
-    p = sub.add_parser("train", help="train a detector with Box Prediction Rebalancing")
+    p = sub.add_parser("train", help="train a detector on partial labels (Box Prediction Rebalancing, "
+                                     "an EMA teacher)")
     p.add_argument("project", help="the project folder")
     _add_options(p, TrainConfig)
     p.add_argument("--name", help="run name (default: run1, run2, ...)")
@@ -716,7 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="show ultralytics' own output")
     p.set_defaults(func=cmd_selftrain)
 
-    p = sub.add_parser("experiment", help="the paper's experiment: baseline vs BPR settings over seeds")
+    p = sub.add_parser("experiment", help="the experiment: the baseline against the BPR and pseudo-label "
+                                          "settings, over seeds")
     p.add_argument("data", help="a project folder or a YOLO data.yaml")
     p.add_argument("--out", required=True, help="results folder (rerun to resume: a run stopped in training goes on "
                                                 "from its last epoch, kept in OUT/unfinished/)")
