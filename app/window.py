@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, Qt, QTimer
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractSlider,
@@ -107,13 +107,23 @@ def _check_files_job(folder: str, progress, stop) -> dict[str, list[str]]:
         return project.check_files(cancel=stop.is_set)
 
 
-def scrolling(panel: QWidget) -> QScrollArea:
-    """The panel in a vertical scroll area: its height no longer sets the window's least height."""
-    area = QScrollArea()
-    area.setWidget(panel)
-    area.setWidgetResizable(True)
-    area.setFrameShape(QFrame.Shape.NoFrame)
-    return area
+class VerticalScrollArea(QScrollArea):
+    """A panel that scrolls up and down only: its height no longer sets the window's least height, and
+    it is never narrower than the panel beside a vertical scroll bar (at 960x600 the Review panel
+    scrolled sideways for the bar's width, 3 px)."""
+
+    def __init__(self, panel: QWidget):
+        super().__init__()
+        self.setWidget(panel)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        width = (self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+                 + 2 * self.frameWidth())
+        return QSize(max(hint.width(), width), hint.height())
 
 
 class MainWindow(QMainWindow):
@@ -150,7 +160,7 @@ class MainWindow(QMainWindow):
         self.review = ReviewPanel(self.state, self.show_error)
         self.tabs = QTabWidget()
         for panel, title in ((self.labels, "Labels"), (self.train, "Train"), (self.review, "Review")):
-            self.tabs.addTab(scrolling(panel), title)  # a tall panel scrolls, never sets the window's height
+            self.tabs.addTab(VerticalScrollArea(panel), title)  # a tall panel scrolls, never sets the window's height
         dock = QDockWidget("Panels", self)
         dock.setWidget(self.tabs)
         dock.setObjectName("panels")

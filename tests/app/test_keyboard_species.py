@@ -143,6 +143,12 @@ def test_the_window_fits_960_by_600_and_the_frame_has_most_of_it(window, qtbot):
     window.resize(960, 600)
     qtbot.waitUntil(lambda: window.size().toTuple() == (960, 600))
     assert window.view.width() >= window.videos_dock.width() and window.view.width() >= 0.3 * 960
+    for panel in (window.labels, window.train, window.review):  # scrolled up and down, never sideways
+        window.show_panel(panel)
+        QApplication.processEvents()
+        area = panel.parentWidget().parentWidget()
+        assert area.viewport().width() >= panel.minimumSizeHint().width()
+        assert not area.horizontalScrollBar().isVisible()
     window.resize(1500, 900)
     qtbot.waitUntil(lambda: window.width() == 1500)
     window.state.reload()  # the list opens at its width again, as on opening

@@ -286,7 +286,7 @@ def test_train_stop_resume_from_the_panel(window, qtbot):
     assert panel.progress.isHidden()  # idle, the bar would be an empty box
     window.resize(960, 600)
     window.show_panel(panel)
-    area = panel.parentWidget().parentWidget()  # the panel's scroll area (app.window.scrolling)
+    area = panel.parentWidget().parentWidget()  # the panel's scroll area (app.window.VerticalScrollArea)
 
     def in_view(widget):
         top = widget.mapTo(area.widget(), widget.rect().topLeft()).y() - area.verticalScrollBar().value()
