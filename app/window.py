@@ -62,7 +62,7 @@ MIN_LIST_WIDTH = 150
 MIN_PANELS_WIDTH = 340
 LIST_SHARE = 0.27  # the video list opens at most this share of the window wide: the frame is what is worked on
 # The panels open this share of the window wide, at least MIN_PANELS_WIDTH: from about 1600 px the Review
-# panel's counts (a species name beside four numbers) show every column without scrolling sideways.
+# panel's counts show each species name whole beside its four numbers (narrower, the names are cut short).
 PANELS_SHARE = 0.26
 # Widgets that take plain keys for themselves: a window shortcut never fires inside them (an arrow key in a
 # focused slider moves the slider, a letter in a text field is typed), as in DIVE.
@@ -160,7 +160,7 @@ class MainWindow(QMainWindow):
         self.review = ReviewPanel(self.state, self.show_error)
         self.tabs = QTabWidget()
         for panel, title in ((self.labels, "Labels"), (self.train, "Train"), (self.review, "Review")):
-            self.tabs.addTab(VerticalScrollArea(panel), title)  # a tall panel scrolls, never sets the window's height
+            self.tabs.addTab(VerticalScrollArea(panel), title)
         dock = QDockWidget("Panels", self)
         dock.setWidget(self.tabs)
         dock.setObjectName("panels")
