@@ -533,8 +533,8 @@ class TrainPanel(QWidget):
                 cells = ["-"] * 4
             else:
                 best = r.best_map50
-                verdict = " (not learned yet)" if r.status == "running" else " (not learned)"
-                score = "-" if best is None else f"{best:.4f}" + (verdict if r.not_learned else "")
+                note = f" ({r.not_learned_note})" if r.not_learned_note else ""
+                score = "-" if best is None else f"{best:.4f}{note}"
                 cells = [score, f"{len(r.metrics)}/{r.config['epochs']}",
                          describe_method(r.config), trained_on(r.metrics) or "-"]
             item = QTreeWidgetItem([r.name, r.status, *cells])

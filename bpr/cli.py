@@ -314,10 +314,10 @@ def cmd_runs(args) -> None:
         best = run.best_map50
         left = _time_left(metrics, config["epochs"]) if run.status == "running" else ""
         where = trained_on(metrics)
-        status = "not learned" if run.not_learned and run.status != "running" else run.status
-        print(f"{run.name:{width}} {status:11} {config['model']:14} "
+        note = f" ({run.not_learned_note})" if run.not_learned_note else ""
+        print(f"{run.name:{width}} {run.status:11} {config['model']:14} "
               f"{len(metrics):>3}/{config['epochs']:<3} ep  best val mAP50 {'-' if best is None else f'{best:.4f}'}"
-              f"  {describe_method(config)}{', on ' + where if where else ''}{left}")
+              f"{note}  {describe_method(config)}{', on ' + where if where else ''}{left}")
 
 
 def _time_left(metrics: list[dict], epochs: int) -> str:

@@ -940,6 +940,14 @@ class Run:
         best = self.best_map50
         return self.is_training and best is not None and best < LEARNED_MAP50
 
+    @property
+    def not_learned_note(self) -> str:
+        """What `bpr runs` and the app's run list say beside the score of a run that has not learned:
+        "not learned", or "not learned yet" while it trains or can be resumed; "" for the others."""
+        if not self.not_learned:
+            return ""
+        return "not learned" if self.status == "finished" else "not learned yet"
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

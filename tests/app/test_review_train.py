@@ -718,6 +718,9 @@ def test_a_run_that_has_not_learned_is_flagged_and_detection_asks_first(window, 
     p.update_run("noise", status="running")
     window.train.reload_runs()
     assert window.train.runs.findItems("noise", Qt.MatchFlag.MatchExactly)[0].text(2) == "0.0000 (not learned yet)"
+    p.update_run("noise", status="cancelled")  # resumable: it may learn yet
+    window.train.reload_runs()
+    assert window.train.runs.findItems("noise", Qt.MatchFlag.MatchExactly)[0].text(2) == "0.0000 (not learned yet)"
     p.update_run("noise", status="finished")
     review = window.review
     review.reload_runs()

@@ -323,11 +323,14 @@ def test_runs_says_how_long_a_running_run_has_left(project, capsys):
     assert main(["runs", str(project.folder)]) == 0
     line = capsys.readouterr().out.rstrip()
     assert line.endswith(", 90 s an epoch, about 2.4 h left")  # 94 epochs
-    assert line.split()[1] == "running"  # not yet "not learned" (its val mAP50 is under 1 point)
+    assert line.split()[1] == "running" and "0.0050 (not learned yet)" in line  # its val mAP50 under 1 point
     project.update_run("long", status="cancelled")
     assert main(["runs", str(project.folder)]) == 0
-    out = capsys.readouterr().out
-    assert "left" not in out and out.split()[1] == "not"  # "not learned", stopped there
+    out = capsys.readouterr().out  # stopped there: resumable, so said so, and not learned yet
+    assert "left" not in out and out.split()[1] == "cancelled" and "0.0050 (not learned yet)" in out
+    project.update_run("long", status="finished")
+    assert main(["runs", str(project.folder)]) == 0
+    assert "0.0050 (not learned)  " in capsys.readouterr().out
 
 
 def test_runs_line_up_and_say_which_processors_trained_them(project, capsys):
