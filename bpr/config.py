@@ -284,7 +284,7 @@ class SelfTraining:
     before, which detects on the partially labeled training frames to give a fresh student its
     pseudo-boxes and ignore regions (PseudoLabels)."""
 
-    rounds: int = option(2, group="self-training", label="Rounds", low=1, high=20,
+    rounds: int = option(1, group="self-training", label="Rounds", low=1, high=20,
                          help="rounds after round 0 (each trains one run)")
     tta: bool = option(True, group="self-training", label="Teacher TTA",
                        help="the teacher detects with ultralytics' test-time augmentation (flips and scales)",
