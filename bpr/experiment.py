@@ -352,6 +352,7 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
             count_conf = result.f1_best_conf  # chosen on val, read on test
         return scores | {"count_conf": count_conf, "test_count_mae": result.count_mae}
 
+    stopped = True  # until the last run is done: an error or a stop is on its way out
     try:
         for name, setting, seed in runs:
             if name in done:
@@ -395,16 +396,16 @@ def run_experiment(spec: ExperimentSpec, on_message: Callable[[str], None] = pri
             done = _done(results_path)  # with what other processes sharing the sweep have written
             on_message(f"{name}: val mAP50 {row['val_mAP50']:.4f}, test mAP50 {row['test_mAP50']:.4f}")
             write_report(spec, list(done.values()))
-    except BaseException:
+        stopped = False
+    finally:
         project.close()
+        rows = list(_done(results_path).values())
         try:  # also when stopped: the report then says which run is in training
-            write_report(spec, list(_done(results_path).values()))
-        except Exception as error:  # the stop (Ctrl+C, a failed run) is what the user must see
-            on_message(f"the report was not written: {error}")
-        raise
-    project.close()
-    rows = list(_done(results_path).values())
-    write_report(spec, rows)
+            write_report(spec, rows)
+        except Exception as error:
+            if not stopped:
+                raise
+            on_message(f"the report was not written: {error}")  # the stop (Ctrl+C, a failed run) goes on out
     return rows
 
 
